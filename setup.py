@@ -1,0 +1,39 @@
+"""ament_python package: `colcon build` installs it for ROS 2; `pip install -e .` works without ROS."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ssp_ros"
+
+TORCH = ["torch>=2.1", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Temporally consistent semantic segmentation for drones (Semantic Similarity Propagation), ROS 2",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ssp_ros", "ssp_ros.*", "ssp_train", "ssp_train.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/datasets", glob("config/datasets/*.yaml")),
+        (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
+        (f"share/{PACKAGE}/models", glob("models/*")),
+    ],
+    # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
+    install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60"],
+    extras_require={
+        "torch": TORCH,
+        "test": TORCH + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "ssp = ssp_ros.cli:main",
+            "ssp_node = ssp_ros.node:main",
+        ],
+    },
+)

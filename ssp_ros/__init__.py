@@ -1,0 +1,3 @@
+"""ssp_ros: temporally consistent semantic segmentation for drones (Semantic Similarity Propagation)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,9 @@
+"""The project's one error type, so callers catch our failures without catching everyone's."""
+
+
+class SspError(Exception):
+    """A failure the user can act on: the message names the file, key, topic or value at fault."""
+
+
+class ConfigError(SspError):
+    """A configuration file or value is invalid."""
