@@ -29,6 +29,7 @@ setup(
         "torch": TORCH,
         "test": TORCH + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
     },
+    tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,
     entry_points={
         "console_scripts": [

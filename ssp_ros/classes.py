@@ -35,7 +35,8 @@ class ClassSet:
         try:
             return self.names.index(name)
         except ValueError:
-            raise ConfigError(f"class set '{self.name}' has no class '{name}' (classes: {', '.join(self.names)})") from None
+            known = ", ".join(self.names)
+            raise ConfigError(f"class set '{self.name}' has no class '{name}' (classes: {known})") from None
 
     def palette(self) -> np.ndarray:
         """A 256×3 uint8 RGB lookup table: class colours, the ignore colour, black elsewhere."""
@@ -59,7 +60,8 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
         if entry["id"] != i:
             raise ConfigError(f"{where}: id must be {i} (ids are 0..N-1 in order), got {entry['id']!r}")
         color = entry["color"]
-        if not (isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+        is_rgb = isinstance(color, list) and len(color) == 3
+        if not (is_rgb and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
             raise ConfigError(f"{where}: color must be [R, G, B] with 0..255 ints, got {color!r}")
         if entry["name"] in names:
             raise ConfigError(f"{where}: duplicate class name {entry['name']!r}")
@@ -68,7 +70,8 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
     ignore = data.get("ignore_index", 255)
     if not isinstance(ignore, int) or not len(names) <= ignore <= 255:
         raise ConfigError(f"{path}: ignore_index must be an int in [{len(names)}, 255], got {ignore!r}")
-    return ClassSet(name=str(data.get("name", path.stem)), names=tuple(names), colors=tuple(colors), ignore_index=ignore)
+    name = str(data.get("name", path.stem))
+    return ClassSet(name=name, names=tuple(names), colors=tuple(colors), ignore_index=ignore)
 
 
 def colorize(mask: np.ndarray, class_set: ClassSet) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,20 @@ from ssp_ros.errors import ConfigError
 from ssp_ros.resources import share_dir
 
 
-
 def _require(ok: bool, key: str, message: str) -> None:
     """Raise a ConfigError for ``key`` unless ``ok``; used by the ``__post_init__`` range checks."""
     if not ok:
         raise ConfigError(f"{key}: {message}")
+
+
+def _in(section: object, key: str, low: float, high: float = math.inf, *, open_low: bool = False,
+        open_high: bool = False) -> None:
+    """Require ``section.key`` in [low, high] (either end made open by its flag); the error names the key."""
+    value = getattr(section, key)
+    ok = (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
+    if not ok:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        raise ConfigError(f"{key}: must be in {left}{low}, {high}{right}, got {value}")
 
 
 def _check_range(value: tuple[float, float], key: str, low: float, high: float) -> None:
@@ -50,7 +60,7 @@ class ModelConfig:
         h, w = self.input_size
         _require(h > 0 and w > 0 and h % 32 == 0 and w % 32 == 0, "input_size",
                  f"expected positive multiples of 32, got {list(self.input_size)}")
-        _require(self.decoder_channels > 0, "decoder_channels", f"must be > 0, got {self.decoder_channels}")
+        _in(self, "decoder_channels", 1)
 
 
 @dataclass
@@ -68,13 +78,13 @@ class RegistrationConfig:
     max_scale_change: float = 1.5  # per-frame zoom beyond this factor (or below its inverse) -> failed
 
     def __post_init__(self) -> None:
-        _require(self.max_features >= 4, "max_features", f"must be >= 4, got {self.max_features}")
-        _require(0.0 < self.ratio <= 1.0, "ratio", f"must be in (0, 1], got {self.ratio}")
-        _require(self.ransac_threshold_px > 0, "ransac_threshold_px", f"must be > 0, got {self.ransac_threshold_px}")
-        _require(self.work_width >= 32, "work_width", f"must be >= 32, got {self.work_width}")
-        _require(self.min_inliers >= 4, "min_inliers", f"must be >= 4 (a homography needs 4), got {self.min_inliers}")
-        _require(0.0 <= self.min_inlier_ratio <= 1.0, "min_inlier_ratio", f"must be in [0, 1], got {self.min_inlier_ratio}")
-        _require(self.max_scale_change > 1.0, "max_scale_change", f"must be > 1, got {self.max_scale_change}")
+        _in(self, "max_features", 4)
+        _in(self, "ratio", 0.0, 1.0, open_low=True)
+        _in(self, "ransac_threshold_px", 0.0, open_low=True)
+        _in(self, "work_width", 32)
+        _in(self, "min_inliers", 4)  # a homography needs 4 correspondences
+        _in(self, "min_inlier_ratio", 0.0, 1.0)
+        _in(self, "max_scale_change", 1.0, open_low=True)
 
 
 @dataclass
@@ -86,7 +96,7 @@ class PropagationConfig:
     reset_on_backwards_time: bool = True  # a stamp older than the previous one resets (else: frame skipped)
 
     def __post_init__(self) -> None:
-        _require(self.max_time_gap_s > 0, "max_time_gap_s", f"must be > 0, got {self.max_time_gap_s}")
+        _in(self, "max_time_gap_s", 0.0, open_low=True)
 
 
 @dataclass
@@ -114,8 +124,8 @@ class NodeConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.image_topic), "image_topic", "must not be empty")
-        _require(self.max_age_ms >= 0, "max_age_ms", f"must be >= 0, got {self.max_age_ms}")
-        _require(self.diagnostics_period_s > 0, "diagnostics_period_s", f"must be > 0, got {self.diagnostics_period_s}")
+        _in(self, "max_age_ms", 0.0)
+        _in(self, "diagnostics_period_s", 0.0, open_low=True)
 
 
 @dataclass
@@ -132,14 +142,14 @@ class CameraMotion:
     tilt_deg: float = 6.0  # max pitch/roll away from nadir (mild perspective)
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.hfov_deg < 150.0, "hfov_deg", f"must be in (0, 150), got {self.hfov_deg}")
+        _in(self, "hfov_deg", 0.0, 150.0, open_low=True, open_high=True)
         _check_range(self.altitude_m, "altitude_m", 5.0, 500.0)
-        _require(self.altitude_period_s > 0, "altitude_period_s", f"must be > 0, got {self.altitude_period_s}")
-        _require(0.0 <= self.speed_mps <= 60.0, "speed_mps", f"must be in [0, 60], got {self.speed_mps}")
-        _require(0.0 <= self.speed_jitter < 1.0, "speed_jitter", f"must be in [0, 1), got {self.speed_jitter}")
-        _require(0.0 <= self.turn_rate_dps <= 90.0, "turn_rate_dps", f"must be in [0, 90], got {self.turn_rate_dps}")
-        _require(0.0 <= self.yaw_offset_deg <= 180.0, "yaw_offset_deg", f"must be in [0, 180], got {self.yaw_offset_deg}")
-        _require(0.0 <= self.tilt_deg <= 20.0, "tilt_deg", f"must be in [0, 20], got {self.tilt_deg}")
+        _in(self, "altitude_period_s", 0.0, open_low=True)
+        _in(self, "speed_mps", 0.0, 60.0)
+        _in(self, "speed_jitter", 0.0, 1.0, open_high=True)
+        _in(self, "turn_rate_dps", 0.0, 90.0)
+        _in(self, "yaw_offset_deg", 0.0, 180.0)
+        _in(self, "tilt_deg", 0.0, 20.0)
 
 
 @dataclass
@@ -158,15 +168,14 @@ class WorldLayout:
     flat_roof_share: float = 0.5  # flat grey roofs look like road from above: the ambiguity we want
 
     def __post_init__(self) -> None:
-        _require(50.0 <= self.size_m <= 5000.0, "size_m", f"must be in [50, 5000], got {self.size_m}")
-        _require(0.01 <= self.gsd_m <= 1.0, "gsd_m", f"must be in [0.01, 1], got {self.gsd_m}")
+        _in(self, "size_m", 50.0, 5000.0)
+        _in(self, "gsd_m", 0.01, 1.0)
         _require(self.size_m / self.gsd_m <= 16384, "size_m",
                  f"world texture would be {self.size_m / self.gsd_m:.0f} px wide (max 16384): raise gsd_m")
-        _require(self.roads >= 0, "roads", f"must be >= 0, got {self.roads}")
-        for name in ("buildings_per_km2", "tree_clusters_per_km2", "parked_cars_per_km2",
+        for name in ("roads", "buildings_per_km2", "tree_clusters_per_km2", "parked_cars_per_km2",
                      "moving_cars_per_km2", "people_per_km2", "clutter_patches_per_km2"):
-            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        _require(0.0 <= self.flat_roof_share <= 1.0, "flat_roof_share", f"must be in [0, 1], got {self.flat_roof_share}")
+            _in(self, name, 0)
+        _in(self, "flat_roof_share", 0.0, 1.0)
 
 
 @dataclass
@@ -184,10 +193,10 @@ class Nuisances:
 
     def __post_init__(self) -> None:
         for name in ("exposure_drift", "white_balance_drift", "noise_sigma", "motion_blur_px"):
-            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+            _in(self, name, 0.0)
         for name in ("motion_blur_prob", "jpeg_prob"):
-            _require(0.0 <= getattr(self, name) <= 1.0, name, f"must be in [0, 1], got {getattr(self, name)}")
-        _require(0.0 <= self.drop_prob < 0.5, "drop_prob", f"must be in [0, 0.5), got {self.drop_prob}")
+            _in(self, name, 0.0, 1.0)
+        _in(self, "drop_prob", 0.0, 0.5, open_high=True)
         _check_range(self.jpeg_quality, "jpeg_quality", 1, 100)
 
 
@@ -203,9 +212,9 @@ class SyntheticConfig:
     nuisances: Nuisances = field(default_factory=Nuisances)
 
     def __post_init__(self) -> None:
-        _require(16 <= self.height <= 4320, "height", f"must be in [16, 4320], got {self.height}")
-        _require(16 <= self.width <= 7680, "width", f"must be in [16, 7680], got {self.width}")
-        _require(0.0 < self.fps <= 240.0, "fps", f"must be in (0, 240], got {self.fps}")
+        _in(self, "height", 16, 4320)
+        _in(self, "width", 16, 7680)
+        _in(self, "fps", 0.0, 240.0, open_low=True)
 
 
 @dataclass

@@ -1,0 +1,205 @@
+"""Segmentation quality and temporal consistency of a predicted video.
+
+- mIoU from a streaming confusion matrix (ignore label excluded);
+- TC (the SSP paper's temporal consistency): flow k→k+1, prediction k+1 pulled back to k by nearest
+  warping, mIoU(pred_k, warped pred_k+1) per pair, averaged over pairs; pixels whose flow leaves the frame
+  (or is invalid) are skipped;
+- flicker rate: among flow-tracked pixels whose ground truth keeps its class, the share whose prediction
+  changes (needs labels on both frames);
+- VC_n (VSPW's video consistency) measured along flow tracks: among pixels whose ground truth stays the
+  same over n frames, the share whose prediction stays the same too. With zero flow it is VSPW's VC_n.
+
+TC alone rewards over-smoothing (a constant mask scores 100): reports show it next to mIoU and flicker.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ssp_ros.flow import warp_nearest
+
+
+class ConfusionMatrix:
+    """Streaming K×K confusion matrix (rows: ground truth, columns: prediction)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Count pixels of ``pred`` against ``target`` (same shape), skipping ignore labels and ``~mask``."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction {pred.shape} and target {target.shape} differ in shape")
+        keep = target != self.ignore_index
+        if mask is not None:
+            keep &= mask
+        t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
+        if t.size and (max(t.max(), p.max()) >= self.num_classes or min(t.min(), p.min()) < 0):
+            raise ValueError(f"class id outside 0..{self.num_classes - 1} (and not ignore {self.ignore_index})")
+        self.matrix += np.bincount(t * self.num_classes + p, minlength=self.num_classes**2).reshape(
+            self.num_classes, self.num_classes)
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        """Add another matrix's counts (e.g. from another worker)."""
+        self.matrix += other.matrix
+
+    def iou(self) -> np.ndarray:
+        """Per-class IoU in [0, 1]; NaN for classes absent from both target and prediction."""
+        tp = np.diag(self.matrix).astype(np.float64)
+        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(union > 0, tp / union, np.nan)
+
+    def miou(self) -> float:
+        """Mean IoU over classes that occur (NaN if nothing was counted)."""
+        iou = self.iou()
+        return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+    def pixel_accuracy(self) -> float:
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix) / total) if total else float("nan")
+
+
+def pair_miou(a: np.ndarray, b: np.ndarray, num_classes: int, mask: np.ndarray | None = None,
+              ignore_index: int = 255) -> float:
+    """mIoU between two label maps (classes present in either), e.g. a prediction and its warped successor."""
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    cm.update(a, b, mask)
+    return cm.miou()
+
+
+class TemporalConsistency:
+    """TC: mean over consecutive pairs of mIoU(pred_k, pred_{k+1} warped back to k), in [0, 1]."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.pairs: list[float] = []
+
+    def update(self, pred: np.ndarray, next_pred: np.ndarray, flow: np.ndarray, valid: np.ndarray | None = None
+               ) -> float:
+        """Score one pair given the forward flow of ``pred``'s frame; returns the pair's TC."""
+        warped, ok = warp_nearest(next_pred, flow, valid)
+        score = pair_miou(pred, warped, self.num_classes, ok, self.ignore_index)
+        if np.isfinite(score):
+            self.pairs.append(score)
+        return score
+
+    def value(self) -> float:
+        return float(np.mean(self.pairs)) if self.pairs else float("nan")
+
+
+class FlickerRate:
+    """Share of flow-tracked pixels whose ground truth keeps its class but whose prediction changes."""
+
+    def __init__(self, ignore_index: int = 255) -> None:
+        self.ignore_index = ignore_index
+        self.changed = 0
+        self.stable = 0
+
+    def update(self, pred: np.ndarray, labels: np.ndarray, next_pred: np.ndarray, next_labels: np.ndarray,
+               flow: np.ndarray, valid: np.ndarray | None = None) -> None:
+        warped_pred, ok = warp_nearest(next_pred, flow, valid)
+        warped_labels, _ = warp_nearest(next_labels, flow)
+        stable = ok & (labels == warped_labels) & (labels != self.ignore_index)
+        self.stable += int(stable.sum())
+        self.changed += int((stable & (pred != warped_pred)).sum())
+
+    def value(self) -> float:
+        return self.changed / self.stable if self.stable else float("nan")
+
+
+class VideoConsistency:
+    """VC_n along flow tracks: over windows of n frames, among tracked pixels whose ground truth never
+    changes, the share whose prediction never changes either. Streaming: feed frames in order."""
+
+    def __init__(self, n: int, ignore_index: int = 255) -> None:
+        if n < 2:
+            raise ValueError(f"VC_n needs n >= 2, got {n}")
+        self.n, self.ignore_index = n, ignore_index
+        self.window: deque = deque(maxlen=n)
+        self.clips: list[float] = []
+
+    def update(self, pred: np.ndarray, labels: np.ndarray, flow: np.ndarray | None, valid: np.ndarray | None) -> None:
+        """Add a frame with its forward flow to the next frame (None on the last frame)."""
+        self.window.append((pred, labels, flow, valid))
+        if len(self.window) == self.n:
+            score = self._clip(list(self.window))
+            if np.isfinite(score):
+                self.clips.append(score)
+
+    def _clip(self, frames: list) -> float:
+        pred0, labels0 = frames[0][0], frames[0][1]
+        h, w = labels0.shape
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        alive = labels0 != self.ignore_index
+        gt_same, pred_same = np.ones_like(alive), np.ones_like(alive)
+        for (_, _, flow, valid), (pred, labels, _, _) in zip(frames[:-1], frames[1:]):
+            if flow is None:
+                return float("nan")
+            r, c = np.clip(np.round(ys), 0, h - 1).astype(np.int64), np.clip(np.round(xs), 0, w - 1).astype(np.int64)
+            step = flow[r, c]
+            if valid is not None:
+                alive &= valid[r, c]
+            xs, ys = xs + step[..., 0], ys + step[..., 1]
+            c, r = np.round(xs).astype(np.int64), np.round(ys).astype(np.int64)
+            alive &= (c >= 0) & (c < w) & (r >= 0) & (r < h)
+            c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
+            gt_same &= labels[r, c] == labels0
+            pred_same &= pred[r, c] == pred0
+        tracked = alive & gt_same
+        return float((tracked & pred_same).sum() / tracked.sum()) if tracked.any() else float("nan")
+
+    def value(self) -> float:
+        return float(np.mean(self.clips)) if self.clips else float("nan")
+
+
+class SequenceMetrics:
+    """Everything a report needs, fed one frame at a time in order.
+
+    ``add(pred, labels, flow, valid)``: ``labels`` may be None (unlabelled frame); ``flow``/``valid`` are
+    this frame's forward flow to the next frame (None on the last frame or when unknown).
+    Results are in percent.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, vc_lengths: tuple[int, ...] = (8, 16)) -> None:
+        self.confusion = ConfusionMatrix(num_classes, ignore_index)
+        self.tc = TemporalConsistency(num_classes, ignore_index)
+        self.flicker = FlickerRate(ignore_index)
+        self.vc = {n: VideoConsistency(n, ignore_index) for n in vc_lengths}
+        self._previous: tuple | None = None
+        self.frames = 0
+
+    def add(self, pred: np.ndarray, labels: np.ndarray | None = None, flow: np.ndarray | None = None,
+            valid: np.ndarray | None = None) -> None:
+        if labels is not None:
+            self.confusion.update(pred, labels)
+        if self._previous is not None:
+            p_pred, p_labels, p_flow, p_valid = self._previous
+            if p_flow is not None:
+                self.tc.update(p_pred, pred, p_flow, p_valid)
+                if p_labels is not None and labels is not None:
+                    self.flicker.update(p_pred, p_labels, pred, labels, p_flow, p_valid)
+        if labels is not None:
+            for vc in self.vc.values():
+                vc.update(pred, labels, flow, valid)
+        self._previous = (pred, labels, flow, valid)
+        self.frames += 1
+
+    def report(self) -> dict:
+        """JSON-ready results in percent (NaN → None): miou, tc, flicker, vc_n, per-class IoU, TC per pair."""
+        def pct(x: float) -> float | None:
+            return None if not np.isfinite(x) else round(100.0 * float(x), 3)
+
+        labelled = self.confusion.matrix.sum() > 0
+        return {
+            "frames": self.frames,
+            "miou": pct(self.confusion.miou()) if labelled else None,
+            "tc": pct(self.tc.value()),
+            "flicker": pct(self.flicker.value()),
+            **{f"vc{n}": pct(vc.value()) for n, vc in self.vc.items()},
+            "iou_per_class": [pct(x) for x in self.confusion.iou()] if labelled else None,
+            "tc_per_pair": [pct(x) for x in self.tc.pairs],
+        }
+

@@ -1,0 +1,68 @@
+"""SSP: the image model plus the similarity head, and the per-frame fusion step.
+
+Everything here runs at stride 4. The caller (``propagation.py``, training) warps the previous fused logits
+and features with the frame-to-frame homography and supplies the validity mask; this module holds no state
+between frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssp_ros.errors import SspError
+from ssp_ros.models.fusion import fuse
+from ssp_ros.models.segmenter import Segmenter
+from ssp_ros.models.similarity_head import SimilarityHead
+
+
+class FusionStep(nn.Module):
+    """The fusion graph alone (exported next to the segmenter graph): similarity, then the blend.
+
+    ``forward(cur_logits, cur_feats, warped_prev_logits, warped_prev_feats, valid)`` with N×K×h×w logits,
+    N×C×h×w features and an N×1×h×w validity mask → ``(fused_logits N×K×h×w, s N×1×h×w)``.
+    """
+
+    def __init__(self, similarity_head: SimilarityHead) -> None:
+        super().__init__()
+        self.similarity_head = similarity_head
+
+    def forward(self, cur_logits: torch.Tensor, cur_feats: torch.Tensor, warped_prev_logits: torch.Tensor,
+                warped_prev_feats: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.similarity_head(warped_prev_feats, cur_feats)
+        return fuse(warped_prev_logits, cur_logits, s, valid), s
+
+
+class SSP(nn.Module):
+    """Semantic Similarity Propagation for one frame.
+
+    ``forward(cur_frame, warped_prev_logits, warped_prev_feats, valid)``: N×3×H×W raw RGB (0..255); the
+    previous fused logits N×K×H/4×W/4 and stride-4 features N×C×H/4×W/4 warped into the current frame; the
+    N×1×H/4×W/4 validity mask (1 = came from inside the previous frame) →
+    ``(fused_logits, s, cur_logits, cur_feats)``, all at stride 4. ``fused_logits`` and ``cur_feats`` become
+    the next frame's "previous" state.
+    """
+
+    kind = "ssp"
+
+    def __init__(self, segmenter: Segmenter, similarity_head: SimilarityHead) -> None:
+        super().__init__()
+        if similarity_head.channels != segmenter.feature_channels:
+            raise SspError(f"similarity head built for {similarity_head.channels} channels, the backbone's "
+                             f"stride-4 features have {segmenter.feature_channels}")
+        self.segmenter = segmenter
+        self.similarity_head = similarity_head
+
+    def describe(self) -> dict:
+        """What a weights file must match to load into this model (see ``weights.py``)."""
+        return {**self.segmenter.describe(), "kind": self.kind}
+
+    def fusion_step(self) -> FusionStep:
+        """The fusion graph sharing this model's similarity head (for export and split runtimes)."""
+        return FusionStep(self.similarity_head)
+
+    def forward(self, cur_frame: torch.Tensor, warped_prev_logits: torch.Tensor, warped_prev_feats: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        cur_logits, cur_feats = self.segmenter(cur_frame)
+        s = self.similarity_head(warped_prev_feats, cur_feats)
+        return fuse(warped_prev_logits, cur_logits, s, valid), s, cur_logits, cur_feats

@@ -1,0 +1,112 @@
+"""The synthetic drone's flight and its pinhole camera, as a homography of the flat world.
+
+World frame: X along world-texture u, Y along v (metres), Z = X × Y pointing into the ground, so the
+camera flies at Z = −altitude. A nadir camera with yaw ψ has axes x = (cos ψ, sin ψ, 0),
+y = (−sin ψ, cos ψ, 0), z = (0, 0, 1); pitch and roll tilt it away from nadir.
+For ground points (X, Y, 0): p ~ K [r1 r2 t] (X, Y, 1)ᵀ with t = −R·C, so world pixels map to image
+pixels by ``K [r1 r2 t] diag(gsd, gsd, 1)``. Pixel centres are at integer coordinates (OpenCV).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssp_ros.config import CameraMotion
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """Where the camera is (metres) and how it is turned (radians) at one time step."""
+
+    x: float
+    y: float
+    altitude: float
+    yaw: float
+    pitch: float
+    roll: float
+
+
+def intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
+    """3×3 pinhole matrix with square pixels and the principal point at the image centre."""
+    f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_world_to_camera(pose: CameraPose) -> np.ndarray:
+    """3×3 rotation taking world vectors into the camera frame (x right, y down, z along the view)."""
+    c, s = np.cos(pose.yaw), np.sin(pose.yaw)
+    nadir = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])  # rows: camera axes in world coordinates
+    cp, sp, cr, sr = np.cos(pose.pitch), np.sin(pose.pitch), np.cos(pose.roll), np.sin(pose.roll)
+    pitch = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    roll = np.array([[cr, 0.0, sr], [0.0, 1.0, 0.0], [-sr, 0.0, cr]])
+    return pitch @ roll @ nadir
+
+
+def world_to_image(pose: CameraPose, k: np.ndarray, gsd_m: float) -> np.ndarray:
+    """3×3 homography from world-texture pixels to image pixels for this pose."""
+    r = rotation_world_to_camera(pose)
+    t = -r @ np.array([pose.x, pose.y, -pose.altitude])
+    h = k @ np.column_stack([r[:, 0], r[:, 1], t]) @ np.diag([gsd_m, gsd_m, 1.0])
+    return h / h[2, 2]
+
+
+def footprint_radius_m(motion: CameraMotion, width: int, height: int) -> float:
+    """Radius of a ground disc that always contains the camera's view (highest altitude, full tilt)."""
+    half_diag = np.tan(np.radians(motion.hfov_deg) / 2.0) * np.hypot(1.0, height / width)
+    tilt = np.radians(motion.tilt_deg)
+    return motion.altitude_m[1] * float(np.tan(np.arctan(half_diag) + tilt)) + 2.0
+
+
+class _Wave:
+    """A smooth random signal in [−1, 1]: two sinusoids with random periods and phases."""
+
+    def __init__(self, rng: np.random.Generator, period_s: tuple[float, float]) -> None:
+        self.periods = rng.uniform(*period_s, size=2)
+        self.phases = rng.uniform(0, 2 * np.pi, size=2)
+
+    def __call__(self, t: float) -> float:
+        return float(0.6 * np.sin(2 * np.pi * t / self.periods[0] + self.phases[0])
+                     + 0.4 * np.sin(2 * np.pi * t / self.periods[1] + self.phases[1]))
+
+
+def fly(motion: CameraMotion, world_size_m: float, width: int, height: int, fps: float, steps: int,
+        rng: np.random.Generator) -> list[CameraPose]:
+    """Camera poses for ``steps`` time steps: a smooth wandering flight that turns back before the edge.
+
+    The flight path wanders with a bounded turn rate; when the view would come near the world's edge it
+    steers towards the centre (up to 30°/s), so the camera never sees beyond the world.
+    """
+    dt = 1.0 / fps
+    keep_out = footprint_radius_m(motion, width, height)
+    turn_radius = motion.speed_mps * (1.0 + motion.speed_jitter) / np.radians(30.0)
+    soft = keep_out + 2.0 * turn_radius + 5.0
+    centre = np.array([world_size_m / 2.0, world_size_m / 2.0])
+    inner = max(world_size_m / 2.0 - soft, 0.0)
+    pos = centre + rng.uniform(-inner, inner, 2) * 0.8
+    heading = rng.uniform(-np.pi, np.pi)
+    speed_wave, turn_wave, yaw_wave = _Wave(rng, (4.0, 12.0)), _Wave(rng, (5.0, 20.0)), _Wave(rng, (6.0, 18.0))
+    pitch_wave, roll_wave = _Wave(rng, (3.0, 9.0)), _Wave(rng, (3.0, 9.0))
+    alt_phase = rng.uniform(0, 2 * np.pi)
+    alt_mid, alt_amp = np.mean(motion.altitude_m), (motion.altitude_m[1] - motion.altitude_m[0]) / 2.0
+    poses = []
+    for step in range(steps):
+        t = step * dt
+        altitude = alt_mid + alt_amp * np.sin(2 * np.pi * t / motion.altitude_period_s + alt_phase)
+        poses.append(CameraPose(
+            x=float(pos[0]), y=float(pos[1]), altitude=float(altitude),
+            yaw=float(heading + np.pi / 2 + np.radians(motion.yaw_offset_deg) * yaw_wave(t)),
+            pitch=float(np.radians(motion.tilt_deg) * pitch_wave(t)),
+            roll=float(np.radians(motion.tilt_deg) * roll_wave(t)),
+        ))
+        rate = np.radians(motion.turn_rate_dps) * turn_wave(t)
+        if np.any(np.abs(pos - centre) > world_size_m / 2.0 - soft):
+            to_centre = np.arctan2(*(centre - pos)[::-1])
+            error = (to_centre - heading + np.pi) % (2 * np.pi) - np.pi
+            rate = float(np.clip(2.0 * error, -np.radians(30.0), np.radians(30.0)))
+        heading += rate * dt
+        speed = motion.speed_mps * (1.0 + motion.speed_jitter * speed_wave(t))
+        pos = pos + speed * dt * np.array([np.cos(heading), np.sin(heading)])
+        pos = np.clip(pos, keep_out, world_size_m - keep_out)
+    return poses

@@ -1,0 +1,165 @@
+"""Synthetic drone video: frames, labels and exact forward optical flow, deterministic per seed.
+
+Each frame is the world seen through the camera homography, with the movers drawn on top and the
+camera nuisances applied. The flow of frame k → k+1 is exact: background pixels move with
+``H_{k+1}·H_k⁻¹`` and a mover's pixels with ``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose).
+A pixel's flow is valid when it lands inside frame k+1 on the same surface (background or the same
+mover), so occlusions by movers and out-of-view pixels are excluded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ssp_ros.config import SyntheticConfig
+from ssp_ros.errors import ConfigError
+from ssp_ros.synthetic.camera import fly, footprint_radius_m, intrinsics, world_to_image
+from ssp_ros.synthetic.movers import Mover, spawn_movers
+from ssp_ros.synthetic.nuisances import NuisanceModel
+from ssp_ros.synthetic.textures import fill_polygon
+from ssp_ros.synthetic.world import World, build_world
+
+
+@dataclass
+class SyntheticFrame:
+    """One frame of the synthetic video with its ground truth."""
+
+    index: int  # frame number in the video
+    step: int  # time step; frames skip a step where the camera dropped one
+    stamp: float  # seconds since the first time step
+    image: np.ndarray  # H×W×3 uint8 RGB, with nuisances
+    labels: np.ndarray  # H×W uint8 class ids (UAVid)
+    world_to_image: np.ndarray  # 3×3 homography, world-texture pixels → image pixels
+    flow: np.ndarray | None  # H×W×2 float32 forward flow (dx, dy) to the next frame; None on the last frame
+    valid: np.ndarray | None  # H×W bool, where ``flow`` lands on the same surface inside the next frame
+
+
+@dataclass
+class _Render:
+    """A frame before nuisances: clean image, labels, mover-id map and mover poses."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray  # H×W uint16: 0 background, i + 1 for mover i
+    h: np.ndarray
+    poses: dict[int, np.ndarray]  # mover id → pose (local metres → world px), every mover
+    boxes: dict[int, tuple[slice, slice]]  # mover id → image bounding box, movers in view only
+
+
+def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map N×2 points with a 3×3 homography."""
+    p = points @ h[:, :2].T + h[:, 2]
+    return p[:, :2] / p[:, 2:3]
+
+
+def relative_homography(prev: SyntheticFrame, cur: SyntheticFrame) -> np.ndarray:
+    """The true background homography mapping ``prev`` image pixels to ``cur`` image pixels."""
+    h = cur.world_to_image @ np.linalg.inv(prev.world_to_image)
+    return h / h[2, 2]
+
+
+class SyntheticVideo:
+    """An iterable synthetic drone video: ``for frame in SyntheticVideo(cfg, frames=300, seed=0)``.
+
+    The world is built once; iterating again replays exactly the same frames.
+    """
+
+    def __init__(self, cfg: SyntheticConfig, frames: int, seed: int) -> None:
+        if frames < 1:
+            raise ConfigError(f"frames: must be >= 1, got {frames}")
+        needed = 2.0 * footprint_radius_m(cfg.camera, cfg.width, cfg.height) + 20.0
+        if cfg.world.size_m < needed:
+            raise ConfigError(f"world.size_m: {cfg.world.size_m} m is too small for the camera's view "
+                              f"(altitude up to {cfg.camera.altitude_m[1]} m, hfov {cfg.camera.hfov_deg}°): "
+                              f"needs >= {needed:.0f} m")
+        self.cfg, self.frames, self.seed = cfg, frames, seed
+        # One stream per concern, so that e.g. asking for more frames does not change the first ones.
+        seeds = np.random.SeedSequence(seed).spawn(5)
+        world_seed, drop_seed, flight_seed, self._mover_seed, self._nuisance_seed = seeds
+        self.world: World = build_world(cfg.world, np.random.default_rng(world_seed))
+        drops = np.random.default_rng(drop_seed).random(frames - 1) < cfg.nuisances.drop_prob
+        self.steps = np.concatenate([[0], np.cumsum(np.where(drops, 2, 1))]).astype(int)
+        self.poses = fly(cfg.camera, cfg.world.size_m, cfg.width, cfg.height, cfg.fps, int(self.steps[-1]) + 1,
+                         np.random.default_rng(flight_seed))
+        self.k = intrinsics(cfg.width, cfg.height, cfg.camera.hfov_deg)
+        ys, xs = np.mgrid[0 : cfg.height, 0 : cfg.width].astype(np.float64)
+        self._grid = np.stack([xs, ys], axis=-1)
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __iter__(self) -> Iterator[SyntheticFrame]:
+        cfg = self.cfg
+        mover_rng = np.random.default_rng(self._mover_seed)
+        area_km2 = (cfg.world.size_m / 1000.0) ** 2
+        movers = spawn_movers(self.world, int(mover_rng.poisson(cfg.world.moving_cars_per_km2 * area_km2)),
+                              int(mover_rng.poisson(cfg.world.people_per_km2 * area_km2)), mover_rng)
+        nuisances = NuisanceModel(cfg.nuisances, np.random.default_rng(self._nuisance_seed))
+        dt = 1.0 / cfg.fps
+        motion = np.zeros(2)
+        step = 0
+        current = self._render(0, movers)
+        for index in range(self.frames):
+            nxt, flow, valid = None, None, None
+            if index + 1 < self.frames:
+                while step < self.steps[index + 1]:
+                    for mover in movers:
+                        mover.step(dt, self.world)
+                    step += 1
+                nxt = self._render(index + 1, movers)
+                flow, valid = self._exact_flow(current, nxt)
+                centre = np.array([[(cfg.width - 1) / 2.0, (cfg.height - 1) / 2.0]])
+                motion = (apply_homography(nxt.h @ np.linalg.inv(current.h), centre) - centre)[0]
+            image = nuisances.apply(current.image, float(self.steps[index]) * dt, motion)
+            yield SyntheticFrame(index=index, step=int(self.steps[index]), stamp=float(self.steps[index]) * dt,
+                                 image=image, labels=current.labels, world_to_image=current.h, flow=flow, valid=valid)
+            current = nxt
+
+    def _render(self, index: int, movers: list[Mover]) -> _Render:
+        """Draw frame ``index``: warp the world, then draw the movers in view with their class and id."""
+        cfg, world = self.cfg, self.world
+        h = world_to_image(self.poses[self.steps[index]], self.k, world.gsd_m)
+        size = (cfg.width, cfg.height)
+        image = cv2.warpPerspective(world.rgb, h, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        labels = cv2.warpPerspective(world.labels, h, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
+        ids = np.zeros(labels.shape, np.uint16)
+        poses, boxes = {}, {}
+        px_per_m = 1.0 / world.gsd_m
+        for i, mover in enumerate(movers):
+            pose = poses[i + 1] = mover.pose(px_per_m)
+            to_image = h @ pose
+            outline = apply_homography(to_image, mover.parts[0].polygon)
+            x0, y0 = np.floor(outline.min(axis=0)).astype(int) - 1
+            x1, y1 = np.ceil(outline.max(axis=0)).astype(int) + 2
+            if x1 < 0 or y1 < 0 or x0 >= cfg.width or y0 >= cfg.height:
+                continue
+            for j, part in enumerate(mover.parts):
+                points = apply_homography(to_image, part.polygon)
+                fill_polygon(image, points, tuple(float(c) for c in part.color))
+                if j == 0:
+                    fill_polygon(labels, points, mover.label)
+                    fill_polygon(ids, points, i + 1)
+            boxes[i + 1] = (slice(max(y0, 0), min(y1, cfg.height)), slice(max(x0, 0), min(x1, cfg.width)))
+        return _Render(image=image, labels=labels, ids=ids, h=h, poses=poses, boxes=boxes)
+
+    def _exact_flow(self, cur: _Render, nxt: _Render) -> tuple[np.ndarray, np.ndarray]:
+        """Forward flow cur → nxt (H×W×2 float32) and its validity (H×W bool)."""
+        cfg = self.cfg
+        inv_h = np.linalg.inv(cur.h)
+        target = apply_homography(nxt.h @ inv_h, self._grid.reshape(-1, 2)).reshape(self._grid.shape)
+        for mover_id, (ys, xs) in cur.boxes.items():
+            sel = cur.ids[ys, xs] == mover_id
+            if not sel.any():
+                continue
+            motion = nxt.h @ nxt.poses[mover_id] @ np.linalg.inv(cur.poses[mover_id]) @ inv_h
+            box = target[ys, xs]
+            box[sel] = apply_homography(motion, self._grid[ys, xs][sel])
+        flow = (target - self._grid).astype(np.float32)
+        col, row = np.round(target[..., 0]).astype(np.int64), np.round(target[..., 1]).astype(np.int64)
+        valid = (col >= 0) & (col < cfg.width) & (row >= 0) & (row < cfg.height)
+        valid[valid] = nxt.ids[row[valid], col[valid]] == cur.ids[valid]
+        return flow, valid

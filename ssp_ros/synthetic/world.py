@@ -1,0 +1,361 @@
+"""A procedural top-down world: an orthophoto texture and its UAVid label map.
+
+The world is a flat square seen from above: fields of low vegetation with dry and dark patches,
+bare-soil and gravel clutter, roads with markings, parking lots full of cars, buildings with flat grey
+roofs (that look like road) or pitched tiled roofs, and tree clusters whose canopy is a darker, blobbier
+green than the grass around them. Buildings and trees cast shadows, which change colour but not class.
+
+Coordinates: world pixels (u right, v down), ``gsd_m`` metres per pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ssp_ros.config import WorldLayout
+from ssp_ros.synthetic import labels as L
+from ssp_ros.synthetic.shapes import Part, car_parts, transform_points
+from ssp_ros.synthetic.textures import fill_polygon, grain, rectangle, smooth_noise
+
+ASPHALT = np.array([98.0, 98.0, 102.0])
+GRASS = np.array([92.0, 122.0, 60.0])
+DRY_GRASS = np.array([142.0, 138.0, 84.0])
+DARK_GRASS = np.array([62.0, 92.0, 46.0])
+TREE_GREENS = np.array([[48.0, 80.0, 38.0], [58.0, 92.0, 44.0], [66.0, 98.0, 50.0], [44.0, 70.0, 40.0]])
+SOILS = np.array([[128.0, 108.0, 84.0], [150.0, 146.0, 136.0], [104.0, 98.0, 92.0]])
+TILED_ROOFS = np.array([[150.0, 74.0, 56.0], [122.0, 62.0, 52.0], [78.0, 78.0, 84.0], [108.0, 92.0, 82.0]])
+MARKING = np.array([222.0, 222.0, 212.0])
+OCCUPIED = (L.ROAD, L.BUILDING, L.STATIC_CAR)  # classes a new lot or building must keep clear of
+
+
+@dataclass
+class Road:
+    """A road centre line (dense N×2 world-pixel polyline) and its width; cars drive along it."""
+
+    points: np.ndarray
+    width_px: float
+
+    def __post_init__(self) -> None:
+        seg = np.linalg.norm(np.diff(self.points, axis=0), axis=1)
+        self.cumulative = np.concatenate([[0.0], np.cumsum(seg)])
+
+    @property
+    def length(self) -> float:
+        return float(self.cumulative[-1])
+
+    def at(self, s: float) -> tuple[np.ndarray, float]:
+        """Position (world px) and heading (radians) at arc length ``s`` (clamped to the road)."""
+        s = float(np.clip(s, 0.0, self.length))
+        i = int(np.clip(np.searchsorted(self.cumulative, s) - 1, 0, len(self.points) - 2))
+        t = (s - self.cumulative[i]) / max(self.cumulative[i + 1] - self.cumulative[i], 1e-9)
+        a, b = self.points[i], self.points[i + 1]
+        return a + t * (b - a), float(np.arctan2(b[1] - a[1], b[0] - a[0]))
+
+
+@dataclass
+class World:
+    """The rendered world: RGB texture, label map, roads, scale and sun direction."""
+
+    rgb: np.ndarray  # n×n×3 uint8
+    labels: np.ndarray  # n×n uint8, UAVid class ids
+    roads: list[Road]
+    gsd_m: float
+
+    @property
+    def size_px(self) -> int:
+        return self.labels.shape[0]
+
+
+class _Canvas:
+    """The world under construction: float RGB, labels and shared noise fields, painted crop by crop."""
+
+    def __init__(self, n: int, gsd: float, rng: np.random.Generator) -> None:
+        self.n, self.gsd, self.rng = n, gsd, rng
+        px = 1.0 / gsd
+        self.fine = grain(rng, (n, n), 0.6)
+        self.mid = smooth_noise(rng, (n, n), 1.2 * px, octaves=3)
+        self.blobs = smooth_noise(rng, (n, n), 0.7 * px, octaves=2)
+        dry = np.clip(smooth_noise(rng, (n, n), 45 * px, octaves=2) - 0.3, 0, 1)
+        dark = np.clip(1.6 * (smooth_noise(rng, (n, n), 30 * px, octaves=2) - 0.6), 0, 1)
+        texture = 1.0 + 0.07 * self.mid + 0.06 * self.fine
+        self.rgb = np.empty((n, n, 3), np.float32)
+        for c in range(3):
+            base = np.float32(GRASS[c]) + np.float32(DRY_GRASS[c] - GRASS[c]) * dry
+            base += (np.float32(DARK_GRASS[c]) - base) * dark
+            self.rgb[..., c] = base * texture
+        self.labels = np.full((n, n), L.LOW_VEGETATION, np.uint8)
+
+    def crop(self, points: np.ndarray, pad: float = 2.0) -> tuple[slice, slice, np.ndarray] | None:
+        """Bounding-box slices around a polygon and the polygon shifted into the crop (None if off-world)."""
+        x0, y0 = np.floor(points.min(axis=0) - pad).astype(int)
+        x1, y1 = np.ceil(points.max(axis=0) + pad).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.n), min(y1, self.n)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return slice(y0, y1), slice(x0, x1), points - np.array([x0, y0])
+
+    def mask(self, points: np.ndarray) -> tuple[slice, slice, np.ndarray] | None:
+        """Crop slices and the polygon's boolean mask inside the crop."""
+        found = self.crop(points)
+        if found is None:
+            return None
+        ys, xs, local = found
+        m = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8)
+        fill_polygon(m, local, 1)
+        return ys, xs, m.astype(bool)
+
+    def paint(self, points: np.ndarray, color: np.ndarray, label: int | None, texture: float = 0.08,
+              keep: tuple[int, ...] = ()) -> None:
+        """Fill a polygon with a textured colour (and a class, unless None), sparing pixels of ``keep`` classes."""
+        found = self.mask(points)
+        if found is None:
+            return
+        ys, xs, m = found
+        if keep:
+            m &= ~np.isin(self.labels[ys, xs], keep)
+        tex = 1.0 + texture * (self.mid[ys, xs] + 0.8 * self.fine[ys, xs])
+        self.rgb[ys, xs][m] = (np.asarray(color, np.float32)[None, :] * tex[m][:, None])
+        if label is not None:
+            self.labels[ys, xs][m] = label
+
+    def shade(self, points: np.ndarray, factor: float, keep: tuple[int, ...] = ()) -> None:
+        """Multiply the colour under a polygon (a shadow): colour changes, class does not."""
+        found = self.mask(points)
+        if found is None:
+            return
+        ys, xs, m = found
+        if keep:
+            m &= ~np.isin(self.labels[ys, xs], keep)
+        self.rgb[ys, xs][m] *= factor
+
+    def free(self, points: np.ndarray, blocked: tuple[int, ...]) -> bool:
+        """True if the polygon lies inside the world and covers no pixel of the ``blocked`` classes."""
+        if points.min() < 0 or points.max() >= self.n:
+            return False
+        ys, xs, m = self.mask(points)
+        return not np.isin(self.labels[ys, xs][m], blocked).any()
+
+
+def build_world(layout: WorldLayout, rng: np.random.Generator) -> World:
+    """Generate the world for a layout; deterministic for a given generator state."""
+    n = int(round(layout.size_m / layout.gsd_m))
+    px = 1.0 / layout.gsd_m
+    area_km2 = (layout.size_m / 1000.0) ** 2
+    canvas = _Canvas(n, layout.gsd_m, rng)
+    sun = rng.uniform(0, 2 * np.pi)
+    shadow_dir = np.array([np.cos(sun), np.sin(sun)])
+
+    def count(per_km2: float) -> int:
+        return int(rng.poisson(per_km2 * area_km2))
+
+    _add_clutter(canvas, count(layout.clutter_patches_per_km2), px)
+    roads = _add_roads(canvas, layout.roads, px)
+    _add_parking_lots(canvas, roads, count(layout.parked_cars_per_km2), px, shadow_dir)
+    _add_buildings(canvas, roads, count(layout.buildings_per_km2), layout.flat_roof_share, px, shadow_dir)
+    _add_trees(canvas, count(layout.tree_clusters_per_km2), px, shadow_dir)
+    rgb = np.clip(canvas.rgb + 0.5, 0, 255).astype(np.uint8)
+    return World(rgb=rgb, labels=canvas.labels, roads=roads, gsd_m=layout.gsd_m)
+
+
+def _blob(center: np.ndarray, radius: float, rng: np.random.Generator, roughness: float = 0.25) -> np.ndarray:
+    """An irregular closed outline (K×2) around ``center``."""
+    k = 28
+    angles = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    harmonics = sum(rng.normal(0, roughness / h) * np.cos(h * angles + rng.uniform(0, 2 * np.pi)) for h in (2, 3, 5))
+    r = radius * np.clip(1.0 + harmonics, 0.4, 1.8)
+    return center + np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
+
+
+def _add_clutter(canvas: _Canvas, patches: int, px: float) -> None:
+    rng = canvas.rng
+    for _ in range(patches):
+        center = rng.uniform(0, canvas.n, 2)
+        color = SOILS[rng.integers(len(SOILS))] * rng.uniform(0.9, 1.1)
+        canvas.paint(_blob(center, rng.uniform(4, 16) * px, rng), color, L.CLUTTER, texture=0.12)
+
+
+def _add_roads(canvas: _Canvas, count: int, px: float) -> list[Road]:
+    """Gently curving roads that cross the whole world, with a dashed centre line and edge lines."""
+    rng, n = canvas.rng, canvas.n
+    roads = []
+    for _ in range(count):
+        angle = rng.uniform(0, np.pi)
+        through = rng.uniform(0.2 * n, 0.8 * n, 2)
+        direction, normal = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+        t = np.linspace(-0.8 * n, 0.8 * n, 7)
+        offsets = rng.normal(0, 12 * px, t.size)
+        control = through + t[:, None] * direction + offsets[:, None] * normal
+        dense_t = np.linspace(0, len(control) - 1, int(1.6 * n / (0.5 * px)))
+        points = np.stack([np.interp(dense_t, np.arange(len(control)), control[:, i]) for i in range(2)], axis=1)
+        points = cv2.GaussianBlur(points.reshape(-1, 1, 2), (1, 0), 15).reshape(-1, 2)
+        width = rng.uniform(7.0, 10.0) * px
+        road = Road(points=points, width_px=width)
+        roads.append(road)
+        _stroke(canvas, points, width, ASPHALT * rng.uniform(0.85, 1.15), L.ROAD, texture=0.1)
+        for side in (-1, 1):
+            edge = _offset_polyline(points, side * (width / 2 - 0.4 * px))
+            _stroke(canvas, edge, 0.15 * px, MARKING * 0.9, L.ROAD, texture=0.05)
+        dash, gap = 3.0 * px, 6.0 * px
+        for start in np.arange(0, road.length - dash, dash + gap):
+            i0, i1 = np.searchsorted(road.cumulative, [start, start + dash])
+            if i1 - i0 >= 2:
+                _stroke(canvas, points[i0:i1], 0.15 * px, MARKING, L.ROAD, texture=0.05)
+    return roads
+
+
+def _offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
+    tangent = np.gradient(points, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+    return points + offset * np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+
+
+def _stroke(canvas: _Canvas, points: np.ndarray, width: float, color: np.ndarray, label: int, texture: float) -> None:
+    """Draw a thick polyline as a class region, chunk by chunk so each crop stays small."""
+    for start in range(0, len(points) - 1, 64):
+        chunk = points[start : start + 65]
+        found = canvas.crop(chunk, pad=width)
+        if found is None:
+            continue
+        ys, xs, local = found
+        m = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8)
+        cv2.polylines(m, [np.round(local * 16).astype(np.int32)], False, 1,
+                      thickness=max(int(round(width)), 1), lineType=cv2.LINE_8, shift=4)
+        m = m.astype(bool)
+        tex = 1.0 + texture * (canvas.mid[ys, xs] + 0.8 * canvas.fine[ys, xs])
+        canvas.rgb[ys, xs][m] = color[None, :].astype(np.float32) * tex[m][:, None]
+        canvas.labels[ys, xs][m] = label
+
+
+def _beside_road(roads: list[Road], rng: np.random.Generator, depth: float, setback: float) -> tuple[np.ndarray, float]:
+    """A spot beside a random road: centre ``setback + depth/2`` from the road edge, and the road heading."""
+    road = roads[rng.integers(len(roads))]
+    pos, heading = road.at(rng.uniform(0, road.length))
+    side = rng.choice([-1.0, 1.0])
+    normal = np.array([-np.sin(heading), np.cos(heading)]) * side
+    return pos + normal * (road.width_px / 2 + setback + depth / 2), heading
+
+
+def _draw_shadow(canvas: _Canvas, footprint: np.ndarray, offset: np.ndarray, factor: float) -> None:
+    hull = cv2.convexHull(np.concatenate([footprint, footprint + offset]).astype(np.float32)).reshape(-1, 2)
+    canvas.shade(hull, factor, keep=(L.BUILDING,))
+
+
+def _add_parking_lots(canvas: _Canvas, roads: list[Road], cars: int, px: float, shadow_dir: np.ndarray) -> None:
+    """Asphalt lots (class road) beside roads, with stall lines and parked cars (class static car)."""
+    rng = canvas.rng
+    placed, attempts = 0, 0
+    while placed < cars and roads and attempts < 200:
+        attempts += 1
+        length, depth = rng.uniform(18, 36) * px, rng.uniform(11, 13) * px
+        center, heading = _beside_road(roads, rng, depth, rng.uniform(0.5, 3.0) * px)
+        lot = rectangle(center, length, depth, heading)
+        if not canvas.free(rectangle(center, length + 2 * px, depth + 2 * px, heading), OCCUPIED):
+            continue
+        canvas.paint(lot, ASPHALT * rng.uniform(0.9, 1.2), L.ROAD, texture=0.08)
+        along = np.array([np.cos(heading), np.sin(heading)])
+        across = np.array([-np.sin(heading), np.cos(heading)])
+        stalls = int(length / (2.6 * px))
+        for row in (-1, 1):
+            for k in range(stalls):
+                stall_center = center + along * ((k + 0.5) * 2.6 * px - length / 2) + across * row * depth / 4
+                line = rectangle(stall_center + along * 1.3 * px, 0.12 * px, depth / 2 * 0.9, heading)
+                canvas.paint(line, MARKING * 0.85, L.ROAD, texture=0.03)
+                if placed < cars and rng.random() < 0.75:
+                    pose = (stall_center, heading + np.pi / 2 + (np.pi if rng.random() < 0.5 else 0.0))
+                    _draw_car(canvas, car_parts(rng), pose, px, shadow_dir)
+                    placed += 1
+
+
+def _draw_car(canvas: _Canvas, parts: list[Part], pose: tuple[np.ndarray, float], px: float,
+              shadow_dir: np.ndarray) -> None:
+    center, angle = pose
+    body = transform_points(parts[0].polygon, center, angle, px)
+    canvas.shade(body + shadow_dir * 0.6 * px, 0.6)
+    for i, part in enumerate(parts):
+        canvas.paint(transform_points(part.polygon, center, angle, px), part.color,
+                     L.STATIC_CAR if i == 0 else None, texture=0.03)
+
+
+def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, flat_share: float, px: float,
+                   shadow_dir: np.ndarray) -> None:
+    rng = canvas.rng
+    placed, attempts = 0, 0
+    while placed < count and attempts < 30 * max(count, 1):
+        attempts += 1
+        length, depth = rng.uniform(9, 24) * px, rng.uniform(8, 16) * px
+        if roads and rng.random() < 0.85:
+            center, heading = _beside_road(roads, rng, depth, rng.uniform(2, 9) * px)
+            heading += rng.normal(0, 0.03)
+        else:
+            center, heading = rng.uniform(0, canvas.n, 2), rng.uniform(0, np.pi)
+        footprint = rectangle(center, length, depth, heading)
+        if not canvas.free(rectangle(center, length + 4 * px, depth + 4 * px, heading), OCCUPIED):
+            continue
+        height = rng.uniform(3, 14) * px
+        _draw_shadow(canvas, footprint, shadow_dir * 0.45 * height, 0.55)
+        if rng.random() < flat_share:
+            _flat_roof(canvas, center, length, depth, heading, px, shadow_dir)
+        else:
+            _pitched_roof(canvas, center, length, depth, heading)
+        placed += 1
+
+
+def _flat_roof(canvas: _Canvas, center: np.ndarray, length: float, depth: float, heading: float, px: float,
+               shadow_dir: np.ndarray) -> None:
+    """A flat roof whose grey overlaps asphalt: a parapet rim and a few rooftop units."""
+    rng = canvas.rng
+    grey = rng.uniform(85, 150)
+    color = np.array([grey, grey, grey * rng.uniform(0.97, 1.06)])
+    canvas.paint(rectangle(center, length, depth, heading), color * 1.12, L.BUILDING, texture=0.05)
+    canvas.paint(rectangle(center, length - 1.0 * px, depth - 1.0 * px, heading), color, L.BUILDING, texture=0.1)
+    along, across = np.array([np.cos(heading), np.sin(heading)]), np.array([-np.sin(heading), np.cos(heading)])
+    for _ in range(rng.integers(0, 4)):
+        offset = along * rng.uniform(-0.35, 0.35) * length + across * rng.uniform(-0.3, 0.3) * depth
+        unit = rectangle(center + offset, rng.uniform(1.0, 3.0) * px, rng.uniform(1.0, 2.0) * px, heading)
+        canvas.shade(unit + shadow_dir * 0.5 * px, 0.7)
+        canvas.paint(unit, np.array([190.0, 190.0, 192.0]) * rng.uniform(0.85, 1.05), L.BUILDING, texture=0.03)
+
+
+def _pitched_roof(canvas: _Canvas, center: np.ndarray, length: float, depth: float, heading: float) -> None:
+    """A gabled roof: two tiled halves lit differently, split along the ridge."""
+    rng = canvas.rng
+    color = TILED_ROOFS[rng.integers(len(TILED_ROOFS))] * rng.uniform(0.9, 1.1)
+    across = np.array([-np.sin(heading), np.cos(heading)])
+    lit = rng.uniform(1.0, 1.2)
+    for side, gain in ((-1, lit), (1, 2.0 - lit - 0.15)):
+        half = rectangle(center + across * side * depth / 4, length, depth / 2, heading)
+        canvas.paint(half, color * gain, L.BUILDING, texture=0.09)
+    ridge = rectangle(center, length, 0.25 / canvas.gsd, heading)
+    canvas.paint(ridge, color * 0.7, L.BUILDING, texture=0.03)
+
+
+def _add_trees(canvas: _Canvas, clusters: int, px: float, shadow_dir: np.ndarray) -> None:
+    """Clusters of round canopies: darker, blobby greens lit from the sun's side."""
+    rng = canvas.rng
+    for _ in range(clusters):
+        center = rng.uniform(0, canvas.n, 2)
+        spread = rng.uniform(3, 12) * px
+        green = TREE_GREENS[rng.integers(len(TREE_GREENS))]
+        for _ in range(rng.integers(2, 14)):
+            pos = center + rng.normal(0, spread, 2)
+            if not (0 <= pos[0] < canvas.n and 0 <= pos[1] < canvas.n):
+                continue
+            if canvas.labels[int(pos[1]), int(pos[0])] in (L.BUILDING, L.ROAD):
+                continue
+            radius = rng.uniform(1.6, 4.5) * px
+            outline = _blob(pos, radius, rng, roughness=0.12)
+            canvas.shade(outline + shadow_dir * radius * 0.9, 0.6, keep=(L.BUILDING,))
+            found = canvas.mask(outline)
+            if found is None:
+                continue
+            ys, xs, m = found
+            m &= canvas.labels[ys, xs] != L.BUILDING
+            yy, xx = np.mgrid[ys, xs]
+            toward_sun = -((xx - pos[0]) * shadow_dir[0] + (yy - pos[1]) * shadow_dir[1]) / radius
+            light = 1.0 + 0.22 * toward_sun + 0.22 * canvas.blobs[ys, xs] + 0.06 * canvas.fine[ys, xs]
+            tint = green * rng.uniform(0.9, 1.1)
+            canvas.rgb[ys, xs][m] = (tint[None, :] * light[m][:, None]).astype(np.float32)
+            canvas.labels[ys, xs][m] = L.TREE

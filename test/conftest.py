@@ -1,0 +1,22 @@
+"""Shared fixtures: a small synthetic scenario and one short video generated once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssp_ros.config import CameraMotion, SyntheticConfig, WorldLayout
+from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo
+
+
+def small_scenario(**overrides) -> SyntheticConfig:
+    """A fast scenario: 120×200 frames over a 160 m world at 0.1 m per world pixel."""
+    base = dict(height=120, width=200, world=WorldLayout(size_m=160.0, gsd_m=0.1),
+                camera=CameraMotion(altitude_m=(30.0, 40.0)))
+    base.update(overrides)
+    return SyntheticConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def small_video() -> list[SyntheticFrame]:
+    """Forty frames of the small scenario, seed 7."""
+    return list(SyntheticVideo(small_scenario(), frames=40, seed=7))

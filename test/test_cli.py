@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ssp_ros.cli import main
+from ssp_ros.io import LabelledSequence
+
+SMALL = {"height": 64, "width": 96, "world": {"size_m": 120.0, "gsd_m": 0.12},
+         "camera": {"altitude_m": [25.0, 30.0]}}
+
+
+def scenario(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_synth_writes_a_sequence_and_reports_gt_tc(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "seq"
+    code = main(["synth", "--out", str(out), "--frames", "6", "--seed", "3", "--quiet",
+                 "--scenario", str(scenario(tmp_path, SMALL))])
+    assert code == 0
+    seq = LabelledSequence(out)
+    assert len(seq) == 6 and seq.header["size"] == [64, 96] and seq.header["seed"] == 3
+    assert seq.header["scenario"]["world"]["size_m"] == 120.0
+    assert seq.header["summary"]["gt_label_tc"] > 90.0
+    assert "wrote 6 frames of 64x96" in capsys.readouterr().out
+
+
+def test_synth_size_overrides_the_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "seq"
+    assert main(["synth", "--out", str(out), "--frames", "2", "--size", "72x112", "--quiet",
+                 "--scenario", str(scenario(tmp_path, SMALL))]) == 0
+    assert LabelledSequence(out).header["size"] == [72, 112]
+
+
+def test_unknown_scenario_key_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    path = scenario(tmp_path, {**SMALL, "camera": {"altitude": [30, 40]}})
+    assert main(["synth", "--out", str(tmp_path / "seq"), "--scenario", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "scenario.yaml: camera.altitude: unknown key (did you mean 'altitude_m'?)" in err
+    assert not (tmp_path / "seq").exists()
+
+
+def test_negative_size_in_scenario_is_refused(tmp_path: Path, capsys) -> None:
+    path = scenario(tmp_path, {**SMALL, "width": -5})
+    assert main(["synth", "--out", str(tmp_path / "seq"), "--scenario", str(path), "--quiet"]) == 2
+    assert "width: must be in [16, 7680], got -5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [(["--frames", "0"], "--frames: must be >= 1"),
+                                           (["--size=0x10"], "--size: height and width must be positive")])
+def test_bad_arguments_exit_non_zero(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(tmp_path / "seq"), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["synth", "--out", str(blocker / "seq"), "--frames", "2", "--quiet",
+                 "--scenario", str(scenario(tmp_path, SMALL))])
+    assert code == 2 and "cannot create the output folder" in capsys.readouterr().err

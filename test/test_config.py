@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from ssp_ros.config import (
+    ModelConfig,
+    SspConfig,
+    SyntheticConfig,
+    config_from_dict,
+    load_config,
+    load_section,
+    to_dict,
+)
+from ssp_ros.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_default_loads_and_matches_schema_defaults() -> None:
+    cfg = load_config()
+    assert cfg == SspConfig()  # config/ssp.yaml documents the defaults; they must not drift apart
+
+
+def test_shipped_scenarios_load() -> None:
+    root = Path(__file__).resolve().parent.parent / "config" / "scenarios"
+    assert load_section(SyntheticConfig, root / "default.yaml") == SyntheticConfig()
+    calm = load_section(SyntheticConfig, root / "calm.yaml")
+    assert calm.nuisances.noise_sigma == 0.0 and calm.camera.tilt_deg == 0.0
+
+
+def test_unknown_key_names_key_file_and_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "registration:\n  ratoi: 0.7\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: registration\.ratoi: unknown key \(did you mean 'ratio'\?\)"):
+        load_config(path)
+
+
+def test_unknown_section_lists_valid_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: zzz: unknown key \(valid keys: model, registration"):
+        load_config(write(tmp_path, "zzz: {}\n"))
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("model:\n  decoder_channels: wide\n", r"model\.decoder_channels: expected int, got 'wide'"),
+    ("model:\n  decoder_channels: 1.5\n", r"model\.decoder_channels: expected int, got 1\.5"),
+    ("propagation:\n  enabled: 'yes'\n", r"propagation\.enabled: expected bool"),
+    ("runtime:\n  backend: cuda\n", r"runtime\.backend: expected one of \['torch', 'onnxruntime', 'tensorrt'\]"),
+    ("model:\n  input_size: [384]\n", r"model\.input_size: expected a list of 2 values"),
+    ("synthetic:\n  camera: 3\n", r"synthetic\.camera: expected a mapping"),
+    ("synthetic:\n  nuisances:\n    jpeg_quality: [90, 'x']\n",
+     r"synthetic\.nuisances\.jpeg_quality\[1\]: expected int"),
+])
+def test_wrong_types_name_the_key_and_file(tmp_path: Path, text: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: " + pattern):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("synthetic:\n  height: -3\n", r"synthetic\.height: must be in \[16, 4320\], got -3"),
+    ("synthetic:\n  camera:\n    altitude_m: [80, 40]\n",
+     r"synthetic\.camera\.altitude_m: expected 5\.0 <= min <= max"),
+    ("synthetic:\n  nuisances:\n    drop_prob: 0.5\n", r"synthetic\.nuisances\.drop_prob: must be in \[0\.0, 0\.5\)"),
+    ("model:\n  input_size: [368, 640]\n", r"model\.input_size: expected positive multiples of 32"),
+    ("registration:\n  min_inliers: 3\n", r"registration\.min_inliers: must be in \[4, inf\]"),
+])
+def test_out_of_range_values_name_the_key(tmp_path: Path, text: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: " + pattern):
+        load_config(write(tmp_path, text))
+
+
+def test_float_fields_accept_ints_and_null_optionals(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "propagation:\n  max_time_gap_s: 1\nmodel:\n  weights: null\n"))
+    assert cfg.propagation.max_time_gap_s == 1.0 and isinstance(cfg.propagation.max_time_gap_s, float)
+    assert cfg.model.weights is None
+
+
+def test_invalid_yaml_and_missing_file_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: invalid YAML"):
+        load_config(write(tmp_path, "model: [unclosed\n"))
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: expected a mapping at the top level"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_to_dict_round_trips() -> None:
+    cfg = SspConfig(model=ModelConfig(input_size=(736, 1280)))
+    assert config_from_dict(SspConfig, to_dict(cfg)) == cfg
+
+
+def test_dataclasses_validate_when_built_in_code() -> None:
+    with pytest.raises(ConfigError, match=r"decoder_channels: must be in \[1, inf\], got 0"):
+        ModelConfig(decoder_channels=0)
