@@ -8,8 +8,9 @@ from ssp_ros.models.build import MODEL_BUILDERS, build_segmenter, build_ssp, nor
 from ssp_ros.models.fusion import fuse
 from ssp_ros.models.segmenter import Segmenter
 from ssp_ros.models.similarity_head import SimilarityHead
-from ssp_ros.models.ssp import SSP, FusionStep
+from ssp_ros.models.ssp import SSP, FusionStep, WarpFusionStep
 from ssp_ros.models.uper_head import PPM, UPerHead
+from ssp_ros.models.warp import homography_grid, warp
 from ssp_ros.models.weights import load_weights, read_state_dict, read_weights_metadata, save_weights
 
 __all__ = [
@@ -21,12 +22,15 @@ __all__ = [
     "Segmenter",
     "SimilarityHead",
     "UPerHead",
+    "WarpFusionStep",
     "build_segmenter",
     "build_ssp",
     "fuse",
+    "homography_grid",
     "load_weights",
     "normalisation",
     "read_state_dict",
     "read_weights_metadata",
     "save_weights",
+    "warp",
 ]

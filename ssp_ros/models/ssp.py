@@ -14,6 +14,7 @@ from ssp_ros.errors import SspError
 from ssp_ros.models.fusion import fuse
 from ssp_ros.models.segmenter import Segmenter
 from ssp_ros.models.similarity_head import SimilarityHead
+from ssp_ros.models.warp import warp
 
 
 class FusionStep(nn.Module):
@@ -31,6 +32,23 @@ class FusionStep(nn.Module):
                 warped_prev_feats: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.similarity_head(warped_prev_feats, cur_feats)
         return fuse(warped_prev_logits, cur_logits, s, valid), s
+
+
+class WarpFusionStep(FusionStep):
+    """The fusion step with the warp inside, so previous-frame state never leaves the device.
+
+    ``forward(cur_logits, cur_feats, prev_logits, prev_feats, to_previous)``: the previous *fused* logits
+    N×K×h×w and stride-4 features N×C×h×w as they were in the previous frame, and the N×3×3 homography
+    from current stride-4 cells to previous cells → ``(fused_logits, s, valid)``.
+    """
+
+    def forward(self, cur_logits: torch.Tensor, cur_feats: torch.Tensor, prev_logits: torch.Tensor,
+                prev_feats: torch.Tensor, to_previous: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        warped_logits, valid = warp(prev_logits, to_previous)
+        warped_feats, _ = warp(prev_feats, to_previous)
+        fused, s = super().forward(cur_logits, cur_feats, warped_logits, warped_feats, valid)
+        return fused, s, valid
 
 
 class SSP(nn.Module):
@@ -60,6 +78,10 @@ class SSP(nn.Module):
     def fusion_step(self) -> FusionStep:
         """The fusion graph sharing this model's similarity head (for export and split runtimes)."""
         return FusionStep(self.similarity_head)
+
+    def warp_fusion_step(self) -> WarpFusionStep:
+        """The fusion step that also warps the previous state (what the streaming runtime runs)."""
+        return WarpFusionStep(self.similarity_head)
 
     def forward(self, cur_frame: torch.Tensor, warped_prev_logits: torch.Tensor, warped_prev_feats: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
