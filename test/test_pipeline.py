@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from ssp_ros.backends.torch_backend import TorchBackend
+from ssp_ros.config import ModelConfig, PropagationConfig, SspConfig
+from ssp_ros.letterbox import Letterbox
+from ssp_ros.models import build_ssp
+from ssp_ros.pipeline import STAGES, FrameError, Pipeline
+from ssp_ros.propagation import FIRST_FRAME, REGISTRATION_FAILED, RESOLUTION_CHANGED, TIME_GAP
+
+INPUT = (96, 160)
+
+
+@pytest.fixture(scope="module")
+def backend() -> TorchBackend:
+    torch.manual_seed(0)
+    return TorchBackend(build_ssp(ModelConfig(input_size=INPUT), 8), INPUT)
+
+
+def pipeline(backend: TorchBackend, **propagation) -> Pipeline:
+    return Pipeline(SspConfig(propagation=PropagationConfig(**propagation)), backend)
+
+
+def test_fuses_consecutive_synthetic_frames(backend, small_video) -> None:
+    pipe = pipeline(backend)
+    results = [pipe.process(f.image, f.stamp) for f in small_video[:6]]
+    assert results[0].reset_reason == FIRST_FRAME and results[0].similarity is None
+    assert all(r.fused for r in results[1:]), [r.reset_reason for r in results]
+    last = results[-1]
+    assert last.mask.shape == last.confidence.shape == last.similarity.shape == (120, 200)
+    assert last.mask.dtype == np.uint8 and last.mask.max() < 8
+    assert set(STAGES) <= set(last.timings_ms) and last.timings_ms["total"] > 0
+
+
+@pytest.mark.parametrize("size", [(481, 853), (120, 200), (97, 31)])
+def test_mask_has_the_frame_size_for_any_size(backend, size: tuple[int, int]) -> None:
+    frame = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
+    result = pipeline(backend).process(frame, 0.0)
+    assert result.mask.shape == result.confidence.shape == size
+
+
+def test_letterbox_maps_homographies_consistently() -> None:
+    box = Letterbox((481, 853), (96, 160))
+    assert box.content_size == (90, 160)
+    shift = np.array([[1.0, 0, 8.53], [0, 1.0, 0], [0, 0, 1.0]])  # 8.53 camera px = 1.6 input px
+    np.testing.assert_allclose(box.homography_to_input(shift)[0, 2], 8.53 * 160 / 853, rtol=1e-6)
+
+
+def test_resets_are_counted_not_raised(backend, small_video) -> None:
+    pipe = pipeline(backend, max_time_gap_s=0.5)
+    a, b = small_video[0], small_video[1]
+    pipe.process(a.image, 0.0)
+    blank = np.full_like(b.image, 128)
+    assert pipe.process(blank, 0.033).reset_reason == REGISTRATION_FAILED
+    assert pipe.process(b.image, 2.0).reset_reason == TIME_GAP
+    small = np.ascontiguousarray(b.image[:60, :100])
+    assert pipe.process(small, 2.033).reset_reason == RESOLUTION_CHANGED
+    assert pipe.propagator.resets == {FIRST_FRAME: 1, REGISTRATION_FAILED: 1, TIME_GAP: 1, RESOLUTION_CHANGED: 1}
+
+
+@pytest.mark.parametrize("frame, message", [
+    (np.zeros((0, 10, 3), np.uint8), "too small"),
+    (np.zeros((50, 60), np.uint8), r"H×W×3 RGB, got shape \(50, 60\)"),
+    (np.zeros((50, 60, 4), np.uint8), r"got shape \(50, 60, 4\)"),
+    (np.zeros((50, 60, 3), np.float32), "must be uint8, got float32"),
+    ("not an image", "numpy array"),
+])
+def test_bad_frames_raise_one_clear_error(backend, frame, message: str) -> None:
+    pipe = pipeline(backend)
+    with pytest.raises(FrameError, match=message):
+        pipe.process(frame, 0.0)
+    assert pipe.propagator.state is None, "a bad frame leaves the state untouched"
+
+
+def test_image_model_mode_skips_registration(backend, small_video) -> None:
+    pipe = pipeline(backend, enabled=False)
+    results = [pipe.process(f.image, f.stamp) for f in small_video[:3]]
+    assert not any(r.fused for r in results) and all(r.registration is None for r in results)
