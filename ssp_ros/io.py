@@ -31,13 +31,13 @@ from ssp_ros.synthetic.video import SyntheticFrame
 FORMAT = "ssp-labelled-sequence/1"
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
+def write_png(path: Path, array: np.ndarray) -> None:
     data = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     if not cv2.imwrite(str(path), data):
         raise SspError(f"{path}: could not write PNG")
 
 
-def _read_png(path: Path, color: bool) -> np.ndarray:
+def read_png(path: Path, color: bool) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SspError(f"{path}: missing or not a readable PNG")
@@ -81,8 +81,8 @@ def write_sequence(frames: Iterable[SyntheticFrame], out_dir: str | Path, metada
         size = None
         for frame in frames:
             name = f"{frame.index:06d}"
-            _write_png(tmp / "images" / f"{name}.png", frame.image)
-            _write_png(tmp / "labels" / f"{name}.png", frame.labels)
+            write_png(tmp / "images" / f"{name}.png", frame.image)
+            write_png(tmp / "labels" / f"{name}.png", frame.labels)
             if frame.flow is not None:
                 np.savez(tmp / "flow" / f"{name}.npz", flow=frame.flow.astype(np.float16), valid=frame.valid)
             stamps.append(frame.stamp)
@@ -146,8 +146,8 @@ class LabelledSequence:
         if not 0 <= index < self.frames:
             raise IndexError(f"frame {index} out of range 0..{self.frames - 1}")
         name = f"{index:06d}.png"
-        image = _read_png(self.folder / "images" / name, color=True)
-        labels = _read_png(self.folder / "labels" / name, color=False)
+        image = read_png(self.folder / "images" / name, color=True)
+        labels = read_png(self.folder / "labels" / name, color=False)
         if image.shape[:2] != labels.shape or list(labels.shape) != list(self.header["size"]):
             raise SspError(f"{self.folder / 'labels' / name}: size {labels.shape} does not match image "
                            f"{image.shape[:2]} / header {self.header['size']}")
@@ -158,3 +158,68 @@ class LabelledSequence:
 
     def __iter__(self) -> Iterator[SyntheticFrame]:
         return (self[i] for i in range(self.frames))
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def iter_video(path: str | Path, fps: float = 30.0) -> Iterator[tuple[np.ndarray, float]]:
+    """RGB frames and stamps (seconds) from a video file or a folder of images (sorted by name).
+
+    A folder's frames are stamped ``index / fps``; a video's stamps come from the container when it has
+    them. An unreadable image in a folder is an error naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SspError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        for index, file in enumerate(files):
+            yield read_png(file, color=True), index / fps
+        return
+    if not path.is_file():
+        raise SspError(f"{path}: no such video file or image folder")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise SspError(f"{path}: OpenCV cannot open this video (codec or container not supported)")
+    try:
+        video_fps = capture.get(cv2.CAP_PROP_FPS) or fps
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), index / video_fps
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        raise SspError(f"{path}: the video holds no readable frame")
+
+
+class VideoWriter:
+    """Writes RGB frames to an MP4 file, or to numbered PNGs in a folder when no MP4 codec is available."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
+        self.path = Path(path)
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+        self.folder: Path | None = None
+        if not self.writer.isOpened():
+            self.folder = self.path.with_suffix("")
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    @property
+    def output(self) -> Path:
+        """The MP4 file, or the PNG folder used instead."""
+        return self.folder or self.path
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.folder is None:
+            self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        else:
+            write_png(self.folder / f"{self.count:06d}.png", frame)
+        self.count += 1
+
+    def close(self) -> None:
+        self.writer.release()

@@ -1,0 +1,81 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ssp_ros.cli import main
+from ssp_ros.config import ModelConfig, SspConfig
+from ssp_ros.demo import Clip, file_clip, run_demo
+from ssp_ros.io import VideoWriter
+from ssp_ros.models import build_ssp, save_weights
+
+INPUT = (96, 160)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(build_ssp(ModelConfig(input_size=INPUT), 8), path, {})
+    return path
+
+
+def clip_of(frames) -> Clip:
+    flows = [None if f.flow is None else (f.flow, f.valid) for f in frames]
+    return Clip(source="test", images=[f.image for f in frames], stamps=[f.stamp for f in frames],
+                labels=[f.labels for f in frames], flows=flows, fps=30.0)
+
+
+def test_report_has_the_promised_shape(weights: Path, small_video, tmp_path: Path) -> None:
+    cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(weights)))
+    frames = small_video[:10]
+    run_demo(cfg, tmp_path, lambda: clip_of(frames))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["frames"] == 10 and report["size"] == [120, 200]
+    for name in ("image", "ssp"):
+        model = report["models"][name]
+        assert 0 <= model["miou"] <= 100 and 0 <= model["tc"] <= 100 and model["fps"] > 0
+        assert {"preprocess", "segmenter", "postprocess", "total"} <= set(model["latency_ms"])
+        assert len(report["tc_per_pair"][name]) == 9
+    assert "registration" in report["models"]["ssp"]["latency_ms"]
+    assert report["models"]["ssp"]["resets"] == 1 and report["models"]["image"]["resets"] == 10
+    assert len(list((tmp_path / "masks" / "ssp").glob("*.png"))) == 10
+    assert (tmp_path / "tc_over_time.png").stat().st_size > 0 and "| SSP |" in (tmp_path / "report.md").read_text()
+    overlay = tmp_path / "overlay.mp4"
+    assert overlay.exists() or (tmp_path / "overlay").is_dir()
+
+
+def test_unlabelled_video_reports_tc_without_miou(weights: Path, small_video, tmp_path: Path) -> None:
+    writer = VideoWriter(tmp_path / "drone.mp4", 30.0, (120, 200))
+    for frame in small_video[:6]:
+        writer.write(frame.image)
+    writer.close()
+    clip = file_clip(writer.output, frames=None)
+    assert len(clip.images) == 6 and clip.labels is None and clip.flows[-1] is None
+    cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(weights)))
+    report = run_demo(cfg, tmp_path / "out", lambda: clip)
+    assert report["models"]["ssp"]["miou"] is None and report["models"]["ssp"]["tc"] is not None
+
+
+def test_cli_demo_without_weights_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"model": {"weights": None}}))
+    assert main(["demo", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "model.weights is not set" in capsys.readouterr().err
+
+
+def test_cli_demo_missing_weights_file_is_named(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"model": {"weights": "nowhere.safetensors"}}))
+    code = main(["demo", "--config", str(config), "--frames", "2", "--out", str(tmp_path / "out"),
+                 "--size", "64x96"])
+    assert code == 2 and "nowhere.safetensors: model weights file not found" in capsys.readouterr().err
+
+
+def test_missing_input_is_named(tmp_path: Path) -> None:
+    from ssp_ros.errors import SspError
+
+    with pytest.raises(SspError, match=r"nope\.mp4: no such video file"):
+        file_clip(tmp_path / "nope.mp4", frames=None)
