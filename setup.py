@@ -21,10 +21,12 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/datasets", glob("config/datasets/*.yaml")),
         (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*")),
     ],
     # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
-    install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60"],
+    install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60",
+                      "matplotlib>=3.5"],
     extras_require={
         "torch": TORCH,
         "test": TORCH + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],

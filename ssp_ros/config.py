@@ -24,13 +24,13 @@ from ssp_ros.errors import ConfigError
 from ssp_ros.resources import share_dir
 
 
-def _require(ok: bool, key: str, message: str) -> None:
+def require(ok: bool, key: str, message: str) -> None:
     """Raise a ConfigError for ``key`` unless ``ok``; used by the ``__post_init__`` range checks."""
     if not ok:
         raise ConfigError(f"{key}: {message}")
 
 
-def _in(section: object, key: str, low: float, high: float = math.inf, *, open_low: bool = False,
+def check_range(section: object, key: str, low: float, high: float = math.inf, *, open_low: bool = False,
         open_high: bool = False) -> None:
     """Require ``section.key`` in [low, high] (either end made open by its flag); the error names the key."""
     value = getattr(section, key)
@@ -40,9 +40,9 @@ def _in(section: object, key: str, low: float, high: float = math.inf, *, open_l
         raise ConfigError(f"{key}: must be in {left}{low}, {high}{right}, got {value}")
 
 
-def _check_range(value: tuple[float, float], key: str, low: float, high: float) -> None:
+def check_pair(value: tuple[float, float], key: str, low: float, high: float) -> None:
     """A (min, max) pair inside [low, high] with min <= max."""
-    _require(low <= value[0] <= value[1] <= high, key, f"expected {low} <= min <= max <= {high}, got {list(value)}")
+    require(low <= value[0] <= value[1] <= high, key, f"expected {low} <= min <= max <= {high}, got {list(value)}")
 
 
 @dataclass
@@ -50,17 +50,17 @@ class ModelConfig:
     """The image model (backbone + UPerNet head) and its class list."""
 
     backbone: str = "mobilenetv3_large_100"  # timm model name, built with features_only; paper: sam2_hiera_small
-    decoder_channels: int = 128  # UPerNet width; paper: 256
+    decoder_channels: int = 64  # UPerNet width (64 keeps the shipped fp16 weights under 10 MB); paper: 256
     dataset: str = "uavid"  # class list: config/datasets/<name>.yaml, or a path to such a file
     input_size: tuple[int, int] = (384, 640)  # model input (H, W), multiples of 32; frames are letterboxed to it
-    weights: str | None = None  # local .safetensors or .pt of the whole model; None = untrained
+    weights: str | None = None  # whole model (.safetensors/.pt); None = untrained (config/ssp.yaml: the shipped one)
     backbone_weights: str | None = None  # optional local timm/SAM2 backbone checkpoint
 
     def __post_init__(self) -> None:
         h, w = self.input_size
-        _require(h > 0 and w > 0 and h % 32 == 0 and w % 32 == 0, "input_size",
+        require(h > 0 and w > 0 and h % 32 == 0 and w % 32 == 0, "input_size",
                  f"expected positive multiples of 32, got {list(self.input_size)}")
-        _in(self, "decoder_channels", 1)
+        check_range(self, "decoder_channels", 1)
 
 
 @dataclass
@@ -68,23 +68,23 @@ class RegistrationConfig:
     """Global homography between consecutive frames (keypoints + RANSAC)."""
 
     detector: Literal["orb", "akaze", "sift"] = "orb"  # OpenCV feature detector/descriptor
-    max_features: int = 2000  # keypoints per frame
+    max_features: int = 500  # keypoints per frame (500 at work_width 320: ~3 ms at 736×1280, < 1.5 px error)
     ratio: float = 0.8  # Lowe ratio test, as in the reference
     method: Literal["ransac", "usac"] = "usac"  # cv2.findHomography robust estimator
     ransac_threshold_px: float = 2.5  # inlier threshold in full-resolution pixels (paper: 2.5)
-    work_width: int = 640  # registration runs on a grey image downscaled to this width
+    work_width: int = 320  # registration runs on a grey image downscaled to this width
     min_inliers: int = 20  # fewer inliers -> registration failed -> propagation resets
     min_inlier_ratio: float = 0.15  # inliers / matches below this -> failed
     max_scale_change: float = 1.5  # per-frame zoom beyond this factor (or below its inverse) -> failed
 
     def __post_init__(self) -> None:
-        _in(self, "max_features", 4)
-        _in(self, "ratio", 0.0, 1.0, open_low=True)
-        _in(self, "ransac_threshold_px", 0.0, open_low=True)
-        _in(self, "work_width", 32)
-        _in(self, "min_inliers", 4)  # a homography needs 4 correspondences
-        _in(self, "min_inlier_ratio", 0.0, 1.0)
-        _in(self, "max_scale_change", 1.0, open_low=True)
+        check_range(self, "max_features", 4)
+        check_range(self, "ratio", 0.0, 1.0, open_low=True)
+        check_range(self, "ransac_threshold_px", 0.0, open_low=True)
+        check_range(self, "work_width", 32)
+        check_range(self, "min_inliers", 4)  # a homography needs 4 correspondences
+        check_range(self, "min_inlier_ratio", 0.0, 1.0)
+        check_range(self, "max_scale_change", 1.0, open_low=True)
 
 
 @dataclass
@@ -96,7 +96,7 @@ class PropagationConfig:
     reset_on_backwards_time: bool = True  # a stamp older than the previous one resets (else: frame skipped)
 
     def __post_init__(self) -> None:
-        _in(self, "max_time_gap_s", 0.0, open_low=True)
+        check_range(self, "max_time_gap_s", 0.0, open_low=True)
 
 
 @dataclass
@@ -107,7 +107,7 @@ class RuntimeConfig:
     device: str = "cpu"  # torch device ("cpu", "cuda", "cuda:0")
 
     def __post_init__(self) -> None:
-        _require(self.device == "cpu" or self.device.startswith("cuda"), "device",
+        require(self.device == "cpu" or self.device.startswith("cuda"), "device",
                  f"expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
 
@@ -123,9 +123,9 @@ class NodeConfig:
     diagnostics_period_s: float = 1.0  # /diagnostics rate
 
     def __post_init__(self) -> None:
-        _require(bool(self.image_topic), "image_topic", "must not be empty")
-        _in(self, "max_age_ms", 0.0)
-        _in(self, "diagnostics_period_s", 0.0, open_low=True)
+        require(bool(self.image_topic), "image_topic", "must not be empty")
+        check_range(self, "max_age_ms", 0.0)
+        check_range(self, "diagnostics_period_s", 0.0, open_low=True)
 
 
 @dataclass
@@ -142,14 +142,14 @@ class CameraMotion:
     tilt_deg: float = 6.0  # max pitch/roll away from nadir (mild perspective)
 
     def __post_init__(self) -> None:
-        _in(self, "hfov_deg", 0.0, 150.0, open_low=True, open_high=True)
-        _check_range(self.altitude_m, "altitude_m", 5.0, 500.0)
-        _in(self, "altitude_period_s", 0.0, open_low=True)
-        _in(self, "speed_mps", 0.0, 60.0)
-        _in(self, "speed_jitter", 0.0, 1.0, open_high=True)
-        _in(self, "turn_rate_dps", 0.0, 90.0)
-        _in(self, "yaw_offset_deg", 0.0, 180.0)
-        _in(self, "tilt_deg", 0.0, 20.0)
+        check_range(self, "hfov_deg", 0.0, 150.0, open_low=True, open_high=True)
+        check_pair(self.altitude_m, "altitude_m", 5.0, 500.0)
+        check_range(self, "altitude_period_s", 0.0, open_low=True)
+        check_range(self, "speed_mps", 0.0, 60.0)
+        check_range(self, "speed_jitter", 0.0, 1.0, open_high=True)
+        check_range(self, "turn_rate_dps", 0.0, 90.0)
+        check_range(self, "yaw_offset_deg", 0.0, 180.0)
+        check_range(self, "tilt_deg", 0.0, 20.0)
 
 
 @dataclass
@@ -168,14 +168,14 @@ class WorldLayout:
     flat_roof_share: float = 0.5  # flat grey roofs look like road from above: the ambiguity we want
 
     def __post_init__(self) -> None:
-        _in(self, "size_m", 50.0, 5000.0)
-        _in(self, "gsd_m", 0.01, 1.0)
-        _require(self.size_m / self.gsd_m <= 16384, "size_m",
+        check_range(self, "size_m", 50.0, 5000.0)
+        check_range(self, "gsd_m", 0.01, 1.0)
+        require(self.size_m / self.gsd_m <= 16384, "size_m",
                  f"world texture would be {self.size_m / self.gsd_m:.0f} px wide (max 16384): raise gsd_m")
         for name in ("roads", "buildings_per_km2", "tree_clusters_per_km2", "parked_cars_per_km2",
                      "moving_cars_per_km2", "people_per_km2", "clutter_patches_per_km2"):
-            _in(self, name, 0)
-        _in(self, "flat_roof_share", 0.0, 1.0)
+            check_range(self, name, 0)
+        check_range(self, "flat_roof_share", 0.0, 1.0)
 
 
 @dataclass
@@ -193,11 +193,11 @@ class Nuisances:
 
     def __post_init__(self) -> None:
         for name in ("exposure_drift", "white_balance_drift", "noise_sigma", "motion_blur_px"):
-            _in(self, name, 0.0)
+            check_range(self, name, 0.0)
         for name in ("motion_blur_prob", "jpeg_prob"):
-            _in(self, name, 0.0, 1.0)
-        _in(self, "drop_prob", 0.0, 0.5, open_high=True)
-        _check_range(self.jpeg_quality, "jpeg_quality", 1, 100)
+            check_range(self, name, 0.0, 1.0)
+        check_range(self, "drop_prob", 0.0, 0.5, open_high=True)
+        check_pair(self.jpeg_quality, "jpeg_quality", 1, 100)
 
 
 @dataclass
@@ -212,9 +212,9 @@ class SyntheticConfig:
     nuisances: Nuisances = field(default_factory=Nuisances)
 
     def __post_init__(self) -> None:
-        _in(self, "height", 16, 4320)
-        _in(self, "width", 16, 7680)
-        _in(self, "fps", 0.0, 240.0, open_low=True)
+        check_range(self, "height", 16, 4320)
+        check_range(self, "width", 16, 7680)
+        check_range(self, "fps", 0.0, 240.0, open_low=True)
 
 
 @dataclass

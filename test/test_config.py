@@ -22,7 +22,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_default_loads_and_matches_schema_defaults() -> None:
     cfg = load_config()
-    assert cfg == SspConfig()  # config/ssp.yaml documents the defaults; they must not drift apart
+    # config/ssp.yaml documents the defaults and adds the shipped weights; they must not drift apart
+    assert cfg == SspConfig(model=ModelConfig(weights="models/ssp_default.safetensors"))
 
 
 def test_shipped_scenarios_load() -> None:
@@ -94,3 +95,8 @@ def test_to_dict_round_trips() -> None:
 def test_dataclasses_validate_when_built_in_code() -> None:
     with pytest.raises(ConfigError, match=r"decoder_channels: must be in \[1, inf\], got 0"):
         ModelConfig(decoder_channels=0)
+
+
+def test_every_shipped_config_loads() -> None:
+    for path in sorted((Path(__file__).resolve().parent.parent / "config").glob("*.yaml")):
+        load_config(path)

@@ -125,7 +125,7 @@ def test_orb_sequence_with_registrar(world, method):
         place = step @ place
         reg = registrar.register(render(world, place, FULL))
         assert reg.ok, reg.reason
-        assert corner_error(reg.homography, step, FULL) < 0.5
+        assert corner_error(reg.homography, step, FULL) < 1.0  # the spec: < 1 px at 736×1280
 
 
 def test_orb_exhaustive_path(world):

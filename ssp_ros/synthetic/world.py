@@ -97,39 +97,40 @@ class _Canvas:
             return None
         return slice(y0, y1), slice(x0, x1), points - np.array([x0, y0])
 
-    def mask(self, points: np.ndarray) -> tuple[slice, slice, np.ndarray] | None:
-        """Crop slices and the polygon's boolean mask inside the crop."""
+    def mask(self, points: np.ndarray, keep: tuple[int, ...] = ()) -> tuple[slice, slice, np.ndarray] | None:
+        """Crop slices and the polygon's boolean mask inside the crop, less the pixels of ``keep`` classes."""
         found = self.crop(points)
         if found is None:
             return None
         ys, xs, local = found
         m = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8)
         fill_polygon(m, local, 1)
-        return ys, xs, m.astype(bool)
+        m = m.astype(bool)
+        if keep:
+            m &= ~np.isin(self.labels[ys, xs], keep)
+        return ys, xs, m
+
+    def texture(self, ys: slice, xs: slice, gain: float) -> np.ndarray:
+        """Brightness modulation of a crop: 1 + gain × (mid-scale noise + 0.8 × grain)."""
+        return 1.0 + gain * (self.mid[ys, xs] + 0.8 * self.fine[ys, xs])
 
     def paint(self, points: np.ndarray, color: np.ndarray, label: int | None, texture: float = 0.08,
               keep: tuple[int, ...] = ()) -> None:
         """Fill a polygon with a textured colour (and a class, unless None), sparing pixels of ``keep`` classes."""
-        found = self.mask(points)
+        found = self.mask(points, keep)
         if found is None:
             return
         ys, xs, m = found
-        if keep:
-            m &= ~np.isin(self.labels[ys, xs], keep)
-        tex = 1.0 + texture * (self.mid[ys, xs] + 0.8 * self.fine[ys, xs])
-        self.rgb[ys, xs][m] = (np.asarray(color, np.float32)[None, :] * tex[m][:, None])
+        self.rgb[ys, xs][m] = np.asarray(color, np.float32)[None, :] * self.texture(ys, xs, texture)[m][:, None]
         if label is not None:
             self.labels[ys, xs][m] = label
 
     def shade(self, points: np.ndarray, factor: float, keep: tuple[int, ...] = ()) -> None:
         """Multiply the colour under a polygon (a shadow): colour changes, class does not."""
-        found = self.mask(points)
-        if found is None:
-            return
-        ys, xs, m = found
-        if keep:
-            m &= ~np.isin(self.labels[ys, xs], keep)
-        self.rgb[ys, xs][m] *= factor
+        found = self.mask(points, keep)
+        if found is not None:
+            ys, xs, m = found
+            self.rgb[ys, xs][m] *= factor
 
     def free(self, points: np.ndarray, blocked: tuple[int, ...]) -> bool:
         """True if the polygon lies inside the world and covers no pixel of the ``blocked`` classes."""
@@ -224,8 +225,7 @@ def _stroke(canvas: _Canvas, points: np.ndarray, width: float, color: np.ndarray
         cv2.polylines(m, [np.round(local * 16).astype(np.int32)], False, 1,
                       thickness=max(int(round(width)), 1), lineType=cv2.LINE_8, shift=4)
         m = m.astype(bool)
-        tex = 1.0 + texture * (canvas.mid[ys, xs] + 0.8 * canvas.fine[ys, xs])
-        canvas.rgb[ys, xs][m] = color[None, :].astype(np.float32) * tex[m][:, None]
+        canvas.rgb[ys, xs][m] = color[None, :].astype(np.float32) * canvas.texture(ys, xs, texture)[m][:, None]
         canvas.labels[ys, xs][m] = label
 
 
@@ -348,11 +348,10 @@ def _add_trees(canvas: _Canvas, clusters: int, px: float, shadow_dir: np.ndarray
             radius = rng.uniform(1.6, 4.5) * px
             outline = _blob(pos, radius, rng, roughness=0.12)
             canvas.shade(outline + shadow_dir * radius * 0.9, 0.6, keep=(L.BUILDING,))
-            found = canvas.mask(outline)
+            found = canvas.mask(outline, keep=(L.BUILDING,))
             if found is None:
                 continue
             ys, xs, m = found
-            m &= canvas.labels[ys, xs] != L.BUILDING
             yy, xx = np.mgrid[ys, xs]
             toward_sun = -((xx - pos[0]) * shadow_dir[0] + (yy - pos[1]) * shadow_dir[1]) / radius
             light = 1.0 + 0.22 * toward_sun + 0.22 * canvas.blobs[ys, xs] + 0.06 * canvas.fine[ys, xs]

@@ -1,0 +1,161 @@
+"""The training recipe schema: typed dataclasses with a comment on each default, loaded strictly from YAML.
+
+``load_train_config(path)`` reads a recipe such as ``config/train/default.yaml``; unknown keys, wrong types
+and out-of-range values raise ``ConfigError`` naming the file and the dotted key, exactly as the runtime
+configuration does (the same converter, ``ssp_ros.config.config_from_dict``). The resolved recipe is saved
+as YAML next to each run's checkpoints (``to_dict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ssp_ros.config import (
+    ModelConfig,
+    SyntheticConfig,
+    check_range,
+    config_from_dict,
+    load_section,
+    read_yaml,
+    require,
+)
+from ssp_ros.resources import resolve_resource
+
+
+@dataclass
+class DataConfig:
+    """Synthetic drone video generated in memory: which scenario, how many sequences, how frames pair up."""
+
+    scenario: str | None = None  # scenario YAML (path, or a name in config/scenarios/); None = `synthetic`
+    synthetic: SyntheticConfig | None = None  # inline scenario (keys of SyntheticConfig); None = built-in default
+    frame_size: tuple[int, int] | None = (384, 640)  # generated (H, W), overriding the scenario's; None keeps it
+    sequences: int = 6  # training sequences, one world and flight each
+    first_seed: int = 1000  # sequence i uses seed first_seed + i
+    frames_per_sequence: int = 400  # frames generated per sequence (~23 ms each at 384×640, + ~5 s world)
+    frame_gap: tuple[int, int] = (1, 2)  # SSP pairs (k − gap, k), gap drawn uniformly from [min, max]
+    hflip: bool = True  # random horizontal flips (both frames of a pair flip together)
+    val_seed: int = 999  # seed of the held-out validation sequence
+    val_frames: int = 60  # validation frames (mIoU, TC of image model vs SSP after each stage); 0 = none
+
+    def __post_init__(self) -> None:
+        require(self.scenario is None or self.synthetic is None, "scenario",
+                 "set either 'scenario' (a file) or 'synthetic' (inline), not both")
+        if self.frame_size is not None:
+            h, w = self.frame_size
+            require(16 <= h <= 4320 and 16 <= w <= 7680, "frame_size", f"expected 16..4320 × 16..7680, got {[h, w]}")
+        check_range(self, "sequences", 1)
+        check_range(self, "frames_per_sequence", 2)
+        require(1 <= self.frame_gap[0] <= self.frame_gap[1], "frame_gap",
+                 f"expected 1 <= min <= max, got {list(self.frame_gap)}")
+        require(self.frame_gap[1] < self.frames_per_sequence, "frame_gap",
+                 f"max gap {self.frame_gap[1]} needs more than {self.frames_per_sequence} frames per sequence")
+        check_range(self, "val_frames", 0)
+        require(self.val_frames == 0 or self.val_seed not in self.seeds(), "val_seed",
+                 f"{self.val_seed} is also a training seed (first_seed {self.first_seed}, {self.sequences} sequences)")
+
+    def seeds(self) -> list[int]:
+        """The training sequences' seeds."""
+        return list(range(self.first_seed, self.first_seed + self.sequences))
+
+    def resolve_scenario(self) -> SyntheticConfig:
+        """The scenario the frames are generated from: file or inline or default, with ``frame_size`` applied."""
+        if self.scenario is not None:
+            cfg = load_section(SyntheticConfig, resolve_resource(self.scenario, "config/scenarios"))
+        else:
+            cfg = self.synthetic or SyntheticConfig()
+        if self.frame_size is not None:
+            cfg = replace(cfg, height=self.frame_size[0], width=self.frame_size[1])
+        return cfg
+
+
+@dataclass
+class ImageStageConfig:
+    """Stage 1: the image model (backbone + UPerNet) trained with cross-entropy on single labelled frames."""
+
+    steps: int = 900  # optimiser steps; 0 = skip the stage (then model.weights should hold a trained model)
+    batch_size: int = 8  # frames per step
+    crop_size: int = 256  # random square crops (multiple of 32); 0 = whole frames
+    lr: float = 1e-3  # peak AdamW learning rate (from scratch; the paper fine-tunes pretrained Hiera at 5e-5)
+    weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights), as the paper
+    warmup_steps: int = 50  # linear warm-up, then cosine decay
+    final_lr_ratio: float = 0.01  # the cosine ends at lr × this
+
+    def __post_init__(self) -> None:
+        _stage_checks(self)
+        check_range(self, "lr", 0.0, open_low=True)
+
+
+@dataclass
+class SspStageConfig:
+    """Stage 2: the similarity head on frame pairs (non-recursive, as in the paper) or short clips."""
+
+    steps: int = 300  # optimiser steps; 0 = skip the stage
+    batch_size: int = 8  # pairs (or clips) per step
+    unroll: int = 1  # fusion steps per clip: 1 = the paper's pairs; n > 1 = clips of n + 1 frames where each
+    # fused output is the next step's previous state, as at run time (the head then learns to trust it)
+    tc_weight: float = 0.5  # λ of the temporal-consistency loss on the fused outputs (paper: 0.5); 0 = CE only
+    crop_size: int = 256  # the same random square crop of both frames (multiple of 32); 0 = whole frames
+    lr: float = 1e-3  # peak learning rate of the similarity head
+    lr_image: float = 0.0  # learning rate of the image model; 0 = frozen (eval mode, no gradients)
+    weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights)
+    warmup_steps: int = 20  # linear warm-up, then cosine decay
+    final_lr_ratio: float = 0.01  # the cosine ends at lr × this
+
+    def __post_init__(self) -> None:
+        _stage_checks(self)
+        check_range(self, "lr", 0.0, open_low=True)
+        check_range(self, "lr_image", 0.0)
+        check_range(self, "unroll", 1, 8)
+        check_range(self, "tc_weight", 0.0)
+
+
+def _stage_checks(stage: ImageStageConfig | SspStageConfig) -> None:
+    check_range(stage, "steps", 0)
+    check_range(stage, "batch_size", 1)
+    require(stage.crop_size >= 0 and stage.crop_size % 32 == 0, "crop_size",
+             f"expected 0 (whole frames) or a positive multiple of 32, got {stage.crop_size}")
+    check_range(stage, "weight_decay", 0.0)
+    check_range(stage, "warmup_steps", 0)
+    check_range(stage, "final_lr_ratio", 0.0, 1.0)
+
+
+@dataclass
+class OutputConfig:
+    """Where a run writes: checkpoints, the resolved recipe, logs, and the final SSP weights."""
+
+    dir: str = "runs/ssp_default"  # checkpoints, config.yaml, train_log.jsonl, segmenter.safetensors
+    weights: str = "models/ssp_default.safetensors"  # final SSP weights (fp16 parameters)
+    max_weights_mb: float = 10.0  # refuse to start if the fp16 weights would be larger (MB = 10⁶ bytes); 0 = no limit
+    checkpoint_every: int = 200  # steps between checkpoints (the last step always gets one)
+    log_every: int = 25  # steps between log lines (the progress bar shows the running loss every step)
+    resume: bool = False  # continue each stage from its checkpoint in `dir` when there is one
+    progress: bool = True  # tqdm progress bars
+
+    def __post_init__(self) -> None:
+        require(bool(self.dir), "dir", "must not be empty")
+        require(self.weights.endswith(".safetensors"), "weights", f"must end in .safetensors, got {self.weights!r}")
+        check_range(self, "max_weights_mb", 0.0)
+        check_range(self, "checkpoint_every", 1)
+        check_range(self, "log_every", 1)
+
+
+@dataclass
+class TrainConfig:
+    """A whole training recipe (config/train/*.yaml)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # the model to train (model.weights = start from)
+    data: DataConfig = field(default_factory=DataConfig)
+    image: ImageStageConfig = field(default_factory=ImageStageConfig)
+    ssp: SspStageConfig = field(default_factory=SspStageConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    num_threads: int = 2  # torch.set_num_threads
+    seed: int = 0  # torch / sampling seed (the video itself depends on data.first_seed only)
+
+    def __post_init__(self) -> None:
+        check_range(self, "num_threads", 1)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a training recipe; errors name the file and the dotted key."""
+    return config_from_dict(TrainConfig, read_yaml(path), str(path))

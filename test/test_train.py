@@ -1,0 +1,300 @@
+"""Tests of ssp_train: recipe loading and its errors, exact pair homographies under crop/flip, the loss,
+that a tiny model learns, weights round-trips, and the smoke recipe end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ssp_ros.config import ModelConfig
+from ssp_ros.errors import ConfigError
+from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata, save_weights, warp
+from ssp_ros.resources import share_dir
+from ssp_train.config import DataConfig, TrainConfig, load_train_config
+from ssp_train.data import ClipDataset, FrameDataset, PairDataset, conjugate, flip_matrix
+from ssp_train.losses import occlusion_weight, segmentation_loss, temporal_consistency_loss
+from ssp_train.train import _cli, check_weights_size, cosine_schedule, main
+
+TRAIN_CONFIGS = share_dir() / "config" / "train"
+K = 8  # UAVid classes
+TINY = ModelConfig(decoder_channels=16, input_size=(96, 160))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the recipe
+
+
+@pytest.mark.parametrize("name", ["default", "smoke"])
+def test_shipped_recipes_load(name):
+    cfg = load_train_config(TRAIN_CONFIGS / f"{name}.yaml")
+    scenario = cfg.data.resolve_scenario()
+    assert scenario.height > 0 and cfg.image.steps > 0 and cfg.ssp.steps > 0
+    assert cfg.output.weights.endswith(".safetensors")
+
+
+def test_default_recipe_is_the_shipped_model():
+    cfg = load_train_config(TRAIN_CONFIGS / "default.yaml")
+    assert cfg.model == ModelConfig()  # what config/ssp.yaml builds, so the weights load there
+    assert (cfg.data.resolve_scenario().height, cfg.data.resolve_scenario().width) == cfg.model.input_size
+    assert check_weights_size(cfg, K) <= cfg.output.max_weights_mb
+
+
+@pytest.mark.parametrize(("data", "key", "words"), [
+    ({"image": {"stepz": 3}}, "image.stepz", "did you mean 'steps'"),
+    ({"ssp": {"lr": "fast"}}, "ssp.lr", "expected float"),
+    ({"image": {"crop_size": 100}}, "image.crop_size", "multiple of 32"),
+    ({"data": {"frame_gap": [3, 1]}}, "data.frame_gap", "min <= max"),
+    ({"data": {"scenario": "calm", "synthetic": {"height": 96}}}, "data.scenario", "not both"),
+    ({"data": {"synthetic": {"heigth": 96}}}, "data.synthetic.heigth", "did you mean 'height'"),
+    ({"output": {"weights": "model.pt"}}, "output.weights", ".safetensors"),
+    ({"num_threads": 0}, "num_threads", "must be in"),
+])
+def test_config_errors_name_the_file_and_key(tmp_path, data, key, words):
+    path = _write(tmp_path / "bad.yaml", data)
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    message = str(err.value)
+    assert str(path) in message and f"{key}:" in message and words in message
+
+
+def test_missing_recipe_names_the_file(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    assert _cli(["--config", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_weights_over_the_size_limit_are_refused_before_training():
+    cfg = TrainConfig(model=TINY)
+    cfg.output.max_weights_mb = 1.0
+    with pytest.raises(ConfigError, match=r"output\.max_weights_mb: .* MB in fp16"):
+        check_weights_size(cfg, K)
+
+
+def test_scenario_by_name_and_frame_size():
+    scenario = DataConfig(scenario="calm", frame_size=(96, 160)).resolve_scenario()
+    assert (scenario.height, scenario.width) == (96, 160)
+    assert scenario.nuisances.noise_sigma == 0.0  # from config/scenarios/calm.yaml
+
+
+def test_cosine_schedule():
+    factor = cosine_schedule(steps=100, warmup=10, final_ratio=0.1)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(99) == pytest.approx(0.1, abs=1e-3)
+    values = [factor(s) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+
+
+def test_conjugated_homography_matches_flipped_warp(small_video):
+    """Warping flipped frames with F·H·F⁻¹ is the flip of warping the frames with H."""
+    prev, cur = small_video[10], small_video[13]
+    h = cur.world_to_image @ np.linalg.inv(prev.world_to_image)
+    height, width = prev.labels.shape
+    direct = cv2.flip(cv2.warpPerspective(prev.image, h, (width, height), flags=cv2.INTER_LINEAR), 1)
+    flipped = cv2.warpPerspective(cv2.flip(prev.image, 1), conjugate(h, flip_matrix(width)), (width, height),
+                                  flags=cv2.INTER_LINEAR)
+    inner = (slice(8, -8), slice(8, -8))  # borders see different outside pixels
+    assert np.abs(direct[inner].astype(int) - flipped[inner].astype(int)).mean() < 1.0
+
+
+def _cell_labels(labels: torch.Tensor, stride: int = 4) -> torch.Tensor:
+    """N×H×W ids → N×K×H/s×W/s share of each class per stride-s cell."""
+    one_hot = F.one_hot(labels, K).permute(0, 3, 1, 2).float()
+    return F.avg_pool2d(one_hot, stride)
+
+
+def _agreement(batch: dict, to_previous: torch.Tensor) -> float:
+    """Share of valid stride-4 cells whose warped previous label equals the current one."""
+    warped, valid = warp(_cell_labels(batch["prev_labels"]), to_previous)
+    same = warped.argmax(1) == _cell_labels(batch["labels"]).argmax(1)
+    valid = valid[:, 0] > 0
+    return float(same[valid].float().mean())
+
+
+@pytest.mark.parametrize("flip_prob", [0.0, 1.0])
+def test_pair_crop_and_flip_keep_the_homography(small_video, flip_prob):
+    dataset = PairDataset([small_video], crop_size=96, frame_gap=(3, 6), flip_prob=flip_prob)
+    torch.manual_seed(1)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(0, len(dataset), 3)])
+    assert batch["cur"].shape[-2:] == (96, 96) and batch["to_previous"].shape[-2:] == (3, 3)
+    assert _agreement(batch, batch["to_previous"]) >= 0.95
+    # the same labels at full resolution, with the pixel homography and OpenCV
+    hits, total = 0, 0
+    for prev, cur, h in zip(batch["prev_labels"].numpy(), batch["labels"].numpy(), batch["homography"].numpy()):
+        warped = cv2.warpPerspective(prev.astype(np.uint8), h, (96, 96), flags=cv2.INTER_NEAREST, borderValue=255)
+        valid = warped != 255
+        hits, total = hits + int((warped[valid] == cur[valid]).sum()), total + int(valid.sum())
+    assert hits / total >= 0.95
+    if flip_prob == 1.0:  # negative control: the same crops without the flip in the homography
+        torch.manual_seed(1)
+        plain = PairDataset([small_video], crop_size=96, frame_gap=(3, 6), flip_prob=0.0)
+        unflipped = torch.stack([plain[i]["to_previous"] for i in range(0, len(plain), 3)])
+        assert _agreement(batch, unflipped) < _agreement(batch, batch["to_previous"]) - 0.03
+
+
+def test_clip_homographies_chain_frame_to_frame(small_video):
+    dataset = ClipDataset([small_video], crop_size=96, frame_gap=(1, 3), flip_prob=0.5, length=4)
+    torch.manual_seed(2)
+    clips = torch.utils.data.default_collate([dataset[i] for i in range(0, len(dataset), 4)])
+    assert clips["images"].shape[1:] == (4, 3, 96, 96) and clips["to_previous"].shape[1:] == (3, 3, 3)
+    for t in range(1, 4):
+        pair = {"prev_labels": clips["labels"][:, t - 1], "labels": clips["labels"][:, t]}
+        assert _agreement(pair, clips["to_previous"][:, t - 1]) >= 0.95, f"step {t}"
+
+
+def test_occlusion_weight_and_tc_loss_by_hand():
+    image = torch.zeros(1, 3, 1, 2)
+    warped = torch.tensor([[[[0.0, 0.5]], [[0.0, 0.25]], [[0.0, 0.25]]]])  # pixel 1 differs by 1.0 in L1
+    weight = occlusion_weight(image, warped)
+    torch.testing.assert_close(weight, torch.tensor([[[[1.0, math.exp(-1.0)]]]]))
+    probs = torch.tensor([[[[1.0, 1.0]], [[0.0, 0.0]]]])  # two classes, two pixels
+    prev = torch.tensor([[[[0.5, 0.0]], [[0.5, 1.0]]]])
+    # squared distances: pixel 0: 0.25 + 0.25 = 0.5; pixel 1: 1 + 1 = 2
+    valid = torch.ones(1, 1, 1, 2)
+    expected = (1.0 * 0.5 + math.exp(-1.0) * 2.0) / 2
+    assert temporal_consistency_loss(probs, prev, weight, valid).item() == pytest.approx(expected)
+    valid[..., 1] = 0  # cells from outside the previous frame do not count
+    assert temporal_consistency_loss(probs, prev, weight, valid).item() == pytest.approx(0.5)
+
+
+def test_frame_dataset_crops_and_flips(small_video):
+    torch.manual_seed(0)
+    flipped = FrameDataset([small_video[:1]], crop_size=0, flip_prob=1.0, multiple=8)
+    image, labels = flipped[0]
+    assert image.shape == (3, 120, 200) and image.dtype == torch.float32 and labels.dtype == torch.int64
+    assert torch.equal(labels, torch.from_numpy(small_video[0].labels[:, ::-1].copy()).long())
+    cropped = FrameDataset([small_video], crop_size=64)
+    image, labels = cropped[5]
+    assert image.shape == (3, 64, 64) and labels.shape == (64, 64)
+
+
+def test_crop_larger_than_frames_is_a_config_error(small_video):
+    with pytest.raises(ConfigError, match=r"ssp\.crop_size: crop 160 does not fit frames of 120x200"):
+        PairDataset([small_video], crop_size=160)
+    with pytest.raises(ConfigError, match=r"image\.crop_size: 0 \(whole frames\) needs"):
+        FrameDataset([small_video], crop_size=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# losses and learning
+
+
+def test_loss_upsamples_and_ignores():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[:, 1] = 5.0  # class 1 everywhere
+    labels = torch.ones(1, 8, 8, dtype=torch.long)
+    good = segmentation_loss(logits, labels)
+    labels[0, :4] = 255
+    assert segmentation_loss(logits, labels) == pytest.approx(float(good))
+    labels[0, 4:] = 0
+    assert segmentation_loss(logits, labels) > good
+    assert segmentation_loss(logits, torch.full((1, 8, 8), 255)) == 0.0
+
+
+def test_tiny_model_learns(small_video):
+    segmenter = build_segmenter(TINY, K).train()
+    dataset = FrameDataset([small_video], crop_size=64)
+    images, labels = torch.utils.data.default_collate([dataset[i] for i in (0, 20)])
+    optimizer = torch.optim.AdamW(segmenter.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):  # overfit one batch
+        loss = segmentation_loss(segmenter(images)[0], labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_similarity_head_learns_on_pairs(small_video):
+    segmenter = build_segmenter(TINY, K).eval().requires_grad_(False)
+    model = SSP(segmenter, SimilarityHead(segmenter.feature_channels))
+    fusion = model.warp_fusion_step().train()
+    dataset = PairDataset([small_video], crop_size=64, frame_gap=(1, 2))
+    batch = torch.utils.data.default_collate([dataset[i] for i in (3, 30)])
+    with torch.no_grad():
+        logits, feats = segmenter(torch.cat([batch["prev"], batch["cur"]]))
+    # a fixed "previous" that is right (the labels) makes trusting it (s -> 1) the way down
+    prev_logits = 10.0 * F.one_hot(batch["prev_labels"], K).permute(0, 3, 1, 2).float()[..., 2::4, 2::4]
+    optimizer = torch.optim.AdamW(model.similarity_head.parameters(), lr=3e-2)
+    losses = []
+    for _ in range(20):
+        fused, s, valid = fusion(logits[2:], feats[2:], prev_logits, feats[:2], batch["to_previous"])
+        inside = F.interpolate(valid, scale_factor=4.0)[:, 0] > 0  # out-of-view cells only see the current frame
+        loss = segmentation_loss(fused, batch["labels"].masked_fill(~inside, 255))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+    assert float(s.detach()[valid > 0].mean()) > 0.7  # it learned to trust the (right) previous prediction
+
+
+def test_trained_weights_round_trip(tmp_path):
+    model = build_ssp(TINY, K)
+    for param in model.parameters():  # "trained": not the initial values, and exactly representable in fp16
+        param.data = (param.data + 0.01 * torch.randn_like(param)).half().float()
+    model.eval()
+    path = save_weights(model, tmp_path / "ssp.safetensors", {"fp16": True, "dataset": "uavid"})
+    loaded = build_ssp(dataclasses.replace(TINY, weights=str(path)), K).eval()
+    frame = torch.rand(1, 3, 96, 160) * 255
+    state = (torch.randn(1, K, 24, 40), torch.randn(1, loaded.segmenter.feature_channels, 24, 40))
+    valid, to_previous = torch.ones(1, 1, 24, 40), torch.eye(3)[None]
+    with torch.no_grad():
+        for a, b in zip(model(frame, *state, valid), loaded(frame, *state, valid)):
+            torch.testing.assert_close(a, b)
+        logits, feats = loaded.segmenter(frame)
+        fused, _, _ = loaded.warp_fusion_step()(logits, feats, *state, to_previous)
+        assert fused.shape == logits.shape
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the smoke recipe end to end
+
+
+def test_smoke_recipe_end_to_end(tmp_path, capsys):
+    data = yaml.safe_load((TRAIN_CONFIGS / "smoke.yaml").read_text())
+    data["output"].update(dir=str(tmp_path / "run"), weights=str(tmp_path / "ssp.safetensors"))
+    recipe = _write(tmp_path / "smoke.yaml", data)
+    assert main(recipe) == 0
+    out = capsys.readouterr().out
+    assert "image stage" in out and "ssp stage" in out and "wall time" in out
+    run = tmp_path / "run"
+    for name in ("config.yaml", "image_last.pt", "ssp_last.pt", "segmenter.safetensors", "train_log.jsonl"):
+        assert (run / name).is_file(), name
+    assert load_train_config(run / "config.yaml") == load_train_config(recipe)  # the saved recipe reloads
+    meta = read_weights_metadata(tmp_path / "ssp.safetensors")
+    assert meta["kind"] == "ssp" and meta["fp16"] and meta["classes"][0] == "clutter"
+    model_cfg = ModelConfig(**{**data["model"], "input_size": tuple(data["model"]["input_size"]),
+                               "weights": str(tmp_path / "ssp.safetensors")})
+    model = build_ssp(model_cfg, K).eval()
+    logits, _ = model.segmenter(torch.rand(1, 3, 96, 160) * 255)
+    assert torch.isfinite(logits).all()
+    records = [yaml.safe_load(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in records if "loss" in r)
+    # resume: both stages are complete, so a second run trains nothing and writes the same weights again
+    data["output"]["resume"] = True
+    assert main(_write(recipe, data)) == 0
+    assert "resumed from" in capsys.readouterr().out
