@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -26,7 +27,7 @@ from ssp_ros.metrics import SequenceMetrics
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo
 
-MODELS = ("image", "ssp")  # the per-frame image model, and the same model with SSP propagation
+MODELS = {"image": "image model", "ssp": "SSP"}  # the per-frame image model, and the same model with SSP
 
 
 @dataclass
@@ -108,14 +109,12 @@ def _write_outputs(out: Path, clip: Clip, runs: dict, classes: ClassSet) -> None
             if image.shape[:2] != (h, w):
                 continue  # a resolution change mid-clip: the side-by-side video keeps the first size
             panels = [overlay(image, runs[name]["masks"][i], classes) for name in MODELS]
-            video.write(_titled(np.concatenate(panels, axis=1), ("image model", "SSP")))
+            video.write(_titled(np.concatenate(panels, axis=1), tuple(MODELS.values())))
     finally:
         video.close()
 
 
-def _titled(frame: np.ndarray, titles: tuple[str, str]) -> np.ndarray:
-    import cv2
-
+def _titled(frame: np.ndarray, titles: tuple[str, ...]) -> np.ndarray:
     w = frame.shape[1] // 2
     for k, title in enumerate(titles):
         for colour, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
@@ -130,7 +129,7 @@ def _plot_tc(path: Path, runs: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
-    for name, label in zip(MODELS, ("image model", "SSP")):
+    for name, label in MODELS.items():
         ax.plot(runs[name]["tc_per_pair"], label=f"{label} (TC {runs[name]['tc']:.1f})", linewidth=1.2)
     ax.set_xlabel("frame pair")
     ax.set_ylabel("TC per pair (%)")
@@ -148,13 +147,13 @@ def _markdown(report: dict) -> str:
     def cell(x: float | None) -> str:
         return "–" if x is None else f"{x:.2f}"
 
-    for name, label in zip(MODELS, ("image model", "SSP")):
+    for name, label in MODELS.items():
         m = report["models"][name]
         rows.append(f"| {label} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | {cell(m['vc8'])} | "
                     f"{cell(m['vc16'])} | {cell(m['fps'])} | {m['resets']} |")
     stages = [s for s in (*STAGES, "total") if s in report["models"]["ssp"]["latency_ms"]]
     lat = ["| model | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
-    for name, label in zip(MODELS, ("image model", "SSP")):
+    for name, label in MODELS.items():
         values = report["models"][name]["latency_ms"]
         lat.append(f"| {label} | " + " | ".join(cell(values.get(s)) for s in stages) + " |")
     return "\n".join([

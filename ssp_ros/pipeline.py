@@ -18,7 +18,7 @@ from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.letterbox import Letterbox
 from ssp_ros.propagation import Propagator
-from ssp_ros.registration import FrameRegistrar, Registration, scale_homography
+from ssp_ros.registration import FrameRegistrar, Registration, cells_to_previous
 
 STAGES = ("preprocess", "segmenter", "registration", "fusion", "postprocess")
 
@@ -99,9 +99,9 @@ class Pipeline:
         decision = self.propagator.decide(stamp, size, registration)
         similarity = None
         if decision.fuse:
-            h_cells = scale_homography(self._letterbox.homography_to_input(registration.homography), 4)
+            to_previous = cells_to_previous(self._letterbox.homography_to_input(registration.homography), 4)
             prev = self.propagator.state
-            logits, s = self.backend.fuse(logits, feats, prev.logits, prev.feats, np.linalg.inv(h_cells))
+            logits, s = self.backend.fuse(logits, feats, prev.logits, prev.feats, to_previous)
             lap("fusion")
             similarity = self._letterbox.restore(self.backend.similarity(s), nearest=False)
         self.propagator.commit(_State(logits, feats), stamp, size)

@@ -46,6 +46,7 @@ __all__ = [
     "FrameFeatures",
     "FrameRegistrar",
     "Registration",
+    "cells_to_previous",
     "check_frame",
     "estimate_homography",
     "homography_problem",
@@ -172,6 +173,13 @@ def scale_homography(homography: np.ndarray, stride: float) -> np.ndarray:
         raise ValueError(f"stride must be > 0, got {stride}")
     to_cells = resize_homography(1.0 / stride, 1.0 / stride)
     out = to_cells @ np.asarray(homography, np.float64) @ np.linalg.inv(to_cells)
+    return out / out[2, 2]
+
+
+def cells_to_previous(homography: np.ndarray, stride: float) -> np.ndarray:
+    """Current → previous cell map at ``stride`` for a previous → current pixel homography: what the
+    warp (``ssp_ros.models.warp``, the fusion graph) takes. (3, 3) float64 normalised so that [2, 2] == 1."""
+    out = np.linalg.inv(scale_homography(homography, stride))
     return out / out[2, 2]
 
 

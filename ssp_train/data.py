@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ssp_ros.config import SyntheticConfig, to_dict
 from ssp_ros.errors import ConfigError
-from ssp_ros.registration import scale_homography
+from ssp_ros.registration import cells_to_previous
 from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo, relative_homography
 
 Sequence = list[SyntheticFrame]  # one video's frames, in order
@@ -179,9 +179,8 @@ class ClipDataset(Dataset):
         homographies, to_previous = [], []
         for prev, cur in zip(frames[:-1], frames[1:]):
             homography = conjugate(relative_homography(prev, cur), transform)
-            back = np.linalg.inv(scale_homography(homography, self.stride))
             homographies.append(homography)
-            to_previous.append(back / back[2, 2])
+            to_previous.append(cells_to_previous(homography, self.stride))
         return {
             "images": torch.stack([_image_tensor(_view(f.image, rows, cols, flip)) for f in frames]),
             "labels": torch.stack([torch.from_numpy(_view(f.labels, rows, cols, flip)).long() for f in frames]),

@@ -32,7 +32,7 @@ from ssp_ros.config import to_dict
 from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.metrics import SequenceMetrics
 from ssp_ros.models import SSP, Segmenter, SimilarityHead, build_segmenter, build_ssp, save_weights, warp
-from ssp_ros.registration import scale_homography
+from ssp_ros.registration import cells_to_previous
 from ssp_ros.synthetic import relative_homography
 from ssp_train.config import TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, Sequence, batches, generate_sequence, generate_sequences
@@ -78,8 +78,7 @@ def weights_megabytes(model: nn.Module, fp16: bool = True) -> float:
 
 def _to_previous(homography: np.ndarray, stride: int) -> torch.Tensor:
     """1×3×3 current → previous stride-``stride`` cell map from a previous → current pixel homography."""
-    to_previous = np.linalg.inv(scale_homography(homography, stride))
-    return torch.from_numpy(to_previous / to_previous[2, 2]).float()[None]
+    return torch.from_numpy(cells_to_previous(homography, stride)).float()[None]
 
 
 class RunLog:
