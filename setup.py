@@ -7,6 +7,7 @@ from setuptools import find_packages, setup
 PACKAGE = "ssp_ros"
 
 TORCH = ["torch>=2.1", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
+ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
 
 setup(
     name=PACKAGE,
@@ -18,7 +19,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/datasets", glob("config/datasets/*.yaml")),
         (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
@@ -26,10 +27,11 @@ setup(
     ],
     # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
     install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60",
-                      "matplotlib>=3.5"],
+                      "matplotlib>=3.5", "rosbags>=0.10"],
     extras_require={
         "torch": TORCH,
-        "test": TORCH + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
+        "onnx": ONNX,
+        "test": TORCH + ONNX + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,

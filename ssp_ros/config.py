@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +102,28 @@ class PropagationConfig:
 
 @dataclass
 class RuntimeConfig:
-    """Which inference runtime runs the model."""
+    """Which inference runtime runs the model, and where its exported graphs or engines are."""
 
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"  # the drone uses tensorrt
-    device: str = "cpu"  # torch device ("cpu", "cuda", "cuda:0")
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (onnxruntime: CUDA provider; tensorrt: always a GPU)
+    export_dir: str | None = None  # folder written by `ssp export` (onnxruntime, tensorrt); relative to here or share/
+    precision: Literal["fp32", "fp16", "int8"] = "fp16"  # tensorrt: which engines of export_dir to load
+    threads: int = 0  # onnxruntime intra-op threads on CPU; 0 = the runtime's default (all cores)
 
     def __post_init__(self) -> None:
-        require(self.device == "cpu" or self.device.startswith("cuda"), "device",
-                 f"expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        require(self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None, "device",
+                f"expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        require(self.backend == "torch" or bool(self.export_dir), "export_dir",
+                f"backend '{self.backend}' runs exported graphs: set runtime.export_dir to a folder written by "
+                "`ssp export` (e.g. models/ssp_export)")
+        require(self.backend != "tensorrt" or self.device != "cpu", "device",
+                "backend 'tensorrt' runs on a GPU: set runtime.device to 'cuda' or 'cuda:N'")
+        check_range(self, "threads", 0)
+
+    @property
+    def device_index(self) -> int:
+        """The GPU index of ``device`` ("cuda" → 0); 0 on CPU."""
+        return int(self.device.partition(":")[2] or 0)
 
 
 @dataclass

@@ -42,3 +42,16 @@ def resolve_resource(name_or_path: str | Path, folder: str, suffix: str = ".yaml
         return candidate
     known = sorted(p.stem for p in (share_dir() / folder).glob(f"*{suffix}"))
     raise SspError(f"{name_or_path}: no such file, and not a known name in {folder}/ (known: {', '.join(known)})")
+
+
+def resolve_data_path(path: str | Path, key: str, what: str) -> Path:
+    """``path`` as given if it exists (relative to the working folder), else under the share dir, where
+    ``models/`` is installed; so ``models/...`` in config/ssp.yaml works from anywhere. The error names
+    the config ``key`` and ``what`` was looked for."""
+    given = Path(path)
+    if given.exists():
+        return given
+    installed = share_dir() / given
+    if not given.is_absolute() and installed.exists():
+        return installed
+    raise SspError(f"{path}: {what} not found ({key}; looked here and in {share_dir()})")

@@ -20,3 +20,12 @@ def small_scenario(**overrides) -> SyntheticConfig:
 def small_video() -> list[SyntheticFrame]:
     """Forty frames of the small scenario, seed 7."""
     return list(SyntheticVideo(small_scenario(), frames=40, seed=7))
+
+
+@pytest.fixture(scope="session")
+def shipped_export(tmp_path_factory: pytest.TempPathFactory):
+    """The shipped model (config/ssp.yaml) exported once per session with ``ssp export``'s code path."""
+    from ssp_ros.config import load_config
+    from ssp_train.export import export_config
+
+    return export_config(load_config().model, tmp_path_factory.mktemp("export") / "ssp_export")

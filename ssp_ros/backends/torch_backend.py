@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ssp_ros.config import ModelConfig
-from ssp_ros.errors import SspError
 from ssp_ros.models import SSP, build_ssp
-from ssp_ros.resources import share_dir
+from ssp_ros.resources import resolve_data_path
 
 
 def resolve_weights(cfg: ModelConfig) -> ModelConfig:
     """``cfg`` with a relative ``weights`` path resolved against the working folder, then the package's
     share folder (where ``models/`` is installed), so ``models/ssp_default.safetensors`` works anywhere."""
-    if cfg.weights is None or Path(cfg.weights).is_file():
+    if cfg.weights is None:
         return cfg
-    installed = share_dir() / cfg.weights
-    if installed.is_file():
-        return dataclasses.replace(cfg, weights=str(installed))
-    raise SspError(f"{cfg.weights}: model weights file not found (model.weights; looked here and in {share_dir()})")
+    return dataclasses.replace(cfg, weights=str(resolve_data_path(cfg.weights, "model.weights", "model weights file")))
 
 
 class TorchBackend:

@@ -3,7 +3,7 @@
 ``adaptive_avg_pool2d`` computes exactly what ``torch.nn.functional.adaptive_avg_pool2d`` computes, but as two
 matrix products. The legacy ONNX exporter rejects adaptive pooling whenever the output size does not divide the
 input size (a 12×20 stride-32 map pooled to 6×6, i.e. our default 384×640 input), and TensorRT has no adaptive
-pooling layer; MatMul, Range and comparisons export everywhere.
+pooling layer; MatMul with a constant matrix exports everywhere.
 """
 
 from __future__ import annotations
@@ -25,23 +25,23 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers, nn.ReLU(inplace=True))
 
 
-def adaptive_pool_matrix(length: int | torch.Tensor, bins: int, dtype: torch.dtype,
-                         device: torch.device) -> torch.Tensor:
+def adaptive_pool_matrix(length: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The ``bins``×``length`` averaging matrix of 1-D adaptive average pooling.
 
-    Bin ``i`` averages positions ``[floor(i·L/bins), ceil((i+1)·L/bins))``, PyTorch's definition. Built with
-    tensor ops so that a traced graph keeps ``length`` symbolic.
+    Bin ``i`` averages positions ``[floor(i·L/bins), ceil((i+1)·L/bins))``, PyTorch's definition. Built from
+    Python integers, so an exported graph holds it as a constant: spatial sizes are static in our graphs, and
+    computing it in-graph would need Mod, which TensorRT's ONNX parser does not take everywhere.
     """
-    i = torch.arange(bins, device=device)
-    start = torch.div(i * length, bins, rounding_mode="floor")
-    end = torch.div((i + 1) * length + bins - 1, bins, rounding_mode="floor")
-    pos = torch.arange(length, device=device)
-    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
-    return inside.to(dtype) / (end - start).to(dtype)[:, None]
+    rows = []
+    for i in range(bins):
+        start, end = (i * length) // bins, -(-(i + 1) * length // bins)
+        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(length)])
+    return torch.tensor(rows, dtype=dtype, device=device)
 
 
 def adaptive_avg_pool2d(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Adaptive average pooling of N×C×H×W ``x`` to N×C×bins×bins, as ``P_h · x · P_wᵀ``."""
-    p_h = adaptive_pool_matrix(x.shape[-2], bins, x.dtype, x.device)  # bins×H
-    p_w = adaptive_pool_matrix(x.shape[-1], bins, x.dtype, x.device)  # bins×W
+    height, width = (int(v) for v in x.shape[-2:])
+    p_h = adaptive_pool_matrix(height, bins, x.dtype, x.device)  # bins×H
+    p_w = adaptive_pool_matrix(width, bins, x.dtype, x.device)  # bins×W
     return torch.matmul(torch.matmul(p_h, x), p_w.transpose(0, 1))

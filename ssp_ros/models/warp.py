@@ -36,7 +36,7 @@ def warp(prev: torch.Tensor, to_previous: torch.Tensor) -> tuple[torch.Tensor, t
     between the previous map's outer cell centres (so bilinear sampling never reads the zero padding),
     0 where it came from outside the previous frame. Invalid cells hold zeros or partial values.
     """
-    _, _, h, w = prev.shape
+    h, w = (int(v) for v in prev.shape[-2:])  # static in exported graphs: the cell grid becomes a constant
     grid = homography_grid(to_previous.to(prev.dtype), h, w)
     warped = F.grid_sample(prev, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # outer cell centres, plus 1/1000 of a cell so that float rounding keeps the border cells of an identity

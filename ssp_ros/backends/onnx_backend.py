@@ -1,0 +1,90 @@
+"""The ONNX Runtime backend: runs the two exported graphs (``ssp export``) on the CPU or with CUDA.
+
+Imports numpy and onnxruntime only (no torch). On CPU the previous frame's state is a pair of numpy
+arrays; with the CUDA provider ONNX Runtime copies them in and out per call, which is fine for evaluation
+on a laptop GPU. The drone keeps its state on the device with the TensorRT backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssp_ros.backends.postprocess import labels_from_logits, similarity_image
+from ssp_ros.config import RuntimeConfig
+from ssp_ros.errors import SspError
+from ssp_ros.export_info import FUSION_INPUTS, SEGMENTER_INPUTS, ExportInfo, GraphInfo, load_export_info
+from ssp_ros.resources import resolve_data_path
+
+
+def _import_onnxruntime():  # noqa: ANN202 - the module
+    try:
+        import onnxruntime
+    except ImportError:
+        raise SspError("runtime.backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
+                       "(or onnxruntime-gpu)") from None
+    return onnxruntime
+
+
+def providers_for(device: str, available: list[str]) -> list[str | tuple[str, dict]]:
+    """ONNX Runtime execution providers for ``device``: CUDA first (on its GPU index) when asked for, CPU last."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise SspError(f"runtime.device '{device}': this onnxruntime has no CUDAExecutionProvider "
+                       f"(available: {', '.join(available)}); install onnxruntime-gpu or use device 'cpu'")
+    index = int(device.partition(":")[2] or 0)
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend:
+    """Runs ``segmenter.onnx`` and ``fusion.onnx`` of an exported folder with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, info: ExportInfo, device: str = "cpu", threads: int = 0) -> None:
+        ort = _import_onnxruntime()
+        self.info = info
+        self.input_size = info.input_size
+        self.num_classes = info.num_classes
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = providers_for(device, ort.get_available_providers())
+        self._segmenter = self._session(ort, info.graph("segmenter"), options, providers)
+        self._fusion = self._session(ort, info.graph("fusion"), options, providers)
+
+    @staticmethod
+    def _session(ort, graph: GraphInfo, options, providers):  # noqa: ANN001, ANN205 - onnxruntime types
+        try:
+            session = ort.InferenceSession(str(graph.file), sess_options=options, providers=providers)
+        except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors (InvalidProtobuf, …) derive from Exception
+            raise SspError(f"{graph.file}: ONNX Runtime cannot load it: {err}") from None
+        names = [i.name for i in session.get_inputs()]
+        if sorted(names) != sorted(graph.inputs):
+            raise SspError(f"{graph.file}: inputs {names} differ from export.json {sorted(graph.inputs)}: re-export")
+        return session
+
+    @classmethod
+    def from_config(cls, runtime: RuntimeConfig) -> OnnxRuntimeBackend:
+        """The backend for ``runtime.export_dir`` (relative paths: working folder, then the package share)."""
+        folder = resolve_data_path(runtime.export_dir, "runtime.export_dir",
+                                   "exported model folder (write one with ssp export)")
+        return cls(load_export_info(folder), runtime.device, runtime.threads)
+
+    def segment(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        logits, feats = self._segmenter.run(None, {SEGMENTER_INPUTS[0]: x})
+        return logits, feats
+
+    def fuse(self, cur_logits: np.ndarray, cur_feats: np.ndarray, prev_logits: np.ndarray, prev_feats: np.ndarray,
+             to_previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = np.asarray(to_previous, dtype=np.float32).reshape(1, 3, 3)
+        feeds = dict(zip(FUSION_INPUTS, (cur_logits, cur_feats, prev_logits, prev_feats, h)))
+        fused, s = self._fusion.run(None, feeds)
+        return fused, s
+
+    def labels(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return labels_from_logits(logits, self.input_size)
+
+    def similarity(self, s: np.ndarray) -> np.ndarray:
+        return similarity_image(s, self.input_size)

@@ -1,0 +1,358 @@
+"""Build the TensorRT engines of an exported model folder: ``ssp build-engine --onnx DIR --fp16``.
+
+Both graphs of the folder (``export_info.py``) become engines beside them, each with a sidecar keyed by
+the ONNX hash, TensorRT version, GPU and precision (``engine_cache.py``). The builder parses each ONNX
+graph (reporting every parser error), limits the workspace, reuses a timing cache kept in the folder (one
+per TensorRT version and GPU) so rebuilds skip most kernel timing, and for INT8 calibrates the segmenter
+with entropy calibration over a folder of frames (``calibration.py``), caching the calibration table.
+
+Targets TensorRT 8.5/8.6 (JetPack 5) and 10.x (JetPack 6) through the Python API; ``tensorrt`` and
+``pycuda`` are imported inside the functions that need them, so this module imports without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ssp_ros.engine_cache import (
+    EngineKey,
+    Platform,
+    calibration_cache_path,
+    engine_path,
+    engine_precision,
+    timing_cache_path,
+    write_engine,
+)
+from ssp_ros.errors import SspError
+from ssp_ros.export_info import GRAPHS, SEGMENTER_INPUTS, ExportInfo, load_export_info
+
+if TYPE_CHECKING:  # numpy and OpenCV load only when a build needs frames, so `ssp --help` stays quick
+    from ssp_ros.calibration import CalibrationSet
+
+MIN_TENSORRT = (8, 5)  # named-tensor API (set_tensor_address, execute_async_v3, num_io_tensors)
+INSTALL_HINT = ("on a Jetson, TensorRT comes with JetPack (python3-libnvinfer; give the venv "
+                "--system-site-packages); on x86, `pip install tensorrt`; and in both cases `pip install pycuda`")
+
+Progress = Callable[[str], None]
+
+
+def tensorrt_version(trt: ModuleType) -> tuple[int, int]:
+    """(major, minor) of an imported tensorrt module."""
+    major, minor = trt.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def require_tensorrt() -> tuple[ModuleType, ModuleType]:
+    """Import and return (tensorrt, pycuda.driver), or an SspError saying what to install."""
+    try:
+        import tensorrt as trt
+    except ImportError as err:
+        raise SspError(f"TensorRT is not installed ({err}): {INSTALL_HINT}") from None
+    try:
+        import pycuda.driver as cuda
+    except ImportError as err:
+        raise SspError(f"pycuda is not installed ({err}): {INSTALL_HINT}") from None
+    if tensorrt_version(trt) < MIN_TENSORRT:
+        raise SspError(f"TensorRT {trt.__version__} is too old: ssp_ros needs TensorRT >= "
+                       f"{'.'.join(map(str, MIN_TENSORRT))} (JetPack 5.1 or newer)")
+    return trt, cuda
+
+
+@functools.cache
+def trt_logger(trt: ModuleType) -> Any:
+    """The process's one TensorRT logger (warnings and errors to stderr): TensorRT wants a single logger
+    shared by every builder and runtime."""
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def open_device(cuda: ModuleType, device_index: int) -> Any:
+    """The pycuda Device ``device_index``, after checking that it exists."""
+    cuda.init()
+    count = cuda.Device.count()
+    if not 0 <= device_index < count:
+        raise SspError(f"GPU {device_index} not found: this machine has {count} CUDA device(s)")
+    return cuda.Device(device_index)
+
+
+def detect_platform(trt: ModuleType, device: Any) -> Platform:
+    """The TensorRT version and GPU (name, compute capability, SM count) that engines are keyed by."""
+    major, minor = device.compute_capability()
+    return Platform(tensorrt_version=trt.__version__, gpu_name=device.name(), compute_capability=f"{major}.{minor}",
+                    multiprocessors=int(device.multiprocessor_count))
+
+
+@contextlib.contextmanager
+def cuda_context(cuda: ModuleType, device_index: int) -> Iterator[Any]:
+    """A fresh CUDA context on ``device_index``, current inside the block, destroyed after it (an explicit
+    context rather than ``pycuda.autoinit``, so the device is chosen and released by us)."""
+    device = open_device(cuda, device_index)
+    context = device.make_context()
+    try:
+        yield device
+    finally:
+        context.pop()
+        context.detach()
+
+
+def concrete_shape(shape: list[int | str], where: str) -> tuple[int, ...]:
+    """An ``export.json`` shape with a symbolic batch dimension (a dynamic-batch export) fixed to 1: the
+    drone segments one frame at a time, so engines are built and run for a batch of one."""
+    if not shape or any(isinstance(d, str) for d in shape[1:]):
+        raise SspError(f"{where}: shape {shape} has symbolic dimensions other than the batch; re-export")
+    return tuple(1 if isinstance(d, str) else int(d) for d in shape)
+
+
+def _network_flags(trt: ModuleType) -> int:
+    # TensorRT 8.x parses ONNX only into explicit-batch networks; 10.x is always explicit batch and
+    # deprecates the flag
+    if tensorrt_version(trt) >= (10, 0):
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+
+
+def parse_onnx(trt: ModuleType, builder: Any, onnx: Path) -> tuple[Any, Any]:
+    """(network, parser) for an ONNX file; an error listing every parser error if it does not parse.
+    The parser is returned because the network may refer to weights it owns until the build is done."""
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, trt_logger(trt))
+    if not parser.parse_from_file(str(onnx)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise SspError(f"{onnx}: TensorRT {trt.__version__} cannot parse this graph ({len(errors)} error(s)):\n  "
+                       + "\n  ".join(errors))
+    return network, parser
+
+
+def make_calibrator(trt: ModuleType, cuda: ModuleType, frames: CalibrationSet, cache: Path,
+                    progress: Progress) -> Any:
+    """An ``IInt8EntropyCalibrator2`` feeding ``frames`` batch by batch through one device buffer, reading
+    and writing the calibration table at ``cache``. The class is defined here because its base class
+    exists only once tensorrt is imported.
+
+    TensorRT swallows exceptions raised inside ``get_batch``, so a failure (an unreadable frame) is kept
+    in ``error`` and ends calibration; ``build_engines`` raises it after the build.
+    """
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.batches = frames.batches()
+            self.device = cuda.mem_alloc(frames.batch_nbytes)
+            self.done = 0
+            self.error: Exception | None = None
+
+        def get_batch_size(self) -> int:
+            return frames.batch_size
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            try:
+                batch = next(self.batches, None)
+            except Exception as err:  # noqa: BLE001 - re-raised by build_engines; TensorRT would hide it
+                self.error = err
+                return None
+            if batch is None:
+                return None
+            cuda.memcpy_htod(self.device, batch)
+            self.done += 1
+            if self.done % 50 == 0 or self.done == len(frames):
+                progress(f"  calibration batch {self.done}/{len(frames)}")
+            return [int(self.device)]
+
+        def read_calibration_cache(self) -> bytes | None:
+            if cache.is_file():
+                progress(f"  using calibration table {cache}")
+                return cache.read_bytes()
+            return None
+
+        def write_calibration_cache(self, table: Any) -> None:
+            cache.write_bytes(table)
+
+    return EntropyCalibrator()
+
+
+class TimingCache:
+    """The builder's timing cache, loaded from and saved to the export folder, shared by both builds."""
+
+    def __init__(self, path: Path, config: Any, progress: Progress) -> None:
+        self.path = path
+        data = path.read_bytes() if path.is_file() else b""
+        self.cache = config.create_timing_cache(data)
+        if data and not config.set_timing_cache(self.cache, False):
+            progress(f"{path}: timing cache rejected by this TensorRT/GPU; starting a new one")
+            self.cache = config.create_timing_cache(b"")
+
+    def attach(self, config: Any) -> None:
+        """Use (and extend) this cache in a builder config."""
+        if not config.set_timing_cache(self.cache, False):
+            raise SspError(f"{self.path}: TensorRT refused the timing cache; delete the file and build again")
+
+    def save(self) -> None:
+        self.path.write_bytes(self.cache.serialize())
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What ``ssp build-engine`` was asked for."""
+
+    precision: str = "fp16"  # run precision: "fp32", "fp16" or "int8" (INT8 applies to the segmenter only)
+    workspace_mb: int = 1024  # TensorRT's scratch memory limit while building and running
+    device_index: int = 0  # GPU to build on (engines are tied to its model)
+    calib_dir: Path | None = None  # INT8: folder of frames (png/jpg) to calibrate with
+    calib_frames: int = 500  # INT8: at most this many frames, evenly spaced over the folder
+
+
+def _calibration_set(info: ExportInfo, options: BuildOptions) -> CalibrationSet | None:
+    from ssp_ros.calibration import CalibrationSet
+
+    if options.precision != "int8":
+        if options.calib_dir is not None:
+            raise SspError("--calib is only used with --int8")
+        return None
+    if options.calib_dir is None:
+        raise SspError("--int8 needs --calib DIR: a folder of frames like those the drone will see")
+    # an explicit-batch engine takes exactly its input shape, so each calibration batch is one input
+    # tensor: the export's batch size (1, also for a dynamic-batch export, see concrete_shape)
+    where = f"{info.folder / 'export.json'} graphs.segmenter.inputs.{SEGMENTER_INPUTS[0]}"
+    if SEGMENTER_INPUTS[0] not in info.graph("segmenter").inputs:
+        raise SspError(f"{where}: missing; re-export with `ssp export`")
+    batch = concrete_shape(info.graph("segmenter").inputs[SEGMENTER_INPUTS[0]], where)[0]
+    return CalibrationSet(options.calib_dir, info.input_size, batch_size=batch, limit=options.calib_frames)
+
+
+def builder_config(trt: ModuleType, builder: Any, precision: str, workspace_mb: int) -> Any:
+    """A builder config with the workspace limit and the precision flags of an engine precision."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if precision in ("fp16", "int8"):
+        # INT8 engines keep FP16 enabled so that layers without an INT8 kernel fall back to FP16, not FP32
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+    return config
+
+
+def fix_dynamic_batch(builder: Any, network: Any, config: Any, info: ExportInfo, graph: str, int8: bool) -> None:
+    """Give a dynamic-batch graph an optimisation profile with batch 1 (and use it for calibration)."""
+    recorded = info.graph(graph).inputs
+    profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        if any(d < 0 for d in tensor.shape):
+            if tensor.name not in recorded:
+                raise SspError(f"{info.graph(graph).file}: input '{tensor.name}' is not in export.json; re-export")
+            shape = concrete_shape(recorded[tensor.name], f"{info.graph(graph).file} input '{tensor.name}'")
+            profile = profile or builder.create_optimization_profile()
+            profile.set_shape(tensor.name, shape, shape, shape)
+    if profile is not None:
+        config.add_optimization_profile(profile)
+        if int8:
+            config.set_calibration_profile(profile)
+
+
+def build_engines(folder: str | Path, options: BuildOptions, progress: Progress = print) -> list[Path]:
+    """Build the segmenter and fusion engines of an export folder and write them with their sidecars.
+
+    INT8 applies to the segmenter only; the fusion graph is built in FP16 because its output is the
+    recursive state (fused logits feed the next frame, so quantisation error would compound frame after
+    frame) and because a folder of frames cannot provide representative (current, previous, homography)
+    inputs to calibrate it with: that would need the whole pipeline, registration included, at build time.
+    """
+    if options.precision not in ("fp32", "fp16", "int8"):
+        raise SspError(f"precision '{options.precision}': expected fp32, fp16 or int8")
+    if options.workspace_mb < 1:
+        raise SspError(f"--workspace-mb must be >= 1, got {options.workspace_mb}")
+    info = load_export_info(folder)
+    frames = _calibration_set(info, options)
+    trt, cuda = require_tensorrt()
+    with cuda_context(cuda, options.device_index) as device:
+        # every TensorRT and pycuda object of the build lives in _build_graphs, so all are released before
+        # the context is destroyed
+        return _build_graphs(trt, cuda, device, info, options, frames, progress)
+
+
+def _build_graphs(trt: ModuleType, cuda: ModuleType, device: Any, info: ExportInfo, options: BuildOptions,
+                  frames: CalibrationSet | None, progress: Progress) -> list[Path]:
+    if frames is not None and not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise SspError(f"TensorRT {trt.__version__} has no INT8 entropy calibrator (implicit quantisation was "
+                       "removed); build --fp16 engines instead")
+    platform = detect_platform(trt, device)
+    progress(f"building {options.precision} engines of {info.folder} with TensorRT {platform.tensorrt_version} "
+             f"on {platform.gpu_name} (sm {platform.compute_capability})")
+    logger = trt_logger(trt)
+    trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    timing: TimingCache | None = None
+    written = []
+    for graph in GRAPHS:
+        precision = engine_precision(graph, options.precision)
+        calibrated = frames if precision == "int8" else None
+        key = EngineKey.for_graph(info, graph, precision, platform,
+                                  calibrated.sha256() if calibrated is not None else None)
+        config = builder_config(trt, builder, precision, options.workspace_mb)
+        if timing is None:
+            timing = TimingCache(timing_cache_path(info.folder, platform), config, progress)
+        timing.attach(config)
+        calibrator = None
+        if calibrated is not None:
+            progress(f"  calibrating {graph} on {calibrated.frames_used} frames of {calibrated.folder}")
+            calibrator = make_calibrator(trt, cuda, calibrated, calibration_cache_path(info.folder, key), progress)
+            config.int8_calibrator = calibrator
+        onnx = info.graph(graph).file
+        network, _parser = parse_onnx(trt, builder, onnx)
+        fix_dynamic_batch(builder, network, config, info, graph, calibrated is not None)
+        progress(f"  building {graph} ({precision}) from {onnx.name}")
+        start = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        if calibrator is not None and calibrator.error is not None:
+            raise SspError(f"INT8 calibration of {graph} failed: {calibrator.error}")
+        if serialized is None:
+            raise SspError(f"{onnx}: TensorRT could not build a {precision} engine (see the TensorRT errors "
+                           "above; a larger --workspace-mb may help)")
+        build: dict[str, Any] = {"workspace_mb": options.workspace_mb, "seconds": round(time.perf_counter() - start, 1)}
+        if calibrated is not None:
+            build["calibration"] = {"folder": str(calibrated.folder), "frames": calibrated.frames_used}
+        path = write_engine(engine_path(info.folder, graph, precision), bytes(serialized), key, build)
+        progress(f"  wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {build['seconds']} s)")
+        written.append(path)
+    if timing is not None:
+        timing.save()
+    return written
+
+
+def add_build_engine_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``ssp build-engine`` on an ``add_subparsers()`` object; the command runs ``cmd_build_engine``."""
+    parser = subparsers.add_parser("build-engine", help="build TensorRT engines for an exported model folder")
+    parser.add_argument("--onnx", type=Path, required=True, help="folder written by `ssp export`")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engines")
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                           help="FP16 engines (the default)")
+    precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
+                           help="INT8 segmenter (calibrated with --calib) + FP16 fusion")
+    parser.add_argument("--calib", type=Path, help="--int8: folder of frames (png/jpg) to calibrate with")
+    parser.add_argument("--calib-frames", type=int, default=500,
+                        help="--int8: use at most this many frames, evenly spaced (default 500)")
+    parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit in MiB (default 1024)")
+    parser.add_argument("--device", type=int, default=0, help="GPU index to build on (default 0)")
+    parser.set_defaults(func=cmd_build_engine, precision="fp16")
+    return parser
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    """Build the engines of ``args.onnx`` (see ``add_build_engine_parser``)."""
+    if args.calib_frames < 1:
+        raise SspError(f"--calib-frames must be >= 1, got {args.calib_frames}")
+    options = BuildOptions(precision=args.precision, workspace_mb=args.workspace_mb, device_index=args.device,
+                           calib_dir=args.calib, calib_frames=args.calib_frames)
+    start = time.perf_counter()
+    written = build_engines(args.onnx, options)
+    print(f"built {len(written)} engines in {time.perf_counter() - start:.0f} s; run them with runtime.backend: "
+          f"tensorrt, runtime.export_dir: {args.onnx}, runtime.precision: {args.precision}")
+    return 0
