@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,11 @@ def _shapes(model: onnx.ModelProto, kind: str) -> dict[str, list[int | str]]:
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: tuple[str, ...],
             outputs: tuple[str, ...], dynamic_batch: bool) -> None:
     axes = {name: {0: "batch"} for name in inputs + outputs} if dynamic_batch else None
-    torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                      opset_version=OPSET, do_constant_folding=True, dynamic_axes=axes, dynamo=False)
+    with warnings.catch_warnings():
+        # the tracer warns where Python ints are taken from shapes: deliberate, spatial sizes are static
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=list(outputs),
+                          opset_version=OPSET, do_constant_folding=True, dynamic_axes=axes, dynamo=False)
 
 
 def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes: tuple[str, ...],

@@ -1,7 +1,9 @@
+import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
+from fake_export import write_fake_export
 
 from ssp_ros.cli import main
 from ssp_ros.io import LabelledSequence
@@ -63,3 +65,23 @@ def test_unwritable_output_is_one_clear_error(tmp_path: Path, capsys) -> None:
     code = main(["synth", "--out", str(blocker / "seq"), "--frames", "2", "--quiet",
                  "--scenario", str(scenario(tmp_path, SMALL))])
     assert code == 2 and "cannot create the output folder" in capsys.readouterr().err
+
+
+def test_export_command_writes_a_runnable_folder(tmp_path: Path, capsys) -> None:
+    from ssp_ros.export_info import load_export_info
+
+    assert main(["export", "--out", str(tmp_path / "exp"), "--size", "64x96"]) == 0
+    out = capsys.readouterr().out
+    assert "segmenter.onnx: image [1, 3, 64, 96]" in out and "runtime.export_dir" in out
+    info = load_export_info(tmp_path / "exp")
+    assert info.input_size == (64, 96) and info.raw["weights"]["file"] == "ssp_default.safetensors"
+    assert main(["export", "--out", str(tmp_path / "bad"), "--size", "60x96"]) == 2
+    assert "input_size: expected positive multiples of 32, got [60, 96]" in capsys.readouterr().err
+
+
+def test_build_engine_without_tensorrt_says_what_to_install(tmp_path: Path, capsys) -> None:
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed: the build itself is tested in test_tensorrt_backend.py")
+    write_fake_export(tmp_path / "exp")
+    assert main(["build-engine", "--onnx", str(tmp_path / "exp"), "--fp16"]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
