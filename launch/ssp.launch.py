@@ -1,20 +1,62 @@
-"""Launch the SSP segmentation node: `ros2 launch ssp_ros ssp.launch.py image:=/camera/image_raw`."""
+"""Launch the SSP segmentation node (and optionally RViz).
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+    ros2 launch ssp_ros ssp.launch.py image:=/camera/image_raw
+    ros2 launch ssp_ros ssp.launch.py image:=/camera/image_raw/compressed compressed:=true use_rviz:=true
+    ros2 launch ssp_ros ssp.launch.py backend:=tensorrt export_dir:=/opt/ssp/export
+
+``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
+ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``,
+``export_dir`` and ``compressed`` override single keys when given, and win over both files.
+"""
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+OVERRIDES = {"backend": "runtime.backend", "export_dir": "runtime.export_dir", "compressed": "node.input_compressed"}
+FLAGS = {"node.input_compressed"}  # parameters that take true/false
+
+
+def _segmentation_node(context: LaunchContext) -> list[Node]:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    sim_time = arg("use_sim_time").lower() == "true"
+    parameters: list = [{"config_file": arg("config"), "use_sim_time": sim_time}]
+    if arg("params_file"):
+        parameters.append(arg("params_file"))
+    for name, key in OVERRIDES.items():
+        if arg(name):
+            parameters.append({key: arg(name).lower() == "true" if key in FLAGS else arg(name)})
+    return [Node(package="ssp_ros", executable="ssp_node", name="ssp", output="screen", parameters=parameters,
+                 remappings=[("image", arg("image"))])]
+
 
 def generate_launch_description() -> LaunchDescription:
-    config = LaunchConfiguration("config")
-    image = LaunchConfiguration("image")
+    share = FindPackageShare("ssp_ros")
     return LaunchDescription([
-        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([FindPackageShare("ssp_ros"), "config",
-                                                                            "ssp.yaml"]),
+        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "config", "ssp.yaml"]),
                               description="ssp_ros configuration YAML (schema: ssp_ros/config.py)"),
-        DeclareLaunchArgument("image", default_value="/camera/image_raw", description="camera image topic"),
-        Node(package="ssp_ros", executable="ssp_node", name="ssp", output="screen",
-             parameters=[{"config_file": config}], remappings=[("image", image)]),
+        DeclareLaunchArgument("params_file", default_value="",
+                              description="optional ROS 2 parameter file for the node (applied after config)"),
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="camera topic (Image, or CompressedImage with compressed:=true)"),
+        DeclareLaunchArgument("compressed", default_value="",
+                              description="true: subscribe to sensor_msgs/CompressedImage; empty: from config"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="torch | onnxruntime | tensorrt; empty: from config"),
+        DeclareLaunchArgument("export_dir", default_value="",
+                              description="folder written by `ssp export` (onnxruntime/tensorrt); empty: from config"),
+        DeclareLaunchArgument("use_rviz", default_value="false",
+                              description="open RViz with the overlay and mask (config/ssp.rviz)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (bag replay with `ros2 bag play --clock`)"),
+        OpaqueFunction(function=_segmentation_node),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", PathJoinSubstitution([share, "config", "ssp.rviz"])],
+             parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+             condition=IfCondition(LaunchConfiguration("use_rviz"))),
     ])

@@ -25,6 +25,7 @@ from ssp_ros.flow import DISFlow
 from ssp_ros.io import LabelledSequence, VideoWriter, iter_video, write_png
 from ssp_ros.metrics import SequenceMetrics
 from ssp_ros.pipeline import STAGES, Pipeline
+from ssp_ros.report import cell, plot_tc_over_time
 from ssp_ros.synthetic import SyntheticVideo
 
 MODELS = {"image": "image model", "ssp": "SSP"}  # the per-frame image model, and the same model with SSP
@@ -122,31 +123,8 @@ def _titled(frame: np.ndarray, titles: tuple[str, ...]) -> np.ndarray:
     return frame
 
 
-def _plot_tc(path: Path, runs: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
-    for name, label in MODELS.items():
-        ax.plot(runs[name]["tc_per_pair"], label=f"{label} (TC {runs[name]['tc']:.1f})", linewidth=1.2)
-    ax.set_xlabel("frame pair")
-    ax.set_ylabel("TC per pair (%)")
-    ax.set_title("Temporal consistency over time")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _markdown(report: dict) -> str:
     rows = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS | resets |", "|---|---|---|---|---|---|---|---|"]
-
-    def cell(x: float | None) -> str:
-        return "–" if x is None else f"{x:.2f}"
-
     for name, label in MODELS.items():
         m = report["models"][name]
         rows.append(f"| {label} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | {cell(m['vc8'])} | "
@@ -177,7 +155,8 @@ def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
     runs = {name: _run(cfg, backend, clip, name == "ssp", classes.num_classes, name) for name in MODELS}
     out.mkdir(parents=True, exist_ok=True)
     _write_outputs(out, clip, runs, classes)
-    _plot_tc(out / "tc_over_time.png", runs)
+    plot_tc_over_time(out / "tc_over_time.png", {f"{label} (TC {runs[name]['tc']:.1f})": runs[name]["tc_per_pair"]
+                                                 for name, label in MODELS.items()})
     report = {
         "frames": len(clip.images), "size": list(clip.images[0].shape[:2]), "source": clip.source,
         "backend": backend.name, "weights": cfg.model.weights, "classes": list(classes.names),

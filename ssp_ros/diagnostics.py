@@ -1,0 +1,145 @@
+"""What the node reports on /diagnostics, as plain data the node turns into DiagnosticStatus messages.
+
+``StreamMonitor`` records timestamped events (message received, output, skip, slot drop) from any thread
+and summarises a sliding window on demand, so each diagnostic task can ask independently and get the
+same picture: input/output FPS, latency per stage, dropped and skipped frames with reasons, resets with
+reasons, registration inliers and the backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssp_ros.pipeline import STAGES
+from ssp_ros.propagation import DISABLED
+from ssp_ros.ros_adapter import STALE, SUPERSEDED, Skipped, StreamOutput
+
+OK, WARN, ERROR, STALE_LEVEL = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
+NAMES = ("input", "processing", "propagation")  # one status each, in this order
+HISTORY = 2000  # events kept per kind (a window never needs more at camera rates)
+
+
+@dataclass(frozen=True)
+class DiagnosticItem:
+    """One DiagnosticStatus: name, level (OK/WARN/ERROR/STALE_LEVEL), summary message, key/values."""
+
+    name: str
+    level: int
+    message: str
+    values: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    time: float
+    timings_ms: dict[str, float]
+    fused: bool
+    reset_reason: str
+    inliers: int | None
+
+
+class StreamMonitor:
+    """Event log of one stream; ``items(now)`` summarises the last ``window_s`` seconds. Thread-safe."""
+
+    def __init__(self, backend: str, topic: str, window_s: float = 5.0) -> None:
+        self.backend, self.topic, self.window_s = backend, topic, window_s
+        self._lock = threading.Lock()
+        self._received: deque[float] = deque(maxlen=HISTORY)
+        self._frames: deque[_Frame] = deque(maxlen=HISTORY)
+        self._skips: deque[tuple[float, str]] = deque(maxlen=HISTORY)
+        self.totals: Counter[str] = Counter()  # "received", "output", and every skip reason
+        self.resets: Counter[str] = Counter()
+        self.last_problem: dict[str, str] = {}
+
+    def received(self, now: float) -> None:
+        """A message arrived on the input topic."""
+        with self._lock:
+            self._received.append(now)
+            self.totals["received"] += 1
+
+    def superseded(self, now: float) -> None:
+        """The newest-frame slot dropped an unprocessed message for a newer one."""
+        self.outcome(now, Skipped(SUPERSEDED, "a newer frame arrived before this one was processed"))
+
+    def outcome(self, now: float, outcome: StreamOutput | Skipped) -> None:
+        """What ``StreamProcessor.process`` returned for a message."""
+        with self._lock:
+            if isinstance(outcome, Skipped):
+                self._skips.append((now, outcome.reason))
+                self.totals[outcome.reason] += 1
+                self.last_problem[outcome.reason] = outcome.detail
+                return
+            result = outcome.result
+            inliers = result.registration.inliers if result.registration is not None else None
+            self._frames.append(_Frame(now, dict(result.timings_ms), result.fused, result.reset_reason, inliers))
+            self.totals["output"] += 1
+            if not result.fused:
+                self.resets[result.reset_reason] += 1
+
+    def items(self, now: float) -> list[DiagnosticItem]:
+        """The statuses named in NAMES, over the last ``window_s`` seconds before ``now``."""
+        with self._lock:
+            start = now - self.window_s
+            received = [t for t in self._received if t > start]
+            frames = [f for f in self._frames if f.time > start]
+            skips = Counter(reason for t, reason in self._skips if t > start)
+            totals, resets, problems = Counter(self.totals), Counter(self.resets), dict(self.last_problem)
+        return [self._input(received, skips, totals, problems), self._processing(frames, len(received), skips),
+                self._propagation(frames, resets)]
+
+    def _fps(self, count: int) -> float:
+        return count / self.window_s
+
+    def _input(self, received: list[float], skips: Counter, totals: Counter, problems: dict) -> DiagnosticItem:
+        bad = {r: n for r, n in skips.items() if r not in (SUPERSEDED, STALE)}
+        values = [("topic", self.topic), ("input fps", f"{self._fps(len(received)):.1f}"),
+                  ("received", str(totals["received"])), ("dropped (newer frame waiting)", str(totals[SUPERSEDED])),
+                  ("dropped (stale)", str(totals[STALE]))]
+        values += [(f"skipped: {reason}", str(n)) for reason, n in sorted(totals.items())
+                   if reason not in ("received", "output", SUPERSEDED, STALE)]
+        values += [(f"last problem: {reason}", detail) for reason, detail in sorted(problems.items())]
+        if not received:
+            return DiagnosticItem("input", STALE_LEVEL, f"no messages on {self.topic} for {self.window_s:g} s",
+                                  tuple(values))
+        if bad:
+            worst = max(bad, key=bad.get)
+            return DiagnosticItem("input", WARN, f"{sum(bad.values())} bad messages skipped in {self.window_s:g} s "
+                                  f"(mostly {worst})", tuple(values))
+        return DiagnosticItem("input", OK, f"{self._fps(len(received)):.1f} fps in", tuple(values))
+
+    def _processing(self, frames: list[_Frame], received: int, skips: Counter) -> DiagnosticItem:
+        fps_out = self._fps(len(frames))
+        values = [("backend", self.backend), ("output fps", f"{fps_out:.1f}")]
+        for stage in (*STAGES, "total"):
+            times = [f.timings_ms[stage] for f in frames if stage in f.timings_ms]
+            if times:
+                values.append((f"latency {stage} ms (median / max)", f"{np.median(times):.1f} / {max(times):.1f}"))
+        dropped = skips[SUPERSEDED] + skips[STALE]
+        values.append(("dropped in window", str(dropped)))
+        if received and not frames:
+            return DiagnosticItem("processing", ERROR, f"{received} messages in, no output in {self.window_s:g} s",
+                                  tuple(values))
+        if received and dropped > received / 2:
+            return DiagnosticItem("processing", WARN, f"{fps_out:.1f} fps out: dropping {dropped} of {received} "
+                                  "frames (processing slower than the camera)", tuple(values))
+        return DiagnosticItem("processing", OK, f"{fps_out:.1f} fps out ({self.backend})", tuple(values))
+
+    def _propagation(self, frames: list[_Frame], resets: Counter) -> DiagnosticItem:
+        fused = sum(f.fused for f in frames)
+        inliers = [f.inliers for f in frames if f.inliers is not None]
+        values = [("fused in window", f"{fused} / {len(frames)}")]
+        if inliers:
+            values.append(("registration inliers (median / min)", f"{np.median(inliers):.0f} / {min(inliers)}"))
+        values += [(f"resets: {reason}", str(n)) for reason, n in sorted(resets.items())]
+        window_resets = Counter(f.reset_reason for f in frames if not f.fused)
+        if frames and set(window_resets) == {DISABLED}:
+            return DiagnosticItem("propagation", OK, "disabled: per-frame image model", tuple(values))
+        if len(frames) >= 5 and fused < len(frames) / 2:
+            worst = max(window_resets, key=window_resets.get)
+            return DiagnosticItem("propagation", WARN, f"started over on {len(frames) - fused} of {len(frames)} "
+                                  f"frames (mostly {worst})", tuple(values))
+        return DiagnosticItem("propagation", OK, f"fused {fused} of {len(frames)} frames", tuple(values))

@@ -1,0 +1,107 @@
+"""Launch files and the RViz layout. ROS 2 `launch` is not installed here, so the files are checked
+statically (ast); the import test runs where launch_ros is installed and skips itself elsewhere."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ssp_ros.node import NODE_NAME, OUTPUTS
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = ROOT / "launch"
+EXPECTED = {
+    "ssp.launch.py": {"config", "params_file", "image", "compressed", "backend", "export_dir", "use_rviz",
+                      "use_sim_time"},
+    "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
+}
+
+
+def calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and (getattr(node.func, "id", None) == name or getattr(node.func, "attr", None) == name)]
+
+
+def first_string(call: ast.Call) -> str:
+    assert call.args and isinstance(call.args[0], ast.Constant), ast.dump(call)
+    return call.args[0].value
+
+
+def keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_launch_file_declares_what_it_uses(name: str) -> None:
+    tree = ast.parse((LAUNCH / name).read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    declared = {first_string(c) for c in calls(tree, "DeclareLaunchArgument")}
+    used = {c.args[0].value for c in calls(tree, "LaunchConfiguration") + calls(tree, "arg")
+            if isinstance(c.args[0], ast.Constant)}  # arg(name) is ssp.launch.py's LaunchConfiguration helper
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == "OVERRIDES":
+            used |= set(ast.literal_eval(node.value))  # read through arg(name) in a loop
+    assert declared == EXPECTED[name]
+    assert used <= declared, f"{name} uses undeclared arguments {used - declared}"
+    for call in calls(tree, "DeclareLaunchArgument"):
+        assert isinstance(keyword(call, "description"), ast.Constant), f"{first_string(call)} has no description"
+
+
+def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz() -> None:
+    tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
+    packages = {keyword(c, "package").value: c for c in calls(tree, "Node")}
+    assert set(packages) == {"ssp_ros", "rviz2"}
+    node = packages["ssp_ros"]
+    assert keyword(node, "executable").value == "ssp_node" and keyword(node, "name").value == NODE_NAME
+    assert "remappings" in {k.arg for k in node.keywords} and "parameters" in {k.arg for k in node.keywords}
+    rviz = packages["rviz2"]
+    assert "ssp.rviz" in ast.unparse(keyword(rviz, "arguments"))
+    assert "use_rviz" in ast.unparse(keyword(rviz, "condition"))
+    overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")
+    assert ast.literal_eval(overrides.value) == {"backend": "runtime.backend", "export_dir": "runtime.export_dir",
+                                                 "compressed": "node.input_compressed"}
+
+
+def test_overridden_keys_are_node_parameters() -> None:
+    from ssp_ros.node_params import SPECS
+
+    tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
+    overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")
+    assert set(ast.literal_eval(overrides.value).values()) <= set(SPECS)
+
+
+def test_replay_launch_plays_the_bag_into_the_node() -> None:
+    tree = ast.parse((LAUNCH / "replay.launch.py").read_text())
+    (process,) = calls(tree, "ExecuteProcess")
+    command = keyword(process, "cmd")
+    assert [e.value for e in command.elts[:3]] == ["ros2", "bag", "play"]
+    assert "--clock" in [e.value for e in command.elts if isinstance(e, ast.Constant)]
+    (include,) = calls(tree, "IncludeLaunchDescription")
+    assert "ssp.launch.py" in ast.unparse(include) and "'use_sim_time': 'true'" in ast.unparse(include)
+
+
+def test_rviz_layout_shows_the_node_outputs() -> None:
+    layout = yaml.safe_load((ROOT / "config" / "ssp.rviz").read_text())
+    displays = layout["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"]: d for d in displays if d["Class"] == "rviz_default_plugins/Image"}
+    outputs = {f"/{NODE_NAME}/{name}" for name in OUTPUTS}
+    assert set(topics) <= outputs and {"/ssp/overlay", "/ssp/mask"} <= set(topics)
+    assert topics["/ssp/overlay"]["Enabled"] and topics["/ssp/mask"]["Enabled"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_launch_file_imports_and_builds(name: str) -> None:
+    pytest.importorskip("launch_ros", reason="ROS 2 launch_ros is not installed (source /opt/ros/<distro>/setup.bash)")
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), LAUNCH / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    assert declared == EXPECTED[name]
