@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ssp_ros.config import SyntheticConfig
 from ssp_ros.errors import SspError
+from ssp_ros.tensorrt_build import add_build_engine_parser
+from ssp_train.flow_cache import add_flow_cache_parser
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -67,7 +69,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
                 "summary": {"gt_label_tc": gt.report()["tc"], "dropped_steps": int(video.steps[-1]) + 1 - len(video),
                             "world_build_s": round(world_s, 2), "total_s": round(time.perf_counter() - start, 2)}}
 
-    out = write_sequence(frames(), args.out, metadata, overwrite=args.overwrite)
+    if args.bag is not None:
+        from ssp_ros.bag import SYNTH_IMAGE_TOPIC, SYNTH_LABELS_TOPIC, write_synthetic_bag
+
+        write_synthetic_bag(frames(), args.bag, overwrite=args.overwrite)
+        out = f"{args.bag} ({SYNTH_IMAGE_TOPIC} rgb8, {SYNTH_LABELS_TOPIC} mono8)"
+    else:
+        out = write_sequence(frames(), args.out, metadata, overwrite=args.overwrite)
     total = time.perf_counter() - start
     report = gt.report()
     print(f"wrote {len(video)} frames of {cfg.height}x{cfg.width} to {out} in {total:.1f} s "
@@ -107,6 +115,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run SSP over an image topic of a ROS 2 bag: results into a new bag, plus a report."""
+    from ssp_ros.config import load_config
+    from ssp_ros.replay import run_replay
+
+    cfg = load_config(args.config)
+    report = run_replay(cfg, args.bag, args.out, topic=args.topic, mode=args.mode, labels=args.labels,
+                        report_dir=args.report, overwrite=args.overwrite, progress=not args.quiet)
+
+    def show(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in report["skipped"].items()) or "none"
+    resets = ", ".join(f"{reason}: {n}" for reason, n in report["resets"].items()) or "none"
+    print(f"{report['messages']} messages on {report['topic']} ({report['mode']}): {report['frames_out']} frames "
+          f"out, skipped {skipped}")
+    print(f"mIoU {show(report['miou'])}  TC {show(report['tc'])}  flicker {show(report['flicker'])}  "
+          f"FPS {show(report['fps']['pipeline'])} pipeline / {show(report['fps']['processing'])} processing; "
+          f"resets {resets}")
+    print(f"wrote {report['output']} and {report['report_dir']}/report.md, report.json, tc_over_time.png")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the configured (or --weights) model to the ONNX graphs of the deployment runtimes."""
+    import dataclasses
+
+    from ssp_ros.config import load_config
+    from ssp_ros.export_info import load_export_info
+    from ssp_train.export import export_config
+
+    model_cfg = load_config(args.config).model
+    if args.weights is not None:
+        model_cfg = dataclasses.replace(model_cfg, weights=str(args.weights))
+    if args.size is not None:
+        model_cfg = dataclasses.replace(model_cfg, input_size=args.size)
+    info = load_export_info(export_config(model_cfg, args.out, dynamic_batch=args.dynamic_batch))
+    for graph in info.graphs.values():
+        print(f"{graph.file}: {', '.join(f'{k} {v}' for k, v in graph.inputs.items())} -> "
+              f"{', '.join(f'{k} {v}' for k, v in graph.outputs.items())}")
+    print(f"wrote {args.out}/export.json (opset {info.opset}, {info.num_classes} classes, input "
+          f"{info.input_size[0]}x{info.input_size[1]}); use it with runtime.backend: onnxruntime and "
+          f"runtime.export_dir: {args.out}, or `ssp build-engine --onnx {args.out} --fp16` on the drone")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Latency per stage, params, GFLOPs and memory of the image model vs SSP, per backend and size."""
+    from ssp_ros.bench import BACKENDS, run_bench, write_report
+    from ssp_ros.config import load_config
+
+    cfg = load_config(args.config)
+    report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(BACKENDS), args.frames,
+                       args.warmup, paper=args.paper)
+    json_path, md_path = write_report(report, args.out)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the image model, then the SSP similarity head, from a recipe (config/train/*.yaml)."""
     from ssp_train.train import main as train_main
@@ -119,12 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="generate a synthetic drone video with labels and exact flow")
-    synth.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
+    where = synth.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="output folder (must be new or empty)")
+    where.add_argument("--bag", type=Path, help="write a ROS 2 bag instead (mcap; a .db3 name gives sqlite3): "
+                       "/camera/image_raw rgb8 and /camera/labels mono8")
     synth.add_argument("--frames", type=_positive, default=300, help="number of frames (default 300)")
     synth.add_argument("--seed", type=int, default=0, help="random seed: same seed, same video (default 0)")
     synth.add_argument("--scenario", type=Path, help="scenario YAML (keys of SyntheticConfig); default built in")
     synth.add_argument("--size", type=_size, help="frame size HxW, overriding the scenario (e.g. 736x1280)")
-    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder or bag")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
 
@@ -139,6 +210,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=_size, help="synthetic frame size HxW (e.g. 736x1280)")
     demo.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
     demo.set_defaults(func=cmd_demo)
+
+    replay = sub.add_parser("replay", help="run SSP over a ROS 2 bag: masks/overlays into a new bag, plus a report")
+    replay.add_argument("bag", type=Path, help="input bag: a rosbag2 folder, or a .db3 / .mcap file")
+    replay.add_argument("--out", type=Path, required=True, help="output bag (mcap; a .db3 name gives sqlite3)")
+    replay.add_argument("--topic", default="/camera/image_raw", help="Image or CompressedImage topic "
+                        "(default /camera/image_raw)")
+    replay.add_argument("--mode", choices=("deterministic", "realtime"), default="deterministic",
+                        help="deterministic: every frame (default); realtime: drop frames the node would drop")
+    replay.add_argument("--labels", help="mono8 class-id topic, or a folder of <stamp_ns>.png, for mIoU (default: "
+                        "the labels topic beside --topic, e.g. /camera/labels, when the bag has it)")
+    replay.add_argument("--report", type=Path, help="report folder (default: <out>_report beside the output bag)")
+    replay.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
+    replay.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=cmd_replay)
+
+    export = sub.add_parser("export", help="export the model to two ONNX graphs (segmenter, fusion) + export.json")
+    export.add_argument("--out", type=Path, required=True, help="output folder, e.g. models/ssp_export")
+    export.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
+    export.add_argument("--weights", type=Path, help="model weights, overriding the config's model.weights")
+    export.add_argument("--size", type=_size, help="model input HxW, multiples of 32 (default: model.input_size)")
+    export.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default static 1)")
+    export.set_defaults(func=cmd_export)
+
+    bench = sub.add_parser("bench", help="benchmark image model vs SSP per backend and frame size (JSON + MD)")
+    bench.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default ./bench)")
+    bench.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
+    bench.add_argument("--size", type=_size, action="append", help="frame size HxW; repeat for several "
+                       "(default 368x640 and 736x1280)")
+    bench.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), action="append",
+                       help="backend to measure; repeat for several (default: every one installed)")
+    bench.add_argument("--frames", type=_positive, default=30, help="timed frames per run (default 30)")
+    bench.add_argument("--warmup", type=_positive, default=5, help="untimed frames first (default 5)")
+    bench.add_argument("--paper", action="store_true", help="also count params/GFLOPs of the paper's model "
+                       "(sam2_hiera_small + UPerNet 256 at 736x1280)")
+    bench.set_defaults(func=cmd_bench)
+
+    add_build_engine_parser(sub)
+    add_flow_cache_parser(sub)
 
     train = sub.add_parser("train", help="train the image model and the SSP head on synthetic drone video")
     train.add_argument("--config", type=Path, required=True, help="training recipe, e.g. config/train/default.yaml")

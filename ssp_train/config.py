@@ -3,13 +3,16 @@
 ``load_train_config(path)`` reads a recipe such as ``config/train/default.yaml``; unknown keys, wrong types
 and out-of-range values raise ``ConfigError`` naming the file and the dotted key, exactly as the runtime
 configuration does (the same converter, ``ssp_ros.config.config_from_dict``). The resolved recipe is saved
-as YAML next to each run's checkpoints (``to_dict``).
+as YAML next to each run's checkpoints (``to_dict``) and inside each checkpoint, where resuming compares it
+(``RESUME_FREE_KEYS`` may differ).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from ssp_ros.config import (
     ModelConfig,
@@ -25,20 +28,35 @@ from ssp_ros.resources import resolve_resource
 
 @dataclass
 class DataConfig:
-    """Synthetic drone video generated in memory: which scenario, how many sequences, how frames pair up."""
+    """Training frames: synthetic drone video generated in memory (the default) or a real data set on disk
+    (``source``; layouts in ssp_train/datasets.py), and how frames pair up and are augmented."""
 
-    scenario: str | None = None  # scenario YAML (path, or a name in config/scenarios/); None = `synthetic`
-    synthetic: SyntheticConfig | None = None  # inline scenario (keys of SyntheticConfig); None = built-in default
-    frame_size: tuple[int, int] | None = (384, 640)  # generated (H, W), overriding the scenario's; None keeps it
-    sequences: int = 6  # training sequences, one world and flight each
-    first_seed: int = 1000  # sequence i uses seed first_seed + i
-    frames_per_sequence: int = 400  # frames generated per sequence (~23 ms each at 384×640, + ~5 s world)
-    frame_gap: tuple[int, int] = (1, 2)  # SSP pairs (k − gap, k), gap drawn uniformly from [min, max]
-    hflip: bool = True  # random horizontal flips (both frames of a pair flip together)
-    val_seed: int = 999  # seed of the held-out validation sequence
-    val_frames: int = 60  # validation frames (mIoU, TC of image model vs SSP after each stage); 0 = none
+    source: Literal["synthetic", "uavid", "ruralscapes"] = "synthetic"  # where frames come from
+    root: str | None = None  # real data sets: the folder holding the data set (required for them, unused otherwise)
+    split: str = "train"  # real data sets: uavid train|val, ruralscapes train|test
+    scenario: str | None = None  # synthetic: scenario YAML (path, or a name in config/scenarios/); None = `synthetic`
+    synthetic: SyntheticConfig | None = None  # synthetic: inline scenario (keys of SyntheticConfig); None = default
+    frame_size: tuple[int, int] | None = (384, 640)  # (H, W): synthetic frames are generated at it, real frames
+    # resized to it (paper, UAVid: 1080×1920); None keeps the scenario's / the files' size
+    sequences: int = 6  # synthetic: training sequences, one world and flight each
+    first_seed: int = 1000  # synthetic: sequence i uses seed first_seed + i
+    frames_per_sequence: int = 400  # synthetic: frames per sequence (~23 ms each at 384×640, + ~5 s world)
+    frame_gap: tuple[int, int] = (1, 2)  # SSP pairs (k − gap, k), gap drawn uniformly from [min, max] (paper: 2)
+    hflip: bool = True  # random horizontal flips (all frames of a clip flip together)
+    jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)  # brightness, contrast, saturation strengths s: factors
+    # drawn from [1 − s, 1 + s] once per clip, the same for all its frames; 0 = off
+    val_seed: int = 999  # synthetic: seed of the held-out validation sequence
+    val_frames: int = 60  # synthetic: validation frames (mIoU, TC of image model vs SSP after each stage); 0 = none
 
     def __post_init__(self) -> None:
+        synthetic = self.source == "synthetic"
+        require(synthetic == (self.root is None), "root",
+                "set it to the data set's folder" if not synthetic else "only real data sets (source) have a root")
+        require(synthetic or (self.scenario is None and self.synthetic is None), "scenario",
+                f"'scenario' and 'synthetic' describe generated video; source is '{self.source}'")
+        require(synthetic or self.val_frames == 0, "val_frames",
+                f"validation during training runs on synthetic video only; with source '{self.source}' set it to 0 "
+                "(evaluate on the real validation split afterwards)")
         require(self.scenario is None or self.synthetic is None, "scenario",
                  "set either 'scenario' (a file) or 'synthetic' (inline), not both")
         if self.frame_size is not None:
@@ -48,8 +66,10 @@ class DataConfig:
         check_range(self, "frames_per_sequence", 2)
         require(1 <= self.frame_gap[0] <= self.frame_gap[1], "frame_gap",
                  f"expected 1 <= min <= max, got {list(self.frame_gap)}")
-        require(self.frame_gap[1] < self.frames_per_sequence, "frame_gap",
+        require(not synthetic or self.frame_gap[1] < self.frames_per_sequence, "frame_gap",
                  f"max gap {self.frame_gap[1]} needs more than {self.frames_per_sequence} frames per sequence")
+        require(all(0.0 <= s < 1.0 for s in self.jitter), "jitter",
+                f"strengths must be in [0, 1), got {list(self.jitter)}")
         check_range(self, "val_frames", 0)
         require(self.val_frames == 0 or self.val_seed not in self.seeds(), "val_seed",
                  f"{self.val_seed} is also a training seed (first_seed {self.first_seed}, {self.sequences} sequences)")
@@ -74,7 +94,8 @@ class ImageStageConfig:
     """Stage 1: the image model (backbone + UPerNet) trained with cross-entropy on single labelled frames."""
 
     steps: int = 900  # optimiser steps; 0 = skip the stage (then model.weights should hold a trained model)
-    batch_size: int = 8  # frames per step
+    batch_size: int = 8  # frames per step and process (the effective batch is × accumulate × processes)
+    accumulate: int = 1  # micro-batches whose gradients add up to one optimiser step
     crop_size: int = 256  # random square crops (multiple of 32); 0 = whole frames
     lr: float = 1e-3  # peak AdamW learning rate (from scratch; the paper fine-tunes pretrained Hiera at 5e-5)
     weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights), as the paper
@@ -91,7 +112,8 @@ class SspStageConfig:
     """Stage 2: the similarity head on frame pairs (non-recursive, as in the paper) or short clips."""
 
     steps: int = 300  # optimiser steps; 0 = skip the stage
-    batch_size: int = 8  # pairs (or clips) per step
+    batch_size: int = 8  # pairs (or clips) per step and process (the effective batch is × accumulate × processes)
+    accumulate: int = 1  # micro-batches whose gradients add up to one optimiser step
     unroll: int = 1  # fusion steps per clip: 1 = the paper's pairs; n > 1 = clips of n + 1 frames where each
     # fused output is the next step's previous state, as at run time (the head then learns to trust it)
     tc_weight: float = 0.5  # λ of the temporal-consistency loss on the fused outputs (paper: 0.5); 0 = CE only
@@ -113,6 +135,7 @@ class SspStageConfig:
 def _stage_checks(stage: ImageStageConfig | SspStageConfig) -> None:
     check_range(stage, "steps", 0)
     check_range(stage, "batch_size", 1)
+    check_range(stage, "accumulate", 1)
     require(stage.crop_size >= 0 and stage.crop_size % 32 == 0, "crop_size",
              f"expected 0 (whole frames) or a positive multiple of 32, got {stage.crop_size}")
     check_range(stage, "weight_decay", 0.0)
@@ -129,7 +152,7 @@ class OutputConfig:
     max_weights_mb: float = 10.0  # refuse to start if the fp16 weights would be larger (MB = 10⁶ bytes); 0 = no limit
     checkpoint_every: int = 200  # steps between checkpoints (the last step always gets one)
     log_every: int = 25  # steps between log lines (the progress bar shows the running loss every step)
-    resume: bool = False  # continue each stage from its checkpoint in `dir` when there is one
+    resume: bool = False  # continue each stage from its checkpoint in `dir` (same recipe and process count)
     progress: bool = True  # tqdm progress bars
 
     def __post_init__(self) -> None:
@@ -141,6 +164,22 @@ class OutputConfig:
 
 
 @dataclass
+class ComputeConfig:
+    """Where the steps run. Several processes (data parallel, DDP) are started by ``torchrun``, not here."""
+
+    device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu" or "cuda"; under torchrun each process
+    # takes cuda:LOCAL_RANK. Processes talk over NCCL on CUDA, gloo on CPU
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype of forward passes; fp16 adds gradient
+    # scaling and needs CUDA; bf16 also runs on CPU
+    num_workers: int = 0  # DataLoader worker processes per training process (0 = load in the training process)
+
+    def __post_init__(self) -> None:
+        require(re.fullmatch(r"auto|cpu|cuda", self.device) is not None, "device",
+                f"expected 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        check_range(self, "num_workers", 0)
+
+
+@dataclass
 class TrainConfig:
     """A whole training recipe (config/train/*.yaml)."""
 
@@ -149,11 +188,17 @@ class TrainConfig:
     image: ImageStageConfig = field(default_factory=ImageStageConfig)
     ssp: SspStageConfig = field(default_factory=SspStageConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    num_threads: int = 2  # torch.set_num_threads
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    num_threads: int = 2  # torch.set_num_threads (per process)
     seed: int = 0  # torch / sampling seed (the video itself depends on data.first_seed only)
 
     def __post_init__(self) -> None:
         check_range(self, "num_threads", 1)
+
+
+# Keys that may change when a run resumes from a checkpoint (how it runs, not what it trains).
+RESUME_FREE_KEYS = frozenset({"output.resume", "output.progress", "output.log_every", "output.checkpoint_every",
+                              "compute.device", "compute.num_workers", "num_threads"})
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -1,100 +1,33 @@
-"""Training data: synthetic drone video generated in memory, as single labelled frames or frame pairs.
+"""Training datasets over a frame source (``ssp_train.sources``): single labelled frames for the image stage,
+frame pairs and clips for the SSP stage, and the loaders that feed them to each process.
 
-Frames come from ``ssp_ros.synthetic.SyntheticVideo`` (uint8 RGB, uint8 UAVid labels, the exact
-world→image homography) and are cached per (scenario, frames, seed) for the life of the process, so the
-image stage and the SSP stage share one generation (a world takes ~5 s to build at the default size).
-
-Augmentations are random square crops and horizontal flips. For a pair, the same crop and flip apply to
-both frames and the previous→current homography is conjugated by that map, so it stays exact:
-``H' = A·H·A⁻¹`` with ``A`` the frame→augmented pixel map. Training uses the generator's exact background
-homography; at inference the registration module estimates it from keypoints (with its errors).
+Every sample is augmented with one random square crop, flip and photometric jitter shared by all frames of a
+clip (``ssp_train.augment``); the previous → current homography is conjugated by the crop/flip map, so it
+stays exact for synthetic video (``H' = A·H·A⁻¹``); real video uses the registration's estimate, as at run time.
+Sample keys are ``(index, seed)`` pairs from ``ssp_train.sampler`` (a plain index also works, seeded from
+torch's RNG).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
-from ssp_ros.config import SyntheticConfig, to_dict
-from ssp_ros.errors import ConfigError
+from ssp_ros.classes import load_class_set
+from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.registration import cells_to_previous
-from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo, relative_homography
+from ssp_train.augment import View, conjugate, random_jitter, random_view
+from ssp_train.config import TrainConfig
+from ssp_train.datasets import index_dataset, label_encoding
+from ssp_train.labels import LabelDecoder
+from ssp_train.sampler import SampleKey, StepBatchSampler, sample_rng
+from ssp_train.sources import FlowProvider, FrameSource, VideoSource
 
-Sequence = list[SyntheticFrame]  # one video's frames, in order
-
-_CACHE: dict[str, Sequence] = {}
-
-
-def generate_sequence(scenario: SyntheticConfig, frames: int, seed: int, keep_flow: bool = False) -> Sequence:
-    """The frames of ``SyntheticVideo(scenario, frames, seed)``, cached in memory for the process.
-
-    Flow is dropped (2 MB per frame at 384×640) unless ``keep_flow`` (validation needs it for TC).
-    """
-    key = json.dumps([to_dict(scenario), frames, seed, keep_flow], sort_keys=True)
-    if key not in _CACHE:
-        video = SyntheticVideo(scenario, frames=frames, seed=seed)
-        _CACHE[key] = [f if keep_flow else dataclasses.replace(f, flow=None, valid=None) for f in video]
-    return _CACHE[key]
-
-
-def clear_cache() -> None:
-    """Forget every cached sequence (frees the memory)."""
-    _CACHE.clear()
-
-
-def generate_sequences(scenario: SyntheticConfig, frames: int, seeds: list[int], progress: bool = True
-                       ) -> tuple[list[Sequence], float]:
-    """``(sequences, seconds)``: one cached sequence per seed, with a progress bar over seeds."""
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    sequences = [generate_sequence(scenario, frames, seed)
-                 for seed in tqdm(seeds, desc="data", unit="seq", disable=not progress)]
-    return sequences, time.perf_counter() - start
-
-
-# ---------------------------------------------------------------------------------------------------------
-# geometry of the augmentations (pixel centres at integers, as in ssp_ros.registration)
-
-
-def crop_matrix(x0: int, y0: int) -> np.ndarray:
-    """Frame pixels → pixels of the crop whose top-left pixel is (x0, y0)."""
-    return np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
-
-
-def flip_matrix(width: int) -> np.ndarray:
-    """Pixels → pixels of the horizontally flipped image of ``width`` (x' = width − 1 − x)."""
-    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-
-
-def conjugate(homography: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """The homography between two frames after both went through ``transform``: ``T·H·T⁻¹``, [2, 2] = 1."""
-    out = transform @ homography @ np.linalg.inv(transform)
-    return out / out[2, 2]
-
-
-def _random_view(rng: np.random.Generator, height: int, width: int, crop: int, flip_prob: float
-                 ) -> tuple[slice, slice, bool, np.ndarray]:
-    """A random square crop (``crop`` 0 = whole frame) and flip: row/column slices, flip flag, pixel map."""
-    ch, cw = (height, width) if crop == 0 else (crop, crop)
-    y0 = int(rng.integers(0, height - ch + 1))
-    x0 = int(rng.integers(0, width - cw + 1))
-    flip = bool(rng.random() < flip_prob)  # always drawn, so the flip probability never changes the crops
-    transform = crop_matrix(x0, y0)
-    if flip:
-        transform = flip_matrix(cw) @ transform
-    return slice(y0, y0 + ch), slice(x0, x0 + cw), flip, transform
-
-
-def _view(array: np.ndarray, rows: slice, cols: slice, flip: bool) -> np.ndarray:
-    out = array[rows, cols]
-    return np.ascontiguousarray(out[:, ::-1] if flip else out)
+MAX_REDRAWS = 20  # a clip whose registration fails is replaced by another one drawn at random, at most this often
+NO_JITTER = (0.0, 0.0, 0.0)
 
 
 def _image_tensor(image: np.ndarray) -> torch.Tensor:
@@ -102,117 +35,179 @@ def _image_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).float()
 
 
-def _item_rng() -> np.random.Generator:
-    """A fresh generator drawn from torch's RNG, so ``torch.manual_seed`` (and DataLoader workers) seed it."""
-    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-
-
-def _check_crop(crop: int, height: int, width: int, key: str, multiple: int) -> None:
+def _check_crop(source: FrameSource, items: list[tuple[int, int]], crop: int, key: str, multiple: int) -> None:
+    """The crop fits every frame; whole frames (0) need one size, divisible by ``multiple``."""
+    shapes = {source.shape(s, k) for s, k in items}
+    height, width = min(h for h, _ in shapes), min(w for _, w in shapes)
     if crop > min(height, width):
         raise ConfigError(f"{key}: crop {crop} does not fit frames of {height}x{width}")
-    if crop == 0 and (height % multiple or width % multiple):
-        raise ConfigError(f"{key}: 0 (whole frames) needs frame sizes divisible by {multiple}, frames are "
-                          f"{height}x{width}: set data.frame_size or a crop size")
+    if crop == 0 and (len(shapes) > 1 or height % multiple or width % multiple):
+        sizes = ", ".join(f"{h}x{w}" for h, w in sorted(shapes))
+        raise ConfigError(f"{key}: 0 (whole frames) needs one frame size divisible by {multiple}, frames are "
+                          f"{sizes}: set data.frame_size or a crop size")
 
 
 class FrameDataset(Dataset):
-    """Single labelled frames for the image stage, randomly cropped and flipped (with ``flip_prob``).
+    """Labelled frames for the image stage, randomly cropped, flipped (``flip_prob``) and jittered.
 
-    ``dataset[i]`` → ``(image 3×c×c float32 0..255, labels c×c int64)``.
+    ``dataset[key]`` → ``(image 3×c×c float32 0..255, labels c×c int64)``.
     """
 
-    def __init__(self, sequences: list[Sequence], crop_size: int, flip_prob: float = 0.5, multiple: int = 32,
-                 key: str = "image.crop_size") -> None:
-        self.frames = [frame for sequence in sequences for frame in sequence]
-        if not self.frames:
-            raise ConfigError("data: no frames to train on")
-        height, width = self.frames[0].labels.shape
-        _check_crop(crop_size, height, width, key, multiple)
-        self.crop_size, self.flip_prob = crop_size, flip_prob
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        frame = self.frames[index]
-        rows, cols, flip, _ = _random_view(_item_rng(), *frame.labels.shape, self.crop_size, self.flip_prob)
-        image = _view(frame.image, rows, cols, flip)
-        labels = _view(frame.labels, rows, cols, flip)
-        return _image_tensor(image), torch.from_numpy(labels).long()
-
-
-class ClipDataset(Dataset):
-    """Clips of ``length`` frames (k − (length − 1)·gap, …, k) for the SSP stage, one gap per clip
-    (``frame_gap``: inclusive range), with one random crop and flip shared by all frames of the clip.
-
-    ``dataset[i]`` → dict of ``images`` (L×3×c×c float32 0..255), ``labels`` (L×c×c int64), ``homography``
-    ((L−1)×3×3 float64, frame t−1 → t augmented pixels, exact background motion) and ``to_previous``
-    ((L−1)×3×3 float32, frame t → t−1 stride-``stride`` cells: what ``WarpFusionStep`` takes).
-    """
-
-    def __init__(self, sequences: list[Sequence], crop_size: int, frame_gap: tuple[int, int] = (1, 1),
-                 flip_prob: float = 0.5, stride: int = 4, multiple: int = 32, key: str = "ssp.crop_size",
-                 length: int = 2) -> None:
-        self.sequences, self.length = sequences, length
-        self.min_gap, self.max_gap = frame_gap
-        span = self.min_gap * (length - 1)
-        # every last frame that has enough history for the smallest gap
-        self.items = [(s, k) for s, sequence in enumerate(sequences) for k in range(span, len(sequence))]
+    def __init__(self, source: FrameSource, crop_size: int, flip_prob: float = 0.5, multiple: int = 32,
+                 key: str = "image.crop_size", jitter: tuple[float, float, float] = NO_JITTER) -> None:
+        self.source, self.items = source, source.labelled()
         if not self.items:
-            raise ConfigError(f"data.frame_gap: no clips of {length} frames with gap {self.min_gap} in sequences "
-                              f"of {min(map(len, sequences), default=0)} frames")
-        height, width = sequences[0][0].labels.shape
-        _check_crop(crop_size, height, width, key, multiple)
-        if crop_size % stride:
-            raise ConfigError(f"{key}: {crop_size} is not a multiple of the stride {stride}")
-        self.crop_size, self.flip_prob, self.stride = crop_size, flip_prob, stride
+            raise SspError("data: no labelled frames to train on")
+        _check_crop(source, self.items, crop_size, key, multiple)
+        self.crop_size, self.flip_prob, self.jitter = crop_size, flip_prob, jitter
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        index, rng = sample_rng(key)
         s, k = self.items[index]
-        rng = _item_rng()
-        gap = int(rng.integers(self.min_gap, min(self.max_gap, k // (self.length - 1)) + 1))
-        frames = [self.sequences[s][k - gap * (self.length - 1 - t)] for t in range(self.length)]
-        rows, cols, flip, transform = _random_view(rng, *frames[-1].labels.shape, self.crop_size, self.flip_prob)
-        homographies, to_previous = [], []
-        for prev, cur in zip(frames[:-1], frames[1:]):
-            homography = conjugate(relative_homography(prev, cur), transform)
-            homographies.append(homography)
-            to_previous.append(cells_to_previous(homography, self.stride))
-        return {
-            "images": torch.stack([_image_tensor(_view(f.image, rows, cols, flip)) for f in frames]),
-            "labels": torch.stack([torch.from_numpy(_view(f.labels, rows, cols, flip)).long() for f in frames]),
+        image, labels = self.source.image(s, k), self.source.labels(s, k)
+        view = random_view(rng, *labels.shape, self.crop_size, self.flip_prob)
+        jitter = random_jitter(rng, self.jitter)
+        return _image_tensor(jitter.apply(view.apply(image))), torch.from_numpy(view.apply(labels)).long()
+
+
+class ClipDataset(Dataset):
+    """Clips of ``length`` frames (k − (length − 1)·gap, …, k) ending at a labelled frame k, for the SSP stage,
+    with one gap per clip drawn from ``frame_gap`` (inclusive) among those whose frames exist, and one random
+    crop, flip and jitter shared by all frames of the clip.
+
+    ``dataset[key]`` → dict of ``images`` (L×3×c×c float32 0..255), ``labels`` (L×c×c int64; 255 on unlabelled
+    frames), ``homography`` ((L−1)×3×3 float64, frame t−1 → t augmented pixels) and ``to_previous`` ((L−1)×3×3
+    float32, frame t → t−1 stride-``stride`` cells: what ``WarpFusionStep`` takes). With ``with_flow`` also
+    ``flow_forward`` / ``flow_backward`` ((L−1)×2×c×c float32, t−1 → t and t → t−1) and ``valid_forward`` /
+    ``valid_backward`` ((L−1)×1×c×c bool). A clip whose registration fails (real video) is replaced by another.
+    """
+
+    def __init__(self, source: FrameSource, crop_size: int, frame_gap: tuple[int, int] = (1, 1),
+                 flip_prob: float = 0.5, stride: int = 4, multiple: int = 32, key: str = "ssp.crop_size",
+                 length: int = 2, jitter: tuple[float, float, float] = NO_JITTER, with_flow: bool = False) -> None:
+        self.source, self.length = source, length
+        self.min_gap, self.max_gap = frame_gap
+        # every labelled frame that has its history at the smallest gap
+        self.items = [(s, k) for s, k in source.labelled() if all(self._has(s, k, self.min_gap))]
+        if not self.items:
+            raise ConfigError(f"data.frame_gap: no clips of {length} frames with gap {self.min_gap}: the labelled "
+                              f"frames have no video frames {self.min_gap} apart before them")
+        _check_crop(source, self.items, crop_size, key, multiple)
+        if crop_size % stride:
+            raise ConfigError(f"{key}: {crop_size} is not a multiple of the stride {stride}")
+        self.crop_size, self.flip_prob, self.stride = crop_size, flip_prob, stride
+        self.jitter, self.with_flow = jitter, with_flow
+
+    def _has(self, s: int, k: int, gap: int) -> list[bool]:
+        return [self.source.has_frame(s, k - gap * t) for t in range(1, self.length)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _frames(self, rng: np.random.Generator, index: int) -> tuple[int, list[int], list[np.ndarray], list]:
+        """A clip's sequence, frame numbers, images and homographies, redrawn while registration fails."""
+        for _ in range(MAX_REDRAWS):
+            s, k = self.items[index]
+            gaps = [g for g in range(self.min_gap, self.max_gap + 1) if all(self._has(s, k, g))]
+            gap = gaps[int(rng.integers(len(gaps)))]
+            frames = [k - gap * (self.length - 1 - t) for t in range(self.length)]
+            images = [self.source.image(s, f) for f in frames]
+            if len({image.shape for image in images}) > 1:
+                raise SspError(f"{self.source.name(s, k)}: the frames of a clip differ in size: set data.frame_size")
+            homographies = [self.source.homography(s, a, b, images[t], images[t + 1])
+                            for t, (a, b) in enumerate(zip(frames[:-1], frames[1:]))]
+            if all(h is not None for h in homographies):
+                return s, frames, images, homographies
+            index = int(rng.integers(len(self.items)))
+        raise SspError(f"registration failed on {MAX_REDRAWS} clips in a row (last: {self.source.name(s, k)}, frames "
+                       f"{frames}): are these frames of one video, in order?")
+
+    def _flows(self, s: int, frames: list[int], images: list[np.ndarray], view: View) -> dict[str, torch.Tensor]:
+        fields: dict[str, list[torch.Tensor]] = {"flow_forward": [], "valid_forward": [], "flow_backward": [],
+                                                 "valid_backward": []}
+        for t, (a, b) in enumerate(zip(frames[:-1], frames[1:])):
+            pair = self.source.flow(s, a, b, images[t], images[t + 1])
+            for name, flow, valid in (("forward", pair.forward, pair.forward_valid),
+                                      ("backward", pair.backward, pair.backward_valid)):
+                flow, valid = view.apply_flow(flow, valid)
+                fields[f"flow_{name}"].append(torch.from_numpy(flow).permute(2, 0, 1))
+                fields[f"valid_{name}"].append(torch.from_numpy(valid)[None])
+        return {name: torch.stack(values) for name, values in fields.items()}
+
+    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
+        index, rng = sample_rng(key)
+        s, frames, images, homographies = self._frames(rng, index)
+        view = random_view(rng, *images[-1].shape[:2], self.crop_size, self.flip_prob)
+        jitter = random_jitter(rng, self.jitter)
+        labels = []
+        for f, image in zip(frames, images):
+            frame_labels = self.source.labels(s, f)
+            if frame_labels is None:  # an unlabelled video frame
+                frame_labels = np.full(image.shape[:2], 255, np.uint8)
+            labels.append(torch.from_numpy(view.apply(frame_labels)).long())
+        homographies = [conjugate(h, view.transform) for h in homographies]
+        sample = {
+            "images": torch.stack([_image_tensor(jitter.apply(view.apply(image))) for image in images]),
+            "labels": torch.stack(labels),
             "homography": torch.from_numpy(np.stack(homographies)),
-            "to_previous": torch.from_numpy(np.stack(to_previous)).float(),
+            "to_previous": torch.from_numpy(np.stack([cells_to_previous(h, self.stride) for h in homographies])
+                                            ).float(),
         }
+        if self.with_flow:
+            sample.update(self._flows(s, frames, images, view))
+        return sample
 
 
 class PairDataset(ClipDataset):
     """Frame pairs (k − gap, k): clips of two frames, with the pair's fields named.
 
-    ``dataset[i]`` → dict of ``prev``, ``cur`` (3×c×c float32 0..255), ``labels`` / ``prev_labels`` (c×c
+    ``dataset[key]`` → dict of ``prev``, ``cur`` (3×c×c float32 0..255), ``labels`` / ``prev_labels`` (c×c
     int64), ``homography`` (3×3 float64, previous → current augmented pixels) and ``to_previous`` (3×3
-    float32, current → previous stride-``stride`` cells).
+    float32, current → previous stride-``stride`` cells); with ``with_flow`` also ``flow_forward``,
+    ``flow_backward`` (2×c×c) and ``valid_forward``, ``valid_backward`` (1×c×c bool).
     """
 
-    def __init__(self, sequences: list[Sequence], crop_size: int, frame_gap: tuple[int, int] = (1, 1),
-                 flip_prob: float = 0.5, stride: int = 4, multiple: int = 32, key: str = "ssp.crop_size") -> None:
-        super().__init__(sequences, crop_size, frame_gap, flip_prob, stride, multiple, key, length=2)
+    def __init__(self, source: FrameSource, crop_size: int, frame_gap: tuple[int, int] = (1, 1),
+                 flip_prob: float = 0.5, stride: int = 4, multiple: int = 32, key: str = "ssp.crop_size",
+                 jitter: tuple[float, float, float] = NO_JITTER, with_flow: bool = False) -> None:
+        super().__init__(source, crop_size, frame_gap, flip_prob, stride, multiple, key, length=2, jitter=jitter,
+                         with_flow=with_flow)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        clip = super().__getitem__(index)
-        return {"prev": clip["images"][0], "cur": clip["images"][1], "labels": clip["labels"][1],
+    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
+        clip = super().__getitem__(key)
+        pair = {"prev": clip["images"][0], "cur": clip["images"][1], "labels": clip["labels"][1],
                 "prev_labels": clip["labels"][0], "homography": clip["homography"][0],
                 "to_previous": clip["to_previous"][0]}
+        for name in ("flow_forward", "flow_backward", "valid_forward", "valid_backward"):
+            if name in clip:
+                pair[name] = clip[name][0]
+        return pair
 
 
-def batches(dataset: Dataset, batch_size: int, seed: int) -> Iterator:
-    """Endless shuffled batches (epoch after epoch; with replacement when the set is smaller than a batch)."""
-    generator = torch.Generator().manual_seed(seed)
-    n = len(dataset)
-    sampler = RandomSampler(dataset, replacement=n < batch_size, num_samples=max(n, batch_size), generator=generator)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=0)
-    while True:
-        yield from loader
+def batches(dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0,
+            num_workers: int = 0, pin_memory: bool = False) -> Iterator:
+    """Endless batches for one process, from batch ``start`` on (``StepBatchSampler``: resumable, sharded).
+
+    The loader gets its own generator, so starting it draws nothing from torch's global RNG: that stays the
+    model's (dropout), and a resumed run continues it exactly where the checkpoint left it.
+    """
+    sampler = StepBatchSampler(dataset, batch_size, seed, rank, world_size, start)
+    generator = torch.Generator().manual_seed(seed + 1000 * rank)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                        persistent_workers=num_workers > 0, generator=generator)
+    return iter(loader)
+
+
+def video_source(cfg: TrainConfig, flow: FlowProvider | None = None) -> VideoSource:
+    """The recipe's real data set (``data.source``, ``root``, ``split``), indexed and checked, at
+    ``data.frame_size``, with labels decoded for ``model.dataset``."""
+    data = cfg.data
+    if data.source == "synthetic":
+        raise ConfigError("data.source: 'synthetic' has no files on disk; set uavid or ruralscapes and data.root")
+    sequences = index_dataset(data.source, data.root, data.split)
+    classes = load_class_set(cfg.model.dataset)
+    decoder = LabelDecoder(classes, label_encoding(data.source, classes.name))
+    return VideoSource(sequences, decoder, data.frame_size, flow)

@@ -1,9 +1,29 @@
-"""Training losses."""
+"""Training losses of the paper (DESIGN.md §1): cross-entropy, the temporal-consistency loss, and KD-SSP's
+distillation from a teacher with occlusion-aware fused targets.
+
+- ``segmentation_loss``: cross-entropy with ignore label 255.
+- ``temporal_consistency_loss``: ``L_tc = 1/HW Σ O·‖P_k − warp(P_{k−1})‖²`` with the soft occlusion weight
+  ``O = exp(−‖I_k − warp(I_{k−1})‖₁)`` (``occlusion_weight``).
+- ``fused_teacher_targets``: ``T^c_{k−1} = (T_{k−1} + (1−M_{k−1})·warp(T_k)) / (2 − M_{k−1})`` and the symmetric
+  ``T^c_k``, with M the forward-backward occlusion mask (``ssp_train.flow_warp.occlusion_mask``).
+- ``distillation_loss``: KL divergence to softened targets at temperature T (paper: 2), scaled by T².
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ssp_train.flow_warp import flow_warp, occlusion_mask
+
+KD_TEMPERATURE = 2.0  # the reference's softmax temperature for teacher targets
+
+
+def _to_size(logits: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling (``align_corners=False``, as at inference) of N×K×h×w logits to ``size``."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
@@ -12,8 +32,7 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     The logits are upsampled bilinearly (``align_corners=False``) to the label size first, as at inference.
     A batch with no labelled pixel gives a zero loss (still connected to the graph) instead of NaN.
     """
-    if labels.shape[-2:] != logits.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = _to_size(logits, labels.shape[-2:])
     labels = labels.long()
     if not (labels != ignore_index).any():
         return logits.sum() * 0.0
@@ -31,9 +50,47 @@ def occlusion_weight(image: torch.Tensor, warped_prev_image: torch.Tensor) -> to
 
 def temporal_consistency_loss(probs: torch.Tensor, warped_prev_probs: torch.Tensor, weight: torch.Tensor,
                               valid: torch.Tensor) -> torch.Tensor:
-    """``L_tc = 1/HW Σ O·‖P_k − P̂_{k−1}‖²`` over cells that came from inside the previous frame.
+    """``L_tc = 1/HW Σ O·‖P_k − P̂_{k−1}‖²``, averaged over the batch; cells warped from outside the previous
+    frame (``valid`` 0) contribute nothing.
 
     probs, warped_prev_probs: N×K×h×w softmax maps; weight: N×1×h×w occlusion weight O; valid: N×1×h×w {0, 1}.
     """
     squared = ((probs - warped_prev_probs) ** 2).sum(dim=1, keepdim=True)
-    return (weight * valid * squared).sum() / valid.sum().clamp(min=1.0)
+    return (weight * valid * squared).mean()
+
+
+def teacher_probabilities(logits: torch.Tensor, temperature: float = KD_TEMPERATURE) -> torch.Tensor:
+    """Softened teacher targets ``softmax(logits / T)`` over the class dimension (N×K×H×W)."""
+    return (logits / temperature).softmax(dim=1)
+
+
+def fused_teacher_targets(prev_targets: torch.Tensor, cur_targets: torch.Tensor, flow_forward: torch.Tensor,
+                          flow_backward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """KD-SSP's occlusion-aware targets ``(T^c_{k−1}, T^c_k)`` from the teacher's targets on both frames.
+
+    prev_targets / cur_targets: N×K×H×W teacher probabilities of frames k−1 and k; flow_forward: N×2×H×W flow
+    k−1 → k; flow_backward: N×2×H×W flow k → k−1. Where a pixel is visible in both frames (M = 0) its target
+    is the mean of its own and the other frame's warped target; where it is occluded or leaves the frame
+    (M = 1) it keeps its own: ``T^c_{k−1} = (T_{k−1} + (1 − M_{k−1})·warp(T_k)) / (2 − M_{k−1})``, and the
+    same with k and k−1 swapped.
+    """
+    mask_prev = occlusion_mask(flow_forward, flow_backward)
+    mask_cur = occlusion_mask(flow_backward, flow_forward)
+    cur_in_prev, _ = flow_warp(cur_targets, flow_forward)
+    prev_in_cur, _ = flow_warp(prev_targets, flow_backward)
+    fused_prev = (prev_targets + (1.0 - mask_prev) * cur_in_prev) / (2.0 - mask_prev)
+    fused_cur = (cur_targets + (1.0 - mask_cur) * prev_in_cur) / (2.0 - mask_cur)
+    return fused_prev, fused_cur
+
+
+def distillation_loss(student_logits: torch.Tensor, targets: torch.Tensor,
+                      temperature: float = KD_TEMPERATURE) -> torch.Tensor:
+    """``T² · KL(targets ‖ softmax(student / T))`` per pixel (summed over classes), averaged over pixels.
+
+    student_logits: N×K×h×w (any stride; upsampled bilinearly to the targets' size); targets: N×K×H×W
+    probabilities (e.g. ``fused_teacher_targets``). The T² factor keeps gradient sizes independent of T
+    (Hinton et al., 2015). Zero where the student's softened distribution equals the target.
+    """
+    log_student = F.log_softmax(_to_size(student_logits, targets.shape[-2:]) / temperature, dim=1)
+    kl = F.kl_div(log_student, targets, reduction="none").sum(dim=1)
+    return kl.mean() * temperature**2

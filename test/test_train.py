@@ -1,5 +1,5 @@
-"""Tests of ssp_train: recipe loading and its errors, exact pair homographies under crop/flip, the loss,
-that a tiny model learns, weights round-trips, and the smoke recipe end to end."""
+"""Tests of ssp_train: recipe loading and its errors, exact pair homographies under crop/flip, that a tiny model
+learns, weights round-trips, and the smoke recipe end to end (the losses: test_losses.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from ssp_ros.config import ModelConfig
 from ssp_ros.errors import ConfigError
 from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata, save_weights, warp
 from ssp_ros.resources import share_dir
+from ssp_train.augment import conjugate, flip_matrix
 from ssp_train.config import DataConfig, TrainConfig, load_train_config
-from ssp_train.data import ClipDataset, FrameDataset, PairDataset, conjugate, flip_matrix
-from ssp_train.losses import occlusion_weight, segmentation_loss, temporal_consistency_loss
+from ssp_train.data import ClipDataset, FrameDataset, PairDataset
+from ssp_train.losses import segmentation_loss
+from ssp_train.sources import SyntheticSource
 from ssp_train.train import _cli, check_weights_size, cosine_schedule, main
 
 TRAIN_CONFIGS = share_dir() / "config" / "train"
@@ -135,7 +137,7 @@ def _agreement(batch: dict, to_previous: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("flip_prob", [0.0, 1.0])
 def test_pair_crop_and_flip_keep_the_homography(small_video, flip_prob):
-    dataset = PairDataset([small_video], crop_size=96, frame_gap=(3, 6), flip_prob=flip_prob)
+    dataset = PairDataset(SyntheticSource([small_video]), crop_size=96, frame_gap=(3, 6), flip_prob=flip_prob)
     torch.manual_seed(1)
     batch = torch.utils.data.default_collate([dataset[i] for i in range(0, len(dataset), 3)])
     assert batch["cur"].shape[-2:] == (96, 96) and batch["to_previous"].shape[-2:] == (3, 3)
@@ -149,13 +151,13 @@ def test_pair_crop_and_flip_keep_the_homography(small_video, flip_prob):
     assert hits / total >= 0.95
     if flip_prob == 1.0:  # negative control: the same crops without the flip in the homography
         torch.manual_seed(1)
-        plain = PairDataset([small_video], crop_size=96, frame_gap=(3, 6), flip_prob=0.0)
+        plain = PairDataset(SyntheticSource([small_video]), crop_size=96, frame_gap=(3, 6), flip_prob=0.0)
         unflipped = torch.stack([plain[i]["to_previous"] for i in range(0, len(plain), 3)])
         assert _agreement(batch, unflipped) < _agreement(batch, batch["to_previous"]) - 0.03
 
 
 def test_clip_homographies_chain_frame_to_frame(small_video):
-    dataset = ClipDataset([small_video], crop_size=96, frame_gap=(1, 3), flip_prob=0.5, length=4)
+    dataset = ClipDataset(SyntheticSource([small_video]), crop_size=96, frame_gap=(1, 3), flip_prob=0.5, length=4)
     torch.manual_seed(2)
     clips = torch.utils.data.default_collate([dataset[i] for i in range(0, len(dataset), 4)])
     assert clips["images"].shape[1:] == (4, 3, 96, 96) and clips["to_previous"].shape[1:] == (3, 3, 3)
@@ -164,58 +166,35 @@ def test_clip_homographies_chain_frame_to_frame(small_video):
         assert _agreement(pair, clips["to_previous"][:, t - 1]) >= 0.95, f"step {t}"
 
 
-def test_occlusion_weight_and_tc_loss_by_hand():
-    image = torch.zeros(1, 3, 1, 2)
-    warped = torch.tensor([[[[0.0, 0.5]], [[0.0, 0.25]], [[0.0, 0.25]]]])  # pixel 1 differs by 1.0 in L1
-    weight = occlusion_weight(image, warped)
-    torch.testing.assert_close(weight, torch.tensor([[[[1.0, math.exp(-1.0)]]]]))
-    probs = torch.tensor([[[[1.0, 1.0]], [[0.0, 0.0]]]])  # two classes, two pixels
-    prev = torch.tensor([[[[0.5, 0.0]], [[0.5, 1.0]]]])
-    # squared distances: pixel 0: 0.25 + 0.25 = 0.5; pixel 1: 1 + 1 = 2
-    valid = torch.ones(1, 1, 1, 2)
-    expected = (1.0 * 0.5 + math.exp(-1.0) * 2.0) / 2
-    assert temporal_consistency_loss(probs, prev, weight, valid).item() == pytest.approx(expected)
-    valid[..., 1] = 0  # cells from outside the previous frame do not count
-    assert temporal_consistency_loss(probs, prev, weight, valid).item() == pytest.approx(0.5)
 
 
 def test_frame_dataset_crops_and_flips(small_video):
     torch.manual_seed(0)
-    flipped = FrameDataset([small_video[:1]], crop_size=0, flip_prob=1.0, multiple=8)
+    flipped = FrameDataset(SyntheticSource([small_video[:1]]), crop_size=0, flip_prob=1.0, multiple=8)
     image, labels = flipped[0]
     assert image.shape == (3, 120, 200) and image.dtype == torch.float32 and labels.dtype == torch.int64
     assert torch.equal(labels, torch.from_numpy(small_video[0].labels[:, ::-1].copy()).long())
-    cropped = FrameDataset([small_video], crop_size=64)
+    cropped = FrameDataset(SyntheticSource([small_video]), crop_size=64)
     image, labels = cropped[5]
     assert image.shape == (3, 64, 64) and labels.shape == (64, 64)
 
 
 def test_crop_larger_than_frames_is_a_config_error(small_video):
     with pytest.raises(ConfigError, match=r"ssp\.crop_size: crop 160 does not fit frames of 120x200"):
-        PairDataset([small_video], crop_size=160)
+        PairDataset(SyntheticSource([small_video]), crop_size=160)
     with pytest.raises(ConfigError, match=r"image\.crop_size: 0 \(whole frames\) needs"):
-        FrameDataset([small_video], crop_size=0)
+        FrameDataset(SyntheticSource([small_video]), crop_size=0)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # losses and learning
 
 
-def test_loss_upsamples_and_ignores():
-    logits = torch.zeros(1, 3, 2, 2)
-    logits[:, 1] = 5.0  # class 1 everywhere
-    labels = torch.ones(1, 8, 8, dtype=torch.long)
-    good = segmentation_loss(logits, labels)
-    labels[0, :4] = 255
-    assert segmentation_loss(logits, labels) == pytest.approx(float(good))
-    labels[0, 4:] = 0
-    assert segmentation_loss(logits, labels) > good
-    assert segmentation_loss(logits, torch.full((1, 8, 8), 255)) == 0.0
 
 
 def test_tiny_model_learns(small_video):
     segmenter = build_segmenter(TINY, K).train()
-    dataset = FrameDataset([small_video], crop_size=64)
+    dataset = FrameDataset(SyntheticSource([small_video]), crop_size=64)
     images, labels = torch.utils.data.default_collate([dataset[i] for i in (0, 20)])
     optimizer = torch.optim.AdamW(segmenter.parameters(), lr=3e-3)
     losses = []
@@ -232,7 +211,7 @@ def test_similarity_head_learns_on_pairs(small_video):
     segmenter = build_segmenter(TINY, K).eval().requires_grad_(False)
     model = SSP(segmenter, SimilarityHead(segmenter.feature_channels))
     fusion = model.warp_fusion_step().train()
-    dataset = PairDataset([small_video], crop_size=64, frame_gap=(1, 2))
+    dataset = PairDataset(SyntheticSource([small_video]), crop_size=64, frame_gap=(1, 2))
     batch = torch.utils.data.default_collate([dataset[i] for i in (3, 30)])
     with torch.no_grad():
         logits, feats = segmenter(torch.cat([batch["prev"], batch["cur"]]))

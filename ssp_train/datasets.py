@@ -1,0 +1,205 @@
+"""The on-disk layouts of the real data sets, indexed and checked before training starts.
+
+UAVid (Lyu et al., 2020), the official release plus the video frames of each sequence::
+
+    <root>/uavid_<split>/seq<N>/Images/000000.png   labelled frames (every 100th video frame; split: train, val)
+    <root>/uavid_<split>/seq<N>/Labels/000000.png   their labels (colour PNGs; id PNGs for uavid_vdd)
+    <root>/uavid_<split>/seq<N>/Frames/000098.png   video frames, named by frame number like Images/ (.png or
+                                                    .jpg); only frame pairs need them (not part of the release:
+                                                    extract them from the sequence's video)
+
+RuralScapes (Marcu et al., 2020), as the release unpacks (frames extracted from the 50 fps videos, manual labels
+every 50th frame)::
+
+    <root>/frames/DJI_0043_000150.jpg                           video frames, <video>_<frame number>
+    <root>/labels/manual_labels/DJI_0043/segfull_DJI_0043_150.png  colour labels of frame 150 of DJI_0043
+
+The RuralScapes split is the authors' original one (13 training videos, 7 test videos).
+
+Every labelled frame must have its image, and every image its label, at the same size (checked from the file
+headers, without decoding); a missing folder, an empty split or a mismatch is an ``SspError`` naming the path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from ssp_ros.errors import SspError
+from ssp_train.labels import LabelEncoding
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+UAVID_SPLITS = ("train", "val")
+RURALSCAPES_SPLITS = {  # the authors' original split of the 20 videos
+    "train": ("0043", "0044", "0045", "0046", "0047", "0050", "0053", "0085", "0093", "0097", "0101", "0114", "0118"),
+    "test": ("0051", "0056", "0061", "0086", "0088", "0089", "0116"),
+}
+# (data set, class list) → how its label files encode classes
+LABEL_ENCODINGS: dict[tuple[str, str], LabelEncoding] = {
+    ("uavid", "uavid"): "color",
+    ("uavid", "uavid_vdd"): "ids_from_1",
+    ("ruralscapes", "ruralscapes"): "color",
+}
+
+
+@dataclass(frozen=True)
+class LabelledFrame:
+    """One labelled frame: its frame number in the video, image and label files, and size (H, W)."""
+
+    frame: int
+    image: Path
+    labels: Path
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VideoSequence:
+    """One video: its labelled frames and the files of its video frames by frame number."""
+
+    name: str  # e.g. "uavid_train/seq1" or "DJI_0043"
+    labelled: tuple[LabelledFrame, ...]
+    frames: dict[int, Path] = field(default_factory=dict)
+
+    def image_path(self, frame: int) -> Path:
+        """The image of video frame ``frame`` (a labelled frame's own image first)."""
+        for item in self.labelled:
+            if item.frame == frame:
+                return item.image
+        try:
+            return self.frames[frame]
+        except KeyError:
+            raise SspError(f"{self.name}: no image of video frame {frame}") from None
+
+    def has_frame(self, frame: int) -> bool:
+        return frame in self.frames or any(item.frame == frame for item in self.labelled)
+
+
+def label_encoding(dataset: str, classes: str) -> LabelEncoding:
+    """How ``dataset``'s label files encode the classes of the class list ``classes``."""
+    try:
+        return LABEL_ENCODINGS[(dataset, classes)]
+    except KeyError:
+        known = ", ".join(c for d, c in LABEL_ENCODINGS if d == dataset)
+        raise SspError(f"data set '{dataset}' has labels for the class lists {known}, not '{classes}': "
+                       f"set model.dataset accordingly") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file from its header; an unreadable file is an error naming it."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError) as err:
+        raise SspError(f"{path}: cannot read image header ({err})") from None
+    return height, width
+
+
+def _labelled_frame(frame: int, image: Path, labels: Path) -> LabelledFrame:
+    size = image_size(image)
+    label_size = image_size(labels)
+    if label_size != size:
+        raise SspError(f"{labels}: label size {label_size[1]}x{label_size[0]} does not match its image {image} "
+                       f"({size[1]}x{size[0]})")
+    return LabelledFrame(frame, image, labels, size)
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise SspError(f"{path}: {what} not found")
+
+
+def _numbered_images(folder: Path) -> dict[int, Path]:
+    """Files named ``<number>.<image suffix>`` in ``folder`` by number."""
+    out = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem.isdigit():
+                out[int(path.stem)] = path
+    return out
+
+
+def uavid_sequences(root: Path, split: str) -> list[VideoSequence]:
+    """The sequences of UAVid's ``split`` (train or val) under ``root`` (see the module docstring)."""
+    if split not in UAVID_SPLITS:
+        raise SspError(f"UAVid split '{split}' unknown (choose {', '.join(UAVID_SPLITS)}; the test split has no "
+                       "labels)")
+    _require_dir(root, "UAVid root folder")
+    split_dir = root / f"uavid_{split}"
+    _require_dir(split_dir, f"UAVid {split} split (expected {root}/uavid_{split}/seq*/Images, Labels)")
+    sequences = []
+    for seq_dir in sorted((p for p in split_dir.iterdir() if p.is_dir()), key=_natural):
+        images_dir, labels_dir = seq_dir / "Images", seq_dir / "Labels"
+        _require_dir(images_dir, "Images folder of a UAVid sequence")
+        _require_dir(labels_dir, "Labels folder of a UAVid sequence")
+        images, labels = _numbered_images(images_dir), _numbered_images(labels_dir)
+        for frame in sorted(set(images) ^ set(labels)):
+            missing = labels_dir / images[frame].name if frame in images else images_dir / labels[frame].name
+            raise SspError(f"{missing}: not found (every image needs its label and every label its image)")
+        labelled = tuple(_labelled_frame(f, images[f], labels[f]) for f in sorted(images))
+        if labelled:
+            name = f"{split_dir.name}/{seq_dir.name}"
+            sequences.append(VideoSequence(name, labelled, _numbered_images(seq_dir / "Frames")))
+    if not sequences:
+        raise SspError(f"{split_dir}: no labelled sequences (expected seq*/Images/000000.png with Labels/)")
+    return sequences
+
+
+_RURAL_FRAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
+_RURAL_LABEL = re.compile(r"^segfull_(?P<video>.+)_(?P<frame>\d+)$")
+
+
+def ruralscapes_sequences(root: Path, split: str) -> list[VideoSequence]:
+    """The videos of RuralScapes' ``split`` (train or test) under ``root`` (see the module docstring)."""
+    if split not in RURALSCAPES_SPLITS:
+        raise SspError(f"RuralScapes split '{split}' unknown (choose {', '.join(RURALSCAPES_SPLITS)})")
+    _require_dir(root, "RuralScapes root folder")
+    frames_dir, labels_root = root / "frames", root / "labels" / "manual_labels"
+    _require_dir(frames_dir, "RuralScapes frames folder (expected frames/DJI_0043_000150.jpg)")
+    _require_dir(labels_root, "RuralScapes labels folder (expected labels/manual_labels/DJI_0043/)")
+    frames: dict[str, dict[int, Path]] = {}
+    for path in frames_dir.iterdir():
+        match = _RURAL_FRAME.match(path.stem)
+        if match and path.suffix.lower() in IMAGE_SUFFIXES:
+            frames.setdefault(match["video"], {})[int(match["frame"])] = path
+    sequences = []
+    for video_id in RURALSCAPES_SPLITS[split]:
+        video = f"DJI_{video_id}"
+        label_dir = labels_root / video
+        if not label_dir.is_dir():
+            continue
+        video_frames = frames.get(video, {})
+        labelled = []
+        for path in sorted(label_dir.glob("segfull_*.png"), key=_natural):
+            match = _RURAL_LABEL.match(path.stem)
+            if not match or match["video"] != video:
+                raise SspError(f"{path}: expected a label named segfull_{video}_<frame>.png")
+            frame = int(match["frame"])
+            if frame not in video_frames:
+                raise SspError(f"{path}: its frame {frames_dir / f'{video}_{frame:06d}.jpg'} not found")
+            labelled.append(_labelled_frame(frame, video_frames[frame], path))
+        if labelled:
+            sequences.append(VideoSequence(video, tuple(labelled), video_frames))
+    if not sequences:
+        videos = ", ".join(f"DJI_{v}" for v in RURALSCAPES_SPLITS[split])
+        raise SspError(f"{labels_root}: no labelled video of the {split} split ({videos})")
+    return sequences
+
+
+def _natural(path: Path) -> list:
+    """Sort key: seq2 before seq10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+LAYOUTS = {"uavid": uavid_sequences, "ruralscapes": ruralscapes_sequences}
+
+
+def index_dataset(name: str, root: str | Path, split: str) -> list[VideoSequence]:
+    """The checked index of data set ``name`` (uavid, ruralscapes) at ``root``, ``split``."""
+    try:
+        layout = LAYOUTS[name]
+    except KeyError:
+        raise SspError(f"unknown data set '{name}' (choose {', '.join(LAYOUTS)})") from None
+    return layout(Path(root), split)
