@@ -1,10 +1,10 @@
 """Export a trained SSP model to the two ONNX graphs the deployment runtimes run (``ssp export``).
 
-The folder layout and tensor names are defined in ``ssp_ros/export_info.py``. Each graph is checked with
-``onnx.checker`` and against ``TENSORRT_OPS``, the ONNX operators that TensorRT's ONNX parser supports
-and that this model family may use; anything else fails the export, so a graph that TensorRT would reject
-never reaches the drone. The legacy TorchScript-based exporter is used (``dynamo=False``): it needs no
-``onnxscript`` and folds the static-shape warp grid into constants.
+The folder layout and tensor names are defined in ``ssp_ros/export_info.py``. Each graph has its shape
+arithmetic folded into constants, then is checked with ``onnx.checker`` and against ``TENSORRT_OPS``, the
+ONNX operators that TensorRT's ONNX parser supports and that this model family may use; anything else
+fails the export, so a graph that TensorRT would reject never reaches the drone. The legacy TorchScript
+exporter is used (``dynamo=False``): it needs no ``onnxscript``.
 """
 
 from __future__ import annotations
@@ -107,6 +107,26 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
                           opset_version=OPSET, do_constant_folding=True, dynamic_axes=axes, dynamo=False)
 
 
+def fold_constants(path: Path) -> None:
+    """Rewrite ``path`` with its shape arithmetic folded into constants (ONNX Runtime's basic, platform-
+    independent optimisation level, which emits only standard ONNX operators; polygraphy's ``--fold-constants``
+    does the same). timm backbones compute sizes in the graph (Shape → Gather → Mod → If …); with static
+    spatial sizes these are constants, and TensorRT's parser does not take every such operator."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(path)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # ONNX Runtime declares every operator domain it knows; keep only those the graph uses
+    model = onnx.load(str(path))
+    used = {node.domain for node in model.graph.node} | {""}
+    kept = [opset for opset in model.opset_import if opset.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(path))
+
+
 def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes: tuple[str, ...],
                  dynamic_batch: bool = False, extra: dict[str, Any] | None = None) -> Path:
     """Write ``segmenter.onnx``, ``fusion.onnx`` and ``export.json`` for ``model`` into ``out``.
@@ -133,6 +153,7 @@ def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes:
                 ("fusion", fusion, fusion_args, FUSION_INPUTS, FUSION_OUTPUTS)):
             path = staged / f"{name}.onnx"
             _export(module, args, path, inputs, outputs, dynamic_batch)
+            fold_constants(path)
             counts = check_graph(path)
             graph = onnx.load(str(path), load_external_data=False)
             graphs[name] = {"file": path.name, "sha256": sha256_file(path), "inputs": _shapes(graph, "inputs"),

@@ -34,6 +34,7 @@ def test_graphs_use_only_tensorrt_operators_and_warp_in_graph(shipped_export) ->
         model = onnx.load(str(info.graph(name).file))
         counts = operator_counts(model)
         assert set(counts) <= TENSORRT_OPS, set(counts) - TENSORRT_OPS
+        assert not {"Shape", "Gather", "Constant"} & set(counts), "static shape arithmetic is folded into constants"
         assert all(op.domain in ("", "ai.onnx") for op in model.opset_import)
         assert model.opset_import[0].version == OPSET
     assert operator_counts(onnx.load(str(info.graph("fusion").file)))["GridSample"] == 2  # logits and features
