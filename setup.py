@@ -8,6 +8,7 @@ PACKAGE = "ssp_ros"
 
 TORCH = ["torch>=2.1", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
+DDS = ["cyclonedds>=11,<12"]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
 
 setup(
     name=PACKAGE,
@@ -31,7 +32,8 @@ setup(
     extras_require={
         "torch": TORCH,
         "onnx": ONNX,
-        "test": TORCH + ONNX + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
+        "dds": DDS,
+        "test": TORCH + ONNX + DDS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,

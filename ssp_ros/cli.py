@@ -175,6 +175,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    """Run the segmentation node: on ROS 2 (rclpy, like ``ros2 run ssp_ros ssp_node``) or on plain Cyclone DDS."""
+    if args.transport == "rclpy":
+        from ssp_ros.node import main as ros_main
+
+        if args.config is not None or args.domain_id is not None:
+            raise SspError("--config and --domain-id are for --transport dds; with rclpy use ROS arguments "
+                           "(--ros-args -p config_file:=...) and ROS_DOMAIN_ID")
+        return ros_main(["ssp_node", *args.ros_args])
+    import importlib.util
+    import os
+
+    from ssp_ros.transport_dds import run_node
+
+    if importlib.util.find_spec("cyclonedds") is None:
+        raise SspError("--transport dds needs the cyclonedds package: pip install 'ssp_ros[dds]'")
+    domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    return run_node(args.config, domain)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the image model, then the SSP similarity head, from a recipe (config/train/*.yaml)."""
     from ssp_train.train import main as train_main
@@ -246,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--paper", action="store_true", help="also count params/GFLOPs of the paper's model "
                        "(sam2_hiera_small + UPerNet 256 at 736x1280)")
     bench.set_defaults(func=cmd_bench)
+
+    node = sub.add_parser("node", help="run the segmentation node (ROS 2 via rclpy, or Cyclone DDS without ROS)")
+    node.add_argument("--transport", choices=("rclpy", "dds"), default="rclpy", help="rclpy: a ROS 2 node (needs "
+                      "a sourced ROS 2); dds: the same topics on Cyclone DDS, no ROS needed (default rclpy)")
+    node.add_argument("--config", type=Path, help="dds: ssp_ros config YAML, the node's parameters (default: the "
+                      "shipped config/ssp.yaml)")
+    node.add_argument("--domain-id", type=int, help="dds: DDS domain = ROS_DOMAIN_ID of the ROS 2 machines "
+                      "(default: $ROS_DOMAIN_ID, else 0)")
+    node.add_argument("ros_args", nargs=argparse.REMAINDER, help="rclpy: arguments for rclpy.init (--ros-args ...)")
+    node.set_defaults(func=cmd_node)
 
     add_build_engine_parser(sub)
     add_flow_cache_parser(sub)

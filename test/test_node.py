@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 
-from ssp_ros import node
+from ssp_ros import node, transport_rclpy
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rclpy") is not None, reason="rclpy is installed: ROS path")
@@ -11,14 +11,16 @@ def test_node_without_ros_explains_what_to_source(capsys) -> None:
     assert "rclpy is not importable: source a ROS 2 installation" in capsys.readouterr().err
 
 
-def test_node_module_imports_no_ros_at_top_level() -> None:
+@pytest.mark.parametrize("module", [node, transport_rclpy])
+def test_node_modules_import_no_ros_at_top_level(module) -> None:
     import ast
     from pathlib import Path
 
-    tree = ast.parse(Path(node.__file__).read_text())
+    tree = ast.parse(Path(module.__file__).read_text())
     top = {alias.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for alias in n.names}
     top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
-    ros = {"rclpy", "sensor_msgs", "std_srvs", "rcl_interfaces", "diagnostic_updater", "vision_msgs", "cv_bridge"}
+    ros = {"rclpy", "sensor_msgs", "std_srvs", "rcl_interfaces", "diagnostic_msgs", "std_msgs", "builtin_interfaces",
+           "vision_msgs", "cv_bridge", "cyclonedds"}
     assert not top & ros, "ROS packages are imported inside the functions that need them"
 
 
@@ -64,7 +66,7 @@ def test_parameters_come_from_the_config_file_then_overrides(fake_rcl_interfaces
     config = tmp_path / "ssp.yaml"
     config.write_text(yaml.safe_dump({"propagation": {"max_time_gap_s": 0.8}, "node": {"max_age_ms": 300.0}}))
     fake = _FakeNode({"config_file": str(config), "node.max_age_ms": 120, "runtime.backend": "torch"})
-    cfg = node.declare_parameters(fake)
+    cfg = transport_rclpy.declare_parameters(fake)
     assert cfg.propagation.max_time_gap_s == 0.8, "the file's value is the default"
     assert cfg.node.max_age_ms == 120.0, "an override (an int from a launch file) wins and becomes a float"
     gap = fake.descriptors["propagation.max_time_gap_s"]
@@ -72,12 +74,95 @@ def test_parameters_come_from_the_config_file_then_overrides(fake_rcl_interfaces
     assert fake.descriptors["registration.min_inliers"].integer_range[0].from_value == 4
     assert fake.descriptors["runtime.backend"].read_only
     with pytest.raises(ConfigError, match=r"ROS parameters: propagation.max_time_gap_s: must be in \(0.0, inf\]"):
-        node.declare_parameters(_FakeNode({"propagation.max_time_gap_s": -1.0}))
+        transport_rclpy.declare_parameters(_FakeNode({"propagation.max_time_gap_s": -1.0}))
 
 
 def test_rclpy_messages_are_built_with_byte_arrays() -> None:
     import numpy as np
 
-    built = node.RclpyMessages(_Record).image("HEADER", np.arange(6, dtype=np.uint8).reshape(2, 3), "mono8")
+    built = transport_rclpy.RclpyMessages(_Record).image("HEADER", np.arange(6, dtype=np.uint8).reshape(2, 3), "mono8")
     assert built.header == "HEADER" and (built.height, built.width, built.step, built.encoding) == (2, 3, 3, "mono8")
     assert built.data.typecode == "B" and list(built.data) == [0, 1, 2, 3, 4, 5]
+
+
+class _MemoryTransport:
+    """``transport.Transport`` in memory (rosbags messages): what the node publishes, per topic."""
+
+    node_name = "ssp"
+
+    def __init__(self, subscribers: int = 1) -> None:
+        from rosbags.typesys import Stores, get_typestore
+
+        from ssp_ros.transport_dds import RosbagsBuilder
+
+        self.typestore = get_typestore(Stores.ROS2_HUMBLE)
+        self.messages = RosbagsBuilder(self.typestore, self.node_name)
+        self.sent: dict[str, list] = {}
+        self.subscriptions: dict[str, tuple] = {}
+        self.logs: list[tuple[str, str]] = []
+        self.subscribers = subscribers
+        self.clock = 0.0
+
+    def resolve(self, topic):
+        from ssp_ros.transport import resolve_name
+
+        return resolve_name(topic, self.node_name)
+
+    def subscribe(self, topic, msg_type, qos, callback):
+        self.subscriptions[self.resolve(topic)] = (msg_type, qos, callback)
+
+    def publisher(self, topic, msg_type, qos):
+        sent = self.sent.setdefault(self.resolve(topic), [])
+        transport = self
+
+        class _Pub:
+            def publish(self, msg):
+                sent.append(msg)
+
+            def subscription_count(self):
+                return transport.subscribers
+
+        return _Pub()
+
+    def now(self):
+        return self.clock
+
+    def log(self, level, text):
+        self.logs.append((level, text))
+
+    def image(self, header, pixels, encoding):
+        return self.messages.image(header, pixels, encoding)
+
+    def diagnostics(self, stamp_ns, items, hardware_id):
+        return self.messages.diagnostics(stamp_ns, items, hardware_id)
+
+
+def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video) -> None:
+    from dataclasses import replace
+
+    from test_ros_adapter import rgb8
+
+    from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
+    from ssp_ros.transport import SENSOR_DATA
+
+    cfg = SspConfig(model=ModelConfig(input_size=(32, 64)), node=replace(NodeConfig(), image_topic="camera/image",
+                                                                            max_age_ms=100.0))
+    transport = _MemoryTransport(subscribers=0)
+    segmenter = node.SegmentationNode(transport, cfg)
+    try:
+        msg_type, qos, callback = transport.subscriptions["/camera/image"]
+        assert msg_type == "sensor_msgs/msg/Image" and qos == SENSOR_DATA
+        transport.clock = 10.05
+        segmenter.process(rgb8(small_video[0].image, 10.0))
+        segmenter.process(rgb8(small_video[1].image, 9.0))  # 1.05 s old at 10.05: stale, counted and logged
+        segmenter.publish_diagnostics()
+    finally:
+        segmenter.close()
+    assert set(transport.sent) == {"/ssp/mask", "/ssp/overlay", "/ssp/confidence", "/diagnostics"}
+    mask = transport.sent["/ssp/mask"][0]
+    assert (mask.header.stamp.sec, mask.height, mask.width) == (10, *small_video[0].image.shape[:2])
+    assert transport.sent["/ssp/overlay"] == [], "no overlay is built while nobody subscribes to it"
+    status = {s.name: s for s in transport.sent["/diagnostics"][-1].status}
+    assert set(status) == {"ssp: input", "ssp: processing", "ssp: propagation"}
+    assert status["ssp: processing"].hardware_id == "torch"
+    assert ("warning", "skipped a frame (stale): 1050 ms old > max_age_ms 100") in transport.logs

@@ -1,0 +1,189 @@
+"""The rclpy transport (the product path on the drone) and the ROS-only parts of the node.
+
+``RclpyTransport`` implements ``transport.Transport`` over an rclpy node; ``declare_parameters`` declares
+``config_file`` and every key of ``node_params`` with descriptors; ``add_ros_interfaces`` adds what only a
+ROS graph has: ``~/reset`` (std_srvs/Trigger), ``~/label_info`` (vision_msgs/LabelInfo, transient local,
+where vision_msgs has it) and in-flight parameter changes. rclpy and the message packages are imported
+inside functions, so this module imports without ROS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ssp_ros.config import SspConfig, load_config
+from ssp_ros.diagnostics import DiagnosticItem
+from ssp_ros.errors import ConfigError
+from ssp_ros.node_params import PARAMS, SPECS, ParamSpec, config_with_params, param_values
+from ssp_ros.ros_images import UNSUPPORTED_ENCODING, MessageError, image_fields, rclpy_image_data
+from ssp_ros.transport import QosProfile
+
+if TYPE_CHECKING:
+    from ssp_ros.node import SegmentationNode
+
+LEVELS = ("info", "warning", "error")
+
+
+class RclpyMessages:
+    """Output sensor_msgs/Image messages for rclpy (the ``MessageFactory`` of the node)."""
+
+    def __init__(self, image_type: type) -> None:
+        self._image = image_type
+
+    def image(self, header: Any, pixels: np.ndarray, encoding: str) -> Any:
+        return self._image(header=header, **image_fields(pixels, encoding), data=rclpy_image_data(pixels))
+
+
+def cv_bridge_fallback() -> Callable[[Any], np.ndarray] | None:
+    """cv_bridge's ``imgmsg_to_cv2(msg, "rgb8")`` for encodings the adapter does not know; None without cv_bridge."""
+    try:
+        from cv_bridge import CvBridge, CvBridgeError
+    except ImportError:
+        return None
+    bridge = CvBridge()
+
+    def convert(msg: Any) -> np.ndarray:
+        try:
+            return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except CvBridgeError as err:
+            raise MessageError(UNSUPPORTED_ENCODING, f"Image encoding '{msg.encoding}': cv_bridge cannot convert "
+                                                     f"it to rgb8 ({err})") from None
+
+    return convert
+
+
+def _descriptor(spec: ParamSpec, value: Any) -> Any:
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    descriptor = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic,
+                                     dynamic_typing=True)  # 500 for 500.0 is fine: config_with_params validates
+    if spec.low is not None and isinstance(value, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high))]
+    elif spec.low is not None and isinstance(value, int) and not isinstance(value, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    return descriptor
+
+
+def declare_parameters(node: Any) -> SspConfig:
+    """Declare ``config_file`` and every parameter of ``node_params`` (defaults from that file), and return
+    the validated configuration with the node's parameter overrides applied."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    node.declare_parameter("config_file", "", ParameterDescriptor(
+        description="ssp_ros configuration YAML (schema ssp_ros/config.py); empty = the shipped config/ssp.yaml",
+        read_only=True))
+    path = node.get_parameter("config_file").value or None
+    cfg = load_config(path)
+    defaults = param_values(cfg)
+    for spec in PARAMS:
+        node.declare_parameter(spec.name, defaults[spec.name], _descriptor(spec, defaults[spec.name]))
+    values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
+    return config_with_params(cfg, values, f"{path or 'config/ssp.yaml'} + ROS parameters")
+
+
+def rclpy_qos(qos: QosProfile) -> Any:
+    """``qos`` as an rclpy QoSProfile (keep last)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=qos.depth,
+                      reliability=ReliabilityPolicy.RELIABLE if qos.reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.transient_local else DurabilityPolicy.VOLATILE)
+
+
+class _Publisher:
+    def __init__(self, publisher: Any) -> None:
+        self._publisher = publisher
+
+    def publish(self, msg: Any) -> None:
+        self._publisher.publish(msg)
+
+    def subscription_count(self) -> int:
+        return self._publisher.get_subscription_count()
+
+
+def _message_types() -> dict[str, type]:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CompressedImage, Image
+
+    return {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
+            "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray}
+
+
+class RclpyTransport:
+    """``transport.Transport`` over an rclpy node (its executor calls the subscription callbacks)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.node_name = node.get_name()
+        self._types = _message_types()
+        self._messages = RclpyMessages(self._types["sensor_msgs/msg/Image"])
+
+    def resolve(self, topic: str) -> str:
+        return self.node.resolve_topic_name(topic)
+
+    def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> None:
+        self.node.create_subscription(self._types[msg_type], topic, callback, rclpy_qos(qos))
+
+    def publisher(self, topic: str, msg_type: str, qos: QosProfile) -> _Publisher:
+        return _Publisher(self.node.create_publisher(self._types[msg_type], topic, rclpy_qos(qos)))
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def log(self, level: str, text: str) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"log level '{level}' is not one of {', '.join(LEVELS)}")
+        getattr(self.node.get_logger(), level)(text)
+
+    def image(self, header: Any, pixels: np.ndarray, encoding: str) -> Any:
+        return self._messages.image(header, pixels, encoding)
+
+    def diagnostics(self, stamp_ns: int, items: Sequence[DiagnosticItem], hardware_id: str) -> Any:
+        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+        from std_msgs.msg import Header
+
+        status = [DiagnosticStatus(level=bytes([item.level]), name=f"{self.node_name}: {item.name}",
+                                   message=item.message, hardware_id=hardware_id,
+                                   values=[KeyValue(key=k, value=v) for k, v in item.values]) for item in items]
+        header = Header()
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return self._types["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=status)
+
+
+def add_ros_interfaces(node: Any, segmenter: SegmentationNode) -> None:
+    """``~/reset``, ``~/label_info`` and in-flight parameter changes for ``segmenter`` on the rclpy ``node``."""
+    from rcl_interfaces.msg import SetParametersResult
+    from std_srvs.srv import Trigger
+
+    def on_reset(request: Any, response: Any) -> Any:
+        segmenter.processor.reset()
+        response.success, response.message = True, "the next frame starts over"
+        return response
+
+    def on_set_parameters(params: list) -> Any:
+        values = {p.name: p.value for p in params if p.name in SPECS}
+        if not values:
+            return SetParametersResult(successful=True)
+        try:
+            segmenter.processor.reconfigure(values)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        node.get_logger().info(f"parameters changed: {values}")
+        return SetParametersResult(successful=True)
+
+    node.create_service(Trigger, "~/reset", on_reset)
+    node.add_on_set_parameters_callback(on_set_parameters)
+    try:
+        from vision_msgs.msg import LabelInfo, VisionClass
+    except ImportError:
+        node.get_logger().info("vision_msgs has no LabelInfo here: ~/label_info is not published")
+        return
+    latched = QosProfile(reliable=True, depth=1, transient_local=True)  # late joiners get the class list
+    publisher = node.create_publisher(LabelInfo, "~/label_info", rclpy_qos(latched))
+    msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name)
+                               for i, name in enumerate(segmenter.classes.names)], threshold=0.0)
+    msg.header.stamp = node.get_clock().now().to_msg()
+    publisher.publish(msg)

@@ -1,0 +1,268 @@
+"""End to end on a real middleware: `ssp node --transport dds` as a process, a fake camera, a viewer.
+
+Loopback only, private DDS domain. The node runs the shipped weights (model input 128×224 and one torch
+thread to bound CI time) on synthetic drone frames. Helpers here are also the latency harness of the report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ssp_ros.classes import load_class_set, overlay
+from ssp_ros.config import load_config
+from ssp_ros.ros_images import rgb_to_bgr
+from ssp_ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
+
+pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
+
+from conftest import small_scenario  # noqa: E402 - after the skip
+from test_transport_dds import LOOPBACK  # noqa: E402
+
+from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
+from ssp_ros.transport_dds import DdsTransport  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUT_SIZE = [128, 224]  # the shipped weights at a small model input: the stream logic is under test here
+START_NS = 1_700_000_000 * 1_000_000_000
+FRAME_NS = 1_000_000_000 // 30
+TIMEOUT_S = 20.0  # any single wait; the whole file stays well under a minute on two cores
+
+
+def node_config(tmp_path: Path, **node) -> Path:
+    """A config for the node process: shipped weights, small input, input on /camera/image_raw."""
+    data = {"model": {"weights": str(ROOT / "models" / "ssp_default.safetensors"), "input_size": INPUT_SIZE},
+            "node": {"image_topic": "/camera/image_raw", "diagnostics_period_s": 0.2, **node}}
+    path = tmp_path / "ssp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class Viewer:
+    """The test's side of the graph: a camera publisher and subscriptions to the node's outputs."""
+
+    def __init__(self, domain: int) -> None:
+        self.transport = DdsTransport(domain, "viewer")
+        self.camera = self.transport.publisher("/camera/image_raw", "sensor_msgs/msg/Image", SENSOR_DATA)
+        self.outputs: dict[str, dict[int, object]] = {"mask": {}, "overlay": {}}
+        self.arrival_ns: dict[int, int] = {}
+        self.order: list[int] = []
+        self.diagnostics: list = []
+        self.changed = threading.Condition()
+        self.readers = [self.transport.subscribe(f"/ssp/{name}", "sensor_msgs/msg/Image", RELIABLE_LATEST,
+                                                 lambda msg, name=name: self._on_output(name, msg))
+                        for name in self.outputs]
+        self.readers.append(self.transport.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", DEFAULT,
+                                                     self._on_diagnostics))
+
+    def _on_output(self, name: str, msg) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.changed:
+            if name == "mask":
+                self.arrival_ns[stamp] = time.time_ns()
+                self.order.append(stamp)
+            self.outputs[name][stamp] = msg
+            self.changed.notify_all()
+
+    def _on_diagnostics(self, msg) -> None:
+        with self.changed:
+            self.diagnostics.append(msg)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
+        with self.changed:
+            if not self.changed.wait_for(predicate, timeout):
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+    def wait_for_node(self, node: subprocess.Popen, log: Path) -> None:
+        """Until the node's input and our output readers are matched (the node subscribes once it is ready)."""
+        deadline = time.monotonic() + 60.0  # the first start imports torch and loads the weights
+        while time.monotonic() < deadline:
+            if node.poll() is not None:
+                raise AssertionError(f"the node exited with {node.returncode}:\n{log.read_text()}")
+            matched = [r.get_subscription_matched_status().current_count for r in self.readers]
+            if self.camera.subscription_count() and all(matched):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the node never matched the camera and viewer:\n{log.read_text()}")
+
+    def handshake(self, frame: np.ndarray, stamp_ns: Callable[[int], int]) -> int:
+        """Publish ``frame`` (best effort) every 0.5 s, stamped ``stamp_ns(attempt)``, until its mask comes back:
+        endpoint matching is asymmetric, so the node's reader may miss the very first samples. Returns the
+        number of frames sent."""
+        for sent in range(1, int(TIMEOUT_S / 0.5)):
+            stamp = stamp_ns(sent)
+            self.publish(frame, stamp)
+            with self.changed:
+                if self.changed.wait_for(lambda s=stamp: s in self.outputs["mask"], 0.5):
+                    return sent
+        raise AssertionError("the node never answered a handshake frame")
+
+    def publish(self, frame: np.ndarray, stamp_ns: int) -> None:
+        self.camera.publish(rgb8(self.transport, frame, stamp_ns))
+
+    def last_status(self, name: str) -> dict[str, str]:
+        """Key/values of the newest diagnostics status ``ssp: <name>``."""
+        with self.changed:
+            status = next(s for s in self.diagnostics[-1].status if s.name == f"ssp: {name}")
+        return {kv.key: kv.value for kv in status.values}
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def rgb8(transport: DdsTransport, frame: np.ndarray, stamp_ns: int):
+    types = transport.typestore.types
+    stamp = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return transport.image(types["std_msgs/msg/Header"](stamp=stamp, frame_id="camera_optical"), frame, "rgb8")
+
+
+def start_node(config: Path, domain: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "CYCLONEDDS_URI": LOOPBACK, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "ssp_ros.cli", "node", "--transport", "dds", "--config",
+                                 str(config), "--domain-id", str(domain)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def stop_node(node: subprocess.Popen) -> int | None:
+    """SIGINT, then the exit status (None if it had to be killed)."""
+    if node.poll() is None:
+        node.send_signal(signal.SIGINT)
+        try:
+            return node.wait(timeout=15.0)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+            return None
+    return node.returncode
+
+
+def anon_rss_mb(pid: int) -> float:
+    """Resident anonymous memory (heap, buffers) of ``pid``: what queued frames would grow. VmRSS also counts
+    library pages (libtorch) as they are first touched, which climbs for seconds after start."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no RssAnon for process {pid}")
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [f.image for f in SyntheticVideo(small_scenario(), frames=60, seed=2000)]
+
+
+@pytest.fixture
+def domain(monkeypatch) -> int:
+    monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
+    return 10 + os.getpid() % 100
+
+
+def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]) -> list[np.ndarray]:
+    """What `ssp demo` computes for these frames: the same Pipeline, frame by frame, one torch thread."""
+    import torch
+
+    from ssp_ros.backends import make_backend
+    from ssp_ros.pipeline import Pipeline
+
+    cfg = load_config(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipeline = Pipeline(cfg, make_backend(cfg, load_class_set(cfg.model.dataset).num_classes))
+        return [pipeline.process(frame, stamp * 1e-9).mask for frame, stamp in zip(frames, stamps_ns)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_node_process_segments_every_frame_like_the_demo(tmp_path, frames, domain) -> None:
+    config = node_config(tmp_path, max_age_ms=0.0)  # replayed stamps: no wall-clock age check
+    stamps = [START_NS + i * FRAME_NS for i in range(len(frames))]
+    log = tmp_path / "node.log"
+    viewer = Viewer(domain)
+    node = start_node(config, domain, log)
+    try:
+        viewer.wait_for_node(node, log)
+        sent = viewer.handshake(frames[0], lambda i: START_NS - 10**10 + i * FRAME_NS)  # 10 s before: a reset
+        for frame, stamp in zip(frames, stamps):  # lock step: the camera waits for each frame's outputs
+            viewer.publish(frame, stamp)
+            viewer.wait_for(lambda s=stamp: all(s in out for out in viewer.outputs.values()), f"outputs of {stamp}")
+        viewer.wait_for(lambda: viewer.diagnostics and viewer.last_status("input")["received"] == str(60 + sent),
+                        "diagnostics counting every frame")
+        code = stop_node(node)
+    finally:
+        stop_node(node)
+        viewer.close()
+    assert code == 0, log.read_text()
+    assert "stopped" in log.read_text()
+    expected = reference_masks(config, frames, stamps)
+    h, w = frames[0].shape[:2]
+    assert len(viewer.order) == len(frames) + 1, "one handshake frame answered, then every frame"
+    classes = load_class_set("uavid")
+    for stamp, frame, want in zip(stamps, frames, expected):
+        mask, blend = viewer.outputs["mask"][stamp], viewer.outputs["overlay"][stamp]
+        for msg in (mask, blend):
+            assert msg.header.frame_id == "camera_optical" and (msg.height, msg.width) == (h, w)
+        assert mask.encoding == "mono8" and blend.encoding == "bgr8"
+        np.testing.assert_array_equal(np.asarray(mask.data).reshape(h, w), want)
+        want_blend = rgb_to_bgr(overlay(frame, want, classes))
+        np.testing.assert_array_equal(np.asarray(blend.data).reshape(h, w, 3), want_blend)
+    processing = viewer.last_status("processing")
+    assert processing["backend"].startswith("torch")
+    assert viewer.last_status("input")["dropped (newer frame waiting)"] == "0"
+
+
+def test_node_process_drops_stale_frames_under_overload_with_flat_memory(tmp_path, frames, domain) -> None:
+    config = node_config(tmp_path, max_age_ms=200.0)
+    log = tmp_path / "node.log"
+    viewer = Viewer(domain)
+    node = start_node(config, domain, log)
+    published: list[int] = []
+    try:
+        viewer.wait_for_node(node, log)
+        viewer.handshake(frames[0], lambda _: time.time_ns())
+        for frame in frames[:30]:  # warm up in lock step: first-frame allocations of torch, OpenCV, malloc arenas
+            stamp = time.time_ns()
+            viewer.publish(frame, stamp)
+            viewer.wait_for(lambda s=stamp: s in viewer.outputs["mask"], "a warm-up frame")
+        warm_outputs = len(viewer.order)
+        start, memory = time.monotonic(), [anon_rss_mb(node.pid)]
+        while time.monotonic() - start < 3.0:  # ~250 fps of 120×200 frames: far faster than the node
+            stamp = time.time_ns()
+            viewer.publish(frames[len(published) % len(frames)], stamp)
+            published.append(stamp)
+            if len(published) % 50 == 0:
+                memory.append(anon_rss_mb(node.pid))
+            time.sleep(0.004)
+
+        def settled() -> bool:
+            if not viewer.diagnostics:
+                return False
+            counts = viewer.last_status("input")
+            accounted = sum(int(v) for k, v in counts.items() if k.startswith(("dropped", "skipped")))
+            return int(counts["received"]) > 0 and accounted + len(viewer.order) >= int(counts["received"])
+
+        viewer.wait_for(settled, "every received frame to be output or counted as dropped")
+        code = stop_node(node)
+    finally:
+        stop_node(node)
+        viewer.close()
+    assert code == 0, log.read_text()
+    counts = viewer.last_status("input")
+    dropped = int(counts["dropped (newer frame waiting)"]) + int(counts["dropped (stale)"])
+    outputs = len(viewer.order) - warm_outputs
+    assert 0 < outputs < len(published) and dropped > 0, (outputs, counts)
+    assert set(viewer.order[warm_outputs:]) <= set(published), "only frames of the overload phase came out"
+    assert viewer.order == sorted(viewer.order), "newest frames, in stamp order"
+    growth = max(memory) - memory[0]  # queueing the ~600 dropped frames of these 3 s would take ~40 MB
+    assert len(memory) >= 5 and growth < 25.0, f"node memory grew {growth:.1f} MB under overload: {memory}"

@@ -1,0 +1,117 @@
+"""Cyclone DDS transport without the model: ROS 2 wire types, names, QoS, and a loopback round trip."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from rosbags.typesys import Stores, get_typestore
+
+from ssp_ros.diagnostics import WARN, DiagnosticItem
+from ssp_ros.transport import SENSOR_DATA, QosProfile, resolve_name
+
+pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
+
+from cyclonedds.qos import Policy  # noqa: E402 - after the skip
+
+from ssp_ros import dds_types  # noqa: E402
+from ssp_ros.transport_dds import DdsTransport, dds_qos  # noqa: E402
+
+TS = get_typestore(Stores.ROS2_HUMBLE)
+T = TS.types
+LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface name='lo'/></Interfaces>"
+            "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
+            "<MaxAutoParticipantIndex>50</MaxAutoParticipantIndex><Peers><Peer address='127.0.0.1'/></Peers>"
+            "</Discovery></Domain></CycloneDDS>")
+
+
+def header(sec: int = 5, nanosec: int = 7, frame_id: str = "cam"):
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                    frame_id=frame_id)
+
+
+def idl_header() -> dds_types.Header:
+    return dds_types.Header(stamp=dds_types.Time(sec=5, nanosec=7), frame_id="cam")
+
+
+def test_idl_types_give_the_bytes_of_rosbags_cdr() -> None:
+    """The IDL structs define the wire format; rosbags writes it: both must agree byte for byte."""
+    pixels = np.random.default_rng(0).integers(0, 256, 5 * 7 * 3, dtype=np.uint8)
+    image = T["sensor_msgs/msg/Image"](header=header(), height=5, width=7, encoding="rgb8", is_bigendian=0, step=21,
+                                       data=pixels)
+    idl_image = dds_types.Image(header=idl_header(), height=5, width=7, encoding="rgb8", is_bigendian=0, step=21,
+                                data=pixels.tobytes())
+    assert bytes(TS.serialize_cdr(image, "sensor_msgs/msg/Image")) == idl_image.serialize()
+    jpeg = T["sensor_msgs/msg/CompressedImage"](header=header(), format="jpeg", data=pixels[:9])
+    idl_jpeg = dds_types.CompressedImage(header=idl_header(), format="jpeg", data=pixels[:9].tobytes())
+    assert bytes(TS.serialize_cdr(jpeg, "sensor_msgs/msg/CompressedImage")) == idl_jpeg.serialize()
+    status = T["diagnostic_msgs/msg/DiagnosticStatus"](level=2, name="ssp: input", message="m", hardware_id="hw",
+                                                        values=[T["diagnostic_msgs/msg/KeyValue"](key="k", value="v")])
+    array = T["diagnostic_msgs/msg/DiagnosticArray"](header=header(), status=[status])
+    idl_array = dds_types.DiagnosticArray(header=idl_header(), status=[dds_types.DiagnosticStatus(
+        level=2, name="ssp: input", message="m", hardware_id="hw", values=[dds_types.KeyValue("k", "v")])])
+    assert bytes(TS.serialize_cdr(array, "diagnostic_msgs/msg/DiagnosticArray")) == idl_array.serialize()
+    assert dds_types.Image.__idl_typename__ == "sensor_msgs::msg::dds_::Image_"
+
+
+def test_ros_names_map_to_dds_topics() -> None:
+    assert resolve_name("~/mask", "ssp") == "/ssp/mask"
+    assert resolve_name("image", "ssp") == "/image" and resolve_name("/camera/image_raw", "ssp") == "/camera/image_raw"
+    assert resolve_name("~/mask", "ssp", "/drone1") == "/drone1/ssp/mask"
+    assert dds_types.dds_topic("/ssp/mask") == "rt/ssp/mask"
+    with pytest.raises(ValueError, match="not a fully qualified"):
+        dds_types.dds_topic("mask")
+    with pytest.raises(ValueError, match="invalid name"):
+        resolve_name("a//b", "ssp")
+
+
+def test_qos_maps_to_ros2_profiles() -> None:
+    sensor = dds_qos(SENSOR_DATA)
+    assert Policy.Reliability.BestEffort in sensor and Policy.History.KeepLast(1) in sensor
+    assert Policy.Durability.Volatile in sensor
+    latched = dds_qos(QosProfile(reliable=True, depth=10, transient_local=True))
+    assert Policy.Reliability.Reliable in latched and Policy.History.KeepLast(10) in latched
+    assert Policy.Durability.TransientLocal in latched
+
+
+@pytest.fixture
+def loopback(monkeypatch) -> int:
+    """A private domain on the loopback interface only."""
+    monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
+    return 150 + os.getpid() % 70
+
+
+def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback) -> None:
+    node, peer = DdsTransport(loopback, "ssp"), DdsTransport(loopback, "viewer")
+    received: list = []
+    got = threading.Event()
+
+    def on_message(msg) -> None:
+        received.append(msg)
+        got.set()
+
+    try:
+        peer.subscribe("/ssp/mask", "sensor_msgs/msg/Image", QosProfile(reliable=True, depth=1), on_message)
+        publisher = node.publisher("~/mask", "sensor_msgs/msg/Image", QosProfile(reliable=True, depth=1))
+        assert publisher.writer.topic.name == "rt/ssp/mask"
+        for _ in range(100):
+            if publisher.subscription_count():
+                break
+            threading.Event().wait(0.05)
+        assert publisher.subscription_count() == 1
+        pixels = np.random.default_rng(1).integers(0, 256, (368, 640), dtype=np.uint8)
+        publisher.publish(node.image(header(sec=1_700_000_000, nanosec=123), pixels, "mono8"))
+        assert got.wait(5.0), "the mask never arrived over loopback"
+        msg = received[0]
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (1_700_000_000, 123, "cam")
+        assert (msg.height, msg.width, msg.encoding, msg.step) == (368, 640, "mono8", 640)
+        np.testing.assert_array_equal(np.asarray(msg.data).reshape(368, 640), pixels)
+        item = DiagnosticItem("input", WARN, "3 bad messages", (("received", "9"),))
+        diag = node.diagnostics(2_500_000_001, [item], "onnxruntime")
+        assert diag.header.stamp.sec == 2 and diag.header.stamp.nanosec == 500_000_001
+        status = diag.status[0]
+        assert (status.level, status.name, status.hardware_id) == (WARN, "ssp: input", "onnxruntime")
+        assert [(kv.key, kv.value) for kv in status.values] == [("received", "9")]
+    finally:
+        node.close()
+        peer.close()
