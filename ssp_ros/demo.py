@@ -71,8 +71,9 @@ def file_clip(path: Path, frames: int | None) -> Clip:
     return Clip(source=str(path), images=images, stamps=stamps, labels=None, flows=[*flows, None], fps=fps)
 
 
-def _run(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: int, desc: str) -> dict:
-    """One pass over the clip: masks, metrics, per-stage median latency."""
+def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: int, desc: str) -> dict:
+    """One pass over the clip with propagation on (SSP) or off (image model): masks, metrics, median latency
+    per stage (also what `ssp eval` runs)."""
     pipeline = Pipeline(replace(cfg, propagation=replace(cfg.propagation, enabled=enabled)), backend)
     metrics = SequenceMetrics(num_classes)
     masks, timings, resets = [], {stage: [] for stage in (*STAGES, "total")}, 0
@@ -152,7 +153,7 @@ def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
     classes = load_class_set(cfg.model.dataset)
     backend = make_backend(cfg, classes.num_classes)
     clip = make_clip()
-    runs = {name: _run(cfg, backend, clip, name == "ssp", classes.num_classes, name) for name in MODELS}
+    runs = {name: run_clip(cfg, backend, clip, name == "ssp", classes.num_classes, name) for name in MODELS}
     out.mkdir(parents=True, exist_ok=True)
     _write_outputs(out, clip, runs, classes)
     plot_tc_over_time(out / "tc_over_time.png", {f"{label} (TC {runs[name]['tc']:.1f})": runs[name]["tc_per_pair"]

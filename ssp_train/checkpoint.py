@@ -23,7 +23,8 @@ from ssp_ros.errors import SspError
 from ssp_train.config import RESUME_FREE_KEYS
 
 FORMAT = "ssp_train.checkpoint/2"
-STAGE_SECTIONS = {"image": "ssp.", "ssp": "image."}  # a stage's checkpoint does not depend on the other stage's keys
+# a stage's checkpoint does not depend on the other stages' keys
+STAGE_SECTIONS = {"image": ("ssp.", "kd."), "ssp": ("image.", "kd."), "kd": ("image.", "ssp.")}
 
 
 def rng_state() -> dict[str, Any]:
@@ -60,7 +61,7 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 def recipe_differences(saved: dict, current: dict, stage: str) -> list[str]:
     """``"key (saved → current)"`` for every recipe key that differs and matters to ``stage``."""
     old, new = flatten(saved), flatten(current)
-    skip = STAGE_SECTIONS.get(stage, "\0")
+    skip = STAGE_SECTIONS.get(stage, ())
     keys = sorted(k for k in old.keys() | new.keys() if k not in RESUME_FREE_KEYS and not k.startswith(skip))
     missing = "<absent>"
     return [f"{k} ({old.get(k, missing)!r} → {new.get(k, missing)!r})" for k in keys

@@ -132,7 +132,40 @@ class SspStageConfig:
         check_range(self, "tc_weight", 0.0)
 
 
-def _stage_checks(stage: ImageStageConfig | SspStageConfig) -> None:
+@dataclass
+class KdStageConfig:
+    """Stage 3, KD-SSP: the whole student SSP model distilled from a larger teacher's logits on frame pairs
+    (``L = KL(P_k, T^c_k) + prev_weight·KL(P_{k−1}, T^c_{k−1}) + tc_weight·L_tc``, fused teacher targets T^c
+    from bidirectional flow and the occlusion mask). It starts from the model the earlier stages left."""
+
+    steps: int = 0  # optimiser steps; 0 = skip the stage
+    teacher: str | None = None  # teacher weights (image-model or SSP file; its metadata names the architecture)
+    cache: str = "out/train/teacher_logits"  # teacher logits on disk: <cache>/<teacher hash>/<frame>.npz
+    batch_size: int = 8  # pairs per step and process (the effective batch is × accumulate × processes)
+    accumulate: int = 1  # micro-batches whose gradients add up to one optimiser step
+    crop_size: int = 256  # the same random square crop of both frames (multiple of 32); 0 = whole frames
+    temperature: float = 2.0  # softmax temperature of teacher targets and student (paper: 2)
+    prev_weight: float = 1.0  # weight of the KL term on frame k − gap (the reference: 1.0)
+    tc_weight: float = 0.5  # λ_kd of the TC loss on the fused output; 0 = distillation only
+    lr: float = 1e-3  # peak learning rate of the similarity head
+    lr_image: float = 2e-4  # learning rate of the student image model; 0 = frozen (then P_{k−1} has no gradient)
+    weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights)
+    warmup_steps: int = 20  # linear warm-up, then cosine decay
+    final_lr_ratio: float = 0.01  # the cosine ends at lr × this
+
+    def __post_init__(self) -> None:
+        _stage_checks(self)
+        require(self.steps == 0 or self.teacher is not None, "teacher",
+                "the KD stage needs the teacher's weights (train one with config/train/teacher.yaml)")
+        require(bool(self.cache), "cache", "must not be empty")
+        check_range(self, "temperature", 0.0, open_low=True)
+        check_range(self, "prev_weight", 0.0)
+        check_range(self, "tc_weight", 0.0)
+        check_range(self, "lr", 0.0, open_low=True)
+        check_range(self, "lr_image", 0.0)
+
+
+def _stage_checks(stage: ImageStageConfig | SspStageConfig | KdStageConfig) -> None:
     check_range(stage, "steps", 0)
     check_range(stage, "batch_size", 1)
     check_range(stage, "accumulate", 1)
@@ -148,7 +181,9 @@ class OutputConfig:
     """Where a run writes: checkpoints, the resolved recipe, logs, and the final SSP weights."""
 
     dir: str = "runs/ssp_default"  # checkpoints, config.yaml, train_log.jsonl, segmenter.safetensors
-    weights: str = "models/ssp_default.safetensors"  # final SSP weights (fp16 parameters)
+    weights: str = "models/ssp_default.safetensors"  # final weights (fp16 parameters)
+    model: Literal["ssp", "image"] = "ssp"  # what the final weights hold: the SSP model, or the image model alone
+    # (a KD teacher: then the ssp and kd stages must be skipped)
     max_weights_mb: float = 10.0  # refuse to start if the fp16 weights would be larger (MB = 10⁶ bytes); 0 = no limit
     checkpoint_every: int = 200  # steps between checkpoints (the last step always gets one)
     log_every: int = 25  # steps between log lines (the progress bar shows the running loss every step)
@@ -187,6 +222,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     image: ImageStageConfig = field(default_factory=ImageStageConfig)
     ssp: SspStageConfig = field(default_factory=SspStageConfig)
+    kd: KdStageConfig = field(default_factory=KdStageConfig)  # KD-SSP after the ssp stage (steps 0 = skipped)
     output: OutputConfig = field(default_factory=OutputConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     num_threads: int = 2  # torch.set_num_threads (per process)
@@ -194,6 +230,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_range(self, "num_threads", 1)
+        require(self.output.model == "ssp" or (self.ssp.steps == 0 and self.kd.steps == 0), "output.model",
+                "'image' saves the image model alone: set ssp.steps and kd.steps to 0 (their training would be lost)")
 
 
 # Keys that may change when a run resumes from a checkpoint (how it runs, not what it trains).

@@ -25,6 +25,7 @@ from ssp_train.datasets import index_dataset, label_encoding
 from ssp_train.labels import LabelDecoder
 from ssp_train.sampler import SampleKey, StepBatchSampler, sample_rng
 from ssp_train.sources import FlowProvider, FrameSource, VideoSource
+from ssp_train.teacher import TeacherCache
 
 MAX_REDRAWS = 20  # a clip whose registration fails is replaced by another one drawn at random, at most this often
 NO_JITTER = (0.0, 0.0, 0.0)
@@ -82,13 +83,16 @@ class ClipDataset(Dataset):
     frames), ``homography`` ((L−1)×3×3 float64, frame t−1 → t augmented pixels) and ``to_previous`` ((L−1)×3×3
     float32, frame t → t−1 stride-``stride`` cells: what ``WarpFusionStep`` takes). With ``with_flow`` also
     ``flow_forward`` / ``flow_backward`` ((L−1)×2×c×c float32, t−1 → t and t → t−1) and ``valid_forward`` /
-    ``valid_backward`` ((L−1)×1×c×c bool). A clip whose registration fails (real video) is replaced by another.
+    ``valid_backward`` ((L−1)×1×c×c bool). With ``teacher`` (a ``TeacherCache``) also ``teacher``: L×K×c×c float32
+    teacher logits of the whole (unjittered) frames, under the same crop and flip. A clip whose registration
+    fails (real video) is replaced by another.
     """
 
     def __init__(self, source: FrameSource, crop_size: int, frame_gap: tuple[int, int] = (1, 1),
                  flip_prob: float = 0.5, stride: int = 4, multiple: int = 32, key: str = "ssp.crop_size",
-                 length: int = 2, jitter: tuple[float, float, float] = NO_JITTER, with_flow: bool = False) -> None:
-        self.source, self.length = source, length
+                 length: int = 2, jitter: tuple[float, float, float] = NO_JITTER, with_flow: bool = False,
+                 teacher: TeacherCache | None = None) -> None:
+        self.source, self.length, self.teacher = source, length, teacher
         self.min_gap, self.max_gap = frame_gap
         # every labelled frame that has its history at the smallest gap
         self.items = [(s, k) for s, k in source.labelled() if all(self._has(s, k, self.min_gap))]
@@ -106,6 +110,15 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def frames_used(self) -> list[tuple[int, int]]:
+        """Every (sequence, frame) a clip may read, in order (what a teacher cache must hold)."""
+        used = set()
+        for s, k in self.items:
+            for gap in range(self.min_gap, self.max_gap + 1):
+                if all(self._has(s, k, gap)):
+                    used.update((s, k - gap * t) for t in range(self.length))
+        return sorted(used)
 
     def _frames(self, rng: np.random.Generator, index: int) -> tuple[int, list[int], list[np.ndarray], list]:
         """A clip's sequence, frame numbers, images and homographies, redrawn while registration fails."""
@@ -158,6 +171,9 @@ class ClipDataset(Dataset):
         }
         if self.with_flow:
             sample.update(self._flows(s, frames, images, view))
+        if self.teacher is not None:
+            logits = [self.teacher.logits(s, f, image).permute(1, 2, 0).numpy() for f, image in zip(frames, images)]
+            sample["teacher"] = torch.stack([torch.from_numpy(view.apply(x)).permute(2, 0, 1) for x in logits])
         return sample
 
 
@@ -172,9 +188,10 @@ class PairDataset(ClipDataset):
 
     def __init__(self, source: FrameSource, crop_size: int, frame_gap: tuple[int, int] = (1, 1),
                  flip_prob: float = 0.5, stride: int = 4, multiple: int = 32, key: str = "ssp.crop_size",
-                 jitter: tuple[float, float, float] = NO_JITTER, with_flow: bool = False) -> None:
+                 jitter: tuple[float, float, float] = NO_JITTER, with_flow: bool = False,
+                 teacher: TeacherCache | None = None) -> None:
         super().__init__(source, crop_size, frame_gap, flip_prob, stride, multiple, key, length=2, jitter=jitter,
-                         with_flow=with_flow)
+                         with_flow=with_flow, teacher=teacher)
 
     def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
         clip = super().__getitem__(key)
@@ -184,6 +201,8 @@ class PairDataset(ClipDataset):
         for name in ("flow_forward", "flow_backward", "valid_forward", "valid_backward"):
             if name in clip:
                 pair[name] = clip[name][0]
+        if "teacher" in clip:
+            pair["prev_teacher"], pair["teacher"] = clip["teacher"][0], clip["teacher"][1]
         return pair
 
 

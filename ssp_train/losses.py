@@ -65,17 +65,23 @@ def teacher_probabilities(logits: torch.Tensor, temperature: float = KD_TEMPERAT
 
 
 def fused_teacher_targets(prev_targets: torch.Tensor, cur_targets: torch.Tensor, flow_forward: torch.Tensor,
-                          flow_backward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                          flow_backward: torch.Tensor, valid_forward: torch.Tensor | None = None,
+                          valid_backward: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """KD-SSP's occlusion-aware targets ``(T^c_{k−1}, T^c_k)`` from the teacher's targets on both frames.
 
     prev_targets / cur_targets: N×K×H×W teacher probabilities of frames k−1 and k; flow_forward: N×2×H×W flow
     k−1 → k; flow_backward: N×2×H×W flow k → k−1. Where a pixel is visible in both frames (M = 0) its target
     is the mean of its own and the other frame's warped target; where it is occluded or leaves the frame
     (M = 1) it keeps its own: ``T^c_{k−1} = (T_{k−1} + (1 − M_{k−1})·warp(T_k)) / (2 − M_{k−1})``, and the
-    same with k and k−1 swapped.
+    same with k and k−1 swapped. ``valid_forward`` / ``valid_backward`` (N×1×H×W, optional): where a flow is
+    known to be invalid (a synthetic mover's backward flow, a failed estimate) its pixels count as occluded.
     """
     mask_prev = occlusion_mask(flow_forward, flow_backward)
     mask_cur = occlusion_mask(flow_backward, flow_forward)
+    if valid_forward is not None:
+        mask_prev = torch.maximum(mask_prev, 1.0 - valid_forward.to(mask_prev.dtype))
+    if valid_backward is not None:
+        mask_cur = torch.maximum(mask_cur, 1.0 - valid_backward.to(mask_cur.dtype))
     cur_in_prev, _ = flow_warp(cur_targets, flow_forward)
     prev_in_cur, _ = flow_warp(prev_targets, flow_backward)
     fused_prev = (prev_targets + (1.0 - mask_prev) * cur_in_prev) / (2.0 - mask_prev)

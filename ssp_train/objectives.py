@@ -11,7 +11,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssp_ros.models import SSP, Segmenter, warp
-from ssp_train.losses import occlusion_weight, segmentation_loss, temporal_consistency_loss
+from ssp_train.losses import (
+    distillation_loss,
+    fused_teacher_targets,
+    occlusion_weight,
+    segmentation_loss,
+    teacher_probabilities,
+    temporal_consistency_loss,
+)
+
+
+def _small_frames(images: torch.Tensor, stride: int) -> torch.Tensor:
+    """N×L×3×c×c frames (0..255) → N×L×3×c/stride×c/stride in 0..1: the occlusion weight's images."""
+    n, length = images.shape[:2]
+    return F.avg_pool2d(images.flatten(0, 1) / 255.0, stride).unflatten(0, (n, length))
+
+
+def _tc_term(state: torch.Tensor, prev_state: torch.Tensor, small_cur: torch.Tensor, small_prev: torch.Tensor,
+             to_previous: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The TC loss between the fused output ``state`` and the previous state warped by the homography."""
+    warped_prev, _ = warp(prev_state.softmax(dim=1), to_previous)
+    warped_image, _ = warp(small_prev, to_previous)
+    return temporal_consistency_loss(state.softmax(dim=1), warped_prev, occlusion_weight(small_cur, warped_image),
+                                     valid)
 
 
 class ImageObjective(nn.Module):
@@ -58,8 +80,7 @@ class SspObjective(nn.Module):
             logits, feats = segmenter(images.flatten(0, 1))  # one pass over all frames of all clips
         logits, feats = logits.unflatten(0, (n, length)), feats.unflatten(0, (n, length))
         state = logits[:, 0]
-        # frames at the logits' stride in 0..1, for the occlusion weight of the temporal-consistency loss
-        small = F.avg_pool2d(images.flatten(0, 1) / 255.0, segmenter.output_stride).unflatten(0, (n, length))
+        small = _small_frames(images, segmenter.output_stride)
         loss = image_loss = 0.0
         for t in range(1, length):  # the fused output becomes the next step's previous state, as at run time
             to_previous = batch["to_previous"][:, t - 1]
@@ -67,12 +88,56 @@ class SspObjective(nn.Module):
             state, _, valid = self.fusion(logits[:, t], feats[:, t], prev_state, feats[:, t - 1], to_previous)
             step_loss = segmentation_loss(state, labels[:, t], self.ignore_index)
             if self.tc_weight > 0:
-                warped_prev, _ = warp(prev_state.softmax(dim=1), to_previous)
-                warped_image, _ = warp(small[:, t - 1], to_previous)
-                weight = occlusion_weight(small[:, t], warped_image)
-                step_loss = step_loss + self.tc_weight * temporal_consistency_loss(
-                    state.softmax(dim=1), warped_prev, weight, valid)
+                step_loss = step_loss + self.tc_weight * _tc_term(state, prev_state, small[:, t], small[:, t - 1],
+                                                                  to_previous, valid)
             loss = loss + step_loss / (length - 1)
             with torch.no_grad():
                 image_loss = image_loss + segmentation_loss(logits[:, t].detach(), labels[:, t], self.ignore_index)
         return {"loss": loss, "image_loss": image_loss / (length - 1)}
+
+
+class KdObjective(nn.Module):
+    """Stage 3, KD-SSP: the student SSP model on pairs (``PairDataset`` batches with flow and teacher logits).
+
+    ``L = KL(P_k, T^c_k) + prev_weight·KL(P_{k−1}, T^c_{k−1}) + tc_weight·L_tc`` at ``temperature``: P_k is the
+    fused output on frame k (the previous state: the student image model's logits on frame k − gap, as in the
+    SSP stage), P_{k−1} the student image model's logits on frame k − gap, T^c the teacher's softened targets
+    fused across the pair with the bidirectional flow and the occlusion mask (``fused_teacher_targets``).
+    With ``frozen`` the image model runs without gradients in eval mode. ``forward`` also returns the KL terms.
+    """
+
+    def __init__(self, model: SSP, frozen: bool, temperature: float, prev_weight: float, tc_weight: float) -> None:
+        super().__init__()
+        self.model, self.fusion = model, model.warp_fusion_step()
+        self.frozen, self.temperature = frozen, temperature
+        self.prev_weight, self.tc_weight = prev_weight, tc_weight
+        model.segmenter.requires_grad_(not frozen)
+
+    def train(self, mode: bool = True) -> KdObjective:
+        super().train(mode)
+        if self.frozen:
+            self.model.segmenter.eval()
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        segmenter = self.model.segmenter
+        images = torch.stack([batch["prev"], batch["cur"]], dim=1)  # N×2×3×c×c
+        n = images.shape[0]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            logits, feats = segmenter(images.flatten(0, 1))
+        logits, feats = logits.unflatten(0, (n, 2)), feats.unflatten(0, (n, 2))
+        prev_logits, to_previous = logits[:, 0], batch["to_previous"]
+        fused, _, valid = self.fusion(logits[:, 1], feats[:, 1], prev_logits, feats[:, 0], to_previous)
+        with torch.no_grad():
+            targets_prev, targets_cur = fused_teacher_targets(
+                teacher_probabilities(batch["prev_teacher"].float(), self.temperature),
+                teacher_probabilities(batch["teacher"].float(), self.temperature),
+                batch["flow_forward"].float(), batch["flow_backward"].float(),
+                batch["valid_forward"], batch["valid_backward"])
+        kl_cur = distillation_loss(fused, targets_cur, self.temperature)
+        kl_prev = distillation_loss(prev_logits, targets_prev, self.temperature)
+        loss = kl_cur + self.prev_weight * kl_prev
+        if self.tc_weight > 0:
+            small = _small_frames(images, segmenter.output_stride)
+            loss = loss + self.tc_weight * _tc_term(fused, prev_logits, small[:, 1], small[:, 0], to_previous, valid)
+        return {"loss": loss, "kl_cur": kl_cur.detach(), "kl_prev": kl_prev.detach()}

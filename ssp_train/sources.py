@@ -56,13 +56,20 @@ class FrameSource(Protocol):
     def name(self, sequence: int, frame: int) -> str:
         """A frame's name for error messages."""
 
+    def frame_key(self, sequence: int, frame: int) -> str:
+        """A frame's identity as a relative path (``a/b/000042``): what caches of per-frame results are keyed by."""
+
 
 class SyntheticSource:
     """Synthetic sequences in memory: every frame labelled, exact homography and flow (needs the sequences
-    generated with ``keep_flow`` for ``flow``)."""
+    generated with ``keep_flow`` for ``flow``). ``keys`` name the sequences in frame keys (e.g. scenario digest
+    and seed); by default ``synthetic/<index>``."""
 
-    def __init__(self, sequences: list[Sequence]) -> None:
+    def __init__(self, sequences: list[Sequence], keys: list[str] | None = None) -> None:
+        if keys is not None and len(keys) != len(sequences):
+            raise ValueError(f"{len(keys)} keys for {len(sequences)} sequences")
         self.sequences = sequences
+        self.keys = keys or [f"synthetic/{i}" for i in range(len(sequences))]
 
     def labelled(self) -> list[tuple[int, int]]:
         return [(s, k) for s, sequence in enumerate(self.sequences) for k in range(len(sequence))]
@@ -89,6 +96,9 @@ class SyntheticSource:
 
     def name(self, sequence: int, frame: int) -> str:
         return f"synthetic sequence {sequence} frame {frame}"
+
+    def frame_key(self, sequence: int, frame: int) -> str:
+        return f"{self.keys[sequence]}/{frame:06d}"
 
 
 class VideoSource:
@@ -152,3 +162,7 @@ class VideoSource:
 
     def name(self, sequence: int, frame: int) -> str:
         return f"{self.sequences[sequence].name} frame {frame}"
+
+    def frame_key(self, sequence: int, frame: int) -> str:
+        size = "native" if self.frame_size is None else f"{self.frame_size[0]}x{self.frame_size[1]}"
+        return f"{size}/{self.sequences[sequence].name}/{frame:06d}"

@@ -8,6 +8,7 @@ and the SSP stage share one generation (a world takes ~5 s to build at the defau
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 
@@ -36,12 +37,18 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def generate_sequences(scenario: SyntheticConfig, frames: int, seeds: list[int], progress: bool = True
-                       ) -> tuple[list[Sequence], float]:
+def generate_sequences(scenario: SyntheticConfig, frames: int, seeds: list[int], progress: bool = True,
+                       keep_flow: bool = False) -> tuple[list[Sequence], float]:
     """``(sequences, seconds)``: one cached sequence per seed, with a progress bar over seeds."""
     from tqdm import tqdm
 
     start = time.perf_counter()
-    sequences = [generate_sequence(scenario, frames, seed)
+    sequences = [generate_sequence(scenario, frames, seed, keep_flow)
                  for seed in tqdm(seeds, desc="data", unit="seq", disable=not progress)]
     return sequences, time.perf_counter() - start
+
+
+def sequence_keys(scenario: SyntheticConfig, frames: int, seeds: list[int]) -> list[str]:
+    """Names of generated sequences for per-frame caches: a digest of the scenario and length, and the seed."""
+    digest = hashlib.blake2b(json.dumps([to_dict(scenario), frames], sort_keys=True).encode(), digest_size=6)
+    return [f"synthetic-{digest.hexdigest()}/seed{seed}" for seed in seeds]

@@ -28,14 +28,25 @@ from torch import nn
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import to_dict
 from ssp_ros.errors import ConfigError, SspError
-from ssp_ros.models import SSP, Segmenter, SimilarityHead, build_segmenter, build_ssp, save_weights
-from ssp_train.config import ImageStageConfig, SspStageConfig, TrainConfig, load_train_config
-from ssp_train.data import ClipDataset, FrameDataset, batches, video_source
+from ssp_ros.models import (
+    SSP,
+    Segmenter,
+    SimilarityHead,
+    build_segmenter,
+    build_ssp,
+    read_state_dict,
+    read_weights_metadata,
+    save_weights,
+)
+from ssp_train.config import ImageStageConfig, KdStageConfig, SspStageConfig, TrainConfig, load_train_config
+from ssp_train.data import ClipDataset, FrameDataset, PairDataset, batches, video_source
 from ssp_train.distributed import ProcessGroup, process_group
 from ssp_train.engine import RunLog, StageSettings, run_stage
-from ssp_train.objectives import ImageObjective, SspObjective
+from ssp_train.flow_cache import EstimatedFlow
+from ssp_train.objectives import ImageObjective, KdObjective, SspObjective
 from ssp_train.sources import FrameSource, SyntheticSource
-from ssp_train.synthetic_data import Sequence, generate_sequence, generate_sequences
+from ssp_train.synthetic_data import Sequence, generate_sequence, generate_sequences, sequence_keys
+from ssp_train.teacher import TeacherCache, file_sha256, load_teacher
 from ssp_train.validation import evaluate
 
 ALONE = ProcessGroup()  # a single process on the CPU
@@ -75,13 +86,15 @@ def weights_megabytes(model: nn.Module, fp16: bool = True) -> float:
     return total / 1e6
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, stage: ImageStageConfig | SspStageConfig
-               ) -> torch.optim.lr_scheduler.LambdaLR:
+Stage = ImageStageConfig | SspStageConfig | KdStageConfig
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, stage: Stage) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_schedule(stage.steps, stage.warmup_steps, stage.final_lr_ratio))
 
 
-def _settings(cfg: TrainConfig, name: str, stage: ImageStageConfig | SspStageConfig) -> StageSettings:
+def _settings(cfg: TrainConfig, name: str, stage: Stage) -> StageSettings:
     out = cfg.output
     return StageSettings(name=name, steps=stage.steps, accumulate=stage.accumulate, precision=cfg.compute.precision,
                          directory=Path(out.dir), checkpoint_every=out.checkpoint_every, log_every=out.log_every,
@@ -107,7 +120,7 @@ def _trained_on(cfg: TrainConfig) -> str:
     return "ssp_ros.synthetic" if data.source == "synthetic" else f"{data.source} {data.split} ({data.root})"
 
 
-def _batch_words(stage: ImageStageConfig | SspStageConfig, group: ProcessGroup, unit: str) -> str:
+def _batch_words(stage: Stage, group: ProcessGroup, unit: str) -> str:
     total = stage.batch_size * stage.accumulate * group.world_size
     if total == stage.batch_size:
         return f"{stage.batch_size} {unit}"
@@ -120,16 +133,19 @@ def _batch_words(stage: ImageStageConfig | SspStageConfig, group: ProcessGroup, 
 
 
 def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
-    """The recipe's training frames: synthetic sequences generated in memory, or the real data set indexed."""
+    """The recipe's training frames: synthetic sequences generated in memory (with their flow when the KD stage
+    runs), or the real data set indexed."""
     data = cfg.data
     started = time.perf_counter()
     if data.source == "synthetic":
-        sequences, seconds = generate_sequences(data.resolve_scenario(), data.frames_per_sequence, data.seeds(),
-                                                progress=cfg.output.progress and (log is None or log.enabled))
+        scenario = data.resolve_scenario()
+        sequences, seconds = generate_sequences(scenario, data.frames_per_sequence, data.seeds(),
+                                                progress=cfg.output.progress and (log is None or log.enabled),
+                                                keep_flow=cfg.kd.steps > 0)
         if log is not None:
             log.line(f"data: {sum(map(len, sequences))} frames from {len(sequences)} sequences in {seconds:.1f} s")
-        return SyntheticSource(sequences)
-    source = video_source(cfg)
+        return SyntheticSource(sequences, sequence_keys(scenario, data.frames_per_sequence, data.seeds()))
+    source = video_source(cfg, EstimatedFlow() if cfg.kd.steps > 0 else None)
     if log is not None:
         log.line(f"data: {len(source.labelled())} labelled frames in {len(source.sequences)} sequences of "
                  f"{data.source} {data.split} ({data.root}), indexed in {time.perf_counter() - started:.1f} s")
@@ -200,10 +216,10 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     out_dir.mkdir(parents=True, exist_ok=True)
     log = log or RunLog(out_dir, enabled=group.is_main)
     classes = _classes(cfg)
-    model = SSP(segmenter, SimilarityHead(segmenter.feature_channels)).to(group.device)
+    model = SSP(segmenter, _similarity_head(cfg, segmenter, log)).to(group.device)
     stage = cfg.ssp
     if stage.steps == 0:
-        log.line("ssp stage: skipped (ssp.steps = 0): the similarity head stays untrained")
+        log.line("ssp stage: skipped (ssp.steps = 0): the similarity head is not trained here")
         return model.eval()
     source = source if source is not None else training_source(cfg, log)
     dataset = ClipDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), segmenter.output_stride,
@@ -240,13 +256,91 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     return model
 
 
+def _similarity_head(cfg: TrainConfig, segmenter: Segmenter, log: RunLog) -> SimilarityHead:
+    """A new similarity head, or the one of ``model.weights`` when that file holds an SSP model."""
+    head = SimilarityHead(segmenter.feature_channels)
+    if cfg.model.weights is not None and read_weights_metadata(cfg.model.weights).get("kind") == "ssp":
+        tensors, _ = read_state_dict(cfg.model.weights)
+        prefix = "similarity_head."
+        head.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+        log.line(f"ssp: similarity head starts from {cfg.model.weights}")
+    return head
+
+
+def _teacher_cache(cfg: TrainConfig, dataset: ClipDataset, source: FrameSource, log: RunLog,
+                   group: ProcessGroup) -> TeacherCache:
+    """The teacher's logits of every frame the KD pairs may read, computed where missing (split over processes)."""
+    stage, classes = cfg.kd, _classes(cfg)
+    teacher_hash = file_sha256(stage.teacher)
+    cache = TeacherCache(stage.cache, teacher_hash, source)
+    missing = cache.missing(dataset.frames_used())
+    log.line(f"kd: teacher {stage.teacher} (sha256 {teacher_hash[:16]}), logits cached in {cache.folder}: "
+             f"{len(missing)} of {len(dataset.frames_used())} frames to compute")
+    if missing:
+        teacher = load_teacher(stage.teacher, classes.num_classes, cfg.model.dataset).to(group.device)
+        started = time.perf_counter()
+        cache.fill(teacher, missing[group.rank::group.world_size], group.device,
+                   progress=cfg.output.progress and group.is_main)
+        log.line(f"kd: teacher logits of {len(missing)} frames in {time.perf_counter() - started:.1f} s")
+        del teacher
+    group.barrier()
+    return cache
+
+
+def train_kd(cfg: TrainConfig, model: SSP, source: FrameSource | None = None, log: RunLog | None = None,
+             group: ProcessGroup = ALONE) -> SSP:
+    """Stage 3, KD-SSP: distil the whole student SSP model from the teacher's cached logits on frame pairs
+    (fused targets from bidirectional flow, KL at ``kd.temperature``, + the TC loss). Returns ``model`` (eval)."""
+    out_dir = Path(cfg.output.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = log or RunLog(out_dir, enabled=group.is_main)
+    stage, segmenter = cfg.kd, model.segmenter
+    if stage.steps == 0:
+        return model.eval()
+    source = source if source is not None else training_source(cfg, log)
+    dataset = PairDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), segmenter.output_stride,
+                          segmenter.input_multiple, key="kd.crop_size", jitter=cfg.data.jitter, with_flow=True)
+    dataset.teacher = _teacher_cache(cfg, dataset, source, log, group)
+    frozen = stage.lr_image == 0
+    objective = KdObjective(model, frozen, stage.temperature, stage.prev_weight, stage.tc_weight)
+    groups = param_groups(model.similarity_head, stage.lr, stage.weight_decay)
+    if not frozen:
+        groups += param_groups(segmenter, stage.lr_image, stage.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=stage.lr)
+
+    def make_batches(start: int):
+        return batches(dataset, stage.batch_size, cfg.seed + 3, group.rank, group.world_size, start,
+                       cfg.compute.num_workers, group.device.type == "cuda")
+
+    log.line(f"kd stage: {stage.steps} steps of {_batch_words(stage, group, 'pairs')} (gap {list(cfg.data.frame_gap)}),"
+             f" crops of {stage.crop_size or 'whole'} px, T {stage.temperature}, image model "
+             f"{'frozen' if frozen else f'lr {stage.lr_image}'}, on {group.device}, {cfg.compute.precision}")
+    result = run_stage(_settings(cfg, "kd", stage), objective, model, optimizer, _scheduler(optimizer, stage),
+                       make_batches, group, log)
+    model.eval()
+    segmenter.requires_grad_(True)
+    log.line(f"kd stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} s/step), "
+             f"loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
+    if group.is_main:
+        val = _validation_frames(cfg)
+        if val is not None:
+            result["val"] = evaluate(segmenter, val, _classes(cfg).num_classes, _classes(cfg).ignore_index,
+                                     model.warp_fusion_step())
+            log.line(f"kd stage: validation, image model: {_summary(result['val']['image'])}")
+            log.line(f"kd stage: validation, KD-SSP:      {_summary(result['val']['ssp'])}")
+        log.record(stage="kd", summary=result)
+    group.barrier()
+    return model
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the whole recipe
 
 
 def check_weights_size(cfg: TrainConfig, num_classes: int) -> float:
     """The fp16 size of the final weights in MB; ``ConfigError`` before any work if over ``max_weights_mb``."""
-    size = weights_megabytes(build_ssp(cfg.model, num_classes, with_weights=False))
+    build = build_segmenter if cfg.output.model == "image" else build_ssp
+    size = weights_megabytes(build(cfg.model, num_classes, with_weights=False))
     limit = cfg.output.max_weights_mb
     if limit and size > limit:
         raise ConfigError(f"output.max_weights_mb: the weights of {cfg.model.backbone} with decoder_channels "
@@ -256,7 +350,8 @@ def check_weights_size(cfg: TrainConfig, num_classes: int) -> float:
 
 
 def run(cfg: TrainConfig, source_name: str = "<config>") -> dict:
-    """Both stages, then the final SSP weights (fp16 safetensors, written by rank 0); returns the run summary.
+    """The stages (image, ssp, kd; each skipped at 0 steps), then the final weights (fp16 safetensors, written by
+    rank 0: the SSP model, or the image model alone with ``output.model: image``); returns the run summary.
 
     Joins the torchrun job when started by torchrun (``ssp_train.distributed``); alone otherwise.
     """
@@ -276,22 +371,28 @@ def run(cfg: TrainConfig, source_name: str = "<config>") -> dict:
         log.line(f"train: recipe {source_name}, run dir {out_dir}, {group.world_size} process(es) on "
                  f"{group.device.type}, {cfg.num_threads} threads each, final weights {cfg.output.weights} "
                  f"(~{size_mb:.1f} MB)")
-        needs_data = cfg.image.steps > 0 or cfg.ssp.steps > 0
+        needs_data = cfg.image.steps > 0 or cfg.ssp.steps > 0 or cfg.kd.steps > 0
         t = time.perf_counter()
         source = training_source(cfg, log) if needs_data else None
         times = {"data": time.perf_counter() - t}
         t = time.perf_counter()
         segmenter = train_image(cfg, source, log, group)
         times["image"] = time.perf_counter() - t
-        t = time.perf_counter()
-        model = train_ssp(cfg, segmenter, source, log, group)
-        times["ssp"] = time.perf_counter() - t
+        final: nn.Module = segmenter
+        if cfg.output.model == "ssp":
+            t = time.perf_counter()
+            final = train_ssp(cfg, segmenter, source, log, group)
+            times["ssp"] = time.perf_counter() - t
+            if cfg.kd.steps > 0:
+                t = time.perf_counter()
+                final = train_kd(cfg, final, source, log, group)
+                times["kd"] = time.perf_counter() - t
         summary: dict = {"weights": cfg.output.weights}
         if group.is_main:
             metadata = {"fp16": True, "dataset": cfg.model.dataset, "classes": list(classes.names),
                         "input_size": list(cfg.model.input_size), "trained_on": _trained_on(cfg),
                         "train_config": to_dict(cfg)}
-            path = save_weights(model, cfg.output.weights, metadata)
+            path = save_weights(final, cfg.output.weights, metadata)
             times["total"] = time.perf_counter() - began
             log.line("train: wall time " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
             log.line(f"train: wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

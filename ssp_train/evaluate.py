@@ -1,0 +1,174 @@
+"""``ssp eval``: mIoU, TC, flicker and VC of any set of weights files (image model, SSP, KD-SSP) on labelled video.
+
+By default the video is held-aside synthetic sequences (seeds 2000–2004: the shipped model trained on seeds
+1000–1011 and validated on 999), generated with their labels and exact flow; ``--input`` takes an ``ssp synth``
+folder instead. Each weights file runs through the same ``Pipeline`` as on the drone (``ssp_ros.demo.run_clip``):
+an SSP-kind file gives two rows, its image model (propagation off) and SSP (on); an image-model file gives one.
+mIoU counts labelled frames, TC every consecutive pair; each metric is the mean of its per-sequence values.
+Writes ``eval.json`` and ``eval.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ssp_ros.classes import load_class_set
+from ssp_ros.config import SspConfig, SyntheticConfig, config_from_dict, load_config, load_section, to_dict
+from ssp_ros.errors import SspError
+from ssp_ros.report import cell
+
+HELD_ASIDE_SEEDS = (2000, 2001, 2002, 2003, 2004)  # synthetic seeds no shipped recipe trains or validates on
+METRICS = ("miou", "tc", "flicker", "vc8", "vc16", "fps")
+ROW_LABELS = {"image": "image model", "ssp": "SSP"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One weights file to evaluate, under a name of the user's choosing (``kd=out/kd.safetensors``)."""
+
+    name: str
+    path: Path
+
+
+def parse_candidate(text: str) -> Candidate:
+    """``NAME=PATH`` (or a bare path, named after its file) → Candidate; argparse type of ``--weights``."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = Path(text).stem, text
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return Candidate(name, Path(path))
+
+
+def _backend(cfg: SspConfig, candidate: Candidate, dataset: str):
+    """``(config, torch backend, kind)`` for a weights file: its architecture comes from the file's metadata."""
+    from ssp_ros.backends.torch_backend import TorchBackend
+    from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata
+
+    if not candidate.path.is_file():
+        raise SspError(f"--weights {candidate.name}: {candidate.path}: weights file not found")
+    meta = read_weights_metadata(candidate.path)
+    if meta.get("dataset", dataset) != dataset:
+        raise SspError(f"--weights {candidate.name}: {candidate.path} was trained for '{meta['dataset']}' classes, "
+                       f"the evaluation uses '{dataset}' (all files must share one class list)")
+    model_cfg = replace(cfg.model, weights=str(candidate.path), dataset=dataset,
+                        **{k: meta[k] for k in ("backbone", "decoder_channels") if k in meta})
+    num_classes = load_class_set(dataset).num_classes
+    kind = meta.get("kind", "ssp")
+    if kind == "segmenter":  # an image model (e.g. a KD teacher): the untrained head is never used
+        segmenter = build_segmenter(model_cfg, num_classes)
+        model = SSP(segmenter, SimilarityHead(segmenter.feature_channels))
+    else:
+        model = build_ssp(model_cfg, num_classes)
+    run_cfg = replace(cfg, model=model_cfg)
+    return run_cfg, TorchBackend(model, model_cfg.input_size, cfg.runtime.device), kind
+
+
+def _scenario(cfg: SspConfig, path: Path | None, size: tuple[int, int] | None) -> SyntheticConfig:
+    scenario = load_section(SyntheticConfig, path) if path else cfg.synthetic
+    if size:
+        scenario = config_from_dict(SyntheticConfig, {**to_dict(scenario), "height": size[0], "width": size[1]},
+                                    "--size")
+    return scenario
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None and np.isfinite(v)]
+    return round(float(np.mean(known)), 3) if known else None
+
+
+def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list[int], frames: int,
+             input_path: Path | None = None, scenario: SyntheticConfig | None = None) -> dict:
+    """Evaluate every candidate on the clips (``input_path``, else one synthetic clip per seed); write
+    ``eval.json`` / ``eval.md`` into ``out`` and return the report."""
+    from ssp_ros.demo import file_clip, run_clip, synthetic_clip
+
+    if not candidates:
+        raise SspError("ssp eval: give at least one --weights NAME=PATH")
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise SspError(f"ssp eval: --weights names must differ, got {names}")
+    dataset = cfg.model.dataset
+    classes = load_class_set(dataset)
+    backends = {c.name: _backend(cfg, c, dataset) for c in candidates}  # bad weights fail before any video work
+    scenario = scenario or cfg.synthetic
+    makers = ([lambda: file_clip(input_path, frames)] if input_path is not None
+              else [lambda seed=seed: synthetic_clip(scenario, frames, seed) for seed in seeds])
+    per_sequence: dict[tuple[str, str], list[dict]] = {}
+    sources = []
+    for make in makers:
+        clip = make()
+        if clip.labels is None:
+            raise SspError(f"{clip.source}: no labels: ssp eval needs labelled video (an `ssp synth` folder)")
+        sources.append(clip.source)
+        for candidate in candidates:
+            run_cfg, backend, kind = backends[candidate.name]
+            for mode in ("image", "ssp") if kind == "ssp" else ("image",):
+                result = run_clip(run_cfg, backend, clip, mode == "ssp", classes.num_classes,
+                                  f"{candidate.name} {mode}")
+                per_sequence.setdefault((candidate.name, mode), []).append(
+                    {"source": clip.source, **{k: result[k] for k in METRICS}})
+    rows = [{"name": name, "model": mode, "label": f"{name}: {ROW_LABELS[mode]}",
+             "weights": str(backends[name][0].model.weights),
+             **{k: _mean([s[k] for s in seqs]) for k in METRICS}, "per_sequence": seqs}
+            for (name, mode), seqs in per_sequence.items()]
+    report = {"sources": sources, "frames": frames, "seeds": list(seeds) if input_path is None else None,
+              "classes": list(classes.names), "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    (out / "eval.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    """The report as a Markdown table (means over sequences) with one line per sequence below."""
+    head = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS |", "|---|---|---|---|---|---|---|"]
+    rows = [f"| {r['label']} | " + " | ".join(cell(r[k]) for k in METRICS) + " |" for r in report["rows"]]
+    detail = [f"- {r['label']}, {s['source']}: mIoU {cell(s['miou'])}, TC {cell(s['tc'])}, "
+              f"flicker {cell(s['flicker'])}" for r in report["rows"] for s in r["per_sequence"]]
+    return "\n".join([
+        "# ssp eval", "",
+        f"{len(report['sources'])} sequence(s) of up to {report['frames']} frames: {', '.join(report['sources'])}.",
+        "", "Percent, mean over sequences. mIoU on labelled frames; TC over all consecutive pairs (exact flow on "
+        "synthetic video); flicker: share of stable-truth pixels whose prediction changes (lower is better). "
+        "TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
+        *head, *rows, "", "Per sequence:", "", *detail, ""])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``ssp eval``: evaluate weights files, print the table, write eval.json / eval.md."""
+    cfg = load_config(args.config)
+    report = run_eval(cfg, args.weights, args.out, args.seeds, args.frames, args.input,
+                      _scenario(cfg, args.scenario, args.size))
+    print(f"{'model':<28} {'mIoU':>6} {'TC':>6} {'flicker':>7} {'FPS':>6}")
+    for row in report["rows"]:
+        print(f"{row['label']:<28} " + " ".join(f"{cell(row[k]):>{w}}" for k, w in
+                                                 (("miou", 6), ("tc", 6), ("flicker", 7), ("fps", 6))))
+    print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}")
+    return 0
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``ssp eval`` (sets ``func=cmd_eval``); ``--size`` and ``--frames`` use ``ssp_ros.cli``'s parsers."""
+    from ssp_ros.cli import _positive, _size
+
+    parser = subparsers.add_parser("eval", help="mIoU / TC / flicker / VC of image model, SSP and KD-SSP weights on "
+                                   "held-aside synthetic video or an `ssp synth` folder")
+    parser.add_argument("--weights", type=parse_candidate, action="append", required=True, metavar="NAME=PATH",
+                        help="weights file to evaluate (repeat); SSP files give an image-model row and an SSP row")
+    parser.add_argument("--input", type=Path, help="an `ssp synth` folder (labels + flow) instead of generated video")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(HELD_ASIDE_SEEDS),
+                        help="synthetic seeds (default 2000-2004, held aside from every shipped recipe)")
+    parser.add_argument("--frames", type=_positive, default=100, help="frames per sequence (default 100)")
+    parser.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
+    parser.add_argument("--size", type=_size, help="synthetic frame size HxW (e.g. 384x640)")
+    parser.add_argument("--config", type=Path, help="ssp_ros config YAML (registration, propagation; default: "
+                        "the shipped config/ssp.yaml); the weights' architecture comes from each file")
+    parser.add_argument("--out", type=Path, default=Path("out/eval"), help="output folder (default out/eval)")
+    parser.set_defaults(func=cmd_eval)
+    return parser

@@ -1,0 +1,67 @@
+"""Tests of ``ssp eval``: image-model, SSP and KD-SSP weights scored on labelled synthetic video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import small_scenario
+
+from ssp_ros.config import ModelConfig, SspConfig
+from ssp_ros.errors import SspError
+from ssp_ros.models import build_segmenter, build_ssp, save_weights
+from ssp_train.evaluate import HELD_ASIDE_SEEDS, Candidate, add_eval_parser, run_eval
+
+K = 8
+TINY = ModelConfig(decoder_channels=16, input_size=(64, 96))
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    ssp = save_weights(build_ssp(TINY, K), tmp_path / "ssp.safetensors", {"dataset": "uavid"})
+    image = save_weights(build_segmenter(replace(TINY, decoder_channels=24), K), tmp_path / "teacher.safetensors",
+                         {"dataset": "uavid"})
+    return ssp, image
+
+
+def test_eval_scores_every_weights_file(tmp_path, weights):
+    ssp, image = weights
+    cfg = SspConfig(model=TINY)
+    out = tmp_path / "eval"
+    report = run_eval(cfg, [Candidate("ssp", ssp), Candidate("teacher", image)], out, seeds=[5, 6], frames=4,
+                      scenario=small_scenario())
+    assert [(r["name"], r["model"]) for r in report["rows"]] == [("ssp", "image"), ("ssp", "ssp"),
+                                                                ("teacher", "image")]
+    assert report["sources"] == ["synthetic seed 5", "synthetic seed 6"]
+    for row in report["rows"]:
+        assert len(row["per_sequence"]) == 2
+        assert 0 <= row["miou"] <= 100 and 0 <= row["tc"] <= 100
+        assert row["miou"] == pytest.approx(sum(s["miou"] for s in row["per_sequence"]) / 2, abs=1e-3)
+    assert json.loads((out / "eval.json").read_text())["rows"][2]["label"] == "teacher: image model"
+    assert "| ssp: SSP |" in (out / "eval.md").read_text()
+
+
+def test_eval_errors_name_the_weights(tmp_path, weights):
+    cfg = SspConfig(model=TINY)
+    with pytest.raises(SspError, match="missing.safetensors: weights file not found"):
+        run_eval(cfg, [Candidate("x", tmp_path / "missing.safetensors")], tmp_path, [5], 2, scenario=small_scenario())
+    with pytest.raises(SspError, match="must differ"):
+        run_eval(cfg, [Candidate("a", weights[0]), Candidate("a", weights[1])], tmp_path, [5], 2)
+    with pytest.raises(SspError, match="'ruralscapes'"):
+        run_eval(replace(cfg, model=replace(TINY, dataset="ruralscapes")), [Candidate("a", weights[0])], tmp_path,
+                 [5], 2)
+
+
+def test_eval_parser_defaults_to_held_aside_seeds():
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--weights", "kd=a/kd.safetensors", "--weights", "b/ssp.safetensors"])
+    assert [(c.name, str(c.path)) for c in args.weights] == [("kd", "a/kd.safetensors"), ("ssp", "b/ssp.safetensors")]
+    assert args.seeds == list(HELD_ASIDE_SEEDS)
+    assert args.func.__name__ == "cmd_eval" and args.frames == 100
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval"])  # --weights is required
