@@ -49,7 +49,23 @@ class ImageObjective(nn.Module):
         return {"loss": segmentation_loss(logits, labels, self.ignore_index)}
 
 
-class SspObjective(nn.Module):
+class _FusionObjective(nn.Module):
+    """What the SSP and KD stages share: the model, its fusion step, and an image model that, when ``frozen``,
+    runs without gradients and stays in eval mode (BatchNorm statistics kept) whatever ``train()`` says."""
+
+    def __init__(self, model: SSP, frozen: bool) -> None:
+        super().__init__()
+        self.model, self.fusion, self.frozen = model, model.warp_fusion_step(), frozen
+        model.segmenter.requires_grad_(not frozen)
+
+    def train(self, mode: bool = True) -> _FusionObjective:
+        super().train(mode)
+        if self.frozen:
+            self.model.segmenter.eval()
+        return self
+
+
+class SspObjective(_FusionObjective):
     """Stage 2: the fused output of SSP on clips (``ssp_train.data.ClipDataset`` batches), non-recursive over
     the image model as in the paper: cross-entropy against each later frame's labels, plus ``tc_weight`` × the
     TC loss between the fused output and the warped previous state. The previous state of step t is the fused
@@ -61,16 +77,8 @@ class SspObjective(nn.Module):
     """
 
     def __init__(self, model: SSP, frozen: bool, tc_weight: float, ignore_index: int = 255) -> None:
-        super().__init__()
-        self.model, self.fusion = model, model.warp_fusion_step()
-        self.frozen, self.tc_weight, self.ignore_index = frozen, tc_weight, ignore_index
-        model.segmenter.requires_grad_(not frozen)
-
-    def train(self, mode: bool = True) -> SspObjective:
-        super().train(mode)
-        if self.frozen:
-            self.model.segmenter.eval()
-        return self
+        super().__init__(model, frozen)
+        self.tc_weight, self.ignore_index = tc_weight, ignore_index
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         segmenter = self.model.segmenter
@@ -96,7 +104,7 @@ class SspObjective(nn.Module):
         return {"loss": loss, "image_loss": image_loss / (length - 1)}
 
 
-class KdObjective(nn.Module):
+class KdObjective(_FusionObjective):
     """Stage 3, KD-SSP: the student SSP model on pairs (``PairDataset`` batches with flow and teacher logits).
 
     ``L = KL(P_k, T^c_k) + prev_weight·KL(P_{k−1}, T^c_{k−1}) + tc_weight·L_tc`` at ``temperature``: P_k is the
@@ -107,17 +115,8 @@ class KdObjective(nn.Module):
     """
 
     def __init__(self, model: SSP, frozen: bool, temperature: float, prev_weight: float, tc_weight: float) -> None:
-        super().__init__()
-        self.model, self.fusion = model, model.warp_fusion_step()
-        self.frozen, self.temperature = frozen, temperature
-        self.prev_weight, self.tc_weight = prev_weight, tc_weight
-        model.segmenter.requires_grad_(not frozen)
-
-    def train(self, mode: bool = True) -> KdObjective:
-        super().train(mode)
-        if self.frozen:
-            self.model.segmenter.eval()
-        return self
+        super().__init__(model, frozen)
+        self.temperature, self.prev_weight, self.tc_weight = temperature, prev_weight, tc_weight
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         segmenter = self.model.segmenter

@@ -206,6 +206,14 @@ def train_image(cfg: TrainConfig, source: FrameSource | None = None, log: RunLog
     return segmenter
 
 
+def _fusion_optimizer(model: SSP, stage: SspStageConfig | KdStageConfig, frozen: bool) -> torch.optim.AdamW:
+    """AdamW over the similarity head at ``stage.lr`` and, unless ``frozen``, the image model at ``stage.lr_image``."""
+    groups = param_groups(model.similarity_head, stage.lr, stage.weight_decay)
+    if not frozen:
+        groups += param_groups(model.segmenter, stage.lr_image, stage.weight_decay)
+    return torch.optim.AdamW(groups, lr=stage.lr)
+
+
 def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None = None, log: RunLog | None = None,
               group: ProcessGroup = ALONE) -> SSP:
     """Stage 2: train the similarity head on frame pairs (the image model frozen unless ``ssp.lr_image > 0``).
@@ -226,10 +234,7 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
                           segmenter.input_multiple, length=stage.unroll + 1, jitter=cfg.data.jitter)
     frozen = stage.lr_image == 0
     objective = SspObjective(model, frozen, stage.tc_weight, classes.ignore_index)
-    groups = param_groups(model.similarity_head, stage.lr, stage.weight_decay)
-    if not frozen:
-        groups += param_groups(segmenter, stage.lr_image, stage.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=stage.lr)
+    optimizer = _fusion_optimizer(model, stage, frozen)
 
     def make_batches(start: int):
         return batches(dataset, stage.batch_size, cfg.seed + 2, group.rank, group.world_size, start,
@@ -303,10 +308,7 @@ def train_kd(cfg: TrainConfig, model: SSP, source: FrameSource | None = None, lo
     dataset.teacher = _teacher_cache(cfg, dataset, source, log, group)
     frozen = stage.lr_image == 0
     objective = KdObjective(model, frozen, stage.temperature, stage.prev_weight, stage.tc_weight)
-    groups = param_groups(model.similarity_head, stage.lr, stage.weight_decay)
-    if not frozen:
-        groups += param_groups(segmenter, stage.lr_image, stage.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=stage.lr)
+    optimizer = _fusion_optimizer(model, stage, frozen)
 
     def make_batches(start: int):
         return batches(dataset, stage.batch_size, cfg.seed + 3, group.rank, group.world_size, start,
