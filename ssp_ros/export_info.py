@@ -43,7 +43,7 @@ def sha256_file(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class GraphInfo:
-    """One exported graph: its file, hash and tensor shapes (name → shape, in order)."""
+    """One exported graph: its file, hash and tensor shapes (name → shape; runtimes bind by name)."""
 
     file: Path
     sha256: str

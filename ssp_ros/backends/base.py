@@ -1,4 +1,4 @@
-"""The small interface every inference runtime implements (torch now; ONNX Runtime and TensorRT next).
+"""The small interface every inference runtime implements (torch, ONNX Runtime, TensorRT).
 
 Arrays that stay between frames (logits, features) are the backend's own type (a torch tensor, a device
 buffer) and are only handed back to it; what leaves a backend for the host is numpy.
