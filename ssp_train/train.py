@@ -214,6 +214,29 @@ def _fusion_optimizer(model: SSP, stage: SspStageConfig | KdStageConfig, frozen:
     return torch.optim.AdamW(groups, lr=stage.lr)
 
 
+def _finish_fusion_stage(name: str, label: str, cfg: TrainConfig, stage: SspStageConfig | KdStageConfig,
+                         objective: nn.Module, model: SSP, optimizer: torch.optim.Optimizer,
+                         make_batches: Callable, group: ProcessGroup, log: RunLog) -> SSP:
+    """Run the SSP or KD stage, then log, validate image model vs ``label`` on rank 0 and wait for every rank."""
+    classes = _classes(cfg)
+    result = run_stage(_settings(cfg, name, stage), objective, model, optimizer, _scheduler(optimizer, stage),
+                       make_batches, group, log)
+    model.eval()
+    model.segmenter.requires_grad_(True)
+    log.line(f"{name} stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} s/step), "
+             f"loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
+    if group.is_main:
+        val = _validation_frames(cfg)
+        if val is not None:
+            result["val"] = evaluate(model.segmenter, val, classes.num_classes, classes.ignore_index,
+                                     model.warp_fusion_step())
+            log.line(f"{name} stage: validation, image model: {_summary(result['val']['image'])}")
+            log.line(f"{name} stage: validation, {label + ':':<13}{_summary(result['val']['ssp'])}")
+        log.record(stage=name, summary=result)
+    group.barrier()
+    return model
+
+
 def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None = None, log: RunLog | None = None,
               group: ProcessGroup = ALONE) -> SSP:
     """Stage 2: train the similarity head on frame pairs (the image model frozen unless ``ssp.lr_image > 0``).
@@ -243,22 +266,7 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     log.line(f"ssp stage: {stage.steps} steps of {_batch_words(stage, group, 'clips')} of {stage.unroll + 1} frames "
              f"(gap {list(cfg.data.frame_gap)}), crops of {stage.crop_size or 'whole'} px, image model "
              f"{'frozen' if frozen else f'lr {stage.lr_image}'}, on {group.device}, {cfg.compute.precision}")
-    result = run_stage(_settings(cfg, "ssp", stage), objective, model, optimizer, _scheduler(optimizer, stage),
-                       make_batches, group, log)
-    model.eval()
-    segmenter.requires_grad_(True)
-    log.line(f"ssp stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} s/step), "
-             f"loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
-    if group.is_main:
-        val = _validation_frames(cfg)
-        if val is not None:
-            result["val"] = evaluate(segmenter, val, classes.num_classes, classes.ignore_index,
-                                     model.warp_fusion_step())
-            log.line(f"ssp stage: validation, image model: {_summary(result['val']['image'])}")
-            log.line(f"ssp stage: validation, SSP:         {_summary(result['val']['ssp'])}")
-        log.record(stage="ssp", summary=result)
-    group.barrier()
-    return model
+    return _finish_fusion_stage("ssp", "SSP", cfg, stage, objective, model, optimizer, make_batches, group, log)
 
 
 def _similarity_head(cfg: TrainConfig, segmenter: Segmenter, log: RunLog) -> SimilarityHead:
@@ -317,22 +325,7 @@ def train_kd(cfg: TrainConfig, model: SSP, source: FrameSource | None = None, lo
     log.line(f"kd stage: {stage.steps} steps of {_batch_words(stage, group, 'pairs')} (gap {list(cfg.data.frame_gap)}),"
              f" crops of {stage.crop_size or 'whole'} px, T {stage.temperature}, image model "
              f"{'frozen' if frozen else f'lr {stage.lr_image}'}, on {group.device}, {cfg.compute.precision}")
-    result = run_stage(_settings(cfg, "kd", stage), objective, model, optimizer, _scheduler(optimizer, stage),
-                       make_batches, group, log)
-    model.eval()
-    segmenter.requires_grad_(True)
-    log.line(f"kd stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} s/step), "
-             f"loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
-    if group.is_main:
-        val = _validation_frames(cfg)
-        if val is not None:
-            result["val"] = evaluate(segmenter, val, _classes(cfg).num_classes, _classes(cfg).ignore_index,
-                                     model.warp_fusion_step())
-            log.line(f"kd stage: validation, image model: {_summary(result['val']['image'])}")
-            log.line(f"kd stage: validation, KD-SSP:      {_summary(result['val']['ssp'])}")
-        log.record(stage="kd", summary=result)
-    group.barrier()
-    return model
+    return _finish_fusion_stage("kd", "KD-SSP", cfg, stage, objective, model, optimizer, make_batches, group, log)
 
 
 # ---------------------------------------------------------------------------------------------------------
