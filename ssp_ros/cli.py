@@ -11,6 +11,7 @@ from pathlib import Path
 from ssp_ros.config import SyntheticConfig
 from ssp_ros.errors import SspError
 from ssp_ros.tensorrt_build import add_build_engine_parser
+from ssp_train.ablation import add_ablate_parser
 from ssp_train.evaluate import add_eval_parser
 from ssp_train.flow_cache import add_flow_cache_parser
 
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_engine_parser(sub)
     add_flow_cache_parser(sub)
     add_eval_parser(sub)
+    add_ablate_parser(sub)
 
     train = sub.add_parser("train", help="train the image model and the SSP head on synthetic drone video")
     train.add_argument("--config", type=Path, required=True, help="training recipe, e.g. config/train/default.yaml")

@@ -68,6 +68,7 @@ class ModelConfig:
 class RegistrationConfig:
     """Global homography between consecutive frames (keypoints + RANSAC)."""
 
+    enabled: bool = True  # False = no registration, the identity homography (a static camera: the SSP ablation)
     detector: Literal["orb", "akaze", "sift"] = "orb"  # OpenCV feature detector/descriptor
     max_features: int = 500  # keypoints per frame (500 at work_width 320: ~3 ms at 736×1280, < 1.5 px error)
     ratio: float = 0.8  # Lowe ratio test, as in the reference
@@ -267,6 +268,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")

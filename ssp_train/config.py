@@ -101,10 +101,13 @@ class ImageStageConfig:
     weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights), as the paper
     warmup_steps: int = 50  # linear warm-up, then cosine decay
     final_lr_ratio: float = 0.01  # the cosine ends at lr × this
+    tc_weight: float = 0.0  # λ of the paper's TC loss on frame pairs (exact or estimated flow; paper: 0.5);
+    # 0 = cross-entropy on single frames
 
     def __post_init__(self) -> None:
         _stage_checks(self)
         check_range(self, "lr", 0.0, open_low=True)
+        check_range(self, "tc_weight", 0.0)
 
 
 @dataclass
@@ -123,6 +126,11 @@ class SspStageConfig:
     weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights)
     warmup_steps: int = 20  # linear warm-up, then cosine decay
     final_lr_ratio: float = 0.01  # the cosine ends at lr × this
+    # ablations (config/train/ablation.yaml); the defaults are the paper's SSP
+    similarity: Literal["learned", "fixed", "cosine"] = "learned"  # the paper's head, one learned blend weight,
+    # or sigmoid(a·cos(features) + b)
+    similarity_inputs: tuple[Literal["entropy", "validity"], ...] = ()  # extra inputs of the learned head
+    registration: bool = True  # False = the identity homography between frames (camera assumed static)
 
     def __post_init__(self) -> None:
         _stage_checks(self)
@@ -130,6 +138,8 @@ class SspStageConfig:
         check_range(self, "lr_image", 0.0)
         check_range(self, "unroll", 1, 8)
         check_range(self, "tc_weight", 0.0)
+        require(self.similarity == "learned" or not self.similarity_inputs, "similarity_inputs",
+                f"extra inputs need the learned head, not similarity '{self.similarity}'")
 
 
 @dataclass

@@ -45,8 +45,9 @@ def parse_candidate(text: str) -> Candidate:
     return Candidate(name, Path(path))
 
 
-def _backend(cfg: SspConfig, candidate: Candidate, dataset: str):
-    """``(config, torch backend, kind)`` for a weights file: its architecture comes from the file's metadata."""
+def candidate_backend(cfg: SspConfig, candidate: Candidate, dataset: str):
+    """``(config, torch backend, kind)`` for a weights file: its architecture comes from the file's metadata,
+    everything else (input size, registration) from ``cfg``."""
     from ssp_ros.backends.torch_backend import TorchBackend
     from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata
 
@@ -95,7 +96,8 @@ def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list
         raise SspError(f"ssp eval: --weights names must differ, got {names}")
     dataset = cfg.model.dataset
     classes = load_class_set(dataset)
-    backends = {c.name: _backend(cfg, c, dataset) for c in candidates}  # bad weights fail before any video work
+    # bad weights fail before any video work
+    backends = {c.name: candidate_backend(cfg, c, dataset) for c in candidates}
     scenario = scenario or cfg.synthetic
     makers = ([lambda: file_clip(input_path, frames)] if input_path is not None
               else [lambda seed=seed: synthetic_clip(scenario, frames, seed) for seed in seeds])

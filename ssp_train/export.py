@@ -39,13 +39,14 @@ OPSET = 17  # GridSample needs ≥ 16; 17 is the newest opset TensorRT 8.5 (JetP
 
 # ONNX operators listed as supported in onnx-tensorrt's operator matrix (docs/operators.md) that timm
 # backbones, UPerNet and the fusion step export to. A new backbone that needs more ops extends this list
-# after checking the matrix of the oldest TensorRT we deploy to.
+# after checking the matrix of the oldest TensorRT we deploy to. Log and LogSoftmax: the entropy input of the
+# similarity head (ssp.similarity_inputs).
 TENSORRT_OPS = frozenset({
     "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "ConvTranspose", "Div", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather",
-    "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GridSample", "HardSigmoid", "HardSwish",
-    "Identity", "LayerNormalization", "LessOrEqual", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Not",
-    "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Resize", "Shape",
+    "ConstantOfShape", "Conv", "ConvTranspose", "Div", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool", "GlobalMaxPool", "Greater", "GridSample", "HardSigmoid", "HardSwish", "Identity",
+    "LayerNormalization", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg",
+    "Not", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Resize", "Shape",
     "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
 })
 
@@ -156,6 +157,11 @@ def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes:
             fold_constants(path)
             counts = check_graph(path)
             graph = onnx.load(str(path), load_external_data=False)
+            unused = [i for i in inputs if i not in {v.name for v in graph.graph.input}]
+            if unused:  # the exporter drops inputs the module never reads; runtimes bind all of them by name
+                raise SspError(f"{name} graph: the model does not use input(s) {unused}, so the exporter dropped "
+                               f"them and no runtime could feed it ({model.describe().get('similarity', '')} "
+                               "similarity?): only models that read every input can be exported")
             graphs[name] = {"file": path.name, "sha256": sha256_file(path), "inputs": _shapes(graph, "inputs"),
                             "outputs": _shapes(graph, "outputs"), "operators": dict(sorted(counts.items()))}
         for name in graphs:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssp_ros.models import SSP, Segmenter, warp
+from ssp_train.flow_warp import flow_warp
 from ssp_train.losses import (
     distillation_loss,
     fused_teacher_targets,
@@ -28,12 +29,18 @@ def _small_frames(images: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def _tc_term(state: torch.Tensor, prev_state: torch.Tensor, small_cur: torch.Tensor, small_prev: torch.Tensor,
-             to_previous: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """The TC loss between the fused output ``state`` and the previous state warped by the homography."""
-    warped_prev, _ = warp(prev_state.softmax(dim=1), to_previous)
+             to_previous: torch.Tensor) -> torch.Tensor:
+    """The TC loss between the fused output ``state`` and the previous state warped by the true homography
+    (on pixels that come from inside the previous frame)."""
+    warped_prev, valid = warp(prev_state.softmax(dim=1), to_previous)
     warped_image, _ = warp(small_prev, to_previous)
     return temporal_consistency_loss(state.softmax(dim=1), warped_prev, occlusion_weight(small_cur, warped_image),
                                      valid)
+
+
+def _identity_like(homographies: torch.Tensor) -> torch.Tensor:
+    """N×3×3 identity matrices shaped like ``homographies``."""
+    return torch.eye(3, dtype=homographies.dtype, device=homographies.device).expand_as(homographies)
 
 
 class ImageObjective(nn.Module):
@@ -47,6 +54,29 @@ class ImageObjective(nn.Module):
         images, labels = batch
         logits, _ = self.segmenter(images)
         return {"loss": segmentation_loss(logits, labels, self.ignore_index)}
+
+
+class ImagePairObjective(nn.Module):
+    """Stage 1 with the paper's base loss on frame pairs (``PairDataset`` batches with flow):
+    ``L = CE(P_k, A_k) + tc_weight·L_tc(P_k, P_{k−gap})``, the TC term at crop resolution with the previous
+    prediction and image warped into frame k by the flow k → k − gap (``flow_backward``), on pixels whose flow
+    stays inside the previous frame. ``forward`` also returns the two terms."""
+
+    def __init__(self, segmenter: Segmenter, tc_weight: float, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.segmenter, self.tc_weight, self.ignore_index = segmenter, tc_weight, ignore_index
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        prev, cur, flow = batch["prev"], batch["cur"], batch["flow_backward"].float()
+        n, size = cur.shape[0], cur.shape[-2:]
+        logits, _ = self.segmenter(torch.cat([prev, cur]))  # one pass over both frames
+        ce = segmentation_loss(logits[n:], batch["labels"], self.ignore_index)
+        probs = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).softmax(dim=1)
+        warped_prev, inside = flow_warp(probs[:n], flow)
+        warped_image, _ = flow_warp(prev / 255.0, flow)
+        valid = inside * batch["valid_backward"].to(inside.dtype)
+        tc = temporal_consistency_loss(probs[n:], warped_prev, occlusion_weight(cur / 255.0, warped_image), valid)
+        return {"loss": ce + self.tc_weight * tc, "ce": ce.detach(), "tc": tc.detach()}
 
 
 class _FusionObjective(nn.Module):
@@ -69,16 +99,18 @@ class SspObjective(_FusionObjective):
     """Stage 2: the fused output of SSP on clips (``ssp_train.data.ClipDataset`` batches), non-recursive over
     the image model as in the paper: cross-entropy against each later frame's labels, plus ``tc_weight`` × the
     TC loss between the fused output and the warped previous state. The previous state of step t is the fused
-    output of step t − 1 (for pairs: the image model's logits on frame k − gap).
+    output of step t − 1 (for pairs: the image model's logits on frame k − gap). Without ``registration`` the
+    fusion warps with the identity (the ablation); the TC loss still compares through the true motion.
 
     With ``frozen`` the image model runs without gradients and stays in eval mode (BatchNorm statistics kept),
     whatever ``train()`` is called with. ``forward`` also returns ``image_loss``: the image model's own
     cross-entropy on the same frames, what the fusion has to beat.
     """
 
-    def __init__(self, model: SSP, frozen: bool, tc_weight: float, ignore_index: int = 255) -> None:
+    def __init__(self, model: SSP, frozen: bool, tc_weight: float, ignore_index: int = 255,
+                 registration: bool = True) -> None:
         super().__init__(model, frozen)
-        self.tc_weight, self.ignore_index = tc_weight, ignore_index
+        self.tc_weight, self.ignore_index, self.registration = tc_weight, ignore_index, registration
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         segmenter = self.model.segmenter
@@ -93,11 +125,12 @@ class SspObjective(_FusionObjective):
         for t in range(1, length):  # the fused output becomes the next step's previous state, as at run time
             to_previous = batch["to_previous"][:, t - 1]
             prev_state = state
-            state, _, valid = self.fusion(logits[:, t], feats[:, t], prev_state, feats[:, t - 1], to_previous)
+            fusion_h = to_previous if self.registration else _identity_like(to_previous)
+            state, _, _ = self.fusion(logits[:, t], feats[:, t], prev_state, feats[:, t - 1], fusion_h)
             step_loss = segmentation_loss(state, labels[:, t], self.ignore_index)
             if self.tc_weight > 0:
                 step_loss = step_loss + self.tc_weight * _tc_term(state, prev_state, small[:, t], small[:, t - 1],
-                                                                  to_previous, valid)
+                                                                  to_previous)
             loss = loss + step_loss / (length - 1)
             with torch.no_grad():
                 image_loss = image_loss + segmentation_loss(logits[:, t].detach(), labels[:, t], self.ignore_index)
@@ -126,7 +159,7 @@ class KdObjective(_FusionObjective):
             logits, feats = segmenter(images.flatten(0, 1))
         logits, feats = logits.unflatten(0, (n, 2)), feats.unflatten(0, (n, 2))
         prev_logits, to_previous = logits[:, 0], batch["to_previous"]
-        fused, _, valid = self.fusion(logits[:, 1], feats[:, 1], prev_logits, feats[:, 0], to_previous)
+        fused, _, _ = self.fusion(logits[:, 1], feats[:, 1], prev_logits, feats[:, 0], to_previous)
         with torch.no_grad():
             targets_prev, targets_cur = fused_teacher_targets(
                 teacher_probabilities(batch["prev_teacher"].float(), self.temperature),
@@ -138,5 +171,5 @@ class KdObjective(_FusionObjective):
         loss = kl_cur + self.prev_weight * kl_prev
         if self.tc_weight > 0:
             small = _small_frames(images, segmenter.output_stride)
-            loss = loss + self.tc_weight * _tc_term(fused, prev_logits, small[:, 1], small[:, 0], to_previous, valid)
+            loss = loss + self.tc_weight * _tc_term(fused, prev_logits, small[:, 1], small[:, 0], to_previous)
         return {"loss": loss, "kl_cur": kl_cur.detach(), "kl_prev": kl_prev.detach()}

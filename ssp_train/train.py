@@ -31,19 +31,20 @@ from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.models import (
     SSP,
     Segmenter,
-    SimilarityHead,
     build_segmenter,
+    build_similarity,
     build_ssp,
     read_state_dict,
     read_weights_metadata,
     save_weights,
+    similarity_description,
 )
 from ssp_train.config import ImageStageConfig, KdStageConfig, SspStageConfig, TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset, batches, video_source
 from ssp_train.distributed import ProcessGroup, process_group
 from ssp_train.engine import RunLog, StageSettings, run_stage
 from ssp_train.flow_cache import EstimatedFlow
-from ssp_train.objectives import ImageObjective, KdObjective, SspObjective
+from ssp_train.objectives import ImageObjective, ImagePairObjective, KdObjective, SspObjective
 from ssp_train.sources import FrameSource, SyntheticSource
 from ssp_train.synthetic_data import Sequence, generate_sequence, generate_sequences, sequence_keys
 from ssp_train.teacher import TeacherCache, file_sha256, load_teacher
@@ -132,6 +133,11 @@ def _batch_words(stage: Stage, group: ProcessGroup, unit: str) -> str:
 # where frames come from
 
 
+def _needs_flow(cfg: TrainConfig) -> bool:
+    """Whether a stage reads optical flow: the image stage's TC loss, or KD-SSP's fused targets."""
+    return (cfg.image.steps > 0 and cfg.image.tc_weight > 0) or cfg.kd.steps > 0
+
+
 def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
     """The recipe's training frames: synthetic sequences generated in memory (with their flow when the KD stage
     runs), or the real data set indexed."""
@@ -141,11 +147,11 @@ def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
         scenario = data.resolve_scenario()
         sequences, seconds = generate_sequences(scenario, data.frames_per_sequence, data.seeds(),
                                                 progress=cfg.output.progress and (log is None or log.enabled),
-                                                keep_flow=cfg.kd.steps > 0)
+                                                keep_flow=_needs_flow(cfg))
         if log is not None:
             log.line(f"data: {sum(map(len, sequences))} frames from {len(sequences)} sequences in {seconds:.1f} s")
         return SyntheticSource(sequences, sequence_keys(scenario, data.frames_per_sequence, data.seeds()))
-    source = video_source(cfg, EstimatedFlow() if cfg.kd.steps > 0 else None)
+    source = video_source(cfg, EstimatedFlow() if _needs_flow(cfg) else None)
     if log is not None:
         log.line(f"data: {len(source.labelled())} labelled frames in {len(source.sequences)} sequences of "
                  f"{data.source} {data.split} ({data.root}), indexed in {time.perf_counter() - started:.1f} s")
@@ -179,16 +185,24 @@ def train_image(cfg: TrainConfig, source: FrameSource | None = None, log: RunLog
         log.line("image stage: skipped (image.steps = 0)")
         return segmenter.eval()
     source = source if source is not None else training_source(cfg, log)
-    dataset = FrameDataset(source, stage.crop_size, _flip_prob(cfg), segmenter.input_multiple, jitter=cfg.data.jitter)
+    if stage.tc_weight > 0:  # the paper's base training: CE + λ·TC on frame pairs
+        dataset = PairDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), segmenter.output_stride,
+                              segmenter.input_multiple, key="image.crop_size", jitter=cfg.data.jitter, with_flow=True)
+        objective: nn.Module = ImagePairObjective(segmenter, stage.tc_weight, classes.ignore_index)
+        unit = f"pairs (gap {list(cfg.data.frame_gap)}, TC λ {stage.tc_weight})"
+    else:
+        dataset = FrameDataset(source, stage.crop_size, _flip_prob(cfg), segmenter.input_multiple,
+                               jitter=cfg.data.jitter)
+        objective, unit = ImageObjective(segmenter, classes.ignore_index), "crops"
     optimizer = torch.optim.AdamW(param_groups(segmenter, stage.lr, stage.weight_decay), lr=stage.lr)
 
     def make_batches(start: int):
         return batches(dataset, stage.batch_size, cfg.seed + 1, group.rank, group.world_size, start,
                        cfg.compute.num_workers, group.device.type == "cuda")
 
-    log.line(f"image stage: {stage.steps} steps of {_batch_words(stage, group, 'crops')} of "
+    log.line(f"image stage: {stage.steps} steps of {_batch_words(stage, group, unit)} of "
              f"{stage.crop_size or 'whole'} px from {len(dataset)} frames on {group.device}, {cfg.compute.precision}")
-    result = run_stage(_settings(cfg, "image", stage), ImageObjective(segmenter, classes.ignore_index), segmenter,
+    result = run_stage(_settings(cfg, "image", stage), objective, segmenter,
                        optimizer, _scheduler(optimizer, stage), make_batches, group, log)
     segmenter.eval()
     log.line(f"image stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} s/step), "
@@ -229,7 +243,7 @@ def _finish_fusion_stage(name: str, label: str, cfg: TrainConfig, stage: SspStag
         val = _validation_frames(cfg)
         if val is not None:
             result["val"] = evaluate(model.segmenter, val, classes.num_classes, classes.ignore_index,
-                                     model.warp_fusion_step())
+                                     model.warp_fusion_step(), registration=cfg.ssp.registration)
             log.line(f"{name} stage: validation, image model: {_summary(result['val']['image'])}")
             log.line(f"{name} stage: validation, {label + ':':<13}{_summary(result['val']['ssp'])}")
         log.record(stage=name, summary=result)
@@ -256,7 +270,7 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     dataset = ClipDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), segmenter.output_stride,
                           segmenter.input_multiple, length=stage.unroll + 1, jitter=cfg.data.jitter)
     frozen = stage.lr_image == 0
-    objective = SspObjective(model, frozen, stage.tc_weight, classes.ignore_index)
+    objective = SspObjective(model, frozen, stage.tc_weight, classes.ignore_index, stage.registration)
     optimizer = _fusion_optimizer(model, stage, frozen)
 
     def make_batches(start: int):
@@ -269,10 +283,19 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     return _finish_fusion_stage("ssp", "SSP", cfg, stage, objective, model, optimizer, make_batches, group, log)
 
 
-def _similarity_head(cfg: TrainConfig, segmenter: Segmenter, log: RunLog) -> SimilarityHead:
-    """A new similarity head, or the one of ``model.weights`` when that file holds an SSP model."""
-    head = SimilarityHead(segmenter.feature_channels)
-    if cfg.model.weights is not None and read_weights_metadata(cfg.model.weights).get("kind") == "ssp":
+def _similarity_head(cfg: TrainConfig, segmenter: Segmenter, log: RunLog) -> nn.Module:
+    """The recipe's similarity module (``ssp.similarity``, ``ssp.similarity_inputs``): new, or the one of
+    ``model.weights`` when that file holds an SSP model with the same kind of module."""
+    stage = cfg.ssp
+    head = build_similarity(stage.similarity, segmenter.feature_channels, stage.similarity_inputs)
+    meta = read_weights_metadata(cfg.model.weights) if cfg.model.weights is not None else {}
+    if meta.get("kind") == "ssp":
+        stored = {"similarity": meta.get("similarity", "learned"),
+                  "similarity_inputs": list(meta.get("similarity_inputs", []))}
+        if stored != similarity_description(head):
+            log.line(f"ssp: {cfg.model.weights} holds similarity {stored}; the recipe asks for "
+                     f"{similarity_description(head)}, which starts untrained")
+            return head
         tensors, _ = read_state_dict(cfg.model.weights)
         prefix = "similarity_head."
         head.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
@@ -334,8 +357,11 @@ def train_kd(cfg: TrainConfig, model: SSP, source: FrameSource | None = None, lo
 
 def check_weights_size(cfg: TrainConfig, num_classes: int) -> float:
     """The fp16 size of the final weights in MB; ``ConfigError`` before any work if over ``max_weights_mb``."""
-    build = build_segmenter if cfg.output.model == "image" else build_ssp
-    size = weights_megabytes(build(cfg.model, num_classes, with_weights=False))
+    if cfg.output.model == "image":
+        model = build_segmenter(cfg.model, num_classes, with_weights=False)
+    else:
+        model = build_ssp(cfg.model, num_classes, False, cfg.ssp.similarity, cfg.ssp.similarity_inputs)
+    size = weights_megabytes(model)
     limit = cfg.output.max_weights_mb
     if limit and size > limit:
         raise ConfigError(f"output.max_weights_mb: the weights of {cfg.model.backbone} with decoder_channels "

@@ -22,11 +22,11 @@ def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(segmenter: Segmenter, frames: Sequence, num_classes: int, ignore_index: int = 255,
-             fusion: nn.Module | None = None) -> dict:
+             fusion: nn.Module | None = None, registration: bool = True) -> dict:
     """Image model (and, with ``fusion``, SSP run recursively) over whole frames, in order, on the model's device.
 
-    Uses the generator's exact homography and flow. Returns ``{"image": report, "ssp": report}`` with
-    ``SequenceMetrics`` reports (mIoU, TC, flicker in percent).
+    Uses the generator's exact homography (the identity without ``registration``: the ablation) and flow.
+    Returns ``{"image": report, "ssp": report}`` with ``SequenceMetrics`` reports (mIoU, TC, flicker in percent).
     """
     was_training = segmenter.training
     segmenter.eval()
@@ -46,7 +46,7 @@ def evaluate(segmenter: Segmenter, frames: Sequence, num_classes: int, ignore_in
         if fusion is not None:
             fused = logits
             if state is not None:
-                homography = relative_homography(frames[i - 1], frame)
+                homography = relative_homography(frames[i - 1], frame) if registration else np.eye(3)
                 to_previous = torch.from_numpy(cells_to_previous(homography, stride)).float()[None].to(device)
                 fused, _, _ = fusion(logits, feats, state[0], state[1], to_previous)
             outputs["ssp"] = fused

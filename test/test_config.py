@@ -87,6 +87,22 @@ def test_invalid_yaml_and_missing_file_name_the_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "- 1\n- 2\n"))
 
 
+def test_variable_length_tuples_convert_each_item() -> None:
+    from dataclasses import dataclass
+    from typing import Literal
+
+    @dataclass
+    class Section:
+        names: tuple[Literal["a", "b"], ...] = ()
+
+    assert config_from_dict(Section, {"names": ["b", "a", "b"]}).names == ("b", "a", "b")
+    assert config_from_dict(Section, {"names": []}).names == ()
+    with pytest.raises(ConfigError, match=r"src: names\[1\]: expected one of \['a', 'b'\], got 'c'"):
+        config_from_dict(Section, {"names": ["a", "c"]}, "src")
+    with pytest.raises(ConfigError, match="src: names: expected a list, got 'a'"):
+        config_from_dict(Section, {"names": "a"}, "src")
+
+
 def test_to_dict_round_trips() -> None:
     cfg = SspConfig(model=ModelConfig(input_size=(736, 1280)))
     assert config_from_dict(SspConfig, to_dict(cfg)) == cfg

@@ -71,6 +71,42 @@ def test_dynamic_batch_export_runs_a_batch_of_two(tmp_path) -> None:
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-3)
 
 
+@pytest.mark.parametrize(("kind", "inputs"), [("cosine", ()), ("learned", ("entropy", "validity"))])
+def test_ablation_similarity_modules_export_and_match_torch(tmp_path, kind, inputs) -> None:
+    import onnxruntime as ort
+
+    from ssp_ros.models import SSP, build_similarity
+
+    torch.manual_seed(0)
+    model = tiny_model()
+    model = SSP(model.segmenter, build_similarity(kind, model.segmenter.feature_channels, inputs)).eval()
+    info = load_export_info(export_model(model, (64, 96), tmp_path / kind, classes=("a", "b", "c")))
+    session = ort.InferenceSession(str(info.graph("fusion").file), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    shift = np.array([[1.0, 0.0, 1.5], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]], np.float32)[None]  # partly out of view
+    c = model.segmenter.feature_channels
+    args = [rng.normal(size=(1, 3, 16, 24)).astype(np.float32), rng.normal(size=(1, c, 16, 24)).astype(np.float32),
+            rng.normal(size=(1, 3, 16, 24)).astype(np.float32), rng.normal(size=(1, c, 16, 24)).astype(np.float32),
+            shift]
+    names = [i.name for i in session.get_inputs()]
+    fused, s = session.run(["fused", "similarity"], dict(zip(names, args)))
+    with torch.no_grad():
+        expected_fused, expected_s, _ = model.warp_fusion_step()(*map(torch.from_numpy, args))
+    np.testing.assert_allclose(fused, expected_fused.numpy(), atol=1e-4)
+    np.testing.assert_allclose(s, expected_s.numpy(), atol=1e-4)
+
+
+def test_a_model_that_ignores_an_input_is_refused_before_writing(tmp_path) -> None:
+    from ssp_ros.models import SSP, build_similarity
+
+    model = tiny_model()
+    fixed = SSP(model.segmenter, build_similarity("fixed", model.segmenter.feature_channels)).eval()
+    with pytest.raises(SspError, match=r"fusion graph: the model does not use input\(s\) \['cur_feats', "
+                                       r"'prev_feats'\].*fixed similarity"):
+        export_model(fixed, (64, 96), tmp_path / "fixed", classes=("a", "b", "c"))
+    assert not (tmp_path / "fixed").exists() or not any((tmp_path / "fixed").glob("*.onnx"))
+
+
 def test_bad_input_size_is_refused_before_writing(tmp_path) -> None:
     with pytest.raises(SspError, match="input size 60x96: height and width must be multiples of 32"):
         export_model(tiny_model(), (60, 96), tmp_path / "bad", classes=("a", "b", "c"))

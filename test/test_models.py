@@ -14,11 +14,13 @@ import torch.nn.functional as F
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import SspError
 from ssp_ros.models import (
+    SIMILARITY_INPUTS,
     SSP,
     Backbone,
     Segmenter,
     SimilarityHead,
     build_segmenter,
+    build_similarity,
     build_ssp,
     fuse,
     load_weights,
@@ -149,12 +151,85 @@ def test_predict_returns_class_ids_at_input_resolution(segmenter):
     assert int(ids.min()) >= 0 and int(ids.max()) < K
 
 
+def _similarity_inputs(c: int = 24, k: int = K, n: int = 2, h: int = 16, w: int = 24):
+    """(warped_prev_feats, cur_feats, warped_prev_logits, cur_logits, valid) of random content."""
+    valid = (torch.rand(n, 1, h, w) > 0.3).float()
+    return (torch.randn(n, c, h, w) * 10, torch.randn(n, c, h, w) * 10, torch.randn(n, k, h, w),
+            torch.randn(n, k, h, w), valid)
+
+
 def test_similarity_head_range_and_shape():
     head = SimilarityHead(24)
     with torch.no_grad():
-        s = head(torch.randn(2, 24, 16, 24) * 10, torch.randn(2, 24, 16, 24) * 10)
+        s = head(*_similarity_inputs())
     assert s.shape == (2, 1, 16, 24)
     assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0
+
+
+@pytest.mark.parametrize("inputs, extra", [((), 0), (("entropy",), 2), (("validity",), 1),
+                                           (("validity", "entropy"), 3)])
+def test_similarity_head_extra_inputs_widen_its_first_conv(inputs, extra):
+    head = SimilarityHead(24, inputs).eval()
+    assert head.layers[0][0].in_channels == 48 + extra
+    assert head.inputs == tuple(name for name in SIMILARITY_INPUTS if name in inputs)  # canonical order
+    args = _similarity_inputs()
+    with torch.no_grad():
+        s = head(*args)
+        flipped = head(*args[:4], 1 - args[4])
+    assert s.shape == (2, 1, 16, 24)
+    assert torch.equal(s, flipped) == ("validity" not in inputs)  # the mask reaches the head only when asked
+
+
+def test_similarity_entropy_input_sees_the_logits():
+    head = SimilarityHead(24, ("entropy",)).eval()
+    feats_prev, feats_cur, logits_prev, logits_cur, valid = _similarity_inputs()
+    with torch.no_grad():
+        sure = head(feats_prev, feats_cur, logits_prev * 100, logits_cur * 100, valid)  # near one-hot: entropy ~0
+        unsure = head(feats_prev, feats_cur, logits_prev * 0, logits_cur * 0, valid)  # uniform: entropy 1
+    assert not torch.allclose(sure, unsure)
+
+
+def test_similarity_unknown_input_and_kind_are_named():
+    with pytest.raises(SspError, match=r"similarity inputs \['flow'\] unknown"):
+        SimilarityHead(8, ("flow",))
+    with pytest.raises(SspError, match="similarity 'dot' unknown"):
+        build_similarity("dot", 8)
+    with pytest.raises(SspError, match="need the learned head, not 'cosine'"):
+        build_similarity("cosine", 8, ("entropy",))
+
+
+def test_fixed_blend_is_one_weight_everywhere():
+    blend = build_similarity("fixed", 24)
+    assert sum(p.numel() for p in blend.parameters()) == 1
+    with torch.no_grad():
+        blend.weight.fill_(1.0)
+        s = blend(*_similarity_inputs())
+    assert s.shape == (2, 1, 16, 24)
+    torch.testing.assert_close(s, torch.full_like(s, float(torch.sigmoid(torch.tensor(1.0)))))
+
+
+def test_cosine_blend_follows_feature_similarity():
+    blend = build_similarity("cosine", 24)
+    prev, _, logits_prev, logits_cur, valid = _similarity_inputs()
+    with torch.no_grad():
+        same = blend(prev, prev * 3.0, logits_prev, logits_cur, valid)  # cos 1 (scale does not matter)
+        opposite = blend(prev, -prev, logits_prev, logits_cur, valid)  # cos -1
+    torch.testing.assert_close(same, torch.full_like(same, float(torch.sigmoid(torch.tensor(4.4 - 2.2)))))
+    torch.testing.assert_close(opposite, torch.full_like(same, float(torch.sigmoid(torch.tensor(-4.4 - 2.2)))))
+
+
+@pytest.mark.parametrize("kind, inputs", [("fixed", ()), ("cosine", ()), ("learned", ("entropy", "validity"))])
+def test_weights_record_the_similarity_module_and_rebuild_it(tmp_path, kind, inputs):
+    segmenter = build_segmenter(SMALL, K)
+    model = SSP(segmenter, build_similarity(kind, segmenter.feature_channels, inputs)).eval()
+    path = save_weights(model, tmp_path / f"{kind}.safetensors")
+    meta = read_weights_metadata(path)
+    assert meta["similarity"] == kind and meta["similarity_inputs"] == list(inputs)
+    loaded = build_ssp(ModelConfig(decoder_channels=32, weights=str(path)), K).eval()  # kind from the file
+    assert type(loaded.similarity_head) is type(model.similarity_head)
+    torch.testing.assert_close(_outputs(model)[0], _outputs(loaded)[0], rtol=0, atol=0)
+    with pytest.raises(SspError, match="weights were trained for similarity"):
+        load_weights(SSP(build_segmenter(SMALL, K), SimilarityHead(segmenter.feature_channels)), path)
 
 
 def test_ssp_forward(segmenter):

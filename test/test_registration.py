@@ -296,6 +296,17 @@ def test_bad_input_leaves_state_alone(world):
     assert registrar.register(cur).ok
 
 
+def test_disabled_registration_returns_the_identity_without_detecting(world, monkeypatch):
+    registrar = FrameRegistrar(RegistrationConfig(enabled=False))
+    monkeypatch.setattr(registrar, "features", lambda frame: pytest.fail("detected keypoints while disabled"))
+    prev, cur = pair(world, FULL, STEP)
+    for frame in (prev, cur):  # even the first frame: the propagation rules start over there, not registration
+        reg = registrar.register(frame)
+        assert reg.ok and np.array_equal(reg.homography, np.eye(3))
+    with pytest.raises(ValueError):  # a malformed frame is still refused
+        registrar.register(cur.astype(np.float32))
+
+
 def test_tiny_frame_fails_gracefully():
     reg = estimate_homography(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8))
     assert not reg.ok and "too few keypoints" in reg.reason

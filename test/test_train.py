@@ -22,6 +22,7 @@ from ssp_train.augment import conjugate, flip_matrix
 from ssp_train.config import DataConfig, TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset
 from ssp_train.losses import segmentation_loss
+from ssp_train.objectives import ImagePairObjective, SspObjective
 from ssp_train.sources import SyntheticSource
 from ssp_train.train import _cli, check_weights_size, cosine_schedule, main
 
@@ -69,6 +70,12 @@ def test_default_recipe_is_the_shipped_model():
     ({"data": {"synthetic": {"heigth": 96}}}, "data.synthetic.heigth", "did you mean 'height'"),
     ({"output": {"weights": "model.pt"}}, "output.weights", ".safetensors"),
     ({"num_threads": 0}, "num_threads", "must be in"),
+    ({"image": {"tc_weight": -0.5}}, "image.tc_weight", "must be in"),
+    ({"ssp": {"similarity": "dot"}}, "ssp.similarity", "expected one of ['learned', 'fixed', 'cosine']"),
+    ({"ssp": {"similarity_inputs": ["entropy", "flow"]}}, "ssp.similarity_inputs[1]", "expected one of"),
+    ({"ssp": {"similarity_inputs": "entropy"}}, "ssp.similarity_inputs", "expected a list"),
+    ({"ssp": {"similarity": "fixed", "similarity_inputs": ["validity"]}}, "ssp.similarity_inputs",
+     "need the learned head"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, data, key, words):
     path = _write(tmp_path / "bad.yaml", data)
@@ -229,6 +236,44 @@ def test_similarity_head_learns_on_pairs(small_video):
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
     assert float(s.detach()[valid > 0].mean()) > 0.7  # it learned to trust the (right) previous prediction
+
+
+def test_image_pair_objective_adds_the_flow_tc_term(small_video):
+    segmenter = build_segmenter(TINY, K).eval()
+    dataset = PairDataset(SyntheticSource([small_video]), crop_size=64, frame_gap=(2, 2), key="image.crop_size",
+                          with_flow=True)
+    batch = torch.utils.data.default_collate([dataset[i] for i in (5, 25)])
+    objective = ImagePairObjective(segmenter, tc_weight=0.5)
+    with torch.no_grad():
+        out = objective(batch)
+        logits, _ = segmenter(batch["cur"])
+        assert torch.isclose(out["ce"], segmentation_loss(logits, batch["labels"]))  # CE on frame k only
+        assert float(out["tc"]) > 0 and torch.isclose(out["loss"], out["ce"] + 0.5 * out["tc"])
+        # the same frame twice with zero flow: nothing to be inconsistent about
+        still = {**batch, "prev": batch["cur"], "flow_backward": torch.zeros_like(batch["flow_backward"]),
+                 "valid_backward": torch.ones_like(batch["valid_backward"])}
+        assert float(objective(still)["tc"]) == 0.0
+        # no pixel whose flow stays inside the previous frame: the TC term vanishes
+        nowhere = {**batch, "valid_backward": torch.zeros_like(batch["valid_backward"])}
+        assert float(objective(nowhere)["tc"]) == 0.0
+
+
+def test_ssp_objective_without_registration_fuses_with_the_identity(small_video):
+    segmenter = build_segmenter(TINY, K).eval()
+    dataset = ClipDataset(SyntheticSource([small_video]), crop_size=64, frame_gap=(2, 2), length=2)
+    batch = torch.utils.data.default_collate([dataset[i] for i in (5, 25)])
+    assert not torch.allclose(batch["to_previous"], torch.eye(3).expand_as(batch["to_previous"]))  # it moved
+    losses = {}
+    for registration in (True, False):
+        model = SSP(segmenter, SimilarityHead(segmenter.feature_channels))
+        objective = SspObjective(model, frozen=True, tc_weight=0.0, registration=registration).train()
+        calls = []
+        objective.fusion.register_forward_pre_hook(lambda module, args, calls=calls: calls.append(args[4]))
+        with torch.no_grad():
+            losses[registration] = objective(batch)["loss"]
+        expected = batch["to_previous"][:, 0] if registration else torch.eye(3).expand(2, 3, 3)
+        torch.testing.assert_close(calls[0], expected)
+    assert not torch.allclose(losses[True], losses[False])
 
 
 def test_trained_weights_round_trip(tmp_path):

@@ -7,7 +7,15 @@ from ssp_ros.models.backbone import Backbone
 from ssp_ros.models.build import MODEL_BUILDERS, build_segmenter, build_ssp, normalisation
 from ssp_ros.models.fusion import fuse
 from ssp_ros.models.segmenter import Segmenter
-from ssp_ros.models.similarity_head import SimilarityHead
+from ssp_ros.models.similarity_head import (
+    SIMILARITY_INPUTS,
+    SIMILARITY_KINDS,
+    CosineBlend,
+    FixedBlend,
+    SimilarityHead,
+    build_similarity,
+    similarity_description,
+)
 from ssp_ros.models.ssp import SSP, FusionStep, WarpFusionStep
 from ssp_ros.models.uper_head import PPM, UPerHead
 from ssp_ros.models.warp import homography_grid, warp
@@ -15,15 +23,20 @@ from ssp_ros.models.weights import load_weights, read_state_dict, read_weights_m
 
 __all__ = [
     "MODEL_BUILDERS",
+    "SIMILARITY_INPUTS",
+    "SIMILARITY_KINDS",
     "PPM",
     "SSP",
     "Backbone",
+    "CosineBlend",
+    "FixedBlend",
     "FusionStep",
     "Segmenter",
     "SimilarityHead",
     "UPerHead",
     "WarpFusionStep",
     "build_segmenter",
+    "build_similarity",
     "build_ssp",
     "fuse",
     "homography_grid",
@@ -32,5 +45,6 @@ __all__ = [
     "read_state_dict",
     "read_weights_metadata",
     "save_weights",
+    "similarity_description",
     "warp",
 ]

@@ -14,9 +14,9 @@ from torch import nn
 
 from ssp_ros.config import ModelConfig
 from ssp_ros.models.segmenter import Segmenter
-from ssp_ros.models.similarity_head import SimilarityHead
+from ssp_ros.models.similarity_head import build_similarity
 from ssp_ros.models.ssp import SSP
-from ssp_ros.models.weights import load_weights
+from ssp_ros.models.weights import load_weights, read_weights_metadata
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # fallback when timm has no pretrained config for the backbone
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,12 +44,23 @@ def build_segmenter(cfg: ModelConfig, num_classes: int, with_weights: bool = Tru
     return model
 
 
-def build_ssp(cfg: ModelConfig, num_classes: int, with_weights: bool = True) -> SSP:
-    """Image model + similarity head of ``cfg``; with ``with_weights``, ``cfg.weights`` (SSP weights) or
-    ``cfg.backbone_weights`` loaded."""
+def build_ssp(cfg: ModelConfig, num_classes: int, with_weights: bool = True, similarity: str = "learned",
+              similarity_inputs: tuple[str, ...] = ()) -> SSP:
+    """Image model + similarity module of ``cfg``; with ``with_weights``, ``cfg.weights`` (SSP weights) or
+    ``cfg.backbone_weights`` loaded.
+
+    The similarity module is ``similarity`` / ``similarity_inputs`` (the paper's head by default), except when
+    SSP weights are loaded: a weights file records its similarity module (the ablations train others), and
+    that one is built.
+    """
     load_whole = with_weights and cfg.weights is not None
+    if load_whole:
+        meta = read_weights_metadata(cfg.weights)
+        if meta.get("kind") == "ssp":
+            similarity = meta.get("similarity", "learned")
+            similarity_inputs = tuple(meta.get("similarity_inputs", ()))
     segmenter = _segmenter(cfg, num_classes, cfg.backbone_weights if with_weights and not load_whole else None)
-    model = SSP(segmenter, SimilarityHead(segmenter.feature_channels))
+    model = SSP(segmenter, build_similarity(similarity, segmenter.feature_channels, similarity_inputs))
     if load_whole:
         load_weights(model, cfg.weights)
     return model

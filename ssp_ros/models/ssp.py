@@ -13,7 +13,7 @@ from torch import nn
 from ssp_ros.errors import SspError
 from ssp_ros.models.fusion import fuse
 from ssp_ros.models.segmenter import Segmenter
-from ssp_ros.models.similarity_head import SimilarityHead
+from ssp_ros.models.similarity_head import similarity_description
 from ssp_ros.models.warp import warp
 
 
@@ -24,13 +24,13 @@ class FusionStep(nn.Module):
     N×C×h×w features and an N×1×h×w validity mask → ``(fused_logits N×K×h×w, s N×1×h×w)``.
     """
 
-    def __init__(self, similarity_head: SimilarityHead) -> None:
+    def __init__(self, similarity_head: nn.Module) -> None:
         super().__init__()
         self.similarity_head = similarity_head
 
     def forward(self, cur_logits: torch.Tensor, cur_feats: torch.Tensor, warped_prev_logits: torch.Tensor,
                 warped_prev_feats: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.similarity_head(warped_prev_feats, cur_feats)
+        s = self.similarity_head(warped_prev_feats, cur_feats, warped_prev_logits, cur_logits, valid)
         return fuse(warped_prev_logits, cur_logits, s, valid), s
 
 
@@ -63,7 +63,7 @@ class SSP(nn.Module):
 
     kind = "ssp"
 
-    def __init__(self, segmenter: Segmenter, similarity_head: SimilarityHead) -> None:
+    def __init__(self, segmenter: Segmenter, similarity_head: nn.Module) -> None:
         super().__init__()
         if similarity_head.channels != segmenter.feature_channels:
             raise SspError(f"similarity head built for {similarity_head.channels} channels, the backbone's "
@@ -73,7 +73,7 @@ class SSP(nn.Module):
 
     def describe(self) -> dict:
         """What a weights file must match to load into this model (see ``weights.py``)."""
-        return {**self.segmenter.describe(), "kind": self.kind}
+        return {**self.segmenter.describe(), "kind": self.kind, **similarity_description(self.similarity_head)}
 
     def fusion_step(self) -> FusionStep:
         """The fusion graph sharing this model's similarity head (for export and split runtimes)."""
@@ -86,5 +86,5 @@ class SSP(nn.Module):
     def forward(self, cur_frame: torch.Tensor, warped_prev_logits: torch.Tensor, warped_prev_feats: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cur_logits, cur_feats = self.segmenter(cur_frame)
-        s = self.similarity_head(warped_prev_feats, cur_feats)
-        return fuse(warped_prev_logits, cur_logits, s, valid), s, cur_logits, cur_feats
+        fused, s = self.fusion_step()(cur_logits, cur_feats, warped_prev_logits, warped_prev_feats, valid)
+        return fused, s, cur_logits, cur_feats

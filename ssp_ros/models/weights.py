@@ -22,7 +22,7 @@ from torch import nn
 from ssp_ros.errors import SspError
 
 FORMAT = "ssp_ros.weights/1"  # written into every file we save
-CHECKED_KEYS = ("backbone", "num_classes", "decoder_channels")  # must match the model to load
+CHECKED_KEYS = ("backbone", "num_classes", "decoder_channels", "similarity", "similarity_inputs")  # must match
 TORCH_SUFFIXES = (".pt", ".pth")
 _LIST_LIMIT = 5  # how many offending keys an error message names
 

@@ -1,0 +1,309 @@
+"""``ssp ablate``: the SSP ablations, trained from one shared image model and scored on held-aside synthetic video.
+
+A plan (``config/train/ablation.yaml``) names a base training recipe, the image model the variants share, and
+the variants: each changes keys of the SSP stage (similarity module, registration, TC weight λ, fine-tuning of the
+image model, unrolled clips, ...) or of the image stage (then it trains its own image model first). The runner
+generates the training video once, trains each variant's SSP stage, and runs every result through the drone's
+``Pipeline`` (``ssp_ros.demo.run_clip``) on held-aside sequences of the training world: mIoU, TC, flicker and VC
+per variant, next to the image model. Writes ``ablation.json`` and ``ablation.md`` into the plan's ``out`` folder.
+
+A finished variant leaves ``<out>/<name>/row.json``; a later run with the same resolved recipe, image model and
+evaluation reuses it, so an interrupted plan continues where it stopped.
+
+    ssp ablate --config config/train/ablation.yaml [--only ssp fixed_blend]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ssp_ros.classes import load_class_set
+from ssp_ros.config import SspConfig, config_from_dict, load_config, read_yaml, to_dict
+from ssp_ros.errors import ConfigError, SspError
+from ssp_ros.report import cell
+from ssp_train.config import TrainConfig, load_train_config
+from ssp_train.evaluate import HELD_ASIDE_SEEDS, Candidate, candidate_backend
+
+PLAN_KEYS = ("base", "image_weights", "out", "seeds", "frames", "runtime", "variants")
+VARIANT_KEYS = ("name", "label", "group", "image", "ssp")
+GROUPS = ("paper", "beyond")
+METRICS = ("miou", "tc", "flicker", "vc8")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: a name (folder), a label, its group (``paper`` or ``beyond``) and its recipe.
+    ``own_image_model``: the variant changes the image stage, so it trains its own image model instead of
+    sharing the plan's."""
+
+    name: str
+    label: str
+    group: str
+    recipe: TrainConfig
+    own_image_model: bool = False
+
+
+@dataclass(frozen=True)
+class AblationPlan:
+    """What ``run_ablation`` trains and evaluates (see ``load_plan``)."""
+
+    source: str  # the plan file, for messages
+    base: TrainConfig
+    image_weights: Path | None  # the shared image model (SSP or image-model file); None = train base's image stage
+    out: Path
+    seeds: tuple[int, ...]
+    frames: int
+    runtime: SspConfig  # registration settings of the evaluation pipeline
+    variants: tuple[Variant, ...]
+
+
+def _expect(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def load_plan(path: str | Path) -> AblationPlan:
+    """Read an ablation plan; every variant's recipe is the base recipe with its ``ssp`` keys replaced, validated
+    like any recipe (errors name the plan file, the variant and the key)."""
+    path = Path(path)
+    data = read_yaml(path)
+    _expect(isinstance(data, dict), f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(data) - set(PLAN_KEYS))
+    _expect(not unknown, f"{path}: unknown key(s) {unknown} (valid keys: {', '.join(PLAN_KEYS)})")
+    _expect(isinstance(data.get("base"), str), f"{path}: base: the training recipe every variant starts from "
+            "(e.g. config/train/default.yaml)")
+    base = load_train_config(data["base"])
+    seeds = tuple(data.get("seeds", HELD_ASIDE_SEEDS))
+    _expect(bool(seeds) and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds),
+            f"{path}: seeds: expected a non-empty list of integers, got {data.get('seeds')!r}")
+    _expect(base.data.source == "synthetic", f"{path}: base: {data['base']} trains on data.source "
+            f"'{base.data.source}'; the ablations run on the synthetic benchmark")
+    _expect(base.data.val_seed not in seeds and not set(seeds) & set(base.data.seeds()),
+            f"{path}: seeds {list(seeds)} overlap the base recipe's training or validation seeds")
+    frames = data.get("frames", 100)
+    _expect(isinstance(frames, int) and frames >= 2, f"{path}: frames: expected an integer >= 2, got {frames!r}")
+    variants = data.get("variants")
+    _expect(isinstance(variants, list) and variants, f"{path}: variants: expected a non-empty list")
+    base_dict = to_dict(base)
+    parsed, names = [], set()
+    for i, item in enumerate(variants):
+        where = f"{path}: variants[{i}]"
+        _expect(isinstance(item, dict), f"{where}: expected a mapping with keys {', '.join(VARIANT_KEYS)}")
+        unknown = sorted(set(item) - set(VARIANT_KEYS))
+        _expect(not unknown, f"{where}: unknown key(s) {unknown} (valid keys: {', '.join(VARIANT_KEYS)})")
+        name = item.get("name")
+        _expect(isinstance(name, str) and name.isidentifier(), f"{where}: name: expected an identifier, got {name!r}")
+        _expect(name not in names, f"{where}: name '{name}' is used twice")
+        names.add(name)
+        group = item.get("group", "paper")
+        _expect(group in GROUPS, f"{where} ({name}): group: expected one of {list(GROUPS)}, got {group!r}")
+        sections = {}
+        for section in ("image", "ssp"):
+            overrides = item.get(section) or {}
+            _expect(isinstance(overrides, dict), f"{where} ({name}): {section}: expected a mapping of {section}-stage "
+                    "keys")
+            sections[section] = {**base_dict[section], **overrides}
+        recipe = config_from_dict(TrainConfig, {**base_dict, **sections}, f"{where} ({name})")
+        own_image = bool(item.get("image"))
+        _expect(not own_image or recipe.image.steps > 0, f"{where} ({name}): image: the variant changes the image "
+                "stage but trains it for 0 steps")
+        parsed.append(Variant(name, str(item.get("label", name)), group, recipe, own_image))
+    image_weights = data.get("image_weights")
+    runtime = load_config(data.get("runtime"))
+    return AblationPlan(str(path), base, Path(image_weights) if image_weights else None,
+                        Path(data.get("out", "out/ablation")), seeds, frames, runtime, tuple(parsed))
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shared_image_model(plan: AblationPlan, source, log, num_classes: int) -> Path:
+    """Write the image model every variant starts from to ``<out>/image_model.safetensors`` (from
+    ``image_weights``, or trained once with the base recipe's image stage) and return its path."""
+    from ssp_ros.models import build_segmenter, save_weights
+    from ssp_train.train import train_image
+
+    path = plan.out / "image_model.safetensors"
+    if plan.image_weights is not None:
+        if not plan.image_weights.is_file():
+            raise SspError(f"{plan.source}: image_weights: {plan.image_weights}: weights file not found")
+        cfg = replace(plan.base.model, weights=str(plan.image_weights))
+        segmenter = build_segmenter(cfg, num_classes)
+        origin = str(plan.image_weights)
+    else:
+        cfg = replace(plan.base, output=replace(plan.base.output, dir=str(plan.out / "image")))
+        segmenter = train_image(cfg, source, log)
+        origin = f"image stage of {plan.base.output.dir}"
+    save_weights(segmenter, path, {"dataset": plan.base.model.dataset, "trained_on": origin})
+    log.line(f"ablate: shared image model {path} (from {origin})")
+    return path
+
+
+def _evaluate(plan: AblationPlan, weights: Path, clips: list, propagate: bool, registration: bool,
+              label: str) -> dict:
+    """Mean metrics over the held-aside clips of one weights file through the runtime pipeline."""
+    from ssp_ros.demo import run_clip
+
+    dataset = plan.base.model.dataset
+    runtime = replace(plan.runtime, model=replace(plan.runtime.model, input_size=plan.base.model.input_size),
+                      registration=replace(plan.runtime.registration, enabled=registration))
+    run_cfg, backend, _ = candidate_backend(runtime, Candidate(label, weights), dataset)
+    num_classes = load_class_set(dataset).num_classes
+    runs = [run_clip(run_cfg, backend, clip, propagate, num_classes, label) for clip in clips]
+    means = {}
+    for key in METRICS:
+        known = [r[key] for r in runs if r[key] is not None]
+        means[key] = round(sum(known) / len(known), 3) if known else None
+    return {**means, "per_sequence": [{"source": c.source, **{k: r[k] for k in METRICS}} for c, r in zip(clips, runs)]}
+
+
+def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
+    """Train and evaluate the plan's variants (``only``: these names; the others are reused from earlier runs when
+    finished, else left out); write ``ablation.json`` / ``ablation.md`` and return the report."""
+    import torch
+
+    from ssp_ros.demo import synthetic_clip
+    from ssp_ros.models import build_segmenter, save_weights
+    from ssp_train.engine import RunLog
+    from ssp_train.train import _needs_flow, _trained_on, train_image, train_ssp, training_source
+
+    retrain = set(only or ())
+    wanted = retrain or {v.name for v in plan.variants}
+    missing = sorted(wanted - {v.name for v in plan.variants})
+    if missing:
+        raise SspError(f"{plan.source}: --only {missing}: no such variant")
+    plan.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(plan.base.num_threads)
+    log = RunLog(plan.out, fresh=False)
+    classes = load_class_set(plan.base.model.dataset)
+    source = None
+
+    def training_frames():  # generated once (with flow when a variant's image stage needs it), when first needed
+        nonlocal source
+        if source is None:
+            recipe = next((v.recipe for v in plan.variants if v.own_image_model and _needs_flow(v.recipe)), plan.base)
+            source = training_source(recipe, log)
+        return source
+
+    image_path = plan.out / "image_model.safetensors"
+    if plan.image_weights is not None or not image_path.is_file():
+        image_path = _shared_image_model(plan, training_frames() if plan.image_weights is None else None, log,
+                                         classes.num_classes)
+    image_sha = _file_sha(image_path)
+    scenario = plan.base.data.resolve_scenario()
+    clips = [synthetic_clip(scenario, plan.frames, seed) for seed in plan.seeds]
+    evaluation = {"seeds": list(plan.seeds), "frames": plan.frames, "scenario": to_dict(scenario),
+                  "registration": to_dict(plan.runtime.registration)}
+    image_row = _evaluate(plan, image_path, clips, False, True, "image model")
+    log.line(f"ablate: image model: mIoU {cell(image_row['miou'])}  TC {cell(image_row['tc'])}")
+    rows = []
+    for variant in plan.variants:
+        folder = plan.out / variant.name
+        image_key = to_dict(variant.recipe.image) if variant.own_image_model else image_sha
+        key = _fingerprint(to_dict(variant.recipe.ssp), to_dict(variant.recipe.model), image_key, evaluation)
+        row_file = folder / "row.json"
+        done = json.loads(row_file.read_text()) if row_file.is_file() else None
+        if done is not None and done.get("key") == key and variant.name not in retrain:
+            log.line(f"ablate: {variant.name}: reused {row_file}")
+            rows.append(done)
+            continue
+        if variant.name not in wanted:
+            continue  # neither asked for nor finished earlier
+        output = replace(variant.recipe.output, dir=str(folder), weights=str(folder / "ssp.safetensors"), resume=False)
+        started = time.perf_counter()
+        variant_log = RunLog(folder, fresh=True)
+        if variant.own_image_model:  # its image stage as the base recipe would run it, with the variant's keys
+            cfg = replace(variant.recipe, output=output)
+            segmenter = train_image(cfg, training_frames(), variant_log)
+        else:
+            cfg = replace(variant.recipe, model=replace(variant.recipe.model, weights=str(image_path)),
+                          image=replace(variant.recipe.image, steps=0), output=output)
+            segmenter = build_segmenter(cfg.model, classes.num_classes)
+        model = train_ssp(cfg, segmenter, training_frames(), variant_log)
+        weights = save_weights(model, cfg.output.weights, {"dataset": cfg.model.dataset, "trained_on": _trained_on(cfg),
+                                                           "train_config": to_dict(cfg), "fp16": True})
+        seconds = time.perf_counter() - started
+        ssp_row = _evaluate(plan, weights, clips, True, variant.recipe.ssp.registration, variant.name)
+        row = {"name": variant.name, "label": variant.label, "group": variant.group, "key": key,
+               "ssp": to_dict(variant.recipe.ssp), "train_s": round(seconds, 1), **ssp_row}
+        if variant.own_image_model or variant.recipe.ssp.lr_image > 0:  # its image model differs: score it alone
+            row["image"] = _evaluate(plan, weights, clips, False, True, f"{variant.name} image")
+        row_file.write_text(json.dumps(row, indent=2))
+        log.line(f"ablate: {variant.name}: mIoU {cell(row['miou'])}  TC {cell(row['tc'])}  "
+                 f"flicker {cell(row['flicker'])}  ({seconds:.0f} s)")
+        rows.append(row)
+    report = {"plan": plan.source, "base": to_dict(plan.base), "image_model": str(image_path),
+              "evaluation": evaluation, "image": image_row, "rows": rows}
+    (plan.out / "ablation.json").write_text(json.dumps(report, indent=2))
+    (plan.out / "ablation.md").write_text(markdown(report))
+    return report
+
+
+def _delta(value: float | None, reference: float | None) -> str:
+    if value is None or reference is None:
+        return "n/a"
+    return f"{value - reference:+.2f}"
+
+
+def markdown(report: dict) -> str:
+    """The ablation table: the image model, then the paper's ablations, then the ones beyond the paper, each with
+    its difference to plain SSP (the row named ``ssp``)."""
+    reference = next((r for r in report["rows"] if r["name"] == "ssp"), None)
+    ref = reference or {}
+    head = ["| variant | mIoU | TC | flicker | VC8 | Δ mIoU | Δ TC | Δ flicker | train s |",
+            "|---|---|---|---|---|---|---|---|---|"]
+
+    def line(label: str, row: dict, train_s: str) -> str:
+        return (f"| {label} | " + " | ".join(cell(row[k]) for k in METRICS) + " | "
+                + " | ".join(_delta(row[k], ref.get(k)) for k in ("miou", "tc", "flicker")) + f" | {train_s} |")
+
+    lines = [line("image model (no propagation)", report["image"], "–")]
+    for group, title in (("paper", "the paper's ablations"), ("beyond", "beyond the paper")):
+        members = [r for r in report["rows"] if r["group"] == group]
+        if members:
+            lines.append(f"| *{title}* | | | | | | | | |")
+        for r in members:
+            lines.append(line(r["label"], r, f"{r['train_s']:.0f}"))
+            if "image" in r:
+                lines.append(line(f"{r['label']}: its image model alone", r["image"], "–"))
+    ev = report["evaluation"]
+    return "\n".join([
+        "# SSP ablations", "",
+        f"Plan `{report['plan']}`; every variant trains the SSP stage of the base recipe from the same image model "
+        f"(`{report['image_model']}`) and runs through the runtime pipeline (ORB registration unless the variant "
+        f"turns it off) on {len(ev['seeds'])} held-aside synthetic sequences (seeds {ev['seeds']}) of {ev['frames']} "
+        "frames. Percent, mean over sequences; Δ against plain SSP (the `ssp` row). Flicker: share of pixels whose "
+        "true class stays the same but whose prediction changes (lower is better); VC8: video consistency over 8 "
+        "frames. TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
+        *head, *lines, ""])
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """``ssp ablate``: train and evaluate the plan's variants; print the table's path."""
+    report = run_ablation(load_plan(args.config), args.only)
+    out = Path(report["image_model"]).parent
+    print(markdown(report))
+    print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
+    return 0
+
+
+def add_ablate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``ssp ablate`` (sets ``func=cmd_ablate``)."""
+    parser = subparsers.add_parser("ablate", help="train and evaluate the SSP ablations (fixed blend, cosine, no "
+                                   "registration, λ, ...) on held-aside synthetic video")
+    parser.add_argument("--config", type=Path, default=Path("config/train/ablation.yaml"),
+                        help="ablation plan YAML (default config/train/ablation.yaml)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="(re)train these variants only; finished ones "
+                        "are reused from the plan's out folder")
+    parser.set_defaults(func=cmd_ablate)
+    return parser
