@@ -7,8 +7,9 @@ generates the training video once, trains each variant's SSP stage, and runs eve
 ``Pipeline`` (``ssp_ros.demo.run_clip``) on held-aside sequences of the training world: mIoU, TC, flicker and VC
 per variant, next to the image model. Writes ``ablation.json`` and ``ablation.md`` into the plan's ``out`` folder.
 
-A finished variant leaves ``<out>/<name>/row.json``; a later run with the same resolved recipe, image model and
-evaluation reuses it, so an interrupted plan continues where it stopped.
+A finished variant leaves ``<out>/<name>/row.json``; a later run with the same resolved recipe, image model (the
+``image_weights`` file's hash, or the recipe that trains it) and evaluation reuses it, so an interrupted plan
+continues where it stopped.
 
     ssp ablate --config config/train/ablation.yaml [--only ssp fixed_blend]
 """
@@ -19,6 +20,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -127,25 +129,35 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _shared_image_model(plan: AblationPlan, source, log, num_classes: int) -> Path:
-    """Write the image model every variant starts from to ``<out>/image_model.safetensors`` (from
-    ``image_weights``, or trained once with the base recipe's image stage) and return its path."""
-    from ssp_ros.models import build_segmenter, save_weights
-    from ssp_train.train import train_image
-
-    path = plan.out / "image_model.safetensors"
+def _image_model_origin(plan: AblationPlan) -> str:
+    """What identifies the shared image model: the SHA-256 of ``image_weights``, or a fingerprint of the base
+    recipe that trains it (part of every variant's key, so a different image model retrains everything)."""
     if plan.image_weights is not None:
         if not plan.image_weights.is_file():
             raise SspError(f"{plan.source}: image_weights: {plan.image_weights}: weights file not found")
-        cfg = replace(plan.base.model, weights=str(plan.image_weights))
-        segmenter = build_segmenter(cfg, num_classes)
-        origin = str(plan.image_weights)
+        return f"sha256:{_file_sha(plan.image_weights)}"
+    base = plan.base
+    return f"recipe:{_fingerprint(to_dict(base.model), to_dict(base.data), to_dict(base.image), base.seed)}"
+
+
+def _shared_image_model(plan: AblationPlan, origin: str, training_frames: Callable, log, num_classes: int) -> Path:
+    """``<out>/image_model.safetensors``, the image model every variant starts from: kept when it has ``origin``,
+    else loaded from ``image_weights`` or trained with the base recipe's image stage, and written there."""
+    from ssp_ros.models import build_segmenter, read_weights_metadata, save_weights
+    from ssp_train.train import train_image
+
+    path = plan.out / "image_model.safetensors"
+    if path.is_file() and read_weights_metadata(path).get("origin") == origin:
+        return path
+    if plan.image_weights is not None:
+        segmenter = build_segmenter(replace(plan.base.model, weights=str(plan.image_weights)), num_classes)
+        described = str(plan.image_weights)
     else:
         cfg = replace(plan.base, output=replace(plan.base.output, dir=str(plan.out / "image")))
-        segmenter = train_image(cfg, source, log)
-        origin = f"image stage of {plan.base.output.dir}"
-    save_weights(segmenter, path, {"dataset": plan.base.model.dataset, "trained_on": origin})
-    log.line(f"ablate: shared image model {path} (from {origin})")
+        segmenter = train_image(cfg, training_frames(), log)
+        described = f"the image stage of {plan.source}'s base recipe"
+    save_weights(segmenter, path, {"dataset": plan.base.model.dataset, "trained_on": described, "origin": origin})
+    log.line(f"ablate: shared image model {path} (from {described})")
     return path
 
 
@@ -175,7 +187,7 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
     from ssp_ros.demo import synthetic_clip
     from ssp_ros.models import build_segmenter, save_weights
     from ssp_train.engine import RunLog
-    from ssp_train.train import _needs_flow, _trained_on, train_image, train_ssp, training_source
+    from ssp_train.train import needs_flow, train_image, train_ssp, trained_on, training_source
 
     retrain = set(only or ())
     wanted = retrain or {v.name for v in plan.variants}
@@ -191,15 +203,12 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
     def training_frames():  # generated once (with flow when a variant's image stage needs it), when first needed
         nonlocal source
         if source is None:
-            recipe = next((v.recipe for v in plan.variants if v.own_image_model and _needs_flow(v.recipe)), plan.base)
+            recipe = next((v.recipe for v in plan.variants if v.own_image_model and needs_flow(v.recipe)), plan.base)
             source = training_source(recipe, log)
         return source
 
-    image_path = plan.out / "image_model.safetensors"
-    if plan.image_weights is not None or not image_path.is_file():
-        image_path = _shared_image_model(plan, training_frames() if plan.image_weights is None else None, log,
-                                         classes.num_classes)
-    image_sha = _file_sha(image_path)
+    origin = _image_model_origin(plan)
+    image_path = _shared_image_model(plan, origin, training_frames, log, classes.num_classes)
     scenario = plan.base.data.resolve_scenario()
     clips = [synthetic_clip(scenario, plan.frames, seed) for seed in plan.seeds]
     evaluation = {"seeds": list(plan.seeds), "frames": plan.frames, "scenario": to_dict(scenario),
@@ -209,7 +218,7 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
     rows = []
     for variant in plan.variants:
         folder = plan.out / variant.name
-        image_key = to_dict(variant.recipe.image) if variant.own_image_model else image_sha
+        image_key = to_dict(variant.recipe.image) if variant.own_image_model else origin
         key = _fingerprint(to_dict(variant.recipe.ssp), to_dict(variant.recipe.model), image_key, evaluation)
         row_file = folder / "row.json"
         done = json.loads(row_file.read_text()) if row_file.is_file() else None
@@ -220,17 +229,18 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
         if variant.name not in wanted:
             continue  # neither asked for nor finished earlier
         output = replace(variant.recipe.output, dir=str(folder), weights=str(folder / "ssp.safetensors"), resume=False)
+        video = training_frames()  # generated before the clock starts: train_s is the variant's own training
         started = time.perf_counter()
         variant_log = RunLog(folder, fresh=True)
         if variant.own_image_model:  # its image stage as the base recipe would run it, with the variant's keys
             cfg = replace(variant.recipe, output=output)
-            segmenter = train_image(cfg, training_frames(), variant_log)
+            segmenter = train_image(cfg, video, variant_log)
         else:
             cfg = replace(variant.recipe, model=replace(variant.recipe.model, weights=str(image_path)),
                           image=replace(variant.recipe.image, steps=0), output=output)
             segmenter = build_segmenter(cfg.model, classes.num_classes)
-        model = train_ssp(cfg, segmenter, training_frames(), variant_log)
-        weights = save_weights(model, cfg.output.weights, {"dataset": cfg.model.dataset, "trained_on": _trained_on(cfg),
+        model = train_ssp(cfg, segmenter, video, variant_log)
+        weights = save_weights(model, cfg.output.weights, {"dataset": cfg.model.dataset, "trained_on": trained_on(cfg),
                                                            "train_config": to_dict(cfg), "fp16": True})
         seconds = time.perf_counter() - started
         ssp_row = _evaluate(plan, weights, clips, True, variant.recipe.ssp.registration, variant.name)

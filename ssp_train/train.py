@@ -116,7 +116,7 @@ def _classes(cfg: TrainConfig) -> ClassSet:
     return load_class_set(cfg.model.dataset)
 
 
-def _trained_on(cfg: TrainConfig) -> str:
+def trained_on(cfg: TrainConfig) -> str:
     data = cfg.data
     return "ssp_ros.synthetic" if data.source == "synthetic" else f"{data.source} {data.split} ({data.root})"
 
@@ -133,7 +133,7 @@ def _batch_words(stage: Stage, group: ProcessGroup, unit: str) -> str:
 # where frames come from
 
 
-def _needs_flow(cfg: TrainConfig) -> bool:
+def needs_flow(cfg: TrainConfig) -> bool:
     """Whether a stage reads optical flow: the image stage's TC loss, or KD-SSP's fused targets."""
     return (cfg.image.steps > 0 and cfg.image.tc_weight > 0) or cfg.kd.steps > 0
 
@@ -147,11 +147,11 @@ def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
         scenario = data.resolve_scenario()
         sequences, seconds = generate_sequences(scenario, data.frames_per_sequence, data.seeds(),
                                                 progress=cfg.output.progress and (log is None or log.enabled),
-                                                keep_flow=_needs_flow(cfg))
+                                                keep_flow=needs_flow(cfg))
         if log is not None:
             log.line(f"data: {sum(map(len, sequences))} frames from {len(sequences)} sequences in {seconds:.1f} s")
         return SyntheticSource(sequences, sequence_keys(scenario, data.frames_per_sequence, data.seeds()))
-    source = video_source(cfg, EstimatedFlow() if _needs_flow(cfg) else None)
+    source = video_source(cfg, EstimatedFlow() if needs_flow(cfg) else None)
     if log is not None:
         log.line(f"data: {len(source.labelled())} labelled frames in {len(source.sequences)} sequences of "
                  f"{data.source} {data.split} ({data.root}), indexed in {time.perf_counter() - started:.1f} s")
@@ -209,7 +209,7 @@ def train_image(cfg: TrainConfig, source: FrameSource | None = None, log: RunLog
              f"loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
     if group.is_main:
         save_weights(segmenter, out_dir / "segmenter.safetensors",
-                     {"dataset": cfg.model.dataset, "classes": list(classes.names), "trained_on": _trained_on(cfg)})
+                     {"dataset": cfg.model.dataset, "classes": list(classes.names), "trained_on": trained_on(cfg)})
         val = _validation_frames(cfg)
         if val is not None:
             result["val"] = evaluate(segmenter, val, classes.num_classes, classes.ignore_index)
@@ -411,7 +411,7 @@ def run(cfg: TrainConfig, source_name: str = "<config>") -> dict:
         summary: dict = {"weights": cfg.output.weights}
         if group.is_main:
             metadata = {"fp16": True, "dataset": cfg.model.dataset, "classes": list(classes.names),
-                        "input_size": list(cfg.model.input_size), "trained_on": _trained_on(cfg),
+                        "input_size": list(cfg.model.input_size), "trained_on": trained_on(cfg),
                         "train_config": to_dict(cfg)}
             path = save_weights(final, cfg.output.weights, metadata)
             times["total"] = time.perf_counter() - began
