@@ -47,6 +47,11 @@ class DataConfig:
     # drawn from [1 − s, 1 + s] once per clip, the same for all its frames; 0 = off
     val_seed: int = 999  # synthetic: seed of the held-out validation sequence
     val_frames: int = 60  # synthetic: validation frames (mIoU, TC of image model vs SSP after each stage); 0 = none
+    flow: Literal["dis", "raft", "raft_small"] = "dis"  # real video: flow estimator of the TC and KD losses
+    # (synthetic video has exact flow)
+    flow_weights: str | None = None  # real video: local RAFT weights file (raft, raft_small)
+    flow_cache: str | None = None  # real video: `ssp flow-cache` folder, read (and filled) by training; None = on
+    # the fly
 
     def __post_init__(self) -> None:
         synthetic = self.source == "synthetic"
@@ -59,6 +64,8 @@ class DataConfig:
                 "(evaluate on the real validation split afterwards)")
         require(self.scenario is None or self.synthetic is None, "scenario",
                  "set either 'scenario' (a file) or 'synthetic' (inline), not both")
+        require(self.flow == "dis" or self.flow_weights is not None, "flow_weights",
+                f"flow '{self.flow}' needs a local weights file (no downloads at run time)")
         if self.frame_size is not None:
             h, w = self.frame_size
             require(16 <= h <= 4320 and 16 <= w <= 7680, "frame_size", f"expected 16..4320 × 16..7680, got {[h, w]}")

@@ -107,9 +107,11 @@ def add_flow_cache_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
                     "at data.frame_size, for each gap in data.frame_gap, and store it under --cache.")
     parser.add_argument("--config", type=Path, required=True, help="training recipe (config/train/*.yaml) with "
                         "data.dataset set")
-    parser.add_argument("--cache", type=Path, required=True, help="cache folder (reused by training)")
-    parser.add_argument("--flow", choices=FLOW_ESTIMATORS, default="dis", help="flow estimator (default: dis)")
-    parser.add_argument("--flow-weights", type=Path, default=None, help="local RAFT weights (raft, raft_small)")
+    parser.add_argument("--cache", type=Path, help="cache folder (default: the recipe's data.flow_cache, which "
+                        "training reads)")
+    parser.add_argument("--flow", choices=FLOW_ESTIMATORS, help="flow estimator (default: the recipe's data.flow)")
+    parser.add_argument("--flow-weights", type=Path, help="local RAFT weights (default: the recipe's "
+                        "data.flow_weights)")
     parser.set_defaults(func=cmd_flow_cache)
     return parser
 
@@ -122,6 +124,11 @@ def cmd_flow_cache(args: argparse.Namespace) -> int:
     from ssp_train.data import video_source
 
     cfg = load_train_config(args.config)
+    args.flow = args.flow or cfg.data.flow
+    args.flow_weights = args.flow_weights or cfg.data.flow_weights
+    args.cache = args.cache or cfg.data.flow_cache
+    if args.cache is None:
+        raise SspError(f"{args.config}: no cache folder: pass --cache or set data.flow_cache (training reads it)")
     provider = EstimatedFlow(args.flow, args.flow_weights, args.cache)
     source = video_source(cfg, flow=provider)
     jobs = []

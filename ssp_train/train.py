@@ -151,7 +151,8 @@ def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
         if log is not None:
             log.line(f"data: {sum(map(len, sequences))} frames from {len(sequences)} sequences in {seconds:.1f} s")
         return SyntheticSource(sequences, sequence_keys(scenario, data.frames_per_sequence, data.seeds()))
-    source = video_source(cfg, EstimatedFlow() if needs_flow(cfg) else None)
+    flow = EstimatedFlow(data.flow, data.flow_weights, data.flow_cache) if needs_flow(cfg) else None
+    source = video_source(cfg, flow)
     if log is not None:
         log.line(f"data: {len(source.labelled())} labelled frames in {len(source.sequences)} sequences of "
                  f"{data.source} {data.split} ({data.root}), indexed in {time.perf_counter() - started:.1f} s")

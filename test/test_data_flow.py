@@ -11,7 +11,7 @@ import torch
 import yaml
 from test_data_real import make_uavid
 
-from ssp_ros.errors import SspError
+from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.flow import warp_nearest
 from ssp_train.augment import Jitter, random_jitter
 from ssp_train.data import ClipDataset, PairDataset
@@ -134,6 +134,32 @@ def test_flow_cache_command(tmp_path, small_video, capsys):
     assert args.func(args) == 0
     assert "(0 computed, 6 already cached)" in capsys.readouterr().out
     assert pair_frames([8, 9, 12], [10, 12], (1, 2)) == [(9, 10), (8, 10), (10, 12)]  # labelled frames count
+
+
+def test_flow_cache_folder_comes_from_the_recipe_and_training_reads_it(tmp_path, small_video):
+    from ssp_train.config import load_train_config
+    from ssp_train.train import training_source
+
+    root = make_uavid(tmp_path / "uavid", small_video)
+    data = {"source": "uavid", "root": str(root), "frame_size": None, "frame_gap": [1, 2], "val_frames": 0}
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({"data": data}))
+    parser = argparse.ArgumentParser(prog="ssp")
+    add_flow_cache_parser(parser.add_subparsers())
+    args = parser.parse_args(["flow-cache", "--config", str(bare)])
+    with pytest.raises(SspError, match=rf"{bare}: no cache folder: pass --cache or set data.flow_cache"):
+        args.func(args)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"data": {**data, "flow_cache": str(tmp_path / "cache")},
+                                      "image": {"tc_weight": 0.5}}))
+    args = parser.parse_args(["flow-cache", "--config", str(recipe)])
+    assert args.func(args) == 0 and args.flow == "dis"
+    provider = training_source(load_train_config(recipe)).flow_provider
+    assert provider.cache == tmp_path / "cache" and provider.estimator_name == "dis"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"data": {**data, "flow": "raft"}}))
+    with pytest.raises(ConfigError, match=r"data\.flow_weights: flow 'raft' needs a local weights file"):
+        load_train_config(bad)
 
 
 def test_real_clips_carry_estimated_flow(tmp_path, small_video):

@@ -46,4 +46,5 @@ def test_paper_recipe_reads_uavid_with_the_papers_settings():
     assert (cfg.data.source, cfg.model.dataset, cfg.data.frame_gap) == ("uavid", "uavid_vdd", (2, 2))
     assert (cfg.image.batch_size, cfg.ssp.crop_size, cfg.ssp.tc_weight, cfg.ssp.lr, cfg.ssp.lr_image) == (
         4, 736, 0.5, 5e-5, 2.5e-5)
+    assert cfg.image.tc_weight == 0.5  # the paper's base training: CE + 0.5·TC on pairs
     assert cfg.compute.precision == "bf16" and cfg.data.val_frames == 0
