@@ -7,9 +7,9 @@ generates the training video once, trains each variant's SSP stage, and runs eve
 ``Pipeline`` (``ssp_ros.demo.run_clip``) on held-aside sequences of the training world: mIoU, TC, flicker and VC
 per variant, next to the image model. Writes ``ablation.json`` and ``ablation.md`` into the plan's ``out`` folder.
 
-A finished variant leaves ``<out>/<name>/row.json``; a later run with the same resolved recipe, image model (the
-``image_weights`` file's hash, or the recipe that trains it) and evaluation reuses it, so an interrupted plan
-continues where it stopped.
+A finished variant leaves ``<out>/<name>/row.json`` (the image model's own scores: ``<out>/image_row.json``); a
+later run with the same resolved recipe, image model (the ``image_weights`` file's hash, or the recipe that
+trains it) and evaluation reuses it, so an interrupted plan continues where it stopped.
 
     ssp ablate --config config/train/ablation.yaml [--only ssp fixed_blend]
 """
@@ -17,6 +17,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
@@ -27,9 +28,10 @@ from pathlib import Path
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig, config_from_dict, load_config, read_yaml, to_dict
 from ssp_ros.errors import ConfigError, SspError
+from ssp_ros.export_info import sha256_file
 from ssp_ros.report import cell
 from ssp_train.config import TrainConfig, load_train_config
-from ssp_train.evaluate import HELD_ASIDE_SEEDS, Candidate, candidate_backend
+from ssp_train.evaluate import HELD_ASIDE_SEEDS, Candidate, candidate_backend, mean_of_known
 
 PLAN_KEYS = ("base", "image_weights", "out", "seeds", "frames", "runtime", "variants")
 VARIANT_KEYS = ("name", "label", "group", "image", "ssp")
@@ -125,8 +127,10 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _finished(path: Path, key: str) -> dict | None:
+    """The result stored in ``path`` by an earlier run when it was made under ``key``, else None."""
+    result = json.loads(path.read_text()) if path.is_file() else None
+    return result if result is not None and result.get("key") == key else None
 
 
 def _image_model_origin(plan: AblationPlan) -> str:
@@ -135,7 +139,7 @@ def _image_model_origin(plan: AblationPlan) -> str:
     if plan.image_weights is not None:
         if not plan.image_weights.is_file():
             raise SspError(f"{plan.source}: image_weights: {plan.image_weights}: weights file not found")
-        return f"sha256:{_file_sha(plan.image_weights)}"
+        return f"sha256:{sha256_file(plan.image_weights)}"
     base = plan.base
     return f"recipe:{_fingerprint(to_dict(base.model), to_dict(base.data), to_dict(base.image), base.seed)}"
 
@@ -172,10 +176,7 @@ def _evaluate(plan: AblationPlan, weights: Path, clips: list, propagate: bool, r
     run_cfg, backend, _ = candidate_backend(runtime, Candidate(label, weights), dataset)
     num_classes = load_class_set(dataset).num_classes
     runs = [run_clip(run_cfg, backend, clip, propagate, num_classes, label) for clip in clips]
-    means = {}
-    for key in METRICS:
-        known = [r[key] for r in runs if r[key] is not None]
-        means[key] = round(sum(known) / len(known), 3) if known else None
+    means = {key: mean_of_known([r[key] for r in runs]) for key in METRICS}
     return {**means, "per_sequence": [{"source": c.source, **{k: r[k] for k in METRICS}} for c, r in zip(clips, runs)]}
 
 
@@ -210,10 +211,18 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
     origin = _image_model_origin(plan)
     image_path = _shared_image_model(plan, origin, training_frames, log, classes.num_classes)
     scenario = plan.base.data.resolve_scenario()
-    clips = [synthetic_clip(scenario, plan.frames, seed) for seed in plan.seeds]
+
+    @functools.cache
+    def clips() -> list:  # the held-aside flights, generated when something is scored
+        return [synthetic_clip(scenario, plan.frames, seed) for seed in plan.seeds]
+
     evaluation = {"seeds": list(plan.seeds), "frames": plan.frames, "scenario": to_dict(scenario),
                   "registration": to_dict(plan.runtime.registration)}
-    image_row = _evaluate(plan, image_path, clips, False, True, "image model")
+    image_file, image_key = plan.out / "image_row.json", _fingerprint(origin, evaluation)
+    image_row = _finished(image_file, image_key)
+    if image_row is None:
+        image_row = {"key": image_key, **_evaluate(plan, image_path, clips(), False, True, "image model")}
+        image_file.write_text(json.dumps(image_row, indent=2))
     log.line(f"ablate: image model: mIoU {cell(image_row['miou'])}  TC {cell(image_row['tc'])}")
     rows = []
     for variant in plan.variants:
@@ -221,8 +230,8 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
         image_key = to_dict(variant.recipe.image) if variant.own_image_model else origin
         key = _fingerprint(to_dict(variant.recipe.ssp), to_dict(variant.recipe.model), image_key, evaluation)
         row_file = folder / "row.json"
-        done = json.loads(row_file.read_text()) if row_file.is_file() else None
-        if done is not None and done.get("key") == key and variant.name not in retrain:
+        done = _finished(row_file, key)
+        if done is not None and variant.name not in retrain:
             log.line(f"ablate: {variant.name}: reused {row_file}")
             rows.append(done)
             continue
@@ -243,11 +252,11 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
         weights = save_weights(model, cfg.output.weights, {"dataset": cfg.model.dataset, "trained_on": trained_on(cfg),
                                                            "train_config": to_dict(cfg), "fp16": True})
         seconds = time.perf_counter() - started
-        ssp_row = _evaluate(plan, weights, clips, True, variant.recipe.ssp.registration, variant.name)
+        ssp_row = _evaluate(plan, weights, clips(), True, variant.recipe.ssp.registration, variant.name)
         row = {"name": variant.name, "label": variant.label, "group": variant.group, "key": key,
                "ssp": to_dict(variant.recipe.ssp), "train_s": round(seconds, 1), **ssp_row}
         if variant.own_image_model or variant.recipe.ssp.lr_image > 0:  # its image model differs: score it alone
-            row["image"] = _evaluate(plan, weights, clips, False, True, f"{variant.name} image")
+            row["image"] = _evaluate(plan, weights, clips(), False, True, f"{variant.name} image")
         row_file.write_text(json.dumps(row, indent=2))
         log.line(f"ablate: {variant.name}: mIoU {cell(row['miou'])}  TC {cell(row['tc'])}  "
                  f"flicker {cell(row['flicker'])}  ({seconds:.0f} s)")

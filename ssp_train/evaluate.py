@@ -78,7 +78,8 @@ def _scenario(cfg: SspConfig, path: Path | None, size: tuple[int, int] | None) -
     return scenario
 
 
-def _mean(values: list[float | None]) -> float | None:
+def mean_of_known(values: list[float | None]) -> float | None:
+    """The mean of the finite values (rounded to 3 decimals), None when there are none: a metric over sequences."""
     known = [v for v in values if v is not None and np.isfinite(v)]
     return round(float(np.mean(known)), 3) if known else None
 
@@ -117,7 +118,7 @@ def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list
                     {"source": clip.source, **{k: result[k] for k in METRICS}})
     rows = [{"name": name, "model": mode, "label": f"{name}: {ROW_LABELS[mode]}",
              "weights": str(backends[name][0].model.weights),
-             **{k: _mean([s[k] for s in seqs]) for k in METRICS}, "per_sequence": seqs}
+             **{k: mean_of_known([s[k] for s in seqs]) for k in METRICS}, "per_sequence": seqs}
             for (name, mode), seqs in per_sequence.items()]
     report = {"sources": sources, "frames": frames, "seeds": list(seeds) if input_path is None else None,
               "classes": list(classes.names), "rows": rows}

@@ -32,15 +32,6 @@ from ssp_train.sources import FrameSource
 TEACHER_KEYS = ("backbone", "decoder_channels", "num_classes", "dataset")  # metadata the teacher is built from
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (the teacher's identity in the cache)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def image_digest(image: np.ndarray) -> str:
     """A short digest of a frame's pixels and shape: detects data that changed under the same frame key."""
     return hashlib.blake2b(np.ascontiguousarray(image).tobytes() + str(image.shape).encode(), digest_size=12

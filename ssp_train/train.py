@@ -18,16 +18,18 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 import yaml
 from torch import nn
+from torch.utils.data import Dataset
 
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import to_dict
 from ssp_ros.errors import ConfigError, SspError
+from ssp_ros.export_info import sha256_file
 from ssp_ros.models import (
     SSP,
     Segmenter,
@@ -47,7 +49,7 @@ from ssp_train.flow_cache import EstimatedFlow
 from ssp_train.objectives import ImageObjective, ImagePairObjective, KdObjective, SspObjective
 from ssp_train.sources import FrameSource, SyntheticSource
 from ssp_train.synthetic_data import Sequence, generate_sequence, generate_sequences, sequence_keys
-from ssp_train.teacher import TeacherCache, file_sha256, load_teacher
+from ssp_train.teacher import TeacherCache, load_teacher
 from ssp_train.validation import evaluate
 
 ALONE = ProcessGroup()  # a single process on the CPU
@@ -100,6 +102,15 @@ def _settings(cfg: TrainConfig, name: str, stage: Stage) -> StageSettings:
     return StageSettings(name=name, steps=stage.steps, accumulate=stage.accumulate, precision=cfg.compute.precision,
                          directory=Path(out.dir), checkpoint_every=out.checkpoint_every, log_every=out.log_every,
                          resume=out.resume, progress=out.progress, recipe=to_dict(cfg))
+
+
+def _batch_maker(cfg: TrainConfig, dataset: Dataset, batch_size: int, seed: int,
+                 group: ProcessGroup) -> Callable[[int], Iterator]:
+    """``make_batches(start)`` for ``run_stage``: this process's shard of endless batches from batch ``start``."""
+    def make_batches(start: int) -> Iterator:
+        return batches(dataset, batch_size, seed, group.rank, group.world_size, start, cfg.compute.num_workers,
+                       group.device.type == "cuda")
+    return make_batches
 
 
 def _summary(report: dict) -> str:
@@ -197,10 +208,7 @@ def train_image(cfg: TrainConfig, source: FrameSource | None = None, log: RunLog
         objective, unit = ImageObjective(segmenter, classes.ignore_index), "crops"
     optimizer = torch.optim.AdamW(param_groups(segmenter, stage.lr, stage.weight_decay), lr=stage.lr)
 
-    def make_batches(start: int):
-        return batches(dataset, stage.batch_size, cfg.seed + 1, group.rank, group.world_size, start,
-                       cfg.compute.num_workers, group.device.type == "cuda")
-
+    make_batches = _batch_maker(cfg, dataset, stage.batch_size, cfg.seed + 1, group)
     log.line(f"image stage: {stage.steps} steps of {_batch_words(stage, group, unit)} of "
              f"{stage.crop_size or 'whole'} px from {len(dataset)} frames on {group.device}, {cfg.compute.precision}")
     result = run_stage(_settings(cfg, "image", stage), objective, segmenter,
@@ -274,10 +282,7 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     objective = SspObjective(model, frozen, stage.tc_weight, classes.ignore_index, stage.registration)
     optimizer = _fusion_optimizer(model, stage, frozen)
 
-    def make_batches(start: int):
-        return batches(dataset, stage.batch_size, cfg.seed + 2, group.rank, group.world_size, start,
-                       cfg.compute.num_workers, group.device.type == "cuda")
-
+    make_batches = _batch_maker(cfg, dataset, stage.batch_size, cfg.seed + 2, group)
     log.line(f"ssp stage: {stage.steps} steps of {_batch_words(stage, group, 'clips')} of {stage.unroll + 1} frames "
              f"(gap {list(cfg.data.frame_gap)}), crops of {stage.crop_size or 'whole'} px, image model "
              f"{'frozen' if frozen else f'lr {stage.lr_image}'}, on {group.device}, {cfg.compute.precision}")
@@ -308,7 +313,7 @@ def _teacher_cache(cfg: TrainConfig, dataset: ClipDataset, source: FrameSource, 
                    group: ProcessGroup) -> TeacherCache:
     """The teacher's logits of every frame the KD pairs may read, computed where missing (split over processes)."""
     stage, classes = cfg.kd, _classes(cfg)
-    teacher_hash = file_sha256(stage.teacher)
+    teacher_hash = sha256_file(stage.teacher)
     cache = TeacherCache(stage.cache, teacher_hash, source)
     missing = cache.missing(dataset.frames_used())
     log.line(f"kd: teacher {stage.teacher} (sha256 {teacher_hash[:16]}), logits cached in {cache.folder}: "
@@ -342,10 +347,7 @@ def train_kd(cfg: TrainConfig, model: SSP, source: FrameSource | None = None, lo
     objective = KdObjective(model, frozen, stage.temperature, stage.prev_weight, stage.tc_weight)
     optimizer = _fusion_optimizer(model, stage, frozen)
 
-    def make_batches(start: int):
-        return batches(dataset, stage.batch_size, cfg.seed + 3, group.rank, group.world_size, start,
-                       cfg.compute.num_workers, group.device.type == "cuda")
-
+    make_batches = _batch_maker(cfg, dataset, stage.batch_size, cfg.seed + 3, group)
     log.line(f"kd stage: {stage.steps} steps of {_batch_words(stage, group, 'pairs')} (gap {list(cfg.data.frame_gap)}),"
              f" crops of {stage.crop_size or 'whole'} px, T {stage.temperature}, image model "
              f"{'frozen' if frozen else f'lr {stage.lr_image}'}, on {group.device}, {cfg.compute.precision}")

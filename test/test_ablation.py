@@ -115,8 +115,10 @@ def test_tiny_plan_end_to_end(tmp_path, monkeypatch):
         raise AssertionError("a finished variant was trained again")
 
     monkeypatch.setattr("ssp_train.train.train_ssp", no_training)
+    scored = len(seen)
     again = run_ablation(plan)
     assert [r["key"] for r in again["rows"]] == [r["key"] for r in report["rows"]]
+    assert len(seen) == scored and again["image"] == report["image"]  # nothing scored again either
     with pytest.raises(AssertionError, match="trained again"):
         run_ablation(plan, ["fixed_blend"])
 

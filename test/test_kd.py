@@ -12,6 +12,7 @@ import yaml
 
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import ConfigError, SspError
+from ssp_ros.export_info import sha256_file
 from ssp_ros.models import build_segmenter, build_ssp, read_weights_metadata, save_weights
 from ssp_ros.resources import share_dir
 from ssp_train.config import TrainConfig, load_train_config
@@ -19,7 +20,7 @@ from ssp_train.data import PairDataset
 from ssp_train.losses import fused_teacher_targets
 from ssp_train.objectives import KdObjective
 from ssp_train.sources import SyntheticSource
-from ssp_train.teacher import TeacherCache, file_sha256, load_teacher
+from ssp_train.teacher import TeacherCache, load_teacher
 from ssp_train.train import check_weights_size, main
 
 TRAIN_CONFIGS = share_dir() / "config" / "train"
@@ -63,7 +64,7 @@ def test_teacher_cache_round_trip_and_staleness(small_video, teacher_file, tmp_p
     teacher = load_teacher(teacher_file, K, "uavid")
     with pytest.raises(SspError, match="classes"):
         load_teacher(teacher_file, 6, "ruralscapes")
-    cache = TeacherCache(tmp_path / "cache", file_sha256(teacher_file), source)
+    cache = TeacherCache(tmp_path / "cache", sha256_file(teacher_file), source)
     assert cache.missing([(0, 0), (0, 2)]) == [(0, 0), (0, 2)]
     cache.fill(teacher, [(0, 0), (0, 2)], torch.device("cpu"), batch_size=2)
     assert cache.missing([(0, 0), (0, 1), (0, 2)]) == [(0, 1)]
@@ -100,7 +101,7 @@ def test_invalid_flow_keeps_own_teacher_target():
 def test_kd_objective_pulls_the_student_to_the_teacher(small_video, teacher_file, tmp_path):
     source = SyntheticSource([small_video[:6]])
     dataset = PairDataset(source, crop_size=64, frame_gap=(1, 2), with_flow=True)
-    cache = TeacherCache(tmp_path / "cache", file_sha256(teacher_file), source)
+    cache = TeacherCache(tmp_path / "cache", sha256_file(teacher_file), source)
     cache.fill(load_teacher(teacher_file, K, "uavid"), dataset.frames_used(), torch.device("cpu"))
     dataset.teacher = cache
     batch = torch.utils.data.default_collate([dataset[(i, i)] for i in (0, 3)])
