@@ -39,8 +39,9 @@ setup(
     zip_safe=True,
     entry_points={
         "console_scripts": [
-            "ssp = ssp_ros.cli:main",
-            "ssp_node = ssp_ros.node:main",
+            "ssp = ssp_ros.cli.main:main",
+            "ssp_node = ssp_ros.ros.main:main",
         ],
+        "ssp_ros.commands": ["training = ssp_train.cli:add_commands"],  # the `ssp` command's training commands
     },
 )

@@ -4,7 +4,7 @@ A plan (``config/train/ablation.yaml``) names a base training recipe, the image 
 the variants: each changes keys of the SSP stage (similarity module, registration, TC weight λ, fine-tuning of the
 image model, unrolled clips, ...) or of the image stage (then it trains its own image model first). The runner
 generates the training video once, trains each variant's SSP stage, and runs every result through the drone's
-``Pipeline`` (``ssp_ros.demo.run_clip``) on held-aside sequences of the training world: mIoU, TC, flicker and VC
+``Pipeline`` (``ssp_ros.eval.clips.run_clip``) on held-aside sequences of the training world: mIoU, TC, flicker and VC
 per variant, next to the image model. Writes ``ablation.json`` and ``ablation.md`` into the plan's ``out`` folder.
 
 A finished variant leaves ``<out>/<name>/row.json`` (the image model's own scores: ``<out>/image_row.json``); a
@@ -16,7 +16,6 @@ trains it) and evaluation reuses it, so an interrupted plan continues where it s
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -25,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ssp_ros.backends.export_info import sha256_file
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig, config_from_dict, load_config, read_yaml, to_dict
 from ssp_ros.errors import ConfigError, SspError
-from ssp_ros.export_info import sha256_file
-from ssp_ros.report import cell
+from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, Candidate, candidate_backend, mean_of_known
+from ssp_ros.eval.report import cell
 from ssp_train.config import TrainConfig, load_train_config
-from ssp_train.evaluate import HELD_ASIDE_SEEDS, Candidate, candidate_backend, mean_of_known
 
 PLAN_KEYS = ("base", "image_weights", "out", "seeds", "frames", "runtime", "variants")
 VARIANT_KEYS = ("name", "label", "group", "image", "ssp")
@@ -168,7 +167,7 @@ def _shared_image_model(plan: AblationPlan, origin: str, training_frames: Callab
 def _evaluate(plan: AblationPlan, weights: Path, clips: list, propagate: bool, registration: bool,
               label: str) -> dict:
     """Mean metrics over the held-aside clips of one weights file through the runtime pipeline."""
-    from ssp_ros.demo import run_clip
+    from ssp_ros.eval.clips import run_clip
 
     dataset = plan.base.model.dataset
     runtime = replace(plan.runtime, model=replace(plan.runtime.model, input_size=plan.base.model.input_size),
@@ -185,7 +184,7 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
     finished, else left out); write ``ablation.json`` / ``ablation.md`` and return the report."""
     import torch
 
-    from ssp_ros.demo import synthetic_clip
+    from ssp_ros.eval.clips import synthetic_clip
     from ssp_ros.models import build_segmenter, save_weights
     from ssp_train.engine import RunLog
     from ssp_train.train import needs_flow, train_image, train_ssp, trained_on, training_source
@@ -305,24 +304,3 @@ def markdown(report: dict) -> str:
         "true class stays the same but whose prediction changes (lower is better); VC8: video consistency over 8 "
         "frames. TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
         *head, *lines, ""])
-
-
-def cmd_ablate(args: argparse.Namespace) -> int:
-    """``ssp ablate``: train and evaluate the plan's variants; print the table's path."""
-    report = run_ablation(load_plan(args.config), args.only)
-    out = Path(report["image_model"]).parent
-    print(markdown(report))
-    print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
-    return 0
-
-
-def add_ablate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``ssp ablate`` (sets ``func=cmd_ablate``)."""
-    parser = subparsers.add_parser("ablate", help="train and evaluate the SSP ablations (fixed blend, cosine, no "
-                                   "registration, λ, ...) on held-aside synthetic video")
-    parser.add_argument("--config", type=Path, default=Path("config/train/ablation.yaml"),
-                        help="ablation plan YAML (default config/train/ablation.yaml)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="(re)train these variants only; finished ones "
-                        "are reused from the plan's out folder")
-    parser.set_defaults(func=cmd_ablate)
-    return parser

@@ -1,7 +1,7 @@
 """Estimated optical flow of real training pairs, computed on the fly or cached to disk, and the ``flow-cache``
 command that fills the cache ahead of training.
 
-DIS (OpenCV) is the default estimator; RAFT runs only with a local weights file (``ssp_ros.flow``). A cache
+DIS (OpenCV) is the default estimator; RAFT runs only with a local weights file (``ssp_ros.eval.flow``). A cache
 file holds one pair's flow in both directions at the training frame size::
 
     <cache>/<estimator>_<H>x<W>/<sequence>/<prev:06d>_<cur:06d>.npz   (float16 flow, bool validity)
@@ -12,7 +12,6 @@ A file that cannot be read is an error naming it (delete it to recompute).
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -20,10 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ssp_ros.errors import SspError
-from ssp_ros.flow import FlowEstimator, make_flow_estimator
+from ssp_ros.eval.flow import FLOW_ESTIMATORS, FlowEstimator, make_flow_estimator
 from ssp_train.pair_flow import PairFlow, estimated_pair_flow
-
-FLOW_ESTIMATORS = ("dis", "raft", "raft_small")
 
 
 class EstimatedFlow:
@@ -99,44 +96,29 @@ def pair_frames(sequence_frames: list[int], labelled: list[int], gaps: tuple[int
     return [(k - gap, k) for k in labelled for gap in range(gaps[0], gaps[1] + 1) if k - gap in available]
 
 
-def add_flow_cache_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``flow-cache``: precompute the flow of every training pair of a recipe's real data set."""
-    parser = subparsers.add_parser(
-        "flow-cache", help="precompute optical flow of the training pairs of a real data set (DIS or RAFT)",
-        description="Compute the flow, both directions, of every pair (k - gap, k) of the recipe's data.dataset "
-                    "at data.frame_size, for each gap in data.frame_gap, and store it under --cache.")
-    parser.add_argument("--config", type=Path, required=True, help="training recipe (config/train/*.yaml) with "
-                        "data.dataset set")
-    parser.add_argument("--cache", type=Path, help="cache folder (default: the recipe's data.flow_cache, which "
-                        "training reads)")
-    parser.add_argument("--flow", choices=FLOW_ESTIMATORS, help="flow estimator (default: the recipe's data.flow)")
-    parser.add_argument("--flow-weights", type=Path, help="local RAFT weights (default: the recipe's "
-                        "data.flow_weights)")
-    parser.set_defaults(func=cmd_flow_cache)
-    return parser
-
-
-def cmd_flow_cache(args: argparse.Namespace) -> int:
-    """Fill the flow cache for the recipe in ``args.config``; prints a summary. Errors are ``SspError``."""
+def run_flow_cache(config: Path, cache: Path | None = None, flow: str | None = None,
+                   flow_weights: Path | None = None) -> str:
+    """Fill the flow cache of the recipe ``config`` (``cache``, ``flow``, ``flow_weights`` default to its
+    ``data.*`` keys); returns a one-line summary. Errors are ``SspError``."""
     from tqdm import tqdm
 
     from ssp_train.config import load_train_config
     from ssp_train.data import video_source
 
-    cfg = load_train_config(args.config)
-    args.flow = args.flow or cfg.data.flow
-    args.flow_weights = args.flow_weights or cfg.data.flow_weights
-    args.cache = args.cache or cfg.data.flow_cache
-    if args.cache is None:
-        raise SspError(f"{args.config}: no cache folder: pass --cache or set data.flow_cache (training reads it)")
-    provider = EstimatedFlow(args.flow, args.flow_weights, args.cache)
+    cfg = load_train_config(config)
+    flow = flow or cfg.data.flow
+    flow_weights = flow_weights or cfg.data.flow_weights
+    cache = cache or cfg.data.flow_cache
+    if cache is None:
+        raise SspError(f"{config}: no cache folder: pass --cache or set data.flow_cache (training reads it)")
+    provider = EstimatedFlow(flow, flow_weights, cache)
     source = video_source(cfg, flow=provider)
     jobs = []
     for s, sequence in enumerate(source.sequences):
         labelled = [item.frame for item in sequence.labelled]
         jobs += [(s, prev, cur) for prev, cur in pair_frames(list(sequence.frames), labelled, cfg.data.frame_gap)]
     if not jobs:
-        raise SspError(f"{args.config}: no frame pairs to cache: are the video frames there (see "
+        raise SspError(f"{config}: no frame pairs to cache: are the video frames there (see "
                        "ssp_train/datasets.py for the layout)?")
     began, computed = time.perf_counter(), 0
     for s, prev, cur in tqdm(jobs, desc="flow", unit="pair"):
@@ -146,6 +128,5 @@ def cmd_flow_cache(args: argparse.Namespace) -> int:
         source.flow(s, prev, cur, source.image(s, prev), source.image(s, cur))
         computed += 1
     seconds = time.perf_counter() - began
-    print(f"flow-cache: {len(jobs)} pairs ({computed} computed, {len(jobs) - computed} already cached) in "
-          f"{seconds:.1f} s with {args.flow} under {args.cache}")
-    return 0
+    return (f"{len(jobs)} pairs ({computed} computed, {len(jobs) - computed} already cached) in "
+            f"{seconds:.1f} s with {flow} under {cache}")

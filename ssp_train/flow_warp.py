@@ -1,6 +1,6 @@
 """Dense optical flow in torch for the training losses: backward warping and the forward-backward occlusion mask.
 
-Pure tensor functions, as RAFT's ``bilinear_sampler``. Convention (the same as ``ssp_ros.flow``): a flow map
+Pure tensor functions, as RAFT's ``bilinear_sampler``. Convention (the same as ``ssp_ros.eval.flow``): a flow map
 N×2×H×W holds (dx, dy) in pixels taking each pixel p of its own frame to ``p + flow[p]`` in the other frame;
 pixel centres sit at integer coordinates. ``flow_warp(values_other, flow)`` pulls the other frame's values
 back to this frame: ``out[p] = values_other[p + flow[p]]`` (bilinear).

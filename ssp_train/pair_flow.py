@@ -1,7 +1,7 @@
 """Optical flow of a training pair (frame k − gap → frame k) in both directions: exact for synthetic video,
-estimated (OpenCV DIS by default, RAFT with local weights; ``ssp_ros.flow``) for real video.
+estimated (OpenCV DIS by default, RAFT with local weights; ``ssp_ros.eval.flow``) for real video.
 
-Flows are H×W×2 float32 (dx, dy) with H×W bool validity, in the convention of ``ssp_ros.flow``: ``forward``
+Flows are H×W×2 float32 (dx, dy) with H×W bool validity, in the convention of ``ssp_ros.eval.flow``: ``forward``
 takes each pixel of frame k − gap to frame k, ``backward`` each pixel of frame k to frame k − gap.
 
 Synthetic video carries the exact flow of each frame to the next (``SyntheticFrame.flow``, movers included).
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ssp_ros.errors import SspError
-from ssp_ros.flow import FlowEstimator
+from ssp_ros.eval.flow import FlowEstimator
 from ssp_ros.synthetic import SyntheticFrame, relative_homography
 
 ROUND_TRIP_PX = 1.0  # backward flow kept where forward(backward(p)) returns within this distance of p
@@ -81,7 +81,7 @@ def _apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def estimated_pair_flow(estimator: FlowEstimator, prev: np.ndarray, cur: np.ndarray) -> PairFlow:
-    """Both directions with a flow estimator of ``ssp_ros.flow`` (validity: its forward-backward check)."""
+    """Both directions with a flow estimator of ``ssp_ros.eval.flow`` (validity: its forward-backward check)."""
     forward, forward_valid = estimator(prev, cur)
     backward, backward_valid = estimator(cur, prev)
     return PairFlow(forward, forward_valid, backward, backward_valid)

@@ -26,10 +26,10 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
+from ssp_ros.backends.export_info import sha256_file
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import to_dict
 from ssp_ros.errors import ConfigError, SspError
-from ssp_ros.export_info import sha256_file
 from ssp_ros.models import (
     SSP,
     Segmenter,

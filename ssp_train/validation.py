@@ -1,5 +1,5 @@
 """Validation during training: the image model and SSP (run recursively, as on the drone) over a held-out
-synthetic sequence with its exact homography and flow, scored with ``ssp_ros.metrics.SequenceMetrics``."""
+synthetic sequence with its exact homography and flow, scored with ``ssp_ros.eval.metrics.SequenceMetrics``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssp_ros.metrics import SequenceMetrics
+from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.models import Segmenter
 from ssp_ros.registration import cells_to_previous
 from ssp_ros.synthetic import relative_homography

@@ -26,6 +26,6 @@ def small_video() -> list[SyntheticFrame]:
 def shipped_export(tmp_path_factory: pytest.TempPathFactory):
     """The shipped model (config/ssp.yaml) exported once per session with ``ssp export``'s code path."""
     from ssp_ros.config import load_config
-    from ssp_train.export import export_config
+    from ssp_ros.deploy.export import export_config
 
     return export_config(load_config().model, tmp_path_factory.mktemp("export") / "ssp_export")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssp_ros.export_info import ExportInfo, load_export_info, sha256_file, write_export_info
+from ssp_ros.backends.export_info import ExportInfo, load_export_info, sha256_file, write_export_info
 
 INPUT_SIZE = (64, 96)
 CLASSES = ("road", "tree", "car")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ssp_ros.demo
+import ssp_ros.eval.clips
 from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.resources import share_dir
-from ssp_train import ablation
 from ssp_train.ablation import load_plan, markdown, run_ablation
+from ssp_train.cli import cmd_ablate
 
 TRAIN_CONFIGS = share_dir() / "config" / "train"
 
@@ -85,13 +85,13 @@ def test_missing_image_weights_and_unknown_variant_are_named(tmp_path):
 
 def test_tiny_plan_end_to_end(tmp_path, monkeypatch):
     seen = []
-    real_run_clip = ssp_ros.demo.run_clip
+    real_run_clip = ssp_ros.eval.clips.run_clip
 
     def spy(cfg, backend, clip, enabled, num_classes, desc):
         seen.append((desc, enabled, cfg.registration.enabled))
         return real_run_clip(cfg, backend, clip, enabled, num_classes, desc)
 
-    monkeypatch.setattr(ssp_ros.demo, "run_clip", spy)
+    monkeypatch.setattr(ssp_ros.eval.clips, "run_clip", spy)
     plan = load_plan(_write(tmp_path / "plan.yaml", _plan(tmp_path)))
     report = run_ablation(plan)
     out = tmp_path / "out"
@@ -136,8 +136,8 @@ def test_markdown_puts_deltas_against_plain_ssp():
 
 
 def test_cli_registers_ablate():
-    from ssp_ros.cli import build_parser
+    from ssp_ros.cli.main import build_parser
 
     args = build_parser().parse_args(["ablate", "--only", "ssp", "cosine"])
-    assert args.func is ablation.cmd_ablate and args.only == ["ssp", "cosine"]
+    assert args.func is cmd_ablate and args.only == ["ssp", "cosine"]
     assert args.config == Path("config/train/ablation.yaml")

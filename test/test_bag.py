@@ -5,7 +5,8 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from ssp_ros.bag import (
+from ssp_ros.errors import SspError
+from ssp_ros.ros.bag import (
     SYNTH_IMAGE_TOPIC,
     SYNTH_LABELS_TOPIC,
     SYNTH_START_NS,
@@ -16,8 +17,7 @@ from ssp_ros.bag import (
     topic_connections,
     write_synthetic_bag,
 )
-from ssp_ros.errors import SspError
-from ssp_ros.ros_images import image_pixels, message_to_rgb, stamp_ns
+from ssp_ros.ros.images import image_pixels, message_to_rgb, stamp_ns
 
 
 @pytest.mark.parametrize("name", ["drone.mcap", "drone.db3"])

@@ -4,8 +4,8 @@ import json
 import pytest
 from conftest import small_scenario
 
-from ssp_ros.bench import input_size_for, markdown, ratios, run_bench, write_report
 from ssp_ros.config import ModelConfig, SspConfig
+from ssp_ros.eval.bench import input_size_for, markdown, ratios, run_bench, write_report
 from ssp_ros.pipeline import STAGES
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssp_ros.calibration import CalibrationSet, model_input, read_frame, select_frames
+from ssp_ros.deploy.calibration import CalibrationSet, model_input, read_frame, select_frames
 from ssp_ros.errors import SspError
 from ssp_ros.letterbox import PAD_VALUE, Letterbox
 

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from fake_export import write_fake_export
 
-from ssp_ros.cli import main
+from ssp_ros.cli.main import main
 from ssp_ros.io import LabelledSequence
 
 SMALL = {"height": 64, "width": 96, "world": {"size_m": 120.0, "gsd_m": 0.12},
@@ -68,7 +68,7 @@ def test_unwritable_output_is_one_clear_error(tmp_path: Path, capsys) -> None:
 
 
 def test_export_command_writes_a_runnable_folder(tmp_path: Path, capsys) -> None:
-    from ssp_ros.export_info import load_export_info
+    from ssp_ros.backends.export_info import load_export_info
 
     assert main(["export", "--out", str(tmp_path / "exp"), "--size", "64x96"]) == 0
     out = capsys.readouterr().out

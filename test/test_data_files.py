@@ -58,7 +58,8 @@ def launched_packages(path: Path) -> set[str]:
 def test_package_xml_lists_what_the_node_and_launch_files_use() -> None:
     catkin_pkg = pytest.importorskip("catkin_pkg.package")
     depends = {dep.name for dep in catkin_pkg.parse_package(str(ROOT / "package.xml")).exec_depends}
-    needed = set().union(*(imported_packages(ROOT / "ssp_ros" / f) for f in ("node.py", "transport_rclpy.py")))
+    node_files = ("node.py", "rclpy_transport.py", "main.py")
+    needed = set().union(*(imported_packages(ROOT / "ssp_ros" / "ros" / f) for f in node_files))
     for launch_file in (ROOT / "launch").glob("*.launch.py"):
         needed |= imported_packages(launch_file) | launched_packages(launch_file)
     assert {"rclpy", "sensor_msgs", "std_srvs", "diagnostic_msgs", "vision_msgs", "cv_bridge", "launch",

@@ -3,19 +3,18 @@ resumable sharded sampling (ssp_train.sampler)."""
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 import yaml
 from test_data_real import make_uavid
 
+from ssp_ros.cli.main import build_parser
 from ssp_ros.errors import ConfigError, SspError
-from ssp_ros.flow import warp_nearest
+from ssp_ros.eval.flow import warp_nearest
 from ssp_train.augment import Jitter, random_jitter
 from ssp_train.data import ClipDataset, PairDataset
-from ssp_train.flow_cache import EstimatedFlow, add_flow_cache_parser, pair_frames
+from ssp_train.flow_cache import EstimatedFlow, pair_frames
 from ssp_train.pair_flow import synthetic_pair_flow
 from ssp_train.sampler import StepBatchSampler
 from ssp_train.sources import SyntheticSource
@@ -125,9 +124,7 @@ def test_flow_cache_command(tmp_path, small_video, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"data": {"source": "uavid", "root": str(root), "frame_size": None,
                                                "frame_gap": [1, 2], "val_frames": 0}}))
-    parser = argparse.ArgumentParser(prog="ssp")
-    add_flow_cache_parser(parser.add_subparsers())
-    args = parser.parse_args(["flow-cache", "--config", str(recipe), "--cache", str(tmp_path / "cache")])
+    args = build_parser().parse_args(["flow-cache", "--config", str(recipe), "--cache", str(tmp_path / "cache")])
     assert args.func(args) == 0
     assert "6 pairs (6 computed, 0 already cached)" in capsys.readouterr().out
     assert len(list((tmp_path / "cache" / "dis_120x200" / "uavid_train" / "seq1").glob("*.npz"))) == 6
@@ -136,7 +133,7 @@ def test_flow_cache_command(tmp_path, small_video, capsys):
     assert pair_frames([8, 9, 12], [10, 12], (1, 2)) == [(9, 10), (8, 10), (10, 12)]  # labelled frames count
 
 
-def test_flow_cache_folder_comes_from_the_recipe_and_training_reads_it(tmp_path, small_video):
+def test_flow_cache_folder_comes_from_the_recipe_and_training_reads_it(tmp_path, small_video, capsys):
     from ssp_train.config import load_train_config
     from ssp_train.train import training_source
 
@@ -144,8 +141,7 @@ def test_flow_cache_folder_comes_from_the_recipe_and_training_reads_it(tmp_path,
     data = {"source": "uavid", "root": str(root), "frame_size": None, "frame_gap": [1, 2], "val_frames": 0}
     bare = tmp_path / "bare.yaml"
     bare.write_text(yaml.safe_dump({"data": data}))
-    parser = argparse.ArgumentParser(prog="ssp")
-    add_flow_cache_parser(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["flow-cache", "--config", str(bare)])
     with pytest.raises(SspError, match=rf"{bare}: no cache folder: pass --cache or set data.flow_cache"):
         args.func(args)
@@ -153,7 +149,8 @@ def test_flow_cache_folder_comes_from_the_recipe_and_training_reads_it(tmp_path,
     recipe.write_text(yaml.safe_dump({"data": {**data, "flow_cache": str(tmp_path / "cache")},
                                       "image": {"tc_weight": 0.5}}))
     args = parser.parse_args(["flow-cache", "--config", str(recipe)])
-    assert args.func(args) == 0 and args.flow == "dis"
+    assert args.func(args) == 0
+    assert f"with dis under {tmp_path / 'cache'}" in capsys.readouterr().out  # estimator and folder from the recipe
     provider = training_source(load_train_config(recipe)).flow_provider
     assert provider.cache == tmp_path / "cache" and provider.estimator_name == "dis"
     bad = tmp_path / "bad.yaml"

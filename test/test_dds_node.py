@@ -21,16 +21,16 @@ import yaml
 
 from ssp_ros.classes import load_class_set, overlay
 from ssp_ros.config import load_config
-from ssp_ros.ros_images import rgb_to_bgr
-from ssp_ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
+from ssp_ros.ros.images import rgb_to_bgr
+from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from conftest import small_scenario  # noqa: E402 - after the skip
 from test_transport_dds import LOOPBACK  # noqa: E402
 
+from ssp_ros.ros.dds_transport import DdsTransport  # noqa: E402
 from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
-from ssp_ros.transport_dds import DdsTransport  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE = [128, 224]  # the shipped weights at a small model input: the stream logic is under test here
@@ -130,7 +130,7 @@ def rgb8(transport: DdsTransport, frame: np.ndarray, stamp_ns: int):
 def start_node(config: Path, domain: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "CYCLONEDDS_URI": LOOPBACK, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "ssp_ros.cli", "node", "--transport", "dds", "--config",
+        return subprocess.Popen([sys.executable, "-m", "ssp_ros.cli.main", "node", "--transport", "dds", "--config",
                                  str(config), "--domain-id", str(domain)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 import yaml
 
-from ssp_ros.cli import main
+from ssp_ros.cli.main import main
 from ssp_ros.config import ModelConfig, SspConfig
-from ssp_ros.demo import Clip, file_clip, run_demo
+from ssp_ros.eval.clips import Clip, file_clip
+from ssp_ros.eval.demo import run_demo
 from ssp_ros.io import VideoWriter
 from ssp_ros.models import build_ssp, save_weights
 

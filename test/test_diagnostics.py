@@ -1,11 +1,11 @@
 import numpy as np
 
-from ssp_ros.diagnostics import ERROR, NAMES, OK, STALE_LEVEL, WARN, StreamMonitor
 from ssp_ros.pipeline import FrameResult
 from ssp_ros.propagation import DISABLED, FIRST_FRAME, REGISTRATION_FAILED
 from ssp_ros.registration import Registration
-from ssp_ros.ros_adapter import STALE, Skipped, StreamOutput
-from ssp_ros.ros_images import UNSUPPORTED_ENCODING
+from ssp_ros.ros.diagnostics import ERROR, NAMES, OK, STALE_LEVEL, WARN, StreamMonitor
+from ssp_ros.ros.images import UNSUPPORTED_ENCODING
+from ssp_ros.ros.stream import STALE, Skipped, StreamOutput
 
 
 def output(fused: bool, reason: str = "", inliers: int = 80, total_ms: float = 20.0) -> StreamOutput:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fake_export import write_fake_export
 
-from ssp_ros.engine_cache import (
+from ssp_ros.backends.engine_cache import (
     EngineKey,
     Platform,
     calibration_cache_path,

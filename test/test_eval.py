@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 
@@ -10,10 +9,11 @@ import pytest
 import torch
 from conftest import small_scenario
 
+from ssp_ros.cli.main import build_parser
 from ssp_ros.config import ModelConfig, SspConfig
 from ssp_ros.errors import SspError
+from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, Candidate, run_eval
 from ssp_ros.models import build_segmenter, build_ssp, save_weights
-from ssp_train.evaluate import HELD_ASIDE_SEEDS, Candidate, add_eval_parser, run_eval
 
 K = 8
 TINY = ModelConfig(decoder_channels=16, input_size=(64, 96))
@@ -57,8 +57,7 @@ def test_eval_errors_name_the_weights(tmp_path, weights):
 
 
 def test_eval_parser_defaults_to_held_aside_seeds():
-    parser = argparse.ArgumentParser()
-    add_eval_parser(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["eval", "--weights", "kd=a/kd.safetensors", "--weights", "b/ssp.safetensors"])
     assert [(c.name, str(c.path)) for c in args.weights] == [("kd", "a/kd.safetensors"), ("ssp", "b/ssp.safetensors")]
     assert args.seeds == list(HELD_ASIDE_SEEDS)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from ssp_ros.backends.export_info import FUSION_INPUTS, FUSION_OUTPUTS, load_export_info
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig
+from ssp_ros.deploy.export import OPSET, TENSORRT_OPS, check_graph, export_model, operator_counts
 from ssp_ros.errors import SspError
-from ssp_ros.export_info import FUSION_INPUTS, FUSION_OUTPUTS, load_export_info
 from ssp_ros.models import build_ssp
-from ssp_train.export import OPSET, TENSORRT_OPS, check_graph, export_model, operator_counts
 
 
 def test_export_writes_two_checked_graphs_and_a_sidecar(shipped_export) -> None:

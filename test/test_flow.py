@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ssp_ros.errors import SspError
-from ssp_ros.flow import DISFlow, forward_backward_valid, make_flow_estimator, warp_nearest
+from ssp_ros.eval.flow import DISFlow, forward_backward_valid, make_flow_estimator, warp_nearest
 
 
 def test_warp_nearest_pulls_next_values_back() -> None:

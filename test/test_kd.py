@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from ssp_ros.backends.export_info import sha256_file
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import ConfigError, SspError
-from ssp_ros.export_info import sha256_file
 from ssp_ros.models import build_segmenter, build_ssp, read_weights_metadata, save_weights
 from ssp_ros.resources import share_dir
 from ssp_train.config import TrainConfig, load_train_config

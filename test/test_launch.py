@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ssp_ros.node import NODE_NAME, OUTPUTS
+from ssp_ros.ros.node import NODE_NAME, OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
@@ -68,7 +68,7 @@ def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz() -> None:
 
 
 def test_overridden_keys_are_node_parameters() -> None:
-    from ssp_ros.node_params import SPECS
+    from ssp_ros.ros.params import SPECS
 
     tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
     overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ssp_ros.metrics import ConfusionMatrix, FlickerRate, SequenceMetrics, TemporalConsistency, VideoConsistency
+from ssp_ros.eval.metrics import ConfusionMatrix, FlickerRate, SequenceMetrics, TemporalConsistency, VideoConsistency
 
 
 def test_confusion_matrix_iou_by_hand() -> None:

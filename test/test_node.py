@@ -2,16 +2,16 @@ import importlib.util
 
 import pytest
 
-from ssp_ros import node, transport_rclpy
+from ssp_ros.ros import main, node, rclpy_transport
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rclpy") is not None, reason="rclpy is installed: ROS path")
 def test_node_without_ros_explains_what_to_source(capsys) -> None:
-    assert node.main([]) == 1
+    assert main.main([]) == 1
     assert "rclpy is not importable: source a ROS 2 installation" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", [node, transport_rclpy])
+@pytest.mark.parametrize("module", [main, node, rclpy_transport])
 def test_node_modules_import_no_ros_at_top_level(module) -> None:
     import ast
     from pathlib import Path
@@ -66,7 +66,7 @@ def test_parameters_come_from_the_config_file_then_overrides(fake_rcl_interfaces
     config = tmp_path / "ssp.yaml"
     config.write_text(yaml.safe_dump({"propagation": {"max_time_gap_s": 0.8}, "node": {"max_age_ms": 300.0}}))
     fake = _FakeNode({"config_file": str(config), "node.max_age_ms": 120, "runtime.backend": "torch"})
-    cfg = transport_rclpy.declare_parameters(fake)
+    cfg = rclpy_transport.declare_parameters(fake)
     assert cfg.propagation.max_time_gap_s == 0.8, "the file's value is the default"
     assert cfg.node.max_age_ms == 120.0, "an override (an int from a launch file) wins and becomes a float"
     gap = fake.descriptors["propagation.max_time_gap_s"]
@@ -74,13 +74,13 @@ def test_parameters_come_from_the_config_file_then_overrides(fake_rcl_interfaces
     assert fake.descriptors["registration.min_inliers"].integer_range[0].from_value == 4
     assert fake.descriptors["runtime.backend"].read_only
     with pytest.raises(ConfigError, match=r"ROS parameters: propagation.max_time_gap_s: must be in \(0.0, inf\]"):
-        transport_rclpy.declare_parameters(_FakeNode({"propagation.max_time_gap_s": -1.0}))
+        rclpy_transport.declare_parameters(_FakeNode({"propagation.max_time_gap_s": -1.0}))
 
 
 def test_rclpy_messages_are_built_with_byte_arrays() -> None:
     import numpy as np
 
-    built = transport_rclpy.RclpyMessages(_Record).image("HEADER", np.arange(6, dtype=np.uint8).reshape(2, 3), "mono8")
+    built = rclpy_transport.RclpyMessages(_Record).image("HEADER", np.arange(6, dtype=np.uint8).reshape(2, 3), "mono8")
     assert built.header == "HEADER" and (built.height, built.width, built.step, built.encoding) == (2, 3, 3, "mono8")
     assert built.data.typecode == "B" and list(built.data) == [0, 1, 2, 3, 4, 5]
 
@@ -93,7 +93,7 @@ class _MemoryTransport:
     def __init__(self, subscribers: int = 1) -> None:
         from rosbags.typesys import Stores, get_typestore
 
-        from ssp_ros.transport_dds import RosbagsBuilder
+        from ssp_ros.ros.dds_transport import RosbagsBuilder
 
         self.typestore = get_typestore(Stores.ROS2_HUMBLE)
         self.messages = RosbagsBuilder(self.typestore, self.node_name)
@@ -104,7 +104,7 @@ class _MemoryTransport:
         self.clock = 0.0
 
     def resolve(self, topic):
-        from ssp_ros.transport import resolve_name
+        from ssp_ros.ros.transport import resolve_name
 
         return resolve_name(topic, self.node_name)
 
@@ -143,7 +143,7 @@ def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video
     from test_ros_adapter import rgb8
 
     from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
-    from ssp_ros.transport import SENSOR_DATA
+    from ssp_ros.ros.transport import SENSOR_DATA
 
     cfg = SspConfig(model=ModelConfig(input_size=(32, 64)), node=replace(NodeConfig(), image_topic="camera/image",
                                                                             max_age_ms=100.0))

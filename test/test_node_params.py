@@ -4,7 +4,7 @@ import pytest
 
 from ssp_ros.config import SspConfig, load_config
 from ssp_ros.errors import ConfigError
-from ssp_ros.node_params import PARAMS, SPECS, check_dynamic, config_with_params, param_values
+from ssp_ros.ros.params import PARAMS, SPECS, check_dynamic, config_with_params, param_values
 
 
 def test_every_parameter_is_a_config_key_with_a_ros_value() -> None:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from ssp_ros.backends import make_backend
+from ssp_ros.backends.export_info import load_export_info
 from ssp_ros.backends.onnx_backend import OnnxRuntimeBackend, providers_for
 from ssp_ros.config import RuntimeConfig, load_config
 from ssp_ros.errors import SspError
-from ssp_ros.export_info import load_export_info
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.synthetic import SyntheticVideo
 

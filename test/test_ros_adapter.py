@@ -16,18 +16,7 @@ from ssp_ros.errors import ConfigError
 from ssp_ros.models import build_ssp
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.propagation import BACKWARDS_TIME, FIRST_FRAME, REQUESTED
-from ssp_ros.ros_adapter import (
-    DUPLICATE,
-    NOT_NEWER,
-    REJECTED,
-    STALE,
-    FrameSlot,
-    Skipped,
-    StreamOutput,
-    StreamProcessor,
-    is_stale,
-)
-from ssp_ros.ros_images import (
+from ssp_ros.ros.images import (
     BAD_STAMP,
     BAD_STEP,
     EMPTY_IMAGE,
@@ -37,6 +26,17 @@ from ssp_ros.ros_images import (
     UNSUPPORTED_ENCODING,
     RosbagsMessages,
     message_to_rgb,
+)
+from ssp_ros.ros.stream import (
+    DUPLICATE,
+    NOT_NEWER,
+    REJECTED,
+    STALE,
+    FrameSlot,
+    Skipped,
+    StreamOutput,
+    StreamProcessor,
+    is_stale,
 )
 
 INPUT = (32, 64)  # the smallest model input: this file tests the stream logic, not the model

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from ssp_ros.ros_images import (
+from ssp_ros.ros.images import (
     BAD_DATA,
     BAD_STAMP,
     BAD_STEP,

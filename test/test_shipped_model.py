@@ -12,7 +12,7 @@ import pytest
 
 from ssp_ros.backends import make_backend
 from ssp_ros.config import load_config
-from ssp_ros.metrics import SequenceMetrics
+from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.models import read_weights_metadata
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.resources import share_dir

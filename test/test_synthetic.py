@@ -4,7 +4,7 @@ from conftest import small_scenario
 
 from ssp_ros.config import CameraMotion, Nuisances, SyntheticConfig, WorldLayout
 from ssp_ros.errors import ConfigError
-from ssp_ros.flow import warp_nearest
+from ssp_ros.eval.flow import warp_nearest
 from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo, relative_homography
 from ssp_ros.synthetic import labels as L
 from ssp_ros.synthetic.camera import CameraPose, intrinsics, world_to_image

@@ -118,8 +118,9 @@ def test_engine_io_differences_are_all_named(tmp_path: Path) -> None:
 
 
 def test_drone_modules_do_not_import_torch() -> None:
-    code = ("import sys, ssp_ros.backends.tensorrt_backend, ssp_ros.tensorrt_build, ssp_ros.engine_cache, "
-            "ssp_ros.calibration; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys, ssp_ros.backends.tensorrt_backend, ssp_ros.deploy.tensorrt_build, "
+            "ssp_ros.backends.engine_cache, ssp_ros.deploy.calibration; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -165,7 +166,7 @@ def trt_runtime(folder: Path, precision: str) -> RuntimeConfig:
 def fp32_export(gpu, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped model's export with FP32 engines built (TF32 allowed, as TensorRT does by default).
     The export is requested only once the GPU check passed, so machines without one skip quickly."""
-    from ssp_ros.tensorrt_build import BuildOptions, build_engines
+    from ssp_ros.deploy.tensorrt_build import BuildOptions, build_engines
 
     folder = tmp_path_factory.mktemp("trt") / "export"
     shutil.copytree(request.getfixturevalue("shipped_export"), folder)
@@ -273,9 +274,9 @@ def test_engine_from_another_tensorrt_is_refused(fp32_export: Path, tmp_path: Pa
 
 @pytest.mark.slow
 def test_int8_build_calibrates_the_segmenter_and_reuses_its_table(fp32_export: Path, flight, tmp_path: Path) -> None:
-    from ssp_ros.calibration import CalibrationSet
-    from ssp_ros.export_info import load_export_info
-    from ssp_ros.tensorrt_build import BuildOptions, build_engines
+    from ssp_ros.backends.export_info import load_export_info
+    from ssp_ros.deploy.calibration import CalibrationSet
+    from ssp_ros.deploy.tensorrt_build import BuildOptions, build_engines
 
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -13,27 +13,25 @@ import numpy as np
 import pytest
 from fake_export import INPUT_SIZE, write_fake_export
 
-from ssp_ros.calibration import CalibrationSet, model_input
-from ssp_ros.errors import SspError
-from ssp_ros.tensorrt_build import (
+from ssp_ros.cli.deploy import cmd_build_engine
+from ssp_ros.cli.main import build_parser
+from ssp_ros.deploy.calibration import CalibrationSet, model_input
+from ssp_ros.deploy.tensorrt_build import (
     BuildOptions,
     TimingCache,
-    add_build_engine_parser,
     build_engines,
     builder_config,
-    cmd_build_engine,
     concrete_shape,
     fix_dynamic_batch,
     make_calibrator,
 )
+from ssp_ros.errors import SspError
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="ssp")
-    add_build_engine_parser(root.add_subparsers(dest="command", required=True))
-    return root
+    return build_parser()
 
 
 def write_frames(folder: Path, count: int) -> Path:

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from ssp_ros.diagnostics import WARN, DiagnosticItem
-from ssp_ros.transport import SENSOR_DATA, QosProfile, resolve_name
+from ssp_ros.ros.diagnostics import WARN
+from ssp_ros.ros.transport import SENSOR_DATA, DiagnosticItem, QosProfile, resolve_name
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from cyclonedds.qos import Policy  # noqa: E402 - after the skip
 
-from ssp_ros import dds_types  # noqa: E402
-from ssp_ros.transport_dds import DdsTransport, dds_qos  # noqa: E402
+from ssp_ros.ros import dds_types  # noqa: E402
+from ssp_ros.ros.dds_transport import DdsTransport, dds_qos  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T = TS.types

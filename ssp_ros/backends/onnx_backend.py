@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssp_ros.backends.export_info import FUSION_INPUTS, SEGMENTER_INPUTS, ExportInfo, GraphInfo, load_export_info
 from ssp_ros.backends.postprocess import labels_from_logits, similarity_image
 from ssp_ros.config import RuntimeConfig
 from ssp_ros.errors import SspError
-from ssp_ros.export_info import FUSION_INPUTS, SEGMENTER_INPUTS, ExportInfo, GraphInfo, load_export_info
 from ssp_ros.resources import resolve_data_path
 
 

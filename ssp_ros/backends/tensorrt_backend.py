@@ -28,10 +28,8 @@ from typing import Any
 import numpy as np
 
 from ssp_ros.backends import postprocess
-from ssp_ros.config import RuntimeConfig
-from ssp_ros.engine_cache import EngineKey, engine_path, engine_precision, read_checked_engine, rebuild_command
-from ssp_ros.errors import SspError
-from ssp_ros.export_info import (
+from ssp_ros.backends.engine_cache import EngineKey, engine_path, engine_precision, read_checked_engine, rebuild_command
+from ssp_ros.backends.export_info import (
     FUSION_INPUTS,
     FUSION_OUTPUTS,
     GRAPHS,
@@ -41,8 +39,10 @@ from ssp_ros.export_info import (
     GraphInfo,
     load_export_info,
 )
+from ssp_ros.backends.tensorrt_common import concrete_shape, detect_platform, open_device, require_tensorrt, trt_logger
+from ssp_ros.config import RuntimeConfig
+from ssp_ros.errors import SspError
 from ssp_ros.resources import resolve_data_path
-from ssp_ros.tensorrt_build import concrete_shape, detect_platform, open_device, require_tensorrt, trt_logger
 
 IO_NAMES = {"segmenter": (SEGMENTER_INPUTS, SEGMENTER_OUTPUTS), "fusion": (FUSION_INPUTS, FUSION_OUTPUTS)}
 

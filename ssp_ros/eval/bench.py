@@ -107,7 +107,7 @@ def model_cost(model_cfg: ModelConfig, num_classes: int, input_size: tuple[int, 
 def _backend_for(name: str, cfg: SspConfig, num_classes: int, scratch: Path) -> tuple[Any, SspConfig]:
     """A backend of ``name`` for ``cfg.model`` (ONNX Runtime gets a fresh export at the model's input size)."""
     if name == "onnxruntime":
-        from ssp_train.export import export_config  # needs torch: the bench exports what it measures
+        from ssp_ros.deploy.export import export_config  # needs torch: the bench exports what it measures
 
         folder = export_config(cfg.model, scratch / f"export_{cfg.model.input_size[0]}x{cfg.model.input_size[1]}")
         cfg = dataclasses.replace(cfg, runtime=RuntimeConfig(backend="onnxruntime", export_dir=str(folder),

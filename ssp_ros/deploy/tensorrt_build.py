@@ -12,102 +12,36 @@ Targets TensorRT 8.5/8.6 (JetPack 5) and 10.x (JetPack 6) through the Python API
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ssp_ros.engine_cache import (
+from ssp_ros.backends.engine_cache import (
     EngineKey,
-    Platform,
     calibration_cache_path,
     engine_path,
     engine_precision,
     timing_cache_path,
     write_engine,
 )
+from ssp_ros.backends.export_info import GRAPHS, SEGMENTER_INPUTS, ExportInfo, load_export_info
+from ssp_ros.backends.tensorrt_common import (
+    concrete_shape,
+    cuda_context,
+    detect_platform,
+    require_tensorrt,
+    tensorrt_version,
+    trt_logger,
+)
 from ssp_ros.errors import SspError
-from ssp_ros.export_info import GRAPHS, SEGMENTER_INPUTS, ExportInfo, load_export_info
 
 if TYPE_CHECKING:  # numpy and OpenCV load only when a build needs frames, so `ssp --help` stays quick
-    from ssp_ros.calibration import CalibrationSet
-
-MIN_TENSORRT = (8, 5)  # named-tensor API (set_tensor_address, execute_async_v3, num_io_tensors)
-INSTALL_HINT = ("on a Jetson, TensorRT comes with JetPack (python3-libnvinfer; give the venv "
-                "--system-site-packages); on x86, `pip install tensorrt`; and in both cases `pip install pycuda`")
+    from ssp_ros.deploy.calibration import CalibrationSet
 
 Progress = Callable[[str], None]
-
-
-def tensorrt_version(trt: ModuleType) -> tuple[int, int]:
-    """(major, minor) of an imported tensorrt module."""
-    major, minor = trt.__version__.split(".")[:2]
-    return int(major), int(minor)
-
-
-def require_tensorrt() -> tuple[ModuleType, ModuleType]:
-    """Import and return (tensorrt, pycuda.driver), or an SspError saying what to install."""
-    try:
-        import tensorrt as trt
-    except ImportError as err:
-        raise SspError(f"TensorRT is not installed ({err}): {INSTALL_HINT}") from None
-    try:
-        import pycuda.driver as cuda
-    except ImportError as err:
-        raise SspError(f"pycuda is not installed ({err}): {INSTALL_HINT}") from None
-    if tensorrt_version(trt) < MIN_TENSORRT:
-        raise SspError(f"TensorRT {trt.__version__} is too old: ssp_ros needs TensorRT >= "
-                       f"{'.'.join(map(str, MIN_TENSORRT))} (JetPack 5.1 or newer)")
-    return trt, cuda
-
-
-@functools.cache
-def trt_logger(trt: ModuleType) -> Any:
-    """The process's one TensorRT logger (warnings and errors to stderr): TensorRT wants a single logger
-    shared by every builder and runtime."""
-    return trt.Logger(trt.Logger.WARNING)
-
-
-def open_device(cuda: ModuleType, device_index: int) -> Any:
-    """The pycuda Device ``device_index``, after checking that it exists."""
-    cuda.init()
-    count = cuda.Device.count()
-    if not 0 <= device_index < count:
-        raise SspError(f"GPU {device_index} not found: this machine has {count} CUDA device(s)")
-    return cuda.Device(device_index)
-
-
-def detect_platform(trt: ModuleType, device: Any) -> Platform:
-    """The TensorRT version and GPU (name, compute capability, SM count) that engines are keyed by."""
-    major, minor = device.compute_capability()
-    return Platform(tensorrt_version=trt.__version__, gpu_name=device.name(), compute_capability=f"{major}.{minor}",
-                    multiprocessors=int(device.multiprocessor_count))
-
-
-@contextlib.contextmanager
-def cuda_context(cuda: ModuleType, device_index: int) -> Iterator[Any]:
-    """A fresh CUDA context on ``device_index``, current inside the block, destroyed after it (an explicit
-    context rather than ``pycuda.autoinit``, so the device is chosen and released by us)."""
-    device = open_device(cuda, device_index)
-    context = device.make_context()
-    try:
-        yield device
-    finally:
-        context.pop()
-        context.detach()
-
-
-def concrete_shape(shape: list[int | str], where: str) -> tuple[int, ...]:
-    """An ``export.json`` shape with a symbolic batch dimension (a dynamic-batch export) fixed to 1: the
-    drone segments one frame at a time, so engines are built and run for a batch of one."""
-    if not shape or any(isinstance(d, str) for d in shape[1:]):
-        raise SspError(f"{where}: shape {shape} has symbolic dimensions other than the batch; re-export")
-    return tuple(1 if isinstance(d, str) else int(d) for d in shape)
 
 
 def _network_flags(trt: ModuleType) -> int:
@@ -209,7 +143,7 @@ class BuildOptions:
 
 
 def _calibration_set(info: ExportInfo, options: BuildOptions) -> CalibrationSet | None:
-    from ssp_ros.calibration import CalibrationSet
+    from ssp_ros.deploy.calibration import CalibrationSet
 
     if options.precision != "int8":
         if options.calib_dir is not None:
@@ -324,35 +258,3 @@ def _build_graphs(trt: ModuleType, cuda: ModuleType, device: Any, info: ExportIn
     if timing is not None:
         timing.save()
     return written
-
-
-def add_build_engine_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``ssp build-engine`` on an ``add_subparsers()`` object; the command runs ``cmd_build_engine``."""
-    parser = subparsers.add_parser("build-engine", help="build TensorRT engines for an exported model folder")
-    parser.add_argument("--onnx", type=Path, required=True, help="folder written by `ssp export`")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engines")
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="FP16 engines (the default)")
-    precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                           help="INT8 segmenter (calibrated with --calib) + FP16 fusion")
-    parser.add_argument("--calib", type=Path, help="--int8: folder of frames (png/jpg) to calibrate with")
-    parser.add_argument("--calib-frames", type=int, default=500,
-                        help="--int8: use at most this many frames, evenly spaced (default 500)")
-    parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit in MiB (default 1024)")
-    parser.add_argument("--device", type=int, default=0, help="GPU index to build on (default 0)")
-    parser.set_defaults(func=cmd_build_engine, precision="fp16")
-    return parser
-
-
-def cmd_build_engine(args: argparse.Namespace) -> int:
-    """Build the engines of ``args.onnx`` (see ``add_build_engine_parser``)."""
-    if args.calib_frames < 1:
-        raise SspError(f"--calib-frames must be >= 1, got {args.calib_frames}")
-    options = BuildOptions(precision=args.precision, workspace_mb=args.workspace_mb, device_index=args.device,
-                           calib_dir=args.calib, calib_frames=args.calib_frames)
-    start = time.perf_counter()
-    written = build_engines(args.onnx, options)
-    print(f"built {len(written)} engines in {time.perf_counter() - start:.0f} s; run them with runtime.backend: "
-          f"tensorrt, runtime.export_dir: {args.onnx}, runtime.precision: {args.precision}")
-    return 0

@@ -7,14 +7,13 @@ callback never blocks and stale frames are dropped instead of queued. Topics: in
 ``~/overlay`` (bgr8), ``~/confidence`` (mono8), ``~/similarity`` (mono8, optional) and ``/diagnostics``
 (one DiagnosticArray every ``node.diagnostics_period_s``, statuses named like diagnostic_updater's). The
 colour overlay is only built while something subscribes to ``~/overlay``. ROS-only extras (``~/reset``,
-``~/label_info``, parameter changes in flight) are wired by ``transport_rclpy``.
+``~/label_info``, parameter changes in flight) are wired by ``rclpy_transport``; the entry points are in ``main``.
 
 rclpy and the ROS message packages are imported inside functions, so the package imports without ROS.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +24,10 @@ import numpy as np
 from ssp_ros.backends import make_backend
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
-from ssp_ros.diagnostics import StreamMonitor
-from ssp_ros.errors import SspError
 from ssp_ros.pipeline import Pipeline
-from ssp_ros.ros_adapter import PIPELINE_ERROR, FrameSlot, StreamOutput, StreamProcessor
-from ssp_ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, Transport
+from ssp_ros.ros.diagnostics import StreamMonitor
+from ssp_ros.ros.stream import PIPELINE_ERROR, FrameSlot, StreamOutput, StreamProcessor
+from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, Transport
 
 NODE_NAME = "ssp"
 OUTPUTS = ("mask", "overlay", "confidence")
@@ -119,41 +117,3 @@ class SegmentationNode:
         self.slot.close()
         for thread in self._threads:
             thread.join(timeout=5.0)
-
-
-def main(args: list[str] | None = None) -> int:
-    """Entry point of ``ros2 run ssp_ros ssp_node``: spins until Ctrl-C or an external shutdown."""
-    try:
-        import rclpy
-        from rclpy.executors import ExternalShutdownException
-    except ImportError:
-        print("ssp_node: rclpy is not importable: source a ROS 2 installation (e.g. /opt/ros/humble/setup.bash) "
-              "before running the node; `ssp node --transport dds`, `ssp demo` and `ssp replay` run without ROS.",
-              file=sys.stderr)
-        return 1
-    from ssp_ros.transport_rclpy import RclpyTransport, add_ros_interfaces, cv_bridge_fallback, declare_parameters
-
-    rclpy.init(args=args)
-    ros_node = segmenter = None
-    try:
-        ros_node = rclpy.create_node(NODE_NAME)
-        segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
-                                     fallback=cv_bridge_fallback())
-        add_ros_interfaces(ros_node, segmenter)
-        rclpy.spin(ros_node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SspError as err:
-        print(f"ssp_node: error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        if segmenter is not None:
-            segmenter.close()
-        if ros_node is not None:
-            ros_node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,8 @@ import numpy as np
 
 from ssp_ros.errors import SspError
 
+FLOW_ESTIMATORS = ("dis", "raft", "raft_small")  # names make_flow_estimator takes
+
 
 def flow_targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest target pixel of each source pixel: (cols, rows) as int arrays and an inside-the-frame mask."""
@@ -121,4 +123,4 @@ def make_flow_estimator(name: str, weights: str | Path | None = None) -> FlowEst
         if weights is None:
             raise SspError(f"flow '{name}' needs a local weights file (no downloads at run time)")
         return RAFTFlow(weights, small=name == "raft_small")
-    raise SspError(f"unknown flow estimator '{name}' (choose dis, raft or raft_small)")
+    raise SspError(f"unknown flow estimator '{name}' (choose {', '.join(FLOW_ESTIMATORS)})")

@@ -2,7 +2,7 @@
 
 By default the video is held-aside synthetic sequences (seeds 2000–2004: the shipped model trained on seeds
 1000–1011 and validated on 999), generated with their labels and exact flow; ``--input`` takes an ``ssp synth``
-folder instead. Each weights file runs through the same ``Pipeline`` as on the drone (``ssp_ros.demo.run_clip``):
+folder instead. Each weights file runs through the same ``Pipeline`` as on the drone (``ssp_ros.eval.clips.run_clip``):
 an SSP-kind file gives two rows, its image model (propagation off) and SSP (on); an image-model file gives one.
 mIoU counts labelled frames, TC every consecutive pair; each metric is the mean of its per-sequence values.
 Writes ``eval.json`` and ``eval.md`` into ``--out``.
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ssp_ros.classes import load_class_set
-from ssp_ros.config import SspConfig, SyntheticConfig, config_from_dict, load_config, load_section, to_dict
+from ssp_ros.config import SspConfig, SyntheticConfig
 from ssp_ros.errors import SspError
-from ssp_ros.report import cell
+from ssp_ros.eval.report import cell
 
 HELD_ASIDE_SEEDS = (2000, 2001, 2002, 2003, 2004)  # synthetic seeds no shipped recipe trains or validates on
 METRICS = ("miou", "tc", "flicker", "vc8", "vc16", "fps")
@@ -70,14 +70,6 @@ def candidate_backend(cfg: SspConfig, candidate: Candidate, dataset: str):
     return run_cfg, TorchBackend(model, model_cfg.input_size, cfg.runtime.device), kind
 
 
-def _scenario(cfg: SspConfig, path: Path | None, size: tuple[int, int] | None) -> SyntheticConfig:
-    scenario = load_section(SyntheticConfig, path) if path else cfg.synthetic
-    if size:
-        scenario = config_from_dict(SyntheticConfig, {**to_dict(scenario), "height": size[0], "width": size[1]},
-                                    "--size")
-    return scenario
-
-
 def mean_of_known(values: list[float | None]) -> float | None:
     """The mean of the finite values (rounded to 3 decimals), None when there are none: a metric over sequences."""
     known = [v for v in values if v is not None and np.isfinite(v)]
@@ -88,7 +80,7 @@ def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list
              input_path: Path | None = None, scenario: SyntheticConfig | None = None) -> dict:
     """Evaluate every candidate on the clips (``input_path``, else one synthetic clip per seed); write
     ``eval.json`` / ``eval.md`` into ``out`` and return the report."""
-    from ssp_ros.demo import file_clip, run_clip, synthetic_clip
+    from ssp_ros.eval.clips import file_clip, run_clip, synthetic_clip
 
     if not candidates:
         raise SspError("ssp eval: give at least one --weights NAME=PATH")
@@ -141,37 +133,3 @@ def markdown(report: dict) -> str:
         "synthetic video); flicker: share of stable-truth pixels whose prediction changes (lower is better). "
         "TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
         *head, *rows, "", "Per sequence:", "", *detail, ""])
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """``ssp eval``: evaluate weights files, print the table, write eval.json / eval.md."""
-    cfg = load_config(args.config)
-    report = run_eval(cfg, args.weights, args.out, args.seeds, args.frames, args.input,
-                      _scenario(cfg, args.scenario, args.size))
-    print(f"{'model':<28} {'mIoU':>6} {'TC':>6} {'flicker':>7} {'FPS':>6}")
-    for row in report["rows"]:
-        print(f"{row['label']:<28} " + " ".join(f"{cell(row[k]):>{w}}" for k, w in
-                                                 (("miou", 6), ("tc", 6), ("flicker", 7), ("fps", 6))))
-    print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}")
-    return 0
-
-
-def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``ssp eval`` (sets ``func=cmd_eval``); ``--size`` and ``--frames`` use ``ssp_ros.cli``'s parsers."""
-    from ssp_ros.cli import _positive, _size
-
-    parser = subparsers.add_parser("eval", help="mIoU / TC / flicker / VC of image model, SSP and KD-SSP weights on "
-                                   "held-aside synthetic video or an `ssp synth` folder")
-    parser.add_argument("--weights", type=parse_candidate, action="append", required=True, metavar="NAME=PATH",
-                        help="weights file to evaluate (repeat); SSP files give an image-model row and an SSP row")
-    parser.add_argument("--input", type=Path, help="an `ssp synth` folder (labels + flow) instead of generated video")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(HELD_ASIDE_SEEDS),
-                        help="synthetic seeds (default 2000-2004, held aside from every shipped recipe)")
-    parser.add_argument("--frames", type=_positive, default=100, help="frames per sequence (default 100)")
-    parser.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
-    parser.add_argument("--size", type=_size, help="synthetic frame size HxW (e.g. 384x640)")
-    parser.add_argument("--config", type=Path, help="ssp_ros config YAML (registration, propagation; default: "
-                        "the shipped config/ssp.yaml); the weights' architecture comes from each file")
-    parser.add_argument("--out", type=Path, default=Path("out/eval"), help="output folder (default out/eval)")
-    parser.set_defaults(func=cmd_eval)
-    return parser

@@ -1,6 +1,6 @@
 """Export a trained SSP model to the two ONNX graphs the deployment runtimes run (``ssp export``).
 
-The folder layout and tensor names are defined in ``ssp_ros/export_info.py``. Each graph has its shape
+The folder layout and tensor names are defined in ``ssp_ros/backends/export_info.py``. Each graph has its shape
 arithmetic folded into constants, then is checked with ``onnx.checker`` and against ``TENSORRT_OPS``, the
 ONNX operators that TensorRT's ONNX parser supports and that this model family may use; anything else
 fails the export, so a graph that TensorRT would reject never reaches the drone. The legacy TorchScript
@@ -21,10 +21,7 @@ import onnx
 import torch
 from torch import nn
 
-from ssp_ros.classes import load_class_set
-from ssp_ros.config import ModelConfig
-from ssp_ros.errors import SspError
-from ssp_ros.export_info import (
+from ssp_ros.backends.export_info import (
     FUSION_INPUTS,
     FUSION_OUTPUTS,
     SEGMENTER_INPUTS,
@@ -32,6 +29,9 @@ from ssp_ros.export_info import (
     sha256_file,
     write_export_info,
 )
+from ssp_ros.classes import load_class_set
+from ssp_ros.config import ModelConfig
+from ssp_ros.errors import SspError
 from ssp_ros.models import SSP, build_ssp
 from ssp_ros.models.ssp import WarpFusionStep
 
@@ -89,7 +89,7 @@ def check_graph(path: Path) -> Counter:
     unsupported = sorted(set(counts) - TENSORRT_OPS)
     if unsupported:
         raise SspError(f"{path}: operators outside the TensorRT-supported list: {', '.join(unsupported)} "
-                       "(see TENSORRT_OPS in ssp_train/export.py)")
+                       "(see TENSORRT_OPS in ssp_ros/deploy/export.py)")
     return counts
 
 

@@ -1,7 +1,7 @@
 """The seam between the node's logic and a middleware: what ``node.SegmentationNode`` needs, nothing more.
 
-Two implementations: ``transport_rclpy.RclpyTransport`` (ROS 2, the product path on the drone) and
-``transport_dds.DdsTransport`` (Cyclone DDS without ROS: ``ssp node --transport dds``). Topic names are
+Two implementations: ``rclpy_transport.RclpyTransport`` (ROS 2, the product path on the drone) and
+``dds_transport.DdsTransport`` (Cyclone DDS without ROS: ``ssp node --transport dds``). Topic names are
 ROS names (``~/mask`` is private to the node); type names are ROS 2's (``sensor_msgs/msg/Image``). Messages
 are whatever the transport's library builds (rclpy or rosbags classes); the node reads them by duck typing
 and builds them through ``MessageFactory``-style methods of the transport.
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
-from ssp_ros.diagnostics import DiagnosticItem
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,16 @@ class QosProfile:
 SENSOR_DATA = QosProfile(reliable=False, depth=1)  # camera input: ROS 2's sensor-data profile, newest frame only
 RELIABLE_LATEST = QosProfile(reliable=True, depth=1)  # outputs: reliable, but never a backlog of old frames
 DEFAULT = QosProfile(reliable=True, depth=10)  # ROS 2's default profile (/diagnostics)
+
+
+@dataclass(frozen=True)
+class DiagnosticItem:
+    """One DiagnosticStatus: name, level (OK/WARN/ERROR/STALE_LEVEL), summary message, key/values."""
+
+    name: str
+    level: int
+    message: str
+    values: tuple[tuple[str, str], ...]
 
 
 class Publisher(Protocol):

@@ -21,9 +21,9 @@ import numpy as np
 from ssp_ros.classes import ClassSet, overlay
 from ssp_ros.config import NodeConfig, SspConfig
 from ssp_ros.errors import SspError
-from ssp_ros.node_params import check_dynamic, config_with_params
 from ssp_ros.pipeline import FrameError, FrameResult, Pipeline
-from ssp_ros.ros_images import MessageError, MessageFactory, message_to_rgb, rgb_to_bgr, stamp_ns
+from ssp_ros.ros.images import MessageError, MessageFactory, message_to_rgb, rgb_to_bgr, stamp_ns
+from ssp_ros.ros.params import check_dynamic, config_with_params
 
 SUPERSEDED = "superseded by a newer frame"  # the slot held it when a newer one arrived
 STALE = "stale"  # older than node.max_age_ms when its turn came

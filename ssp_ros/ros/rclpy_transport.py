@@ -1,7 +1,7 @@
 """The rclpy transport (the product path on the drone) and the ROS-only parts of the node.
 
 ``RclpyTransport`` implements ``transport.Transport`` over an rclpy node; ``declare_parameters`` declares
-``config_file`` and every key of ``node_params`` with descriptors; ``add_ros_interfaces`` adds what only a
+``config_file`` and every key of ``params`` with descriptors; ``add_ros_interfaces`` adds what only a
 ROS graph has: ``~/reset`` (std_srvs/Trigger), ``~/label_info`` (vision_msgs/LabelInfo, transient local,
 where vision_msgs has it) and in-flight parameter changes. rclpy and the message packages are imported
 inside functions, so this module imports without ROS.
@@ -10,19 +10,17 @@ inside functions, so this module imports without ROS.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ssp_ros.classes import ClassSet
 from ssp_ros.config import SspConfig, load_config
-from ssp_ros.diagnostics import DiagnosticItem
 from ssp_ros.errors import ConfigError
-from ssp_ros.node_params import PARAMS, SPECS, ParamSpec, config_with_params, param_values
-from ssp_ros.ros_images import UNSUPPORTED_ENCODING, MessageError, image_fields, rclpy_image_data
-from ssp_ros.transport import QosProfile
-
-if TYPE_CHECKING:
-    from ssp_ros.node import SegmentationNode
+from ssp_ros.ros.images import UNSUPPORTED_ENCODING, MessageError, image_fields, rclpy_image_data
+from ssp_ros.ros.params import PARAMS, SPECS, ParamSpec, config_with_params, param_values
+from ssp_ros.ros.stream import StreamProcessor
+from ssp_ros.ros.transport import DiagnosticItem, QosProfile
 
 LEVELS = ("info", "warning", "error")
 
@@ -68,7 +66,7 @@ def _descriptor(spec: ParamSpec, value: Any) -> Any:
 
 
 def declare_parameters(node: Any) -> SspConfig:
-    """Declare ``config_file`` and every parameter of ``node_params`` (defaults from that file), and return
+    """Declare ``config_file`` and every parameter of ``params`` (defaults from that file), and return
     the validated configuration with the node's parameter overrides applied."""
     from rcl_interfaces.msg import ParameterDescriptor
 
@@ -153,13 +151,14 @@ class RclpyTransport:
         return self._types["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=status)
 
 
-def add_ros_interfaces(node: Any, segmenter: SegmentationNode) -> None:
-    """``~/reset``, ``~/label_info`` and in-flight parameter changes for ``segmenter`` on the rclpy ``node``."""
+def add_ros_interfaces(node: Any, processor: StreamProcessor, classes: ClassSet) -> None:
+    """``~/reset``, ``~/label_info`` (``classes``) and in-flight parameter changes (applied to ``processor``) on
+    the rclpy ``node``."""
     from rcl_interfaces.msg import SetParametersResult
     from std_srvs.srv import Trigger
 
     def on_reset(request: Any, response: Any) -> Any:
-        segmenter.processor.reset()
+        processor.reset()
         response.success, response.message = True, "the next frame starts over"
         return response
 
@@ -168,7 +167,7 @@ def add_ros_interfaces(node: Any, segmenter: SegmentationNode) -> None:
         if not values:
             return SetParametersResult(successful=True)
         try:
-            segmenter.processor.reconfigure(values)
+            processor.reconfigure(values)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         node.get_logger().info(f"parameters changed: {values}")
@@ -184,6 +183,6 @@ def add_ros_interfaces(node: Any, segmenter: SegmentationNode) -> None:
     latched = QosProfile(reliable=True, depth=1, transient_local=True)  # late joiners get the class list
     publisher = node.create_publisher(LabelInfo, "~/label_info", rclpy_qos(latched))
     msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name)
-                               for i, name in enumerate(segmenter.classes.names)], threshold=0.0)
+                               for i, name in enumerate(classes.names)], threshold=0.0)
     msg.header.stamp = node.get_clock().now().to_msg()
     publisher.publish(msg)

@@ -29,17 +29,17 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from tqdm import tqdm
 
 from ssp_ros.backends import make_backend
-from ssp_ros.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
-from ssp_ros.flow import DISFlow
+from ssp_ros.eval.flow import DISFlow
+from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.eval.report import cell, plot_tc_over_time
 from ssp_ros.io import read_png
-from ssp_ros.metrics import SequenceMetrics
 from ssp_ros.pipeline import STAGES, Pipeline
-from ssp_ros.report import cell, plot_tc_over_time
-from ssp_ros.ros_adapter import SUPERSEDED, StreamOutput, StreamProcessor
-from ssp_ros.ros_images import MessageError, image_pixels, stamp_ns
+from ssp_ros.ros.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
+from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
+from ssp_ros.ros.stream import SUPERSEDED, StreamOutput, StreamProcessor
 
 MODES = ("deterministic", "realtime")
 CORRUPT = "corrupt record"  # bytes that do not deserialise to the topic's type

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ssp_ros.backends.export_info import ExportInfo
 from ssp_ros.errors import SspError
-from ssp_ros.export_info import ExportInfo
 
 SIDECAR_FORMAT = 1
 PRECISIONS = ("fp32", "fp16", "int8")

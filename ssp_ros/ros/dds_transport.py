@@ -5,26 +5,23 @@ is the DDS topic ``rt/ssp/mask`` of type ``sensor_msgs::msg::dds_::Image_`` (``d
 that ROS 2 calls ``ROS_DOMAIN_ID``. Messages are rosbags dataclasses (Humble typestore) serialised with rosbags'
 CDR and written as raw bytes (cyclonedds' ``ddspy_write`` / ``ddspy_take``, the calls under ``DataWriter.write``
 and ``DataReader.take``): frame data never becomes a Python list. One reader thread waits on all subscriptions
-and calls their callbacks. ``run_node`` is ``ssp node --transport dds``: parameters come from the config file.
+and calls their callbacks. ``ssp node --transport dds`` runs the node on it (``main.run_dds_node``).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from ssp_ros.diagnostics import DiagnosticItem
 from ssp_ros.errors import SspError
-from ssp_ros.ros_images import RosbagsMessages
-from ssp_ros.transport import QosProfile, resolve_name
+from ssp_ros.ros.images import RosbagsMessages
+from ssp_ros.ros.transport import DiagnosticItem, QosProfile, resolve_name
 
 LOG = logging.getLogger("ssp.node")
 MAX_TAKE = 16  # samples taken per reader per wake-up (keep-last readers hold fewer)
@@ -109,7 +106,7 @@ class DdsTransport:
     def _topic(self, topic: str, msg_type: str) -> Any:
         from cyclonedds.topic import Topic
 
-        from ssp_ros.dds_types import IDL_TYPES, dds_topic
+        from ssp_ros.ros.dds_types import IDL_TYPES, dds_topic
 
         if msg_type not in IDL_TYPES:
             raise SspError(f"no DDS type for {msg_type} (known: {', '.join(IDL_TYPES)})")
@@ -182,30 +179,3 @@ class DdsTransport:
         self._guard.set(True)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-
-
-def run_node(config: Path | None, domain_id: int) -> int:
-    """``ssp node --transport dds``: run the node on Cyclone DDS until SIGINT or SIGTERM; 0 on a clean stop."""
-    from ssp_ros.config import load_config
-    from ssp_ros.node import NODE_NAME, SegmentationNode
-
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(asctime)s] [ssp]: %(message)s")
-    cfg = load_config(config)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    transport = DdsTransport(domain_id, NODE_NAME)
-    segmenter = None
-    try:
-        segmenter = SegmentationNode(transport, cfg)
-        LOG.info("DDS domain %d; outputs on %s", domain_id,
-                 ", ".join(f"rt{transport.resolve(f'~/{name}')}" for name in segmenter.publishers))
-        while not stop.wait(0.5):  # a timed wait, so SIGINT's KeyboardInterrupt lands promptly
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if segmenter is not None:
-            segmenter.close()
-        transport.close()
-    LOG.info("stopped")
-    return 0

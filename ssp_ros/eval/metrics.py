@@ -18,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-from ssp_ros.flow import warp_nearest
+from ssp_ros.eval.flow import warp_nearest
 
 
 class ConfusionMatrix:

@@ -26,7 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from ssp_ros.errors import SspError
-from ssp_ros.ros_images import RosbagsMessages
+from ssp_ros.ros.images import RosbagsMessages
 from ssp_ros.synthetic.video import SyntheticFrame
 
 IMAGE = "sensor_msgs/msg/Image"

@@ -16,21 +16,12 @@ import numpy as np
 
 from ssp_ros.pipeline import STAGES
 from ssp_ros.propagation import DISABLED
-from ssp_ros.ros_adapter import STALE, SUPERSEDED, Skipped, StreamOutput
+from ssp_ros.ros.stream import STALE, SUPERSEDED, Skipped, StreamOutput
+from ssp_ros.ros.transport import DiagnosticItem
 
 OK, WARN, ERROR, STALE_LEVEL = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
 NAMES = ("input", "processing", "propagation")  # one status each, in this order
 HISTORY = 2000  # events kept per kind (a window never needs more at camera rates)
-
-
-@dataclass(frozen=True)
-class DiagnosticItem:
-    """One DiagnosticStatus: name, level (OK/WARN/ERROR/STALE_LEVEL), summary message, key/values."""
-
-    name: str
-    level: int
-    message: str
-    values: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""The evaluation wing on the command line: ``ssp demo``, ``ssp bench`` and ``ssp eval``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ssp_ros.cli.args import positive, size
+from ssp_ros.cli.args import scenario as args_scenario
+from ssp_ros.errors import SspError
+from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, parse_candidate
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Image model vs SSP on a synthetic drone sequence (default) or a video: report, overlay, plot."""
+    from ssp_ros.config import load_config
+    from ssp_ros.eval.clips import file_clip, synthetic_clip
+    from ssp_ros.eval.demo import run_demo
+
+    cfg = load_config(args.config)
+    if cfg.model.weights is None:
+        raise SspError(f"{args.config or 'config/ssp.yaml'}: model.weights is not set: the demo needs trained "
+                       "weights (ssp train --config config/train/default.yaml)")
+    if args.input is not None:
+        report = run_demo(cfg, args.out, lambda: file_clip(args.input, args.frames))
+    else:
+        scenario = args_scenario(args.scenario, args.size, cfg.synthetic)
+        report = run_demo(cfg, args.out, lambda: synthetic_clip(scenario, args.frames or 200, args.seed))
+    image, ssp = report["models"]["image"], report["models"]["ssp"]
+
+    def show(x: float | None) -> str:
+        return "  n/a" if x is None else f"{x:6.2f}"
+
+    print(f"{report['frames']} frames of {report['size'][0]}x{report['size'][1]} from {report['source']}")
+    print("model         mIoU     TC  flicker    FPS")
+    for label, m in (("image model", image), ("SSP", ssp)):
+        print(f"{label:<11} {show(m['miou'])} {show(m['tc'])} {show(m['flicker'])} {show(m['fps'])}")
+    print(f"SSP - image model: TC {ssp['tc'] - image['tc']:+.2f} points"
+          + (f", mIoU {ssp['miou'] - image['miou']:+.2f} points" if ssp["miou"] is not None else "")
+          + f"; fusion adds {100 * ssp['latency_ms'].get('fusion', 0) / image['latency_ms']['total']:.1f} % "
+            f"and registration {ssp['latency_ms'].get('registration', 0):.1f} ms per frame")
+    print(f"wrote {args.out}/report.md, report.json, overlay.mp4, tc_over_time.png, masks/")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Latency per stage, params, GFLOPs and memory of the image model vs SSP, per backend and size."""
+    from ssp_ros.config import load_config
+    from ssp_ros.eval.bench import BACKENDS, run_bench, write_report
+
+    cfg = load_config(args.config)
+    report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(BACKENDS), args.frames,
+                       args.warmup, paper=args.paper)
+    json_path, md_path = write_report(report, args.out)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``ssp eval``: evaluate weights files, print the table, write eval.json / eval.md."""
+    from ssp_ros.config import load_config
+    from ssp_ros.eval.evaluate import run_eval
+    from ssp_ros.eval.report import cell
+
+    cfg = load_config(args.config)
+    report = run_eval(cfg, args.weights, args.out, args.seeds, args.frames, args.input,
+                      args_scenario(args.scenario, args.size, cfg.synthetic))
+    print(f"{'model':<28} {'mIoU':>6} {'TC':>6} {'flicker':>7} {'FPS':>6}")
+    for row in report["rows"]:
+        print(f"{row['label']:<28} " + " ".join(f"{cell(row[k]):>{w}}" for k, w in
+                                                 (("miou", 6), ("tc", 6), ("flicker", 7), ("fps", 6))))
+    print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``ssp demo``, ``ssp bench`` and ``ssp eval``."""
+    demo = sub.add_parser("demo", help="image model vs SSP on a synthetic drone video (default) or your video")
+    demo.add_argument("--input", type=Path, help="video file, image folder or `ssp synth` folder (default: "
+                      "a held-aside synthetic sequence)")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
+    demo.add_argument("--frames", type=positive, help="frames to use (default 200 synthetic / all of --input)")
+    demo.add_argument("--seed", type=int, default=2000, help="synthetic seed (default 2000: the shipped model was "
+                      "trained on seeds 1000-1011 and validated on 999)")
+    demo.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
+    demo.add_argument("--size", type=size, help="synthetic frame size HxW (e.g. 736x1280)")
+    demo.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmark image model vs SSP per backend and frame size (JSON + MD)")
+    bench.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default ./bench)")
+    bench.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
+    bench.add_argument("--size", type=size, action="append", help="frame size HxW; repeat for several "
+                       "(default 368x640 and 736x1280)")
+    bench.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), action="append",
+                       help="backend to measure; repeat for several (default: every one installed)")
+    bench.add_argument("--frames", type=positive, default=30, help="timed frames per run (default 30)")
+    bench.add_argument("--warmup", type=positive, default=5, help="untimed frames first (default 5)")
+    bench.add_argument("--paper", action="store_true", help="also count params/GFLOPs of the paper's model "
+                       "(sam2_hiera_small + UPerNet 256 at 736x1280)")
+    bench.set_defaults(func=cmd_bench)
+
+    parser = sub.add_parser("eval", help="mIoU / TC / flicker / VC of image model, SSP and KD-SSP weights on "
+                                   "held-aside synthetic video or an `ssp synth` folder")
+    parser.add_argument("--weights", type=parse_candidate, action="append", required=True, metavar="NAME=PATH",
+                        help="weights file to evaluate (repeat); SSP files give an image-model row and an SSP row")
+    parser.add_argument("--input", type=Path, help="an `ssp synth` folder (labels + flow) instead of generated video")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(HELD_ASIDE_SEEDS),
+                        help="synthetic seeds (default 2000-2004, held aside from every shipped recipe)")
+    parser.add_argument("--frames", type=positive, default=100, help="frames per sequence (default 100)")
+    parser.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
+    parser.add_argument("--size", type=size, help="synthetic frame size HxW (e.g. 384x640)")
+    parser.add_argument("--config", type=Path, help="ssp_ros config YAML (registration, propagation; default: "
+                        "the shipped config/ssp.yaml); the weights' architecture comes from each file")
+    parser.add_argument("--out", type=Path, default=Path("out/eval"), help="output folder (default out/eval)")
+    parser.set_defaults(func=cmd_eval)

@@ -1,0 +1,84 @@
+"""Entry points of the segmentation node: ``ssp_node`` (``ros2 run ssp_ros ssp_node``, rclpy) and
+``ssp node --transport dds`` (Cyclone DDS, no ROS). Each builds a transport, the ``SegmentationNode`` on it,
+and runs until Ctrl-C or an external shutdown (SIGTERM on DDS).
+
+rclpy and cyclonedds are imported inside the functions (and the transport modules), so this module imports
+without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ssp_ros.config import load_config
+from ssp_ros.errors import SspError
+from ssp_ros.ros.node import NODE_NAME, SegmentationNode
+from ssp_ros.ros.rclpy_transport import RclpyTransport, add_ros_interfaces, cv_bridge_fallback, declare_parameters
+
+LOG = logging.getLogger("ssp.node")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run ssp_ros ssp_node``: spins until Ctrl-C or an external shutdown."""
+    try:
+        import rclpy
+        from rclpy.executors import ExternalShutdownException
+    except ImportError:
+        print("ssp_node: rclpy is not importable: source a ROS 2 installation (e.g. /opt/ros/humble/setup.bash) "
+              "before running the node; `ssp node --transport dds`, `ssp demo` and `ssp replay` run without ROS.",
+              file=sys.stderr)
+        return 1
+    rclpy.init(args=args)
+    ros_node = segmenter = None
+    try:
+        ros_node = rclpy.create_node(NODE_NAME)
+        segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
+                                     fallback=cv_bridge_fallback())
+        add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
+        rclpy.spin(ros_node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SspError as err:
+        print(f"ssp_node: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if segmenter is not None:
+            segmenter.close()
+        if ros_node is not None:
+            ros_node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def run_dds_node(config: Path | None, domain_id: int) -> int:
+    """``ssp node --transport dds``: run the node on Cyclone DDS until SIGINT or SIGTERM; 0 on a clean stop."""
+    from ssp_ros.ros.dds_transport import DdsTransport
+
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(asctime)s] [ssp]: %(message)s")
+    cfg = load_config(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    transport = DdsTransport(domain_id, NODE_NAME)
+    segmenter = None
+    try:
+        segmenter = SegmentationNode(transport, cfg)
+        LOG.info("DDS domain %d; outputs on %s", domain_id,
+                 ", ".join(f"rt{transport.resolve(f'~/{name}')}" for name in segmenter.publishers))
+        while not stop.wait(0.5):  # a timed wait, so SIGINT's KeyboardInterrupt lands promptly
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if segmenter is not None:
+            segmenter.close()
+        transport.close()
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
