@@ -26,19 +26,57 @@ from ssp_ros.resources import share_dir
 
 
 def require(ok: bool, key: str, message: str) -> None:
-    """Raise a ConfigError for ``key`` unless ``ok``; used by the ``__post_init__`` range checks."""
+    """Raise a ConfigError for ``key`` unless ``ok``; used by the ``__post_init__`` checks that span fields."""
     if not ok:
         raise ConfigError(f"{key}: {message}")
 
 
-def check_range(section: object, key: str, low: float, high: float = math.inf, *, open_low: bool = False,
-        open_high: bool = False) -> None:
-    """Require ``section.key`` in [low, high] (either end made open by its flag); the error names the key."""
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed interval of a number; either end may be open (the value itself excluded)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def contains(self, value: float) -> bool:
+        return (self.low < value if self.open_low else self.low <= value) and \
+            (value < self.high if self.open_high else value <= self.high)
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def __str__(self) -> str:
+        return f"{'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
+
+
+def setting(default: Any, doc: str, bounds: Bounds | None = None, live: bool = False) -> Any:
+    """A config field that carries its own documentation: ``doc`` (meaning and unit), ``bounds`` (checked on
+    every load, and the range of its ROS parameter) and ``live`` (may change while the node runs). The
+    loader, the ROS parameter descriptors and ``ssp params`` all read these; nothing else restates them."""
+    return field(default=default, metadata={"doc": doc, "bounds": bounds, "live": live})
+
+
+def _check(section: object, key: str, bounds: Bounds) -> None:
     value = getattr(section, key)
-    ok = (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
-    if not ok:
-        left, right = "(" if open_low else "[", ")" if open_high else "]"
-        raise ConfigError(f"{key}: must be in {left}{low}, {high}{right}, got {value}")
+    if not bounds.contains(value):
+        raise ConfigError(f"{key}: must be in {bounds}, got {value}")
+
+
+def check_bounds(section: object) -> None:
+    """ConfigError naming the first field of the dataclass ``section`` whose value is outside its ``bounds``."""
+    for f in dataclasses.fields(section):
+        if f.metadata.get("bounds") is not None:
+            _check(section, f.name, f.metadata["bounds"])
+
+
+def check_range(section: object, key: str, low: float, high: float = math.inf, *, open_low: bool = False,
+                open_high: bool = False) -> None:
+    """Require ``section.key`` in [low, high] (either end open by its flag): for schemas whose fields are not
+    ``setting``s (the training recipe)."""
+    _check(section, key, Bounds(low, high, open_low, open_high))
 
 
 def check_pair(value: tuple[float, float], key: str, low: float, high: float) -> None:
@@ -46,70 +84,83 @@ def check_pair(value: tuple[float, float], key: str, low: float, high: float) ->
     require(low <= value[0] <= value[1] <= high, key, f"expected {low} <= min <= max <= {high}, got {list(value)}")
 
 
+Backend = Literal["torch", "onnxruntime", "tensorrt"]
+BACKENDS: tuple[str, ...] = get_args(Backend)  # the inference runtimes, in the order we recommend trying them
+
+
 @dataclass
 class ModelConfig:
     """The image model (backbone + UPerNet head) and its class list."""
 
-    backbone: str = "mobilenetv3_large_100"  # timm model name, built with features_only; paper: sam2_hiera_small
-    decoder_channels: int = 64  # UPerNet width (64 keeps the shipped fp16 weights under 10 MB); paper: 256
-    dataset: str = "uavid"  # class list: config/datasets/<name>.yaml, or a path to such a file
-    input_size: tuple[int, int] = (384, 640)  # model input (H, W), multiples of 32; frames are letterboxed to it
-    weights: str | None = None  # whole model (.safetensors/.pt); None = untrained (config/ssp.yaml: the shipped one)
-    backbone_weights: str | None = None  # optional local timm/SAM2 backbone checkpoint
+    backbone: str = setting("mobilenetv3_large_100", "timm model name, built with features_only; "
+                            "paper: sam2_hiera_small")
+    decoder_channels: int = setting(64, "UPerNet width (64 keeps the shipped fp16 weights under 10 MB); paper: 256",
+                                    Bounds(1))
+    dataset: str = setting("uavid", "class list: config/datasets/<name>.yaml, or a path to such a file")
+    input_size: tuple[int, int] = setting((384, 640), "model input (H, W), multiples of 32; frames are letterboxed "
+                                          "to it")
+    weights: str | None = setting(None, "whole model (.safetensors/.pt); None = untrained (config/ssp.yaml: the "
+                                  "shipped one)")
+    backbone_weights: str | None = setting(None, "optional local timm/SAM2 backbone checkpoint")
 
     def __post_init__(self) -> None:
         h, w = self.input_size
         require(h > 0 and w > 0 and h % 32 == 0 and w % 32 == 0, "input_size",
                  f"expected positive multiples of 32, got {list(self.input_size)}")
-        check_range(self, "decoder_channels", 1)
+        check_bounds(self)
 
 
 @dataclass
 class RegistrationConfig:
     """Global homography between consecutive frames (keypoints + RANSAC)."""
 
-    enabled: bool = True  # False = no registration, the identity homography (a static camera: the SSP ablation)
-    detector: Literal["orb", "akaze", "sift"] = "orb"  # OpenCV feature detector/descriptor
-    max_features: int = 500  # keypoints per frame (500 at work_width 320: ~3 ms at 736×1280, < 1.5 px error)
-    ratio: float = 0.8  # Lowe ratio test, as in the reference
-    method: Literal["ransac", "usac"] = "usac"  # cv2.findHomography robust estimator
-    ransac_threshold_px: float = 2.5  # inlier threshold in full-resolution pixels (paper: 2.5)
-    work_width: int = 320  # registration runs on a grey image downscaled to this width
-    min_inliers: int = 20  # fewer inliers -> registration failed -> propagation resets
-    min_inlier_ratio: float = 0.15  # inliers / matches below this -> failed
-    max_scale_change: float = 1.5  # per-frame zoom beyond this factor (or below its inverse) -> failed
+    enabled: bool = setting(True, "False = no registration, the identity homography (a static camera: the SSP "
+                            "ablation)")
+    detector: Literal["orb", "akaze", "sift"] = setting("orb", "OpenCV feature detector/descriptor")
+    max_features: int = setting(500, "keypoints per frame (500 at work_width 320: ~3 ms at 736x1280, < 1.5 px "
+                                "error)", Bounds(4))
+    ratio: float = setting(0.8, "Lowe ratio test for keypoint matches (the reference: 0.8)",
+                           Bounds(0.0, 1.0, open_low=True), live=True)
+    method: Literal["ransac", "usac"] = setting("usac", "cv2.findHomography robust estimator")
+    ransac_threshold_px: float = setting(2.5, "homography inlier threshold in full-resolution pixels (paper: 2.5)",
+                                         Bounds(0.0, 50.0, open_low=True), live=True)
+    work_width: int = setting(320, "registration runs on a grey image downscaled to this width (px)", Bounds(32))
+    min_inliers: int = setting(20, "fewer homography inliers -> registration failed -> propagation starts over "
+                               "(a homography needs 4)", Bounds(4, 10_000), live=True)
+    min_inlier_ratio: float = setting(0.15, "inliers / matches below this -> registration failed",
+                                      Bounds(0.0, 1.0), live=True)
+    max_scale_change: float = setting(1.5, "per-frame zoom beyond this factor (or below its inverse) -> "
+                                      "registration failed", Bounds(1.0, 10.0, open_low=True), live=True)
 
     def __post_init__(self) -> None:
-        check_range(self, "max_features", 4)
-        check_range(self, "ratio", 0.0, 1.0, open_low=True)
-        check_range(self, "ransac_threshold_px", 0.0, open_low=True)
-        check_range(self, "work_width", 32)
-        check_range(self, "min_inliers", 4)  # a homography needs 4 correspondences
-        check_range(self, "min_inlier_ratio", 0.0, 1.0)
-        check_range(self, "max_scale_change", 1.0, open_low=True)
+        check_bounds(self)
 
 
 @dataclass
 class PropagationConfig:
     """When the previous fused state is used and when it is thrown away."""
 
-    enabled: bool = True  # False = plain per-frame image model
-    max_time_gap_s: float = 0.5  # a larger gap between stamps resets the state
-    reset_on_backwards_time: bool = True  # a stamp older than the previous one resets (else: frame skipped)
+    enabled: bool = setting(True, "fuse with the previous frame (False = plain per-frame image model)", live=True)
+    max_time_gap_s: float = setting(0.5, "a larger gap between stamps starts over (s)",
+                                    Bounds(0.0, 60.0, open_low=True), live=True)
+    reset_on_backwards_time: bool = setting(True, "a stamp older than the previous one starts over (False: the "
+                                            "frame is skipped)", live=True)
 
     def __post_init__(self) -> None:
-        check_range(self, "max_time_gap_s", 0.0, open_low=True)
+        check_bounds(self)
 
 
 @dataclass
 class RuntimeConfig:
     """Which inference runtime runs the model, and where its exported graphs or engines are."""
 
-    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"  # the drone uses tensorrt
-    device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (onnxruntime: CUDA provider; tensorrt: always a GPU)
-    export_dir: str | None = None  # folder written by `ssp export` (onnxruntime, tensorrt); relative to here or share/
-    precision: Literal["fp32", "fp16", "int8"] = "fp16"  # tensorrt: which engines of export_dir to load
-    threads: int = 0  # onnxruntime intra-op threads on CPU; 0 = the runtime's default (all cores)
+    backend: Backend = setting("torch", "inference runtime: torch, onnxruntime or tensorrt (the drone)")
+    device: str = setting("cpu", "cpu, cuda or cuda:N (onnxruntime: CUDA provider; tensorrt: always a GPU)")
+    export_dir: str | None = setting(None, "folder written by `ssp export` (onnxruntime, tensorrt); relative to "
+                                     "here or share/; empty = none")
+    precision: Literal["fp32", "fp16", "int8"] = setting("fp16", "tensorrt: which engines of export_dir to load")
+    threads: int = setting(0, "onnxruntime intra-op threads on CPU; 0 = the runtime's default (all cores)",
+                           Bounds(0))
 
     def __post_init__(self) -> None:
         require(self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None, "device",
@@ -119,7 +170,7 @@ class RuntimeConfig:
                 "`ssp export` (e.g. models/ssp_export)")
         require(self.backend != "tensorrt" or self.device != "cpu", "device",
                 "backend 'tensorrt' runs on a GPU: set runtime.device to 'cuda' or 'cuda:N'")
-        check_range(self, "threads", 0)
+        check_bounds(self)
 
     @property
     def device_index(self) -> int:
@@ -131,88 +182,78 @@ class RuntimeConfig:
 class NodeConfig:
     """The ROS 2 node's topics and stream policy."""
 
-    image_topic: str = "image"  # input topic (remap it in the launch file)
-    input_compressed: bool = False  # subscribe to sensor_msgs/CompressedImage instead of Image
-    reliable: bool = False  # False = sensor-data QoS (best effort, keep last 1)
-    max_age_ms: float = 500.0  # drop frames whose header stamp is older than this; 0 = keep all
-    publish_similarity: bool = False  # also publish ~/similarity
-    diagnostics_period_s: float = 1.0  # /diagnostics rate
+    image_topic: str = setting("image", "input topic name before remapping")
+    input_compressed: bool = setting(False, "subscribe to sensor_msgs/CompressedImage instead of Image")
+    reliable: bool = setting(False, "reliable QoS for the input; False = sensor-data QoS (best effort, keep last 1)")
+    max_age_ms: float = setting(500.0, "drop frames whose header stamp is older than this (ms); 0 keeps all",
+                                Bounds(0.0, 60_000.0), live=True)
+    publish_similarity: bool = setting(False, "also publish ~/similarity (weight of the previous frame x 255)")
+    diagnostics_period_s: float = setting(1.0, "period of /diagnostics updates (s)", Bounds(0.05, 60.0))
 
     def __post_init__(self) -> None:
         require(bool(self.image_topic), "image_topic", "must not be empty")
-        check_range(self, "max_age_ms", 0.0)
-        check_range(self, "diagnostics_period_s", 0.0, open_low=True)
+        check_bounds(self)
 
 
 @dataclass
 class CameraMotion:
     """How the synthetic drone flies: a pinhole camera over a flat world."""
 
-    hfov_deg: float = 70.0  # horizontal field of view
-    altitude_m: tuple[float, float] = (45.0, 75.0)  # altitude oscillates in this range (zoom)
-    altitude_period_s: float = 14.0  # one climb + descent
-    speed_mps: float = 8.0  # mean ground speed
-    speed_jitter: float = 0.3  # relative slow variation of the speed
-    turn_rate_dps: float = 12.0  # max heading change rate of the flight path
-    yaw_offset_deg: float = 25.0  # camera yaw swings up to this much around the flight heading
-    tilt_deg: float = 6.0  # max pitch/roll away from nadir (mild perspective)
+    hfov_deg: float = setting(70.0, "horizontal field of view (deg)", Bounds(0.0, 150.0, open_low=True,
+                                                                             open_high=True))
+    altitude_m: tuple[float, float] = setting((45.0, 75.0), "altitude oscillates in this range (m; zoom)")
+    altitude_period_s: float = setting(14.0, "one climb + descent (s)", Bounds(0.0, open_low=True))
+    speed_mps: float = setting(8.0, "mean ground speed (m/s)", Bounds(0.0, 60.0))
+    speed_jitter: float = setting(0.3, "relative slow variation of the speed", Bounds(0.0, 1.0, open_high=True))
+    turn_rate_dps: float = setting(12.0, "max heading change rate of the flight path (deg/s)", Bounds(0.0, 90.0))
+    yaw_offset_deg: float = setting(25.0, "camera yaw swings up to this much around the flight heading (deg)",
+                                    Bounds(0.0, 180.0))
+    tilt_deg: float = setting(6.0, "max pitch/roll away from nadir (deg; mild perspective)", Bounds(0.0, 20.0))
 
     def __post_init__(self) -> None:
-        check_range(self, "hfov_deg", 0.0, 150.0, open_low=True, open_high=True)
         check_pair(self.altitude_m, "altitude_m", 5.0, 500.0)
-        check_range(self, "altitude_period_s", 0.0, open_low=True)
-        check_range(self, "speed_mps", 0.0, 60.0)
-        check_range(self, "speed_jitter", 0.0, 1.0, open_high=True)
-        check_range(self, "turn_rate_dps", 0.0, 90.0)
-        check_range(self, "yaw_offset_deg", 0.0, 180.0)
-        check_range(self, "tilt_deg", 0.0, 20.0)
+        check_bounds(self)
 
 
 @dataclass
 class WorldLayout:
     """What the procedural world holds. Counts are per square kilometre so they scale with the world."""
 
-    size_m: float = 360.0  # side of the square world
-    gsd_m: float = 0.08  # ground size of one world-texture pixel
-    roads: int = 5  # roads crossing the world
-    buildings_per_km2: float = 1400.0
-    tree_clusters_per_km2: float = 600.0
-    parked_cars_per_km2: float = 900.0
-    moving_cars_per_km2: float = 300.0
-    people_per_km2: float = 700.0
-    clutter_patches_per_km2: float = 250.0
-    flat_roof_share: float = 0.5  # flat grey roofs look like road from above: the ambiguity we want
+    size_m: float = setting(360.0, "side of the square world (m)", Bounds(50.0, 5000.0))
+    gsd_m: float = setting(0.08, "ground size of one world-texture pixel (m)", Bounds(0.01, 1.0))
+    roads: int = setting(5, "roads crossing the world", Bounds(0))
+    buildings_per_km2: float = setting(1400.0, "buildings per km²", Bounds(0))
+    tree_clusters_per_km2: float = setting(600.0, "tree clusters per km²", Bounds(0))
+    parked_cars_per_km2: float = setting(900.0, "parked cars per km²", Bounds(0))
+    moving_cars_per_km2: float = setting(300.0, "moving cars per km²", Bounds(0))
+    people_per_km2: float = setting(700.0, "people per km²", Bounds(0))
+    clutter_patches_per_km2: float = setting(250.0, "clutter patches per km²", Bounds(0))
+    flat_roof_share: float = setting(0.5, "share of flat grey roofs, which look like road from above: the "
+                                     "ambiguity we want", Bounds(0.0, 1.0))
 
     def __post_init__(self) -> None:
-        check_range(self, "size_m", 50.0, 5000.0)
-        check_range(self, "gsd_m", 0.01, 1.0)
+        check_bounds(self)
         require(self.size_m / self.gsd_m <= 16384, "size_m",
                  f"world texture would be {self.size_m / self.gsd_m:.0f} px wide (max 16384): raise gsd_m")
-        for name in ("roads", "buildings_per_km2", "tree_clusters_per_km2", "parked_cars_per_km2",
-                     "moving_cars_per_km2", "people_per_km2", "clutter_patches_per_km2"):
-            check_range(self, name, 0)
-        check_range(self, "flat_roof_share", 0.0, 1.0)
 
 
 @dataclass
 class Nuisances:
     """Per-frame camera artefacts; each strength 0 switches it off."""
 
-    exposure_drift: float = 0.15  # amplitude of the slow log-gain drift
-    white_balance_drift: float = 0.06  # amplitude of the slow per-channel gain drift
-    noise_sigma: float = 3.0  # max std of Gaussian sensor noise (grey levels)
-    motion_blur_prob: float = 0.15  # share of frames with motion blur along the image motion
-    motion_blur_px: float = 6.0  # max blur length in pixels at 640 px width
-    jpeg_prob: float = 0.3  # share of frames passed through JPEG
-    jpeg_quality: tuple[int, int] = (35, 85)  # JPEG quality range
-    drop_prob: float = 0.02  # share of time steps lost (the next frame comes two steps later)
+    exposure_drift: float = setting(0.15, "amplitude of the slow log-gain drift", Bounds(0.0))
+    white_balance_drift: float = setting(0.06, "amplitude of the slow per-channel gain drift", Bounds(0.0))
+    noise_sigma: float = setting(3.0, "max std of Gaussian sensor noise (grey levels)", Bounds(0.0))
+    motion_blur_prob: float = setting(0.15, "share of frames with motion blur along the image motion",
+                                      Bounds(0.0, 1.0))
+    motion_blur_px: float = setting(6.0, "max blur length in pixels at 640 px width", Bounds(0.0))
+    jpeg_prob: float = setting(0.3, "share of frames passed through JPEG", Bounds(0.0, 1.0))
+    jpeg_quality: tuple[int, int] = setting((35, 85), "JPEG quality range")
+    drop_prob: float = setting(0.02, "share of time steps lost (the next frame comes two steps later)",
+                               Bounds(0.0, 0.5, open_high=True))
 
     def __post_init__(self) -> None:
-        for name in ("exposure_drift", "white_balance_drift", "noise_sigma", "motion_blur_px"):
-            check_range(self, name, 0.0)
-        for name in ("motion_blur_prob", "jpeg_prob"):
-            check_range(self, name, 0.0, 1.0)
-        check_range(self, "drop_prob", 0.0, 0.5, open_high=True)
+        check_bounds(self)
         check_pair(self.jpeg_quality, "jpeg_quality", 1, 100)
 
 
@@ -220,17 +261,15 @@ class Nuisances:
 class SyntheticConfig:
     """A synthetic aerial video scenario: resolution, flight, world and nuisances."""
 
-    height: int = 368  # frame height in pixels
-    width: int = 640  # frame width in pixels
-    fps: float = 30.0  # frame rate of the time steps
+    height: int = setting(368, "frame height in pixels", Bounds(16, 4320))
+    width: int = setting(640, "frame width in pixels", Bounds(16, 7680))
+    fps: float = setting(30.0, "frame rate of the time steps", Bounds(0.0, 240.0, open_low=True))
     camera: CameraMotion = field(default_factory=CameraMotion)
     world: WorldLayout = field(default_factory=WorldLayout)
     nuisances: Nuisances = field(default_factory=Nuisances)
 
     def __post_init__(self) -> None:
-        check_range(self, "height", 16, 4320)
-        check_range(self, "width", 16, 7680)
-        check_range(self, "fps", 0.0, 240.0, open_low=True)
+        check_bounds(self)
 
 
 @dataclass

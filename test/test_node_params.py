@@ -1,10 +1,19 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from ssp_ros.config import SspConfig, load_config
 from ssp_ros.errors import ConfigError
-from ssp_ros.ros.params import PARAMS, SPECS, check_dynamic, config_with_params, param_values
+from ssp_ros.ros.params import (
+    PARAMS,
+    SECTIONS,
+    SPECS,
+    check_dynamic,
+    config_with_params,
+    markdown_table,
+    param_values,
+)
 
 
 def test_every_parameter_is_a_config_key_with_a_ros_value() -> None:
@@ -32,7 +41,7 @@ def test_overrides_are_applied_and_converted() -> None:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"node.max_age_ms": -1.0}, r"ROS parameters: node.max_age_ms: must be in \[0.0, inf\], got -1.0"),
+    ({"node.max_age_ms": -1.0}, r"ROS parameters: node.max_age_ms: must be in \[0.0, 60000.0\], got -1.0"),
     ({"registration.min_inliers": 2.5}, "registration.min_inliers: expected int, got 2.5"),
     ({"node.imagetopic": "x"}, "node.imagetopic: not a parameter of this node"),
     ({"runtime.backend": "tensorrtt"}, "runtime.backend: expected one of"),
@@ -42,13 +51,43 @@ def test_bad_values_name_the_parameter(values: dict, message: str) -> None:
         config_with_params(SspConfig(), values)
 
 
-def test_ros_ranges_sit_inside_what_the_config_accepts() -> None:
-    for spec in PARAMS:
-        if spec.low is None:
-            continue
-        for bound in (spec.low, spec.high):
-            value = type(param_values(SspConfig())[spec.name])(bound)
-            config_with_params(SspConfig(), {spec.name: value})  # raises if the ROS range allows a refused value
+def test_ros_ranges_are_the_config_bounds() -> None:
+    """One source: each parameter's bounds are its config field's, so a closed end is accepted by both and an
+    open end (which a ROS range cannot express) is refused by the config with the parameter named."""
+    bounded = [spec for spec in PARAMS if spec.bounds is not None and spec.bounds.finite]
+    assert {spec.name for spec in bounded} >= {"node.max_age_ms", "propagation.max_time_gap_s",
+                                                "registration.min_inliers", "registration.ratio"}
+    for spec in bounded:
+        kind = type(param_values(SspConfig())[spec.name])
+        for end, is_open in ((spec.bounds.low, spec.bounds.open_low), (spec.bounds.high, spec.bounds.open_high)):
+            if is_open:
+                with pytest.raises(ConfigError, match=rf"{spec.name}: must be in "):
+                    config_with_params(SspConfig(), {spec.name: kind(end)})
+            else:
+                config_with_params(SspConfig(), {spec.name: kind(end)})
+
+
+def test_a_yaml_file_valid_for_the_demo_is_valid_for_the_node(tmp_path) -> None:
+    """The loader and the node check the same bounds: values at the config's limits pass both."""
+    cfg = load_config()
+    edge = config_with_params(cfg, {"registration.ratio": 1.0, "registration.min_inliers": 4,
+                                    "propagation.max_time_gap_s": 60.0, "node.max_age_ms": 0.0})
+    assert config_with_params(cfg, param_values(edge)) == edge
+
+
+def test_descriptions_and_liveness_come_from_the_schema() -> None:
+    fields = {f"{section}.{f.name}": f for section in SECTIONS
+              for f in dataclasses.fields(getattr(SspConfig(), section))}
+    assert set(SPECS) == set(fields)
+    for name, spec in SPECS.items():
+        assert spec.description == fields[name].metadata["doc"] and spec.dynamic == fields[name].metadata["live"]
+    assert SPECS["runtime.backend"].choices == ("torch", "onnxruntime", "tensorrt")
+    assert SPECS["runtime.export_dir"].optional and "empty = none" in SPECS["runtime.export_dir"].constraints
+
+
+def test_readme_parameter_table_is_generated_from_the_schema() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme, "README's parameter table is stale: paste the output of `ssp params`"
 
 
 def test_only_dynamic_parameters_change_in_flight() -> None:

@@ -4,7 +4,7 @@ drone's TensorRT path and the ONNX Runtime path never import torch."""
 from __future__ import annotations
 
 from ssp_ros.backends.base import Backend
-from ssp_ros.config import SspConfig
+from ssp_ros.config import BACKENDS, SspConfig
 from ssp_ros.errors import SspError
 
 
@@ -25,7 +25,7 @@ def make_backend(cfg: SspConfig, num_classes: int) -> Backend:
 
         backend = TensorRTBackend.from_config(cfg.runtime)
     else:
-        raise SspError(f"runtime.backend: unknown backend '{name}' (torch, onnxruntime, tensorrt)")
+        raise SspError(f"runtime.backend: unknown backend '{name}' ({', '.join(BACKENDS)})")
     if backend.num_classes != num_classes:
         raise SspError(f"runtime.export_dir {cfg.runtime.export_dir}: exported for {backend.num_classes} classes, "
                        f"model.dataset '{cfg.model.dataset}' has {num_classes}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ssp_ros.cli.args import positive, size
 from ssp_ros.cli.args import scenario as args_scenario
+from ssp_ros.config import BACKENDS
 from ssp_ros.errors import SspError
 from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, parse_candidate
 
@@ -46,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Latency per stage, params, GFLOPs and memory of the image model vs SSP, per backend and size."""
     from ssp_ros.config import load_config
-    from ssp_ros.eval.bench import BACKENDS, run_bench, write_report
+    from ssp_ros.eval.bench import run_bench, write_report
 
     cfg = load_config(args.config)
     report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(BACKENDS), args.frames,
@@ -93,7 +94,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
     bench.add_argument("--size", type=size, action="append", help="frame size HxW; repeat for several "
                        "(default 368x640 and 736x1280)")
-    bench.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), action="append",
+    bench.add_argument("--backend", choices=BACKENDS, action="append",
                        help="backend to measure; repeat for several (default: every one installed)")
     bench.add_argument("--frames", type=positive, default=30, help="timed frames per run (default 30)")
     bench.add_argument("--warmup", type=positive, default=5, help="untimed frames first (default 5)")

@@ -1,4 +1,4 @@
-"""The ROS wing on the command line: ``ssp node`` and ``ssp replay``."""
+"""The ROS wing on the command line: ``ssp node``, ``ssp replay`` and ``ssp params``."""
 
 from __future__ import annotations
 
@@ -51,8 +51,17 @@ def cmd_node(args: argparse.Namespace) -> int:
     return run_dds_node(args.config, domain)
 
 
+def cmd_params(args: argparse.Namespace) -> int:
+    """Print the node's ROS parameters (defaults from ``--config``) as a Markdown table."""
+    from ssp_ros.config import load_config
+    from ssp_ros.ros.params import markdown_table
+
+    print(markdown_table(load_config(args.config) if args.config else None))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``ssp node`` and ``ssp replay``."""
+    """Register ``ssp node``, ``ssp replay`` and ``ssp params``."""
     node = sub.add_parser("node", help="run the segmentation node (ROS 2 via rclpy, or Cyclone DDS without ROS)")
     node.add_argument("--transport", choices=("rclpy", "dds"), default="rclpy", help="rclpy: a ROS 2 node (needs "
                       "a sourced ROS 2); dds: the same topics on Cyclone DDS, no ROS needed (default rclpy)")
@@ -77,3 +86,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(func=cmd_replay)
+
+    params = sub.add_parser("params", help="list the node's ROS parameters: default, allowed values, whether they "
+                            "change in flight, description")
+    params.add_argument("--config", type=Path, help="take the defaults from this config YAML (default: the schema's)")
+    params.set_defaults(func=cmd_params)

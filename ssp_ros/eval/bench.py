@@ -26,13 +26,11 @@ import numpy as np
 
 from ssp_ros.backends import make_backend
 from ssp_ros.classes import load_class_set
-from ssp_ros.config import ModelConfig, RuntimeConfig, SspConfig
+from ssp_ros.config import BACKENDS, ModelConfig, RuntimeConfig, SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-BACKEND_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
 PAPER_GFLOPS = {"image": 210.6, "ssp": 322.8}  # SSP paper, Hiera-S + UPerNet 256 at 736×1280
 PAPER_MODEL = ModelConfig(backbone="sam2_hiera_small", decoder_channels=256, dataset="uavid_vdd",
                           input_size=(736, 1280))
@@ -138,9 +136,9 @@ def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str],
             scenario = dataclasses.replace(cfg.synthetic, height=size[0], width=size[1])
             clip = [(f.image, f.stamp) for f in SyntheticVideo(scenario, frames + warmup, seed)]
             for name in backends:
-                if importlib.util.find_spec(BACKEND_MODULES[name]) is None:
+                if importlib.util.find_spec(name) is None  # each backend is named after its module:
                     report["skipped"].append({"backend": name, "size": list(size),
-                                              "reason": f"python module '{BACKEND_MODULES[name]}' not installed"})
+                                              "reason": f"python module '{name}' not installed"})
                     continue
                 backend, run_cfg = _backend_for(name, sized, num_classes, Path(scratch))
                 for model, fuse in (("image", False), ("ssp", True)):

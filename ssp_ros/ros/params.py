@@ -1,59 +1,67 @@
-"""The node's ROS parameters as plain data: names, descriptions, ranges, which may change in flight.
+"""The node's ROS parameters, derived from the config schema: names, descriptions, ranges, which may change
+in flight.
 
-Each parameter is a dotted key of ``SspConfig`` (``propagation.max_time_gap_s``). The node declares them
+Every field of the sections in ``SECTIONS`` is a parameter named by its dotted key
+(``propagation.max_time_gap_s``); its description, bounds and whether it may change while the node runs come
+from the field's ``setting`` in ``ssp_ros/config.py``, the one place they are written. The node declares them
 with the values of the config file (``config_file``) as defaults, so a launch file or parameter file
-overrides single keys; ``config_with_params`` folds the values back into one validated ``SspConfig``.
-ROS parameters cannot be null: an empty string stands for None in optional fields.
+overrides single keys; ``config_with_params`` folds the values back into one validated ``SspConfig``. ROS
+parameters cannot be null: an empty string stands for None in optional fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from ssp_ros.config import SspConfig, config_from_dict, to_dict
+from ssp_ros.config import Bounds, SspConfig, config_from_dict, to_dict
 from ssp_ros.errors import ConfigError
+
+SECTIONS = ("node", "runtime", "propagation", "registration")  # the config sections a running node uses
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One ROS parameter backed by a config key."""
+    """One ROS parameter backed by a config key (all of it read from the schema)."""
 
     name: str  # dotted key in SspConfig
     description: str
-    low: float | None = None  # inclusive range for the ROS descriptor (numbers only)
-    high: float | None = None
-    dynamic: bool = False  # may change while the node runs (parameter callback)
-    optional: bool = False  # the config value may be None ("" in ROS)
+    bounds: Bounds | None  # the config's bounds (a ROS range where both ends are finite)
+    dynamic: bool  # may change while the node runs (parameter callback)
+    optional: bool  # the config value may be None ("" in ROS)
+    choices: tuple[str, ...] = ()  # the allowed strings of a Literal field
+
+    @property
+    def constraints(self) -> str:
+        """The ROS descriptor's ``additional_constraints``: what the range cannot say."""
+        parts = []
+        if self.choices:
+            parts.append(f"one of: {', '.join(self.choices)}")
+        if self.bounds is not None:
+            parts.append(f"in {self.bounds}")
+        if self.optional:
+            parts.append("empty = none")
+        return "; ".join(parts)
 
 
-PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("node.image_topic", "input topic name before remapping"),
-    ParamSpec("node.input_compressed", "subscribe to sensor_msgs/CompressedImage instead of Image"),
-    ParamSpec("node.reliable", "reliable QoS for the input; false = sensor-data QoS (best effort, keep last 1)"),
-    ParamSpec("node.max_age_ms", "drop frames whose header stamp is older than this (ms); 0 keeps all",
-              0.0, 60_000.0, dynamic=True),
-    ParamSpec("node.publish_similarity", "also publish ~/similarity (weight of the previous frame × 255)"),
-    ParamSpec("node.diagnostics_period_s", "period of /diagnostics updates (s)", 0.05, 60.0),
-    ParamSpec("runtime.backend", "inference runtime: torch | onnxruntime | tensorrt"),
-    ParamSpec("runtime.device", "cpu | cuda | cuda:N"),
-    ParamSpec("runtime.export_dir", "folder written by `ssp export` (onnxruntime, tensorrt); empty = none",
-              optional=True),
-    ParamSpec("propagation.enabled", "fuse with the previous frame (false = per-frame image model)", dynamic=True),
-    ParamSpec("propagation.max_time_gap_s", "a larger gap between stamps starts over (s)", 0.001, 60.0,
-              dynamic=True),
-    ParamSpec("propagation.reset_on_backwards_time", "a stamp older than the previous one starts over "
-              "(false: the frame is skipped)", dynamic=True),
-    ParamSpec("registration.min_inliers", "fewer homography inliers -> registration failed -> start over",
-              4, 10_000, dynamic=True),
-    ParamSpec("registration.min_inlier_ratio", "inliers / matches below this -> registration failed", 0.0, 1.0,
-              dynamic=True),
-    ParamSpec("registration.max_scale_change", "per-frame zoom beyond this factor -> registration failed",
-              1.001, 10.0, dynamic=True),
-    ParamSpec("registration.ransac_threshold_px", "homography inlier threshold in full-resolution pixels",
-              0.1, 50.0, dynamic=True),
-    ParamSpec("registration.ratio", "Lowe ratio test for keypoint matches", 0.05, 1.0, dynamic=True),
-)
+def _spec(section: str, f: dataclasses.Field, hint: Any) -> ParamSpec:
+    optional = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+    inner = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
+    choices = tuple(get_args(inner)) if get_origin(inner) is Literal else ()
+    return ParamSpec(f"{section}.{f.name}", f.metadata["doc"], f.metadata["bounds"], f.metadata["live"], optional,
+                     choices)
+
+
+def _specs() -> tuple[ParamSpec, ...]:
+    sections = get_type_hints(SspConfig)
+    return tuple(_spec(section, f, get_type_hints(sections[section])[f.name])
+                 for section in SECTIONS for f in dataclasses.fields(sections[section]))
+
+
+PARAMS: tuple[ParamSpec, ...] = _specs()
 SPECS = {spec.name: spec for spec in PARAMS}
 
 
@@ -89,3 +97,15 @@ def check_dynamic(names: list[str]) -> None:
     fixed = [name for name in names if name in SPECS and not SPECS[name].dynamic]
     if fixed:
         raise ConfigError(f"{', '.join(fixed)}: cannot change while the node runs (restart it with the new value)")
+
+
+def markdown_table(cfg: SspConfig | None = None) -> str:
+    """Every parameter as a Markdown table (name, default, range/choices, live, description): ``ssp params``,
+    and the README's table, which a test keeps equal to this."""
+    values = param_values(cfg or SspConfig())
+    rows = ["| parameter | default | allowed | changes in flight | description |", "|---|---|---|---|---|"]
+    for spec in PARAMS:
+        cells = (f"`{spec.name}`", f"`{json.dumps(values[spec.name])}`", spec.constraints or "any",
+                 "yes" if spec.dynamic else "no", spec.description)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows)

@@ -54,14 +54,20 @@ def cv_bridge_fallback() -> Callable[[Any], np.ndarray] | None:
 
 
 def _descriptor(spec: ParamSpec, value: Any) -> Any:
+    """The ROS descriptor of one parameter, all from the schema: description, constraints, read-only unless it
+    may change in flight, and the range where the config's bounds are finite (an open end is checked by
+    ``config_with_params``, which names it)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-    descriptor = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic,
+    descriptor = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints,
+                                     read_only=not spec.dynamic,
                                      dynamic_typing=True)  # 500 for 500.0 is fine: config_with_params validates
-    if spec.low is not None and isinstance(value, float):
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high))]
-    elif spec.low is not None and isinstance(value, int) and not isinstance(value, bool):
-        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    bounds = spec.bounds
+    if bounds is not None and bounds.finite and isinstance(value, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(bounds.low),
+                                                              to_value=float(bounds.high))]
+    elif bounds is not None and bounds.finite and isinstance(value, int) and not isinstance(value, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(bounds.low), to_value=int(bounds.high), step=1)]
     return descriptor
 
 
