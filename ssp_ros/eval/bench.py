@@ -136,7 +136,7 @@ def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str],
             scenario = dataclasses.replace(cfg.synthetic, height=size[0], width=size[1])
             clip = [(f.image, f.stamp) for f in SyntheticVideo(scenario, frames + warmup, seed)]
             for name in backends:
-                if importlib.util.find_spec(name) is None  # each backend is named after its module:
+                if importlib.util.find_spec(name) is None:  # each backend is named after the module it needs
                     report["skipped"].append({"backend": name, "size": list(size),
                                               "reason": f"python module '{name}' not installed"})
                     continue
