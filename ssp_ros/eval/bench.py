@@ -26,7 +26,7 @@ import numpy as np
 
 from ssp_ros.backends import make_backend
 from ssp_ros.classes import load_class_set
-from ssp_ros.config import BACKENDS, ModelConfig, RuntimeConfig, SspConfig
+from ssp_ros.config import ModelConfig, RuntimeConfig, SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo
