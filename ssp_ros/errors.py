@@ -7,3 +7,8 @@ class SspError(Exception):
 
 class ConfigError(SspError):
     """A configuration file or value is invalid."""
+
+
+class FrameError(SspError, ValueError):
+    """A camera frame that cannot be processed (wrong type, shape, dtype or size): the caller counts it and goes
+    on. Also a ValueError, as numpy and OpenCV callers expect for a malformed array."""

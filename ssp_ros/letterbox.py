@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ssp_ros.registration import resize_homography
+from ssp_ros.geometry import resize_homography
 
 PAD_VALUE = 114  # mid grey, as far from every class colour as a constant can be
 

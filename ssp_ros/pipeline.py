@@ -8,35 +8,21 @@ started over), and the time spent in each stage. The ROS node, bag replay and ``
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ssp_ros.backends.base import Backend
-from ssp_ros.config import SspConfig
-from ssp_ros.errors import SspError
+from ssp_ros.config import PropagationConfig, RegistrationConfig, SspConfig
+from ssp_ros.frames import check_frame
+from ssp_ros.geometry import cells_to_previous
 from ssp_ros.letterbox import Letterbox
 from ssp_ros.propagation import Propagator
-from ssp_ros.registration import FrameRegistrar, Registration, cells_to_previous
+from ssp_ros.registration import FrameRegistrar, Registration
 
 STAGES = ("preprocess", "segmenter", "registration", "fusion", "postprocess")
-
-
-class FrameError(SspError):
-    """A frame that cannot be processed (wrong shape or type); the caller counts it and goes on."""
-
-
-def check_frame(frame: Any) -> None:
-    """Raise FrameError unless ``frame`` is a non-empty H×W×3 uint8 RGB array."""
-    if not isinstance(frame, np.ndarray):
-        raise FrameError(f"frame must be a numpy array, got {type(frame).__name__}")
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise FrameError(f"frame must be H×W×3 RGB, got shape {frame.shape} (convert mono/BGRA/Bayer first)")
-    if frame.dtype != np.uint8:
-        raise FrameError(f"frame must be uint8, got {frame.dtype} (scale 16-bit or float images to 8 bits first)")
-    if min(frame.shape[:2]) < 16:
-        raise FrameError(f"frame of {frame.shape[0]}x{frame.shape[1]} is too small (at least 16 px per side)")
+MIN_FRAME_SIDE = 16  # px: smaller frames are refused (nothing to segment at stride 4)
 
 
 @dataclass
@@ -72,10 +58,22 @@ class Pipeline:
         """Forget the previous frame (the next frame starts over)."""
         self.propagator.request_reset()
 
+    def reconfigure(self, propagation: PropagationConfig | None = None,
+                    registration: RegistrationConfig | None = None) -> None:
+        """The one way to change a running pipeline: new propagation and/or registration settings, used from
+        the next frame on (each stage reads its settings once per frame). May be called from another thread
+        than ``process`` (the ROS parameter callback): each setting is swapped as a whole object."""
+        if propagation is not None:
+            self.propagator.cfg = propagation
+            self.cfg = replace(self.cfg, propagation=propagation)
+        if registration is not None:
+            self.registrar.reconfigure(registration)
+            self.cfg = replace(self.cfg, registration=registration)
+
     def process(self, frame: np.ndarray, stamp: float) -> FrameResult | None:
         """Segment one RGB frame taken at ``stamp`` (seconds). None if the frame is dropped (an old stamp
         with ``reset_on_backwards_time`` off); FrameError if it is not an image we can use."""
-        check_frame(frame)
+        check_frame(frame, min_side=MIN_FRAME_SIDE)
         if self.propagator.admit(stamp) is not None:
             return None
         timings: dict[str, float] = {}

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssp_ros.classes import load_class_set
 from ssp_ros.errors import ConfigError, SspError
-from ssp_ros.registration import cells_to_previous
+from ssp_ros.geometry import cells_to_previous
 from ssp_train.augment import View, conjugate, random_jitter, random_view
 from ssp_train.config import TrainConfig
 from ssp_train.datasets import index_dataset, label_encoding

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.geometry import cells_to_previous
 from ssp_ros.models import Segmenter
-from ssp_ros.registration import cells_to_previous
 from ssp_ros.synthetic import relative_homography
 from ssp_train.synthetic_data import Sequence
 

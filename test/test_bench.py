@@ -36,6 +36,10 @@ def test_bench_reports_every_backend_and_model(tmp_path) -> None:
     assert json.loads(json_path.read_text())["ratios"] == report["ratios"]
     page = md_path.read_text()
     assert "| onnxruntime | ssp | 120x200 |" in page and "ONNX Runtime / torch throughput" in page
+    (reg,) = report["registration"]
+    assert reg["size"] == [120, 200] and reg["pairs"] == 3 and reg["speed_ratio"] > 0
+    assert reg["ours"]["median_ms"] > 0 and reg["opencv"]["median_ms"] > 0
+    assert "registration 120x200, 3 pairs, ours vs OpenCV" in page
 
 
 def test_ratios_compare_ssp_with_the_image_model_of_the_same_backend_and_size() -> None:
@@ -53,4 +57,4 @@ def test_ratios_compare_ssp_with_the_image_model_of_the_same_backend_and_size() 
     assert out["onnxruntime"]["fusion_plus_registration_over_segmenter"] == 0.05
     assert "SSP / image model latency 1.100" in markdown(
         {"created": "t", "frames": 1, "warmup": 0, "seed": 0, "machine": {"cpu": "x", "device": "cpu"}, "cost": [],
-         "runs": [], "ratios": ratios(runs), "skipped": []})
+         "runs": [], "ratios": ratios(runs), "skipped": [], "registration": []})

@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from ssp_ros.backends.torch_backend import TorchBackend
-from ssp_ros.config import ModelConfig, PropagationConfig, SspConfig
+from ssp_ros.config import ModelConfig, PropagationConfig, RegistrationConfig, SspConfig
+from ssp_ros.errors import FrameError
 from ssp_ros.letterbox import Letterbox
 from ssp_ros.models import build_ssp
-from ssp_ros.pipeline import STAGES, FrameError, Pipeline
+from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.propagation import FIRST_FRAME, REGISTRATION_FAILED, RESOLUTION_CHANGED, TIME_GAP
 
 INPUT = (96, 160)
@@ -63,7 +64,7 @@ def test_resets_are_counted_not_raised(backend, small_video) -> None:
     (np.zeros((0, 10, 3), np.uint8), "too small"),
     (np.zeros((50, 60), np.uint8), r"H×W×3 RGB, got shape \(50, 60\)"),
     (np.zeros((50, 60, 4), np.uint8), r"got shape \(50, 60, 4\)"),
-    (np.zeros((50, 60, 3), np.float32), "must be uint8, got float32"),
+    (np.zeros((50, 60, 3), np.float32), "must be uint8, got dtype float32"),
     ("not an image", "numpy array"),
 ])
 def test_bad_frames_raise_one_clear_error(backend, frame, message: str) -> None:
@@ -77,3 +78,22 @@ def test_image_model_mode_skips_registration(backend, small_video) -> None:
     pipe = pipeline(backend, enabled=False)
     results = [pipe.process(f.image, f.stamp) for f in small_video[:3]]
     assert not any(r.fused for r in results) and all(r.registration is None for r in results)
+
+
+def test_reconfigure_takes_effect_at_the_next_frame(backend, small_video) -> None:
+    """``Pipeline.reconfigure`` is the one way in: thresholds apply to the next frame, a detector change starts
+    the keypoints over, and the pipeline's config reflects what runs."""
+    pipe = pipeline(backend)
+    frames = small_video[:5]
+    assert pipe.process(frames[0].image, frames[0].stamp).reset_reason == FIRST_FRAME
+    assert pipe.process(frames[1].image, frames[1].stamp).fused
+    pipe.reconfigure(registration=RegistrationConfig(min_inliers=10_000))
+    assert pipe.process(frames[2].image, frames[2].stamp).reset_reason == REGISTRATION_FAILED
+    assert pipe.registrar.cfg.min_inliers == pipe.cfg.registration.min_inliers == 10_000
+    pipe.reconfigure(registration=RegistrationConfig(), propagation=PropagationConfig(max_time_gap_s=0.001))
+    assert pipe.process(frames[3].image, frames[3].stamp).reset_reason == TIME_GAP
+    assert pipe.cfg.propagation.max_time_gap_s == pipe.propagator.cfg.max_time_gap_s == 0.001
+    pipe.reconfigure(registration=RegistrationConfig(detector="sift"), propagation=PropagationConfig())
+    result = pipe.process(frames[4].image, frames[4].stamp)
+    assert result.reset_reason == REGISTRATION_FAILED and result.registration.reason == "first frame", \
+        "keypoints of another detector cannot be matched: the registrar starts over"

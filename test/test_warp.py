@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from ssp_ros.geometry import scale_homography
 from ssp_ros.models import SimilarityHead, WarpFusionStep, warp
-from ssp_ros.registration import scale_homography
 from ssp_ros.synthetic import relative_homography
 
 

@@ -28,8 +28,9 @@ from ssp_ros.backends import make_backend
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig, RuntimeConfig, SspConfig
 from ssp_ros.errors import SspError
+from ssp_ros.eval.registration_check import compare, summary
 from ssp_ros.pipeline import STAGES, Pipeline
-from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic import SyntheticVideo, relative_homography
 
 PAPER_GFLOPS = {"image": 210.6, "ssp": 322.8}  # SSP paper, Hiera-S + UPerNet 256 at 736×1280
 PAPER_MODEL = ModelConfig(backbone="sam2_hiera_small", decoder_channels=256, dataset="uavid_vdd",
@@ -126,7 +127,7 @@ def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                     "device": cfg.runtime.device},
-        "frames": frames, "warmup": warmup, "seed": seed, "runs": [], "skipped": [], "cost": []}
+        "frames": frames, "warmup": warmup, "seed": seed, "runs": [], "skipped": [], "cost": [], "registration": []}
     with tempfile.TemporaryDirectory(prefix="ssp-bench-") as scratch:
         for size in sizes:
             model_cfg = dataclasses.replace(cfg.model, input_size=input_size_for(size))
@@ -134,7 +135,10 @@ def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str],
             if importlib.util.find_spec("torch") is not None:
                 report["cost"].append(model_cost(model_cfg, num_classes, model_cfg.input_size))
             scenario = dataclasses.replace(cfg.synthetic, height=size[0], width=size[1])
-            clip = [(f.image, f.stamp) for f in SyntheticVideo(scenario, frames + warmup, seed)]
+            video = list(SyntheticVideo(scenario, frames + warmup, seed))
+            clip = [(f.image, f.stamp) for f in video]
+            pairs = [(a.image, b.image, relative_homography(a, b)) for a, b in zip(video[:-1], video[1:])]
+            report["registration"].append({"size": list(size), **summary(compare(pairs, cfg.registration))})
             for name in backends:
                 if importlib.util.find_spec(name) is None:  # each backend is named after the module it needs
                     report["skipped"].append({"backend": name, "size": list(size),
@@ -211,6 +215,13 @@ def markdown(report: dict[str, Any]) -> str:
             text += f"; ONNX Runtime / torch throughput {q['onnxruntime_over_torch_throughput']:.2f}x"
         lines.append(text)
     lines += [f"- skipped {s['backend']} at {s['size'][0]}x{s['size'][1]}: {s['reason']}" for s in report["skipped"]]
+    for r in report["registration"]:
+        ours, cv = r["ours"], r["opencv"]
+        lines.append(f"- registration {r['size'][0]}x{r['size'][1]}, {r['pairs']} pairs, ours vs OpenCV (BFMatcher + "
+                     f"ratio test + findHomography) on the same keypoints: corner error median {ours['median_px']} / "
+                     f"{cv['median_px']} px (p95 {ours['p95_px']} / {cv['p95_px']}), failed {ours['failed']} / "
+                     f"{cv['failed']}, ours no worse on {100 * r['ours_no_worse_share']:.0f} % of pairs; features -> "
+                     f"homography {ours['median_ms']} / {cv['median_ms']} ms (OpenCV / ours {r['speed_ratio']}x)")
     return "\n".join(lines) + "\n"
 
 

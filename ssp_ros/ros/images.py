@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ssp_ros.pipeline import FrameError
+from ssp_ros.errors import FrameError
 
 UNSUPPORTED_ENCODING = "unsupported encoding"
 EMPTY_IMAGE = "empty image"

@@ -20,8 +20,8 @@ import numpy as np
 
 from ssp_ros.classes import ClassSet, overlay
 from ssp_ros.config import NodeConfig, SspConfig
-from ssp_ros.errors import SspError
-from ssp_ros.pipeline import FrameError, FrameResult, Pipeline
+from ssp_ros.errors import FrameError, SspError
+from ssp_ros.pipeline import FrameResult, Pipeline
 from ssp_ros.ros.images import MessageError, MessageFactory, message_to_rgb, rgb_to_bgr, stamp_ns
 from ssp_ros.ros.params import check_dynamic, config_with_params
 
@@ -137,9 +137,7 @@ class StreamProcessor:
         invalid or the parameter cannot change while running."""
         check_dynamic(list(values))
         cfg = config_with_params(self.config, values)
-        self.pipeline.cfg = replace(self.pipeline.cfg, propagation=cfg.propagation, registration=cfg.registration)
-        self.pipeline.propagator.cfg = cfg.propagation
-        self.pipeline.registrar.cfg = cfg.registration
+        self.pipeline.reconfigure(propagation=cfg.propagation, registration=cfg.registration)
         self.node = cfg.node
         return cfg
 
