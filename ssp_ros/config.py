@@ -1,6 +1,9 @@
 """The one configuration schema: typed dataclasses, loaded from YAML and validated strictly.
 
-Every section is a dataclass with a comment on each default. ``load_config`` turns a YAML file into
+Every section is a dataclass whose fields are ``setting``s: the default, a description (with its unit),
+the allowed ``Bounds`` and whether the value may change while the node runs. That is the one place a
+tunable is described: the loader checks the bounds, and the node's ROS parameters (``ros/params.py``),
+their descriptors and ``ssp params`` read all three from the field. ``load_config`` turns a YAML file into
 ``SspConfig``; unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the file
 and the dotted key. Dataclasses also validate when built in code (``__post_init__``).
 

@@ -83,6 +83,7 @@ def test_missing_image_weights_and_unknown_variant_are_named(tmp_path):
         run_ablation(plan, ["nope"])
 
 
+@pytest.mark.slow
 def test_tiny_plan_end_to_end(tmp_path, monkeypatch):
     seen = []
     real_run_clip = ssp_ros.eval.clips.run_clip

@@ -185,6 +185,7 @@ def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_node_process_segments_every_frame_like_the_demo(tmp_path, frames, domain) -> None:
     config = node_config(tmp_path, max_age_ms=0.0)  # replayed stamps: no wall-clock age check
     stamps = [START_NS + i * FRAME_NS for i in range(len(frames))]
@@ -222,6 +223,7 @@ def test_node_process_segments_every_frame_like_the_demo(tmp_path, frames, domai
     assert viewer.last_status("input")["dropped (newer frame waiting)"] == "0"
 
 
+@pytest.mark.slow
 def test_node_process_drops_stale_frames_under_overload_with_flat_memory(tmp_path, frames, domain) -> None:
     config = node_config(tmp_path, max_age_ms=200.0)
     log = tmp_path / "node.log"

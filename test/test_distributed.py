@@ -82,6 +82,7 @@ def _worker(recipe: Path, out: Path) -> None:
 # data parallel
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     recipe = _write(tmp_path / "tiny.yaml", tiny_recipe(tmp_path / "run", data={"val_frames": 3}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -131,6 +131,7 @@ def _recipe(tmp_path, name: str, **sections) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_teacher_then_kd_recipes_end_to_end(tmp_path, capsys):
     teacher = _recipe(tmp_path, "teacher", model={"decoder_channels": 24}, image={"steps": 2}, ssp={"steps": 0},
                       output={"model": "image"})

@@ -32,6 +32,7 @@ def flight(configs):
     return list(SyntheticVideo(configs[0].synthetic, frames=12, seed=2001))
 
 
+@pytest.mark.slow
 def test_segmenter_and_fusion_match_torch(backends, flight) -> None:
     reference, runtime = backends
     image = np.zeros((*runtime.input_size, 3), np.uint8)

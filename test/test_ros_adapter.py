@@ -243,6 +243,7 @@ def _hostile_stream(frames: list[np.ndarray], count: int, seed: int) -> list[tup
     return stream
 
 
+@pytest.mark.slow
 def test_a_thousand_hostile_messages(backend, small_video) -> None:
     """Bad and hostile messages interleaved with good ones: nothing escapes, every good frame yields one
     output with its stamp, every bad one is counted under its reason."""

@@ -44,6 +44,7 @@ def test_shipped_weights_are_small_and_describe_themselves() -> None:
     assert meta["kind"] == "ssp" and meta["backbone"] == load_config().model.backbone
 
 
+@pytest.mark.slow
 def test_ssp_is_more_consistent_and_no_less_accurate(results: dict) -> None:
     image, ssp = results["image"], results["ssp"]
     assert image["miou"] > 35.0, f"the image model itself regressed: {image['miou']}"  # 40.8 when shipped

@@ -44,6 +44,7 @@ def static_agreement(a: SyntheticFrame, b: SyntheticFrame) -> tuple[int, int]:
     return int((warped[static] == a.labels[static]).sum()), int(static.sum())
 
 
+@pytest.mark.slow
 def test_exact_flow_carries_static_labels_to_the_next_frame() -> None:
     frames = list(SyntheticVideo(SyntheticConfig(), frames=12, seed=5))  # the default 368×640 scenario
     agree = total = 0

@@ -1,0 +1,1 @@
+"""Deployment: export to ONNX, INT8 calibration frames and TensorRT engine builds (what runs before a flight)."""

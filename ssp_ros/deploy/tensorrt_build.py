@@ -1,7 +1,7 @@
 """Build the TensorRT engines of an exported model folder: ``ssp build-engine --onnx DIR --fp16``.
 
-Both graphs of the folder (``export_info.py``) become engines beside them, each with a sidecar keyed by
-the ONNX hash, TensorRT version, GPU and precision (``engine_cache.py``). The builder parses each ONNX
+Both graphs of the folder (``backends/export_info.py``) become engines beside them, each with a sidecar keyed by
+the ONNX hash, TensorRT version, GPU and precision (``backends/engine_cache.py``). The builder parses each ONNX
 graph (reporting every parser error), limits the workspace, reuses a timing cache kept in the folder (one
 per TensorRT version and GPU) so rebuilds skip most kernel timing, and for INT8 calibrates the segmenter
 with entropy calibration over a folder of frames (``calibration.py``), caching the calibration table.
