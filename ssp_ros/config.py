@@ -89,6 +89,8 @@ def check_pair(value: tuple[float, float], key: str, low: float, high: float) ->
 
 Backend = Literal["torch", "onnxruntime", "tensorrt"]
 BACKENDS: tuple[str, ...] = get_args(Backend)  # the inference runtimes, in the order we recommend trying them
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)  # TensorRT engine precisions
 
 
 @dataclass
@@ -161,7 +163,7 @@ class RuntimeConfig:
     device: str = setting("cpu", "cpu, cuda or cuda:N (onnxruntime: CUDA provider; tensorrt: always a GPU)")
     export_dir: str | None = setting(None, "folder written by `ssp export` (onnxruntime, tensorrt); relative to "
                                      "here or share/; empty = none")
-    precision: Literal["fp32", "fp16", "int8"] = setting("fp16", "tensorrt: which engines of export_dir to load")
+    precision: Precision = setting("fp16", "tensorrt: which engines of export_dir to load")
     threads: int = setting(0, "onnxruntime intra-op threads on CPU; 0 = the runtime's default (all cores)",
                            Bounds(0))
 

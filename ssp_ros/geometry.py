@@ -2,7 +2,8 @@
 
 Conventions: pixel coordinates put the centre of pixel (col, row) at (x, y) = (col, row), as in OpenCV;
 homographies are 3x3 float64 acting on column vectors (x, y, 1). Registration, the letterbox, the pipeline,
-the warp and training all use these; the matcher that estimates homographies is ``registration.py``.
+the warp and training all use these; the registrar that estimates homographies is ``registration.py``
+(with the detector and matchers of ``matching.py``).
 """
 
 from __future__ import annotations
@@ -107,12 +108,10 @@ def homography_problem(homography: np.ndarray, height: int, width: int, max_scal
 def fit_homography_lsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     """Least-squares homography from (K, 2) point pairs, K >= 4, by the normalised DLT -> (3, 3) or None.
 
-    Written out rather than ``cv2.findHomography(src, dst, 0)``: on the many small refits per frame it is a
-    third of the cost, and it returns None instead of raising on degenerate input.
-
-    Algebraic least squares after Hartley normalisation. For the near-affine homographies between
-    consecutive frames it matches the geometric (Levenberg-Marquardt) fit to ~0.01 px, at a third of
-    the cost of ``cv2.findHomography(..., 0)``.
+    Algebraic least squares after Hartley normalisation. Written out rather than taken from
+    ``cv2.findHomography(src, dst, 0)``: for the near-affine homographies between consecutive frames it
+    matches that geometric (Levenberg-Marquardt) fit to ~0.01 px at a third of the cost, on the many small
+    refits per frame, and returns None instead of raising on degenerate input.
     """
     s = src.astype(np.float64)
     d = dst.astype(np.float64)

@@ -3,7 +3,7 @@
 The frame is scaled by one factor to fit inside the model input, placed at the top-left corner and
 padded with grey. Masks come back by cropping the valid region and resizing to the camera size, so the
 output always has the input frame's size. Pixel coordinates follow ``cv2.resize``'s pixel-centre
-convention, which ``registration.resize_homography`` also uses.
+convention, which ``geometry.resize_homography`` also uses.
 """
 
 from __future__ import annotations

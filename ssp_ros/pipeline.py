@@ -7,6 +7,7 @@ started over), and the time spent in each stage. The ROS node, bag replay and ``
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,8 +19,9 @@ from ssp_ros.config import PropagationConfig, RegistrationConfig, SspConfig
 from ssp_ros.frames import check_frame
 from ssp_ros.geometry import cells_to_previous
 from ssp_ros.letterbox import Letterbox
+from ssp_ros.matching import Detector
 from ssp_ros.propagation import Propagator
-from ssp_ros.registration import FrameRegistrar, Registration
+from ssp_ros.registration import DETECTION_KEYS, FrameRegistrar, Registration
 
 STAGES = ("preprocess", "segmenter", "registration", "fusion", "postprocess")
 MIN_FRAME_SIDE = 16  # px: smaller frames are refused (nothing to segment at stride 4)
@@ -46,13 +48,16 @@ class _State:
 
 
 class Pipeline:
-    """One camera stream through one backend. Not thread-safe: one pipeline per stream."""
+    """One camera stream through one backend. ``process`` runs in one thread at a time (one pipeline per
+    stream); ``reset`` and ``reconfigure`` may be called from any other thread."""
 
     def __init__(self, cfg: SspConfig, backend: Backend) -> None:
         self.cfg, self.backend = cfg, backend
         self.propagator: Propagator[_State] = Propagator(cfg.propagation)
         self.registrar = FrameRegistrar(cfg.registration)
         self._letterbox: Letterbox | None = None
+        self._lock = threading.Lock()
+        self._pending: SspConfig | None = None  # settings that reconfigure staged for the next frame
 
     def reset(self) -> None:
         """Forget the previous frame (the next frame starts over)."""
@@ -60,20 +65,35 @@ class Pipeline:
 
     def reconfigure(self, propagation: PropagationConfig | None = None,
                     registration: RegistrationConfig | None = None) -> None:
-        """The one way to change a running pipeline: new propagation and/or registration settings, used from
-        the next frame on (each stage reads its settings once per frame). May be called from another thread
-        than ``process`` (the ROS parameter callback): each setting is swapped as a whole object."""
-        if propagation is not None:
-            self.propagator.cfg = propagation
-            self.cfg = replace(self.cfg, propagation=propagation)
-        if registration is not None:
-            self.registrar.reconfigure(registration)
-            self.cfg = replace(self.cfg, registration=registration)
+        """The one way to change a running pipeline: new propagation and/or registration settings.
+
+        They are checked here (a detector this OpenCV build lacks raises SspError before anything changes),
+        ``cfg`` shows them at once, and the stages switch to them together at the start of the next frame,
+        in the thread that runs ``process``. So the ROS parameter callback may call this from its own
+        thread, and no frame runs on half of a change."""
+        with self._lock:
+            cfg = self.cfg
+            if registration is not None:
+                if any(getattr(cfg.registration, key) != getattr(registration, key) for key in DETECTION_KEYS):
+                    Detector(registration)  # raises here, in the caller, if the detector cannot be made
+                cfg = replace(cfg, registration=registration)
+            if propagation is not None:
+                cfg = replace(cfg, propagation=propagation)
+            self.cfg = self._pending = cfg
+
+    def _apply_pending(self) -> None:
+        """Hand the settings staged by ``reconfigure`` to the stages (called by ``process``, between frames)."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.propagator.cfg = pending.propagation
+            self.registrar.reconfigure(pending.registration)
 
     def process(self, frame: np.ndarray, stamp: float) -> FrameResult | None:
         """Segment one RGB frame taken at ``stamp`` (seconds). None if the frame is dropped (an old stamp
         with ``reset_on_backwards_time`` off); FrameError if it is not an image we can use."""
         check_frame(frame, min_side=MIN_FRAME_SIDE)
+        self._apply_pending()
         if self.propagator.admit(stamp) is not None:
             return None
         timings: dict[str, float] = {}

@@ -204,9 +204,10 @@ class FrameRegistrar:
         return cv2.USAC_MAGSAC if self.cfg.method == "usac" else cv2.RANSAC
 
     def reconfigure(self, cfg: RegistrationConfig) -> None:
-        """Use ``cfg`` from the next frame on. Thresholds apply at once; a change of what is detected
-        (DETECTION_KEYS) makes a new detector and forgets the previous frame's keypoints, which could not be
-        matched with the new ones (the next frame is then registered as a first frame)."""
+        """Use ``cfg`` from the next frame on (call it between frames, from the thread that registers them:
+        ``Pipeline.reconfigure`` does). A change of what is detected (DETECTION_KEYS) makes a new detector and
+        forgets the previous frame's keypoints, which could not be matched with the new ones (the next frame
+        is then registered as a first frame)."""
         if any(getattr(self.cfg, key) != getattr(cfg, key) for key in DETECTION_KEYS):
             self._detector = Detector(cfg)
             self._prev = None

@@ -23,6 +23,7 @@ from ssp_ros.config import (
     read_yaml,
     require,
 )
+from ssp_ros.eval.flow import FlowName
 from ssp_ros.resources import resolve_resource
 
 
@@ -47,7 +48,7 @@ class DataConfig:
     # drawn from [1 − s, 1 + s] once per clip, the same for all its frames; 0 = off
     val_seed: int = 999  # synthetic: seed of the held-out validation sequence
     val_frames: int = 60  # synthetic: validation frames (mIoU, TC of image model vs SSP after each stage); 0 = none
-    flow: Literal["dis", "raft", "raft_small"] = "dis"  # real video: flow estimator of the TC and KD losses
+    flow: FlowName = "dis"  # real video: flow estimator of the TC and KD losses
     # (synthetic video has exact flow)
     flow_weights: str | None = None  # real video: local RAFT weights file (raft, raft_small)
     flow_cache: str | None = None  # real video: `ssp flow-cache` folder, read (and filled) by training; None = on

@@ -27,7 +27,7 @@ from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from conftest import small_scenario  # noqa: E402 - after the skip
-from test_transport_dds import LOOPBACK  # noqa: E402
+from test_dds_transport import LOOPBACK  # noqa: E402
 
 from ssp_ros.ros.dds_transport import DdsTransport  # noqa: E402
 from ssp_ros.synthetic import SyntheticVideo  # noqa: E402

@@ -140,7 +140,7 @@ class _MemoryTransport:
 def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video) -> None:
     from dataclasses import replace
 
-    from test_ros_adapter import rgb8
+    from test_ros_stream import rgb8
 
     from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
     from ssp_ros.ros.transport import SENSOR_DATA

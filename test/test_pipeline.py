@@ -4,7 +4,7 @@ import torch
 
 from ssp_ros.backends.torch_backend import TorchBackend
 from ssp_ros.config import ModelConfig, PropagationConfig, RegistrationConfig, SspConfig
-from ssp_ros.errors import FrameError
+from ssp_ros.errors import FrameError, SspError
 from ssp_ros.letterbox import Letterbox
 from ssp_ros.models import build_ssp
 from ssp_ros.pipeline import STAGES, Pipeline
@@ -94,6 +94,45 @@ def test_reconfigure_takes_effect_at_the_next_frame(backend, small_video) -> Non
     assert pipe.process(frames[3].image, frames[3].stamp).reset_reason == TIME_GAP
     assert pipe.cfg.propagation.max_time_gap_s == pipe.propagator.cfg.max_time_gap_s == 0.001
     pipe.reconfigure(registration=RegistrationConfig(detector="sift"), propagation=PropagationConfig())
+    assert pipe.cfg.registration.detector == "sift" and pipe.registrar.cfg.detector == "orb", \
+        "staged: the stages switch between frames, in the thread that runs them"
     result = pipe.process(frames[4].image, frames[4].stamp)
+    assert pipe.registrar.cfg.detector == "sift"
     assert result.reset_reason == REGISTRATION_FAILED and result.registration.reason == "first frame", \
         "keypoints of another detector cannot be matched: the registrar starts over"
+
+
+def test_a_refused_reconfigure_changes_nothing(backend, monkeypatch) -> None:
+    pipe = pipeline(backend)
+    before = pipe.cfg
+
+    def no_akaze(cfg):
+        raise SspError("registration.detector: AKAZE is not in this OpenCV build")
+
+    monkeypatch.setattr("ssp_ros.pipeline.Detector", no_akaze)
+    with pytest.raises(SspError, match="AKAZE"):
+        pipe.reconfigure(propagation=PropagationConfig(max_time_gap_s=2.0),
+                         registration=RegistrationConfig(detector="akaze"))
+    assert pipe.cfg == before and pipe._pending is None
+
+
+def test_a_reconfigure_landing_mid_frame_waits_for_the_next_frame(backend, small_video) -> None:
+    """The ROS parameter callback runs in its own thread, so a detector change can land while the worker is
+    half-way through a frame. Simulated deterministically: the change arrives right after this frame's
+    keypoints were detected. The frame finishes on the old settings, the next one starts cleanly on the new
+    (applied immediately, ORB keypoints would be kept as the previous frame of a SIFT registrar)."""
+    pipe = pipeline(backend)
+    frames = small_video[:3]
+    pipe.process(frames[0].image, frames[0].stamp)
+    detect = pipe.registrar.features
+
+    def detect_then_change(frame):
+        found = detect(frame)
+        pipe.reconfigure(registration=RegistrationConfig(detector="sift"))  # "the other thread"
+        return found
+
+    pipe.registrar.features = detect_then_change
+    assert pipe.process(frames[1].image, frames[1].stamp).fused, "this frame runs on ORB to the end"
+    pipe.registrar.features = detect
+    result = pipe.process(frames[2].image, frames[2].stamp)
+    assert pipe.registrar.cfg.detector == "sift" and result.registration.reason == "first frame"

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ssp_ros.backends.export_info import ExportInfo
+from ssp_ros.config import PRECISIONS
 from ssp_ros.errors import SspError
 
 SIDECAR_FORMAT = 1
-PRECISIONS = ("fp32", "fp16", "int8")
 INT8_GRAPHS = ("segmenter",)  # the fusion graph stays FP16 in an INT8 build (tensorrt_build.py says why)
 
 

@@ -1,4 +1,4 @@
-"""Argument types and helpers shared by the ``ssp`` sub-commands (and by ``ssp_train``'s commands)."""
+"""Argument types and helpers shared by the ``ssp`` sub-commands."""
 
 from __future__ import annotations
 

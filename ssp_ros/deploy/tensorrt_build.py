@@ -36,6 +36,7 @@ from ssp_ros.backends.tensorrt_common import (
     tensorrt_version,
     trt_logger,
 )
+from ssp_ros.config import PRECISIONS
 from ssp_ros.errors import SspError
 
 if TYPE_CHECKING:  # numpy and OpenCV load only when a build needs frames, so `ssp --help` stays quick
@@ -198,8 +199,8 @@ def build_engines(folder: str | Path, options: BuildOptions, progress: Progress 
     frame) and because a folder of frames cannot provide representative (current, previous, homography)
     inputs to calibrate it with: that would need the whole pipeline, registration included, at build time.
     """
-    if options.precision not in ("fp32", "fp16", "int8"):
-        raise SspError(f"precision '{options.precision}': expected fp32, fp16 or int8")
+    if options.precision not in PRECISIONS:
+        raise SspError(f"precision '{options.precision}': expected one of {', '.join(PRECISIONS)}")
     if options.workspace_mb < 1:
         raise SspError(f"--workspace-mb must be >= 1, got {options.workspace_mb}")
     info = load_export_info(folder)

@@ -8,14 +8,15 @@ the default estimator and torchvision's RAFT is used when a local weights file i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import cv2
 import numpy as np
 
 from ssp_ros.errors import SspError
 
-FLOW_ESTIMATORS = ("dis", "raft", "raft_small")  # names make_flow_estimator takes
+FlowName = Literal["dis", "raft", "raft_small"]
+FLOW_ESTIMATORS: tuple[str, ...] = get_args(FlowName)  # the names make_flow_estimator takes
 
 
 def flow_targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

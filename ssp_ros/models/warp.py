@@ -2,7 +2,7 @@
 
 Coordinates are cell coordinates of the map being warped, cell centres at integers, and the sampling
 uses ``align_corners=False`` (cell i spans [i − 0.5, i + 0.5)), matching
-``ssp_ros.registration.scale_homography``. GridSample is in ONNX opset 16 and TensorRT, so the same
+``ssp_ros.geometry.scale_homography``. GridSample is in ONNX opset 16 and TensorRT, so the same
 functions serve the exported fusion graph.
 """
 

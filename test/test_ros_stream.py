@@ -159,11 +159,11 @@ def test_fallback_converts_unknown_encodings(backend, small_video) -> None:
 def test_reconfigure_in_flight(backend) -> None:
     proc = processor(backend)
     cfg = proc.reconfigure({"registration.min_inliers": 40, "propagation.max_time_gap_s": 2, "node.max_age_ms": 0})
-    assert proc.pipeline.registrar.cfg.min_inliers == 40 and cfg.registration.min_inliers == 40
-    assert proc.pipeline.propagator.cfg.max_time_gap_s == 2.0 and proc.node.max_age_ms == 0.0
+    assert proc.pipeline.cfg.registration.min_inliers == 40 and cfg.registration.min_inliers == 40
+    assert proc.pipeline.cfg.propagation.max_time_gap_s == 2.0 and proc.node.max_age_ms == 0.0
     with pytest.raises(ConfigError, match=r"min_inlier_ratio: must be in \[0.0, 1.0\], got 1.5"):
         proc.reconfigure({"registration.min_inlier_ratio": 1.5, "registration.min_inliers": 10})
-    assert proc.pipeline.registrar.cfg.min_inliers == 40, "nothing applied from a rejected change"
+    assert proc.pipeline.cfg.registration.min_inliers == 40, "nothing applied from a rejected change"
     with pytest.raises(ConfigError, match="node.image_topic: cannot change while the node runs"):
         proc.reconfigure({"node.image_topic": "other"})
 

@@ -68,11 +68,22 @@ def test_ros_ranges_are_the_config_bounds() -> None:
 
 
 def test_a_yaml_file_valid_for_the_demo_is_valid_for_the_node(tmp_path) -> None:
-    """The loader and the node check the same bounds: values at the config's limits pass both."""
-    cfg = load_config()
-    edge = config_with_params(cfg, {"registration.ratio": 1.0, "registration.min_inliers": 4,
-                                    "propagation.max_time_gap_s": 60.0, "node.max_age_ms": 0.0})
-    assert config_with_params(cfg, param_values(edge)) == edge
+    """The loader and the node check the same bounds: a config file at the limits that ``load_config`` (what
+    ``ssp demo`` reads) accepts becomes the node's parameters and comes back unchanged; one past a limit is
+    refused by both with the same key named."""
+    import yaml
+
+    edge = {"registration": {"ratio": 1.0, "min_inliers": 10_000, "max_scale_change": 10.0},
+            "propagation": {"max_time_gap_s": 60.0}, "node": {"max_age_ms": 0.0, "diagnostics_period_s": 0.05}}
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(edge))
+    cfg = load_config(path)
+    assert config_with_params(cfg, param_values(cfg)) == cfg
+    path.write_text(yaml.safe_dump({"propagation": {"max_time_gap_s": 61.0}}))
+    with pytest.raises(ConfigError, match=r"propagation\.max_time_gap_s: must be in \(0\.0, 60\.0\]"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"propagation\.max_time_gap_s: must be in \(0\.0, 60\.0\]"):
+        config_with_params(cfg, {"propagation.max_time_gap_s": 61.0})
 
 
 def test_descriptions_and_liveness_come_from_the_schema() -> None:
