@@ -1,5 +1,6 @@
 """ament_python package: `colcon build` installs it for ROS 2; `pip install -e .` works without ROS."""
 
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -24,7 +25,7 @@ setup(
         (f"share/{PACKAGE}/config/datasets", glob("config/datasets/*.yaml")),
         (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
-        (f"share/{PACKAGE}/models", glob("models/*")),
+        (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),  # not an `ssp export` folder
     ],
     # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
     install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60",

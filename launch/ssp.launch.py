@@ -5,8 +5,9 @@
     ros2 launch ssp_ros ssp.launch.py backend:=tensorrt export_dir:=/opt/ssp/export
 
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
-ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``,
-``export_dir`` and ``compressed`` override single keys when given, and win over both files.
+ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
+``export_dir`` and ``compressed`` override single keys when given, and win over both files. TensorRT runs
+on a GPU only, so ``backend:=tensorrt`` without ``device`` sets ``runtime.device`` to ``cuda``.
 """
 
 from launch import LaunchContext, LaunchDescription
@@ -16,7 +17,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-OVERRIDES = {"backend": "runtime.backend", "export_dir": "runtime.export_dir", "compressed": "node.input_compressed"}
+OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
+             "compressed": "node.input_compressed"}
 FLAGS = {"node.input_compressed"}  # parameters that take true/false
 
 
@@ -31,6 +33,8 @@ def _segmentation_node(context: LaunchContext) -> list[Node]:
     for name, key in OVERRIDES.items():
         if arg(name):
             parameters.append({key: arg(name).lower() == "true" if key in FLAGS else arg(name)})
+    if arg("backend") == "tensorrt" and not arg("device"):
+        parameters.append({"runtime.device": "cuda"})
     return [Node(package="ssp_ros", executable="ssp_node", name="ssp", output="screen", parameters=parameters,
                  remappings=[("image", arg("image"))])]
 
@@ -48,6 +52,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="true: subscribe to sensor_msgs/CompressedImage; empty: from config"),
         DeclareLaunchArgument("backend", default_value="",
                               description="torch | onnxruntime | tensorrt; empty: from config"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="cpu | cuda | cuda:N; empty: from config (cuda with backend:=tensorrt)"),
         DeclareLaunchArgument("export_dir", default_value="",
                               description="folder written by `ssp export` (onnxruntime/tensorrt); empty: from config"),
         DeclareLaunchArgument("use_rviz", default_value="false",

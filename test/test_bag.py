@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -116,3 +117,18 @@ def test_bags_without_stored_definitions_use_the_humble_types(small_video, tmp_p
         (record,) = records(reader, topic_connections(reader, SYNTH_IMAGE_TOPIC, "old.db3"), "old.db3")
         np.testing.assert_array_equal(message_to_rgb(reader.deserialize(record.raw, record.connection.msgtype)),
                                       small_video[0].image)
+
+
+@pytest.mark.parametrize("name", ["drone.mcap", "drone.db3"])
+def test_written_bags_are_readable_by_humble(small_video, tmp_path: Path, name: str) -> None:
+    """Humble's rosbag2 (metadata_io.cpp) reads ``offered_qos_profiles`` as one YAML string and knows formats up
+    to 8; rosbags' format 9 writes a list there. Our bags' metadata.yaml is read here the way Humble does."""
+    write_synthetic_bag(small_video[:2], tmp_path / name)
+    info = yaml.safe_load((tmp_path / name / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["version"] == 8
+    topics = info["topics_with_message_count"]
+    assert {t["topic_metadata"]["name"] for t in topics} == {SYNTH_IMAGE_TOPIC, "/camera/labels"}
+    for topic in topics:
+        qos = topic["topic_metadata"]["offered_qos_profiles"]
+        assert isinstance(qos, str), f"Humble cannot read offered_qos_profiles of type {type(qos).__name__}"
+        assert isinstance(yaml.safe_load(qos) or [], list), "the string itself holds the YAML list of profiles"

@@ -15,7 +15,7 @@ from ssp_ros.ros.node import NODE_NAME, OUTPUTS
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
 EXPECTED = {
-    "ssp.launch.py": {"config", "params_file", "image", "compressed", "backend", "export_dir", "use_rviz",
+    "ssp.launch.py": {"config", "params_file", "image", "compressed", "backend", "device", "export_dir", "use_rviz",
                       "use_sim_time"},
     "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
 }
@@ -63,7 +63,8 @@ def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz() -> None:
     assert "ssp.rviz" in ast.unparse(keyword(rviz, "arguments"))
     assert "use_rviz" in ast.unparse(keyword(rviz, "condition"))
     overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")
-    assert ast.literal_eval(overrides.value) == {"backend": "runtime.backend", "export_dir": "runtime.export_dir",
+    assert ast.literal_eval(overrides.value) == {"backend": "runtime.backend", "device": "runtime.device",
+                                                 "export_dir": "runtime.export_dir",
                                                  "compressed": "node.input_compressed"}
 
 
@@ -73,6 +74,52 @@ def test_overridden_keys_are_node_parameters() -> None:
     tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
     overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")
     assert set(ast.literal_eval(overrides.value).values()) <= set(SPECS)
+
+
+def _node_parameters(monkeypatch, **args: str) -> list:
+    """The parameters ssp.launch.py gives the node for these launch arguments. launch/launch_ros are not on
+    PyPI, so their two calls used here stand in: ``LaunchConfiguration(name).perform(context)`` returns the
+    argument's string (as launch does) and ``Node(**kwargs)`` keeps its keyword arguments."""
+    import sys
+    import types
+
+    defaults = {"config": "config/ssp.yaml", "params_file": "", "image": "/camera/image_raw", "compressed": "",
+                "backend": "", "device": "", "export_dir": "", "use_rviz": "false", "use_sim_time": "false"}
+    values = {**defaults, **args}
+    stubs = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.conditions",
+                                                       "launch.substitutions", "launch_ros", "launch_ros.actions",
+                                                       "launch_ros.substitutions")}
+    stubs["launch"].LaunchContext = stubs["launch"].LaunchDescription = object
+    stubs["launch.actions"].DeclareLaunchArgument = stubs["launch.actions"].OpaqueFunction = object
+    stubs["launch.conditions"].IfCondition = object
+    stubs["launch.substitutions"].PathJoinSubstitution = object
+    stubs["launch.substitutions"].LaunchConfiguration = lambda name: types.SimpleNamespace(
+        perform=lambda context: values[name])
+    stubs["launch_ros.actions"].Node = lambda **kwargs: kwargs
+    stubs["launch_ros.substitutions"].FindPackageShare = object
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("ssp_launch", LAUNCH / "ssp.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (node,) = module._segmentation_node(None)
+    return node["parameters"]
+
+
+def test_tensorrt_backend_from_the_launch_file_gives_a_valid_config(monkeypatch) -> None:
+    """``backend:=tensorrt export_dir:=...`` (the README's line) must not end in "tensorrt runs on a GPU":
+    the shipped config says cpu, so the launch file sets cuda unless ``device`` is given."""
+    from ssp_ros.config import load_config
+    from ssp_ros.ros.params import config_with_params
+
+    def config(**args: str):
+        values = {k: v for entry in _node_parameters(monkeypatch, **args)[1:] for k, v in entry.items()}
+        return config_with_params(load_config(ROOT / "config" / "ssp.yaml"), values)
+
+    cfg = config(backend="tensorrt", export_dir="/opt/ssp/export")
+    assert (cfg.runtime.backend, cfg.runtime.device, cfg.runtime.export_dir) == ("tensorrt", "cuda", "/opt/ssp/export")
+    assert config(backend="tensorrt", device="cuda:1", export_dir="/x").runtime.device == "cuda:1"
+    assert config().runtime.device == "cpu", "no arguments: the config file decides"
 
 
 def test_replay_launch_plays_the_bag_into_the_node() -> None:

@@ -19,7 +19,8 @@ def test_package_xml_is_valid_format_3_ament_python() -> None:
     package.validate()
     assert package.package_format == 3 and package.name == "ssp_ros"
     assert package.get_build_type() == "ament_python"
-    needed = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "cv_bridge", "python3-numpy", "python3-opencv"}
+    needed = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "cv_bridge", "python3-numpy", "python3-opencv",
+              "ros2bag", "rosbag2_storage_default_plugins", "rosbag2_storage_mcap"}  # Humble: sqlite3 only by default
     assert needed <= {dep.name for dep in package.exec_depends}
 
 
@@ -39,23 +40,31 @@ def test_code_passes_ruff() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def copy_sources(source: Path) -> Path:
+    """The package's files as a colcon workspace source folder."""
+    source.mkdir(parents=True)
+    for name in SOURCES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "ssp_export"))
+        elif path.exists():
+            shutil.copy2(path, source / name)
+    return source
+
+
+def colcon_build(colcon: str, workspace: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([colcon, "build", "--base-paths", str(workspace / "src"),
+                           "--build-base", str(workspace / "build"), "--install-base", str(workspace / "install"),
+                           "--event-handlers", "console_direct-"],
+                          cwd=workspace, capture_output=True, text=True, timeout=300)
+
+
 def test_colcon_build_installs_node_index_and_data(tmp_path: Path) -> None:
     colcon = shutil.which("colcon") or str(Path(sys.executable).parent / "colcon")
     if not Path(colcon).exists():
         pytest.skip("colcon is not installed (pip install -e '.[test]')")
-    source = tmp_path / "src" / "ssp_ros"
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif path.exists():
-            source.parent.mkdir(parents=True, exist_ok=True)
-            source.mkdir(exist_ok=True)
-            shutil.copy2(path, source / name)
-    result = subprocess.run([colcon, "build", "--base-paths", str(tmp_path / "src"),
-                             "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install"),
-                             "--event-handlers", "console_direct-"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    copy_sources(tmp_path / "src" / "ssp_ros")
+    result = colcon_build(colcon, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     install = tmp_path / "install" / "ssp_ros"
     assert (install / "lib" / "ssp_ros" / "ssp_node").is_file(), "ros2 run needs lib/ssp_ros/ssp_node"
@@ -67,3 +76,16 @@ def test_colcon_build_installs_node_index_and_data(tmp_path: Path) -> None:
     assert (share / "config" / "ssp.yaml").is_file() and (share / "config" / "datasets" / "uavid.yaml").is_file()
     assert (share / "config" / "scenarios" / "default.yaml").is_file()
     assert (share / "models" / "README.md").is_file()
+
+
+def test_colcon_build_after_an_export_into_models(tmp_path: Path) -> None:
+    """The README exports into models/ssp_export; setup.py installs the files of models/, not its folders."""
+    colcon = shutil.which("colcon") or str(Path(sys.executable).parent / "colcon")
+    if not Path(colcon).exists():
+        pytest.skip("colcon is not installed (pip install -e '.[test]')")
+    source = copy_sources(tmp_path / "src" / "ssp_ros")
+    (source / "models" / "ssp_export").mkdir()
+    (source / "models" / "ssp_export" / "export.json").write_text("{}")
+    result = colcon_build(colcon, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "install" / "ssp_ros" / "share" / "ssp_ros" / "models" / "README.md").is_file()

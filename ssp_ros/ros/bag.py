@@ -32,6 +32,7 @@ from ssp_ros.synthetic.video import SyntheticFrame
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+BAG_FORMAT = 8  # the newest rosbag2 format that Humble (the drone) and Jazzy both read
 SYNTH_IMAGE_TOPIC = "/camera/image_raw"
 SYNTH_LABELS_TOPIC = "/camera/labels"
 SYNTH_START_NS = 1_700_000_000 * 1_000_000_000  # synthetic bags start at a fixed, realistic epoch time
@@ -126,7 +127,9 @@ class BagWriter:
         except OSError as err:
             raise SspError(f"{self.path.parent}: cannot write a bag here ({err.strerror})") from None
         plugin = StoragePlugin.SQLITE3 if self.path.suffix == ".db3" else StoragePlugin.MCAP
-        self._writer = Writer(self._tmp / self.path.name, version=9, storage_plugin=plugin)
+        # rosbag2 format 8: Humble and Iron read metadata.yaml's offered_qos_profiles as one string, which
+        # format 9 turned into a list; Jazzy reads both.
+        self._writer = Writer(self._tmp / self.path.name, version=BAG_FORMAT, storage_plugin=plugin)
 
     def __enter__(self) -> BagWriter:
         self._writer.open()
