@@ -10,6 +10,10 @@ PACKAGE = "ssp_ros"
 TORCH = ["torch>=2.1", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
 DDS = ["cyclonedds>=11,<12"]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
+# ROS 2 Jazzy's rclpy and the node's messages as PyPI wheels, for machines without a ROS install (and CI); on a
+# sourced ROS 2 (Humble on the drone) the system's rclpy is used and this extra is not installed.
+ROS = ["ros-jazzy-rclpy", "ros-jazzy-sensor-msgs", "ros-jazzy-std-srvs", "ros-jazzy-diagnostic-msgs",
+       "ros-jazzy-lifecycle-msgs", "ros-jazzy-rmw-fastrtps-cpp"]
 
 setup(
     name=PACKAGE,
@@ -34,7 +38,9 @@ setup(
         "torch": TORCH,
         "onnx": ONNX,
         "dds": DDS,
-        "test": TORCH + ONNX + DDS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0", "colcon-common-extensions>=0.3"],
+        "ros": ROS,
+        "test": TORCH + ONNX + DDS + ROS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
+                                            "colcon-common-extensions>=0.3"],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,

@@ -20,6 +20,15 @@ from ssp_ros.ros.node import NODE_NAME, SegmentationNode
 from ssp_ros.ros.rclpy_transport import RclpyTransport, add_ros_interfaces, cv_bridge_fallback, declare_parameters
 
 LOG = logging.getLogger("ssp.node")
+WORKER_CHECK_S = 0.5  # how often the main thread checks that the worker is still running
+
+
+def _exit_status(segmenter: SegmentationNode | None) -> int:
+    """0 after a clean stop; 1 when the worker died, so that ``respawn`` in a launch file restarts the node."""
+    if segmenter is not None and segmenter.failure is not None:
+        print(f"ssp_node: error: the worker stopped ({segmenter.failure!r}); exiting", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(args: list[str] | None = None) -> int:
@@ -39,7 +48,8 @@ def main(args: list[str] | None = None) -> int:
         segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
                                      fallback=cv_bridge_fallback())
         add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
-        rclpy.spin(ros_node)
+        while rclpy.ok() and segmenter.alive:  # SIGINT and SIGTERM shut the context down (rclpy's handlers)
+            rclpy.spin_once(ros_node, timeout_sec=WORKER_CHECK_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SspError as err:
@@ -51,7 +61,7 @@ def main(args: list[str] | None = None) -> int:
         if ros_node is not None:
             ros_node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return _exit_status(segmenter)
 
 
 def run_dds_node(config: Path | None, domain_id: int) -> int:
@@ -68,7 +78,7 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
         segmenter = SegmentationNode(transport, cfg)
         LOG.info("DDS domain %d; outputs on %s", domain_id,
                  ", ".join(f"rt{transport.resolve(f'~/{name}')}" for name in segmenter.publishers))
-        while not stop.wait(0.5):  # a timed wait, so SIGINT's KeyboardInterrupt lands promptly
+        while segmenter.alive and not stop.wait(WORKER_CHECK_S):  # timed, so SIGINT's KeyboardInterrupt lands
             pass
     except KeyboardInterrupt:
         pass
@@ -77,7 +87,7 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
             segmenter.close()
         transport.close()
     LOG.info("stopped")
-    return 0
+    return _exit_status(segmenter)
 
 
 if __name__ == "__main__":

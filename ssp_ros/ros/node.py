@@ -14,6 +14,7 @@ rclpy and the ROS message packages are imported inside functions, so the package
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class SegmentationNode:
         self.monitor = StreamMonitor(backend.name, transport.resolve(cfg.node.image_topic),
                                      window_s=max(2.0, 2 * cfg.node.diagnostics_period_s))
         self._stop = threading.Event()
+        self.failure: BaseException | None = None  # what stopped the worker, if anything did
+        self.publish_errors = 0
         self._last_warning = -LOG_THROTTLE_S
         self._threads = [threading.Thread(target=self._work, name="ssp_worker", daemon=True),
                          threading.Thread(target=self._report, name="ssp_diagnostics", daemon=True)]
@@ -75,28 +78,49 @@ class SegmentationNode:
             self.monitor.superseded(now)
 
     def _work(self) -> None:
-        while not self.slot.closed:
-            msg = self.slot.take(timeout=0.5)
-            if msg is not None:
-                self.process(msg)
+        try:
+            while not self.slot.closed:
+                msg = self.slot.take(timeout=0.5)
+                if msg is not None:
+                    self.process(msg)
+        except BaseException as err:  # noqa: BLE001 - the owner sees ``failure`` and exits non-zero (respawn)
+            self.failure = err
+            self._log("error", f"the worker stopped: {err!r}")
+
+    def _log(self, level: str, text: str) -> None:
+        """Log through the transport; a failing logger must not take the worker down with it."""
+        try:
+            self.transport.log(level, text)
+        except Exception as err:  # noqa: BLE001 - nothing left to log to but stderr
+            print(f"[{level}] {text} (logging failed: {err!r})", file=sys.stderr)
 
     def process(self, msg: Any) -> None:
-        """Run one input message and publish its outputs (or count and log why it was skipped)."""
+        """Run one input message and publish its outputs (or count and log why it was skipped). Raises nothing
+        that one frame could cause: conversion, pipeline, publishing and logging errors are counted and logged."""
         try:
             outcome = self.processor.process(msg, now=self.transport.now(),
                                              with_overlay=self.publishers["overlay"].subscription_count() > 0)
         except Exception as err:  # noqa: BLE001 - the worker must outlive one bad frame; logged and counted
-            self.transport.log("error", f"processing failed: {err!r}")
+            self._log("error", f"processing failed: {err!r}")
             outcome = self.processor.skip(PIPELINE_ERROR, repr(err))
         self.monitor.outcome(time.monotonic(), outcome)
         if isinstance(outcome, StreamOutput):
-            for name, publisher in self.publishers.items():
-                message = getattr(outcome, name)
-                if message is not None:
-                    publisher.publish(message)
+            try:
+                for name, publisher in self.publishers.items():
+                    message = getattr(outcome, name)
+                    if message is not None:
+                        publisher.publish(message)
+            except Exception as err:  # noqa: BLE001 - e.g. the middleware shutting down under us
+                self.publish_errors += 1
+                self._log("error", f"publishing the outputs of stamp {outcome.stamp_ns} failed: {err!r}")
         elif time.monotonic() - self._last_warning >= LOG_THROTTLE_S:
             self._last_warning = time.monotonic()
-            self.transport.log("warning", f"skipped a frame ({outcome.reason}): {outcome.detail}")
+            self._log("warning", f"skipped a frame ({outcome.reason}): {outcome.detail}")
+
+    @property
+    def alive(self) -> bool:
+        """False once the worker thread has stopped on an error it could not survive (see ``failure``)."""
+        return self.failure is None
 
     def publish_diagnostics(self) -> None:
         """Publish the monitor's statuses once on /diagnostics."""
@@ -109,7 +133,7 @@ class SegmentationNode:
             try:
                 self.publish_diagnostics()
             except Exception as err:  # noqa: BLE001 - diagnostics must never stop the node
-                self.transport.log("error", f"publishing diagnostics failed: {err!r}")
+                self._log("error", f"publishing diagnostics failed: {err!r}")
 
     def close(self) -> None:
         """Stop the worker and diagnostics threads (the frame being processed finishes first)."""

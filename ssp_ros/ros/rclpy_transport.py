@@ -75,17 +75,23 @@ def declare_parameters(node: Any) -> SspConfig:
     """Declare ``config_file`` and every parameter of ``params`` (defaults from that file), and return
     the validated configuration with the node's parameter overrides applied."""
     from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
     node.declare_parameter("config_file", "", ParameterDescriptor(
         description="ssp_ros configuration YAML (schema ssp_ros/config.py); empty = the shipped config/ssp.yaml",
         read_only=True))
     path = node.get_parameter("config_file").value or None
     cfg = load_config(path)
+    source = f"{path or 'config/ssp.yaml'} + ROS parameters"
     defaults = param_values(cfg)
     for spec in PARAMS:
-        node.declare_parameter(spec.name, defaults[spec.name], _descriptor(spec, defaults[spec.name]))
+        try:
+            node.declare_parameter(spec.name, defaults[spec.name], _descriptor(spec, defaults[spec.name]))
+        except (InvalidParameterValueException, InvalidParameterTypeException) as err:
+            # an override from the launch or parameter file that the descriptor's range refuses: one line
+            raise ConfigError(f"{source}: {spec.name}: {err.args[0]}; allowed: {spec.constraints}") from None
     values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
-    return config_with_params(cfg, values, f"{path or 'config/ssp.yaml'} + ROS parameters")
+    return config_with_params(cfg, values, source)
 
 
 def rclpy_qos(qos: QosProfile) -> Any:
@@ -138,9 +144,17 @@ class RclpyTransport:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
     def log(self, level: str, text: str) -> None:
-        if level not in LEVELS:
+        # One call per severity: rclpy remembers the severity of each call site (file, line) and raises
+        # "Logger severity cannot be changed between calls" when one line logs at two.
+        logger = self.node.get_logger()
+        if level == "info":
+            logger.info(text)
+        elif level == "warning":
+            logger.warning(text)
+        elif level == "error":
+            logger.error(text)
+        else:
             raise ValueError(f"log level '{level}' is not one of {', '.join(LEVELS)}")
-        getattr(self.node.get_logger(), level)(text)
 
     def image(self, header: Any, pixels: np.ndarray, encoding: str) -> Any:
         return self._messages.image(header, pixels, encoding)

@@ -1,0 +1,251 @@
+"""End to end on the real rclpy: ``ssp_node`` as a process on Fast DDS, an rclpy camera and viewer in the test.
+
+Loopback only (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), a private ROS_DOMAIN_ID, every wait bounded. The
+node runs the shipped weights at a small model input (128x224) with one torch thread, as test_dds_node.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
+
+from conftest import small_scenario  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the skip
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from ssp_ros.classes import load_class_set, overlay  # noqa: E402
+from ssp_ros.config import load_config  # noqa: E402
+from ssp_ros.ros.images import rgb_to_bgr  # noqa: E402
+from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUT_SIZE = [128, 224]
+TIMEOUT_S = 20.0
+OUTPUTS = ("mask", "overlay", "confidence")
+
+
+def ros_env(domain: int) -> dict[str, str]:
+    return {"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_LOCALHOST_ONLY": "0"}
+
+
+def node_config(tmp_path: Path, **sections) -> Path:
+    data = {"model": {"weights": str(ROOT / "models" / "ssp_default.safetensors"), "input_size": INPUT_SIZE},
+            "node": {"image_topic": "/camera/image_raw", "diagnostics_period_s": 0.2, "max_age_ms": 5000.0}}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path = tmp_path / "ssp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def start_node(config: Path, domain: int, log: Path, *ros_args: str) -> subprocess.Popen:
+    env = {**os.environ, **ros_env(domain), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "ssp_ros.ros.main", "--ros-args", "-p",
+                                 f"config_file:={config}", *ros_args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT)
+
+
+def stop_node(node: subprocess.Popen, sig: int = signal.SIGINT) -> int | None:
+    """Send ``sig``, then the exit status (None if it had to be killed after 15 s)."""
+    if node.poll() is None:
+        node.send_signal(sig)
+        try:
+            return node.wait(timeout=15.0)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+            return None
+    return node.returncode
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class Viewer:
+    """The test's side of the ROS graph: a camera, subscriptions to the node's outputs and /diagnostics,
+    service clients; its own rclpy context, spun by one thread."""
+
+    def __init__(self, domain: int, namespace: str = "/ssp") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("viewer", context=self.context)
+        self.camera = self.node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+        self.outputs: dict[str, dict[int, Image]] = {name: {} for name in OUTPUTS}
+        self.order: list[int] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.changed = threading.Condition()
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.subscriptions = [self.node.create_subscription(Image, f"{namespace}/{name}",
+                                                            lambda msg, name=name: self._on_output(name, msg),
+                                                            reliable) for name in OUTPUTS]
+        self.subscriptions.append(self.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                                                self._on_diagnostics, reliable))
+        self.reset_client = self.node.create_client(Trigger, f"{namespace}/reset")
+        self.params_client = self.node.create_client(SetParameters, f"{namespace}/set_parameters")
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_output(self, name: str, msg: Image) -> None:
+        with self.changed:
+            stamp = stamp_ns(msg)
+            if name == "mask":
+                self.order.append(stamp)
+            self.outputs[name][stamp] = msg
+            self.changed.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self.changed:
+            self.diagnostics.append(msg)
+            self.changed.notify_all()
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
+        with self.changed:
+            if not self.changed.wait_for(predicate, timeout):
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+    def wait_for_node(self, node: subprocess.Popen, log: Path) -> None:
+        """Until the node subscribes to the camera and publishes what we subscribe to."""
+        deadline = time.monotonic() + 60.0  # the first start imports torch and loads the weights
+        while time.monotonic() < deadline:
+            if node.poll() is not None:
+                raise AssertionError(f"the node exited with {node.returncode}:\n{log.read_text()}")
+            if self.camera.get_subscription_count() and all(s.get_publisher_count() for s in self.subscriptions):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the node never matched the camera and viewer:\n{log.read_text()}")
+
+    def image(self, frame: np.ndarray, stamp: int, encoding: str = "rgb8") -> Image:
+        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding=encoding, step=frame.shape[1] * 3,
+                    data=np.ascontiguousarray(frame).tobytes())
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        msg.header.frame_id = "camera_optical"
+        return msg
+
+    def send(self, frame: np.ndarray, stamp: int | None = None) -> int:
+        """Publish one frame (stamped now unless given) and wait for its outputs; returns the stamp."""
+        stamp = self.now_ns() if stamp is None else stamp
+        self.camera.publish(self.image(frame, stamp))
+        self.wait_for(lambda: all(stamp in self.outputs[name] for name in OUTPUTS), f"the outputs of {stamp}")
+        return stamp
+
+    def handshake(self, frame: np.ndarray) -> int:
+        """Publish ``frame`` every 0.5 s until a mask comes back (a best-effort reader may miss the very first
+        samples after matching). Returns the number of frames sent."""
+        for sent in range(1, int(TIMEOUT_S / 0.5)):
+            stamp = self.now_ns()
+            self.camera.publish(self.image(frame, stamp))
+            with self.changed:
+                if self.changed.wait_for(lambda s=stamp: s in self.outputs["mask"], 0.5):
+                    return sent
+        raise AssertionError("the node never answered a handshake frame")
+
+    def call(self, client, request, what: str):
+        if not client.wait_for_service(timeout_sec=TIMEOUT_S):
+            raise AssertionError(f"no {what} service")
+        future = client.call_async(request)
+        deadline = time.monotonic() + TIMEOUT_S
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert future.done(), f"{what} did not answer"
+        return future.result()
+
+    def set_parameter(self, name: str, value) -> tuple[bool, str]:
+        kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}[type(value)]
+        field = {bool: "bool_value", int: "integer_value", float: "double_value", str: "string_value"}[type(value)]
+        param = ParameterMsg(name=name, value=ParameterValue(type=kind, **{field: value}))
+        result = self.call(self.params_client, SetParameters.Request(parameters=[param]), "set_parameters")
+        return result.results[0].successful, result.results[0].reason
+
+    def last_status(self, name: str) -> dict[str, str]:
+        with self.changed:
+            status = next(s for s in self.diagnostics[-1].status if s.name == f"ssp: {name}")
+        return {kv.key: kv.value for kv in status.values}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [f.image for f in SyntheticVideo(small_scenario(), frames=60, seed=2000)]
+
+
+@pytest.fixture
+def domain() -> int:
+    return 120 + os.getpid() % 100
+
+
+def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]) -> list[np.ndarray]:
+    """The in-process pipeline on the same frames and stamps, one torch thread (as the node runs)."""
+    import torch
+
+    from ssp_ros.backends import make_backend
+    from ssp_ros.pipeline import Pipeline
+
+    cfg = load_config(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipeline = Pipeline(cfg, make_backend(cfg, load_class_set(cfg.model.dataset).num_classes))
+        return [pipeline.process(frame, stamp * 1e-9).mask for frame, stamp in zip(frames, stamps_ns)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_node_segments_every_frame_like_the_pipeline_and_stops_on_sigint(tmp_path, frames, domain) -> None:
+    config = node_config(tmp_path)
+    log = tmp_path / "node.log"
+    viewer = Viewer(domain)
+    node = start_node(config, domain, log)
+    try:
+        viewer.wait_for_node(node, log)
+        viewer.handshake(frames[0])
+        time.sleep(1.0)  # > max_time_gap_s: the first frame below starts over, as in the reference run
+        stamps = [viewer.send(frame) for frame in frames]  # lock step, current stamps
+        start = time.monotonic()
+        code = stop_node(node, signal.SIGINT)
+        stop_s = time.monotonic() - start
+    finally:
+        stop_node(node)
+        viewer.close()
+    assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
+    expected = reference_masks(config, frames, stamps)
+    h, w = frames[0].shape[:2]
+    classes = load_class_set("uavid")
+    for stamp, frame, want in zip(stamps, frames, expected):
+        for name in OUTPUTS:
+            msg = viewer.outputs[name][stamp]
+            assert msg.header.frame_id == "camera_optical" and (msg.height, msg.width) == (h, w)
+        np.testing.assert_array_equal(np.frombuffer(viewer.outputs["mask"][stamp].data, np.uint8).reshape(h, w), want)
+        blend = np.frombuffer(viewer.outputs["overlay"][stamp].data, np.uint8).reshape(h, w, 3)
+        np.testing.assert_array_equal(blend, rgb_to_bgr(overlay(frame, want, classes)))
+    assert viewer.outputs["confidence"][stamps[0]].encoding == "mono8"
