@@ -6,11 +6,13 @@ node runs the shipped weights at a small model input (128x224) with one torch th
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from ssp_ros.classes import load_class_set, overlay  # noqa: E402
 from ssp_ros.config import load_config  # noqa: E402
+from ssp_ros.propagation import REQUESTED  # noqa: E402
 from ssp_ros.ros.images import rgb_to_bgr  # noqa: E402
 from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
 
@@ -249,3 +252,152 @@ def test_node_segments_every_frame_like_the_pipeline_and_stops_on_sigint(tmp_pat
         blend = np.frombuffer(viewer.outputs["overlay"][stamp].data, np.uint8).reshape(h, w, 3)
         np.testing.assert_array_equal(blend, rgb_to_bgr(overlay(frame, want, classes)))
     assert viewer.outputs["confidence"][stamps[0]].encoding == "mono8"
+
+
+def hostile(rng: random.Random, frame: np.ndarray, viewer: Viewer, last_good: int | None) -> tuple[Image, str | None]:
+    """One message for the Image topic and the reason the node must skip it for (None: a good frame). The
+    Image-topic cases of test_ros_stream's fuzz (CompressedImage needs the other subscription), stamped live."""
+    from ssp_ros.ros.images import BAD_STAMP, BAD_STEP, EMPTY_IMAGE, SHORT_DATA, UNSUPPORTED_ENCODING
+    from ssp_ros.ros.stream import DUPLICATE, NOT_NEWER, REJECTED, STALE
+
+    now = viewer.now_ns()
+    if rng.random() < 0.1:
+        frame = np.ascontiguousarray(frame[::2, ::2])  # a resolution flip is still a good frame
+    case = rng.choice(["good"] * 4 + ["encoding", "zero", "step", "short", "huge", "tiny", "nanosec", "duplicate",
+                                      "backwards", "stale"])
+    if case in ("duplicate", "backwards") and last_good is None:
+        case = "good"
+    if case == "good":
+        kind = rng.choice(["rgb8", "bgr8", "mono8", "bayer_rggb8", "mono16"])
+        pixels = {"rgb8": frame, "bgr8": frame[..., ::-1], "mono8": frame[..., 1], "bayer_rggb8": frame[..., 1],
+                  "mono16": frame[..., 1].astype(">u2") * 200}[kind]
+        msg = viewer.image(frame, now)
+        msg.encoding, msg.is_bigendian = kind, int(kind == "mono16")
+        msg.data = np.ascontiguousarray(pixels).tobytes()
+        msg.step = len(msg.data) // frame.shape[0]
+        return msg, None
+    msg = viewer.image(frame, now)
+    reason = {"encoding": UNSUPPORTED_ENCODING, "zero": EMPTY_IMAGE, "step": BAD_STEP, "short": SHORT_DATA,
+              "huge": SHORT_DATA, "tiny": REJECTED, "nanosec": BAD_STAMP, "duplicate": DUPLICATE,
+              "backwards": NOT_NEWER, "stale": STALE}[case]
+    if case == "encoding":
+        msg.encoding = rng.choice(["32FC1", "", "RGB8", "yuv420", "bayer_xyzw8"])
+    elif case == "zero":
+        setattr(msg, rng.choice(["height", "width"]), 0)
+    elif case == "step":
+        msg.step = rng.randrange(0, msg.width * 3)
+    elif case == "short":
+        msg.data = msg.data[: rng.randrange(0, len(msg.data))]
+    elif case == "huge":
+        msg.height, msg.width, msg.step = 100_000, 100_000, 300_000
+    elif case == "tiny":
+        msg = viewer.image(np.zeros((rng.randrange(1, 16), 20, 3), np.uint8), now)
+    elif case == "nanosec":
+        msg.header.stamp.nanosec = rng.choice([1_000_000_000, 2**31])  # a uint32 that is no valid nanosecond
+    elif case == "duplicate":
+        msg = viewer.image(frame, last_good)
+    elif case == "backwards":
+        msg = viewer.image(frame, last_good - rng.randrange(1_000_000, 300_000_000))
+    elif case == "stale":
+        msg = viewer.image(frame, now - rng.randrange(6 * 10**9, 100 * 10**9))
+    return msg, reason
+
+
+@pytest.mark.slow
+def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, domain) -> None:
+    """Output for the good frames never stops; /diagnostics counts every skip under its reason."""
+    config = node_config(tmp_path, propagation={"reset_on_backwards_time": False})
+    log = tmp_path / "node.log"
+    rng = random.Random(11)
+    expected: Counter[str] = Counter()
+    good: list[int] = []
+    viewer = Viewer(domain)
+    node = start_node(config, domain, log)
+    try:
+        viewer.wait_for_node(node, log)
+        sent = viewer.handshake(frames[0])
+        for _ in range(1000):
+            msg, reason = hostile(rng, rng.choice(frames), viewer, good[-1] if good else None)
+            viewer.camera.publish(msg)
+            if reason is None:
+                stamp = stamp_ns(msg)
+                viewer.wait_for(lambda s=stamp: s in viewer.outputs["mask"], f"the outputs of good frame {stamp}")
+                good.append(stamp)
+            else:
+                expected[reason] += 1
+                time.sleep(0.015)  # a bad message is skipped in well under this: none is superseded
+        good.append(viewer.send(frames[1]))
+
+        def accounted() -> bool:
+            if not viewer.diagnostics:
+                return False
+            return int(viewer.last_status("input")["received"]) == sent + 1001
+
+        viewer.wait_for(accounted, "diagnostics counting all 1001 messages")
+        assert node.poll() is None, log.read_text()
+        code = stop_node(node, signal.SIGTERM)
+    finally:
+        stop_node(node)
+        viewer.close()
+    assert code == 0, log.read_text()
+    counts = viewer.last_status("input")
+    skipped = Counter({key.removeprefix("skipped: "): int(value) for key, value in counts.items()
+                       if key.startswith("skipped: ")})
+    skipped["stale"] = int(counts["dropped (stale)"])
+    superseded = int(counts["dropped (newer frame waiting)"])
+    assert len(good) >= 100 and set(good) <= set(viewer.order), "every good frame came out"
+    assert all(skipped[reason] <= n for reason, n in expected.items()), (skipped, expected)
+    assert sum(expected.values()) - sum(skipped.values()) == superseded, (skipped, expected, superseded)
+    assert superseded <= 5, f"{superseded} bad messages were superseded instead of judged"
+    assert set(skipped) == set(expected), "every kind of bad message was counted under its own reason"
+
+
+@pytest.mark.slow
+def test_reset_service_parameters_and_sigterm(tmp_path, frames, domain) -> None:
+    config = node_config(tmp_path)
+    log = tmp_path / "node.log"
+    viewer = Viewer(domain)
+    node = start_node(config, domain, log)
+    try:
+        viewer.wait_for_node(node, log)
+        viewer.handshake(frames[0])
+        viewer.send(frames[1])
+        reply = viewer.call(viewer.reset_client, Trigger.Request(), "~/reset")
+        assert reply.success and "starts over" in reply.message
+        viewer.send(frames[2])
+        viewer.wait_for(lambda: bool(viewer.diagnostics) and viewer.last_status("propagation").get(
+            f"resets: {REQUESTED}") == "1", "the requested reset in /diagnostics")
+        assert viewer.set_parameter("propagation.max_time_gap_s", 2.0) == (True, "")
+        ok, reason = viewer.set_parameter("propagation.max_time_gap_s", 100.0)
+        assert not ok and "60" in reason
+        ok, reason = viewer.set_parameter("propagation.max_time_gap_s", "soon")
+        assert not ok and "expected float" in reason
+        ok, reason = viewer.set_parameter("registration.min_inliers", 2)
+        assert not ok and "min_inliers" in reason
+        ok, reason = viewer.set_parameter("node.reliable", True)
+        assert not ok, "read-only parameters cannot change in flight"
+        viewer.send(frames[3])  # still running, and answering
+        start = time.monotonic()
+        code = stop_node(node, signal.SIGTERM)
+        stop_s = time.monotonic() - start
+    finally:
+        stop_node(node)
+        viewer.close()
+    assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
+    assert "parameters changed: {'propagation.max_time_gap_s': 2.0}" in log.read_text()
+
+
+def test_a_dead_worker_makes_the_node_exit_non_zero(tmp_path, monkeypatch, capsys) -> None:
+    """If the worker ever stops, the node says so and exits 1, so that ``respawn`` restarts it."""
+    from ssp_ros.ros import main
+    from ssp_ros.ros.stream import FrameSlot
+
+    def broken(self, timeout=None):
+        raise RuntimeError("slot broke")
+
+    monkeypatch.setattr(FrameSlot, "take", broken)
+    for key, value in ros_env(200 + os.getpid() % 50).items():
+        monkeypatch.setenv(key, value)
+    config = node_config(tmp_path)
+    assert main.main(["ssp_node", "--ros-args", "-p", f"config_file:={config}"]) == 1
+    assert "the worker stopped (RuntimeError('slot broke'))" in capsys.readouterr().err
