@@ -7,9 +7,10 @@
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
 ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
 ``export_dir`` and ``compressed`` override single keys when given, and win over both files. TensorRT runs
-on a GPU only, so ``backend:=tensorrt`` without ``device`` sets ``runtime.device`` to ``cuda``.
+on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``.
 """
 
+import yaml
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
@@ -20,23 +21,52 @@ from launch_ros.substitutions import FindPackageShare
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
              "compressed": "node.input_compressed"}
 FLAGS = {"node.input_compressed"}  # parameters that take true/false
+NODE_NAME = "ssp"
 
 
-def _segmentation_node(context: LaunchContext) -> list[Node]:
+def _flatten(values: dict, prefix: str = "") -> dict:
+    """Nested parameter YAML ({propagation: {max_time_gap_s: 1.0}}) as dotted names, as rclpy reads it."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _read_yaml(path: str) -> dict:
+    with open(path) as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def _node_parameters(context: LaunchContext) -> dict:
+    """All of the node's parameters as one dict, applied in this order: config file, params_file (its ``/**``
+    section, then the node's own), then the single-key launch arguments. One dict, because launch_ros writes
+    each dict under ``/**`` and rclpy applies a file's node-specific entries after wildcard ones whatever the
+    order in the list, so a params_file's ``ssp:`` keys would otherwise beat ``backend:=`` and ``device:=``."""
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    sim_time = arg("use_sim_time").lower() == "true"
-    parameters: list = [{"config_file": arg("config"), "use_sim_time": sim_time}]
+    params = {"config_file": arg("config"), "use_sim_time": arg("use_sim_time").lower() == "true"}
     if arg("params_file"):
-        parameters.append(arg("params_file"))
+        data = _read_yaml(arg("params_file"))
+        for section in ("/**", "**", NODE_NAME, f"/{NODE_NAME}"):
+            params.update(_flatten((data.get(section) or {}).get("ros__parameters") or {}))
     for name, key in OVERRIDES.items():
         if arg(name):
-            parameters.append({key: arg(name).lower() == "true" if key in FLAGS else arg(name)})
-    if arg("backend") == "tensorrt" and not arg("device"):
-        parameters.append({"runtime.device": "cuda"})
-    return [Node(package="ssp_ros", executable="ssp_node", name="ssp", output="screen", parameters=parameters,
-                 remappings=[("image", arg("image"))])]
+            params[key] = arg(name).lower() == "true" if key in FLAGS else arg(name)
+    if params.get("runtime.backend") == "tensorrt" and "runtime.device" not in params:
+        device = (_read_yaml(params["config_file"]).get("runtime") or {}).get("device", "cpu")
+        if device == "cpu":  # TensorRT runs on a GPU only; a config that names a GPU keeps it
+            params["runtime.device"] = "cuda"
+    return params
+
+
+def _segmentation_node(context: LaunchContext) -> list[Node]:
+    return [Node(package="ssp_ros", executable="ssp_node", name=NODE_NAME, output="screen",
+                 parameters=[_node_parameters(context)],
+                 remappings=[("image", LaunchConfiguration("image").perform(context))])]
 
 
 def generate_launch_description() -> LaunchDescription:

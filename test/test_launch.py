@@ -57,7 +57,11 @@ def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz() -> None:
     packages = {keyword(c, "package").value: c for c in calls(tree, "Node")}
     assert set(packages) == {"ssp_ros", "rviz2"}
     node = packages["ssp_ros"]
-    assert keyword(node, "executable").value == "ssp_node" and keyword(node, "name").value == NODE_NAME
+    constants = {n.targets[0].id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                 and isinstance(n.value, ast.Constant)}
+    name = keyword(node, "name")
+    assert keyword(node, "executable").value == "ssp_node"
+    assert (constants[name.id] if isinstance(name, ast.Name) else name.value) == NODE_NAME
     assert "remappings" in {k.arg for k in node.keywords} and "parameters" in {k.arg for k in node.keywords}
     rviz = packages["rviz2"]
     assert "ssp.rviz" in ast.unparse(keyword(rviz, "arguments"))
@@ -106,20 +110,33 @@ def _node_parameters(monkeypatch, **args: str) -> list:
     return node["parameters"]
 
 
-def test_tensorrt_backend_from_the_launch_file_gives_a_valid_config(monkeypatch) -> None:
+def test_tensorrt_backend_from_the_launch_file_gives_a_valid_config(monkeypatch, tmp_path) -> None:
     """``backend:=tensorrt export_dir:=...`` (the README's line) must not end in "tensorrt runs on a GPU":
-    the shipped config says cpu, so the launch file sets cuda unless ``device`` is given."""
+    with the shipped config on cpu, the launch file sets cuda unless ``device`` is given or the config names a
+    GPU; launch arguments win over a params_file's node-specific keys."""
     from ssp_ros.config import load_config
     from ssp_ros.ros.params import config_with_params
 
     def config(**args: str):
-        values = {k: v for entry in _node_parameters(monkeypatch, **args)[1:] for k, v in entry.items()}
-        return config_with_params(load_config(ROOT / "config" / "ssp.yaml"), values)
+        (params,) = _node_parameters(monkeypatch, **args)
+        path = params.pop("config_file")
+        params.pop("use_sim_time")
+        return config_with_params(load_config(path), params)
 
     cfg = config(backend="tensorrt", export_dir="/opt/ssp/export")
     assert (cfg.runtime.backend, cfg.runtime.device, cfg.runtime.export_dir) == ("tensorrt", "cuda", "/opt/ssp/export")
     assert config(backend="tensorrt", device="cuda:1", export_dir="/x").runtime.device == "cuda:1"
     assert config().runtime.device == "cpu", "no arguments: the config file decides"
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text(yaml.safe_dump({"runtime": {"device": "cuda:1"}}))
+    assert config(config=str(gpu), backend="tensorrt", export_dir="/x").runtime.device == "cuda:1"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({
+        "/**": {"ros__parameters": {"propagation": {"max_time_gap_s": 2.0}}},
+        "ssp": {"ros__parameters": {"runtime.backend": "onnxruntime", "propagation.max_time_gap_s": 3.0}}}))
+    cfg = config(params_file=str(params_file), backend="tensorrt", export_dir="/x")
+    assert cfg.runtime.backend == "tensorrt", "the launch argument wins over the file's node-specific key"
+    assert cfg.propagation.max_time_gap_s == 3.0, "the node's own section wins over the wildcard one"
 
 
 def test_replay_launch_plays_the_bag_into_the_node() -> None:

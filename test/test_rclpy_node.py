@@ -184,6 +184,13 @@ class Viewer:
         result = self.call(self.params_client, SetParameters.Request(parameters=[param]), "set_parameters")
         return result.results[0].successful, result.results[0].reason
 
+    def received_now(self) -> int:
+        """The node's count of received messages, from a /diagnostics message that arrives after this call."""
+        with self.changed:
+            seen = len(self.diagnostics)
+        self.wait_for(lambda: len(self.diagnostics) > seen, "a fresh /diagnostics message")
+        return int(self.last_status("input")["received"])
+
     def last_status(self, name: str) -> dict[str, str]:
         with self.changed:
             status = next(s for s in self.diagnostics[-1].status if s.name == f"ssp: {name}")
@@ -203,7 +210,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture
 def domain() -> int:
-    return 120 + os.getpid() % 100
+    return 40 + os.getpid() % 50  # Fast DDS takes domains 0-232; low ids also keep its ports below the ephemeral range
 
 
 def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]) -> list[np.ndarray]:
@@ -315,7 +322,8 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
     node = start_node(config, domain, log)
     try:
         viewer.wait_for_node(node, log)
-        sent = viewer.handshake(frames[0])
+        viewer.handshake(frames[0])
+        baseline = viewer.received_now()  # handshake frames lost before matching are not counted anywhere
         for _ in range(1000):
             msg, reason = hostile(rng, rng.choice(frames), viewer, good[-1] if good else None)
             viewer.camera.publish(msg)
@@ -331,7 +339,7 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
         def accounted() -> bool:
             if not viewer.diagnostics:
                 return False
-            return int(viewer.last_status("input")["received"]) == sent + 1001
+            return int(viewer.last_status("input")["received"]) == baseline + 1001
 
         viewer.wait_for(accounted, "diagnostics counting all 1001 messages")
         assert node.poll() is None, log.read_text()
@@ -348,7 +356,7 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
     assert len(good) >= 100 and set(good) <= set(viewer.order), "every good frame came out"
     assert all(skipped[reason] <= n for reason, n in expected.items()), (skipped, expected)
     assert sum(expected.values()) - sum(skipped.values()) == superseded, (skipped, expected, superseded)
-    assert superseded <= 5, f"{superseded} bad messages were superseded instead of judged"
+    assert superseded <= 0.05 * sum(expected.values()), f"{superseded} bad messages superseded instead of judged"
     assert set(skipped) == set(expected), "every kind of bad message was counted under its own reason"
 
 
@@ -387,17 +395,14 @@ def test_reset_service_parameters_and_sigterm(tmp_path, frames, domain) -> None:
     assert "parameters changed: {'propagation.max_time_gap_s': 2.0}" in log.read_text()
 
 
-def test_a_dead_worker_makes_the_node_exit_non_zero(tmp_path, monkeypatch, capsys) -> None:
-    """If the worker ever stops, the node says so and exits 1, so that ``respawn`` restarts it."""
-    from ssp_ros.ros import main
-    from ssp_ros.ros.stream import FrameSlot
-
-    def broken(self, timeout=None):
-        raise RuntimeError("slot broke")
-
-    monkeypatch.setattr(FrameSlot, "take", broken)
-    for key, value in ros_env(200 + os.getpid() % 50).items():
-        monkeypatch.setenv(key, value)
-    config = node_config(tmp_path)
-    assert main.main(["ssp_node", "--ros-args", "-p", f"config_file:={config}"]) == 1
-    assert "the worker stopped (RuntimeError('slot broke'))" in capsys.readouterr().err
+def test_a_dead_worker_makes_the_node_exit_non_zero(tmp_path) -> None:
+    """If the worker ever stops, the node says so and exits 1, so that ``respawn`` restarts it. The node runs
+    as a process whose slot breaks on first use (patched by the test's launcher script)."""
+    script = ("import sys\nfrom ssp_ros.ros import main\nfrom ssp_ros.ros.stream import FrameSlot\n"
+              "def broken(self, timeout=None):\n    raise RuntimeError('slot broke')\n"
+              "FrameSlot.take = broken\nsys.exit(main.main(sys.argv))\n")
+    env = {**os.environ, **ros_env(90 + os.getpid() % 10), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script, "--ros-args", "-p", f"config_file:={node_config(tmp_path)}"],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the worker stopped (RuntimeError('slot broke'))" in result.stderr

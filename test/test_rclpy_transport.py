@@ -117,7 +117,7 @@ def test_the_transport_logs_at_every_level_again_and_again(segmenter) -> None:
         transport.log("debug", "x")
 
 
-def test_skipped_frames_are_logged_and_the_worker_goes_on(segmenter, small_video) -> None:
+def test_skipped_frames_are_logged_and_the_worker_goes_on(segmenter, capfd) -> None:
     from sensor_msgs.msg import Image
 
     node, seg = segmenter
@@ -127,6 +127,8 @@ def test_skipped_frames_are_logged_and_the_worker_goes_on(segmenter, small_video
         seg.process(bad)
         seg._last_warning = -1e9  # let the next skip log again (the warning is throttled)
     assert seg.alive and seg.processor.skipped["unsupported encoding"] == 2
+    err = capfd.readouterr().err
+    assert "logging failed" not in err and err.count("skipped a frame (unsupported encoding)") == 2
 
 
 def test_output_messages_are_real_sensor_msgs(segmenter) -> None:

@@ -55,6 +55,11 @@ def main(args: list[str] | None = None) -> int:
     except SspError as err:
         print(f"ssp_node: error: {err}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - re-raised unless the context was shut down under us
+        if rclpy.ok():
+            raise
+        # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
+        # fails; that is a requested stop, not an error
     finally:
         if segmenter is not None:
             segmenter.close()
