@@ -7,7 +7,6 @@ thread to bound CI time) on synthetic drone frames. Helpers here are also the la
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,13 +19,13 @@ import pytest
 import yaml
 
 from ssp_ros.classes import load_class_set, overlay
-from ssp_ros.config import load_config
 from ssp_ros.ros.images import rgb_to_bgr
 from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from conftest import small_scenario  # noqa: E402 - after the skip
+from node_harness import reference_masks, stop_node  # noqa: E402
 from test_dds_transport import LOOPBACK  # noqa: E402
 
 from ssp_ros.ros.dds_transport import DdsTransport  # noqa: E402
@@ -135,19 +134,6 @@ def start_node(config: Path, domain: int, log: Path) -> subprocess.Popen:
                                 stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def stop_node(node: subprocess.Popen) -> int | None:
-    """SIGINT, then the exit status (None if it had to be killed)."""
-    if node.poll() is None:
-        node.send_signal(signal.SIGINT)
-        try:
-            return node.wait(timeout=15.0)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-            return None
-    return node.returncode
-
-
 def anon_rss_mb(pid: int) -> float:
     """Resident anonymous memory (heap, buffers) of ``pid``: what queued frames would grow. VmRSS also counts
     library pages (libtorch) as they are first touched, which climbs for seconds after start."""
@@ -166,23 +152,6 @@ def frames() -> list[np.ndarray]:
 def domain(monkeypatch) -> int:
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
     return 10 + os.getpid() % 100
-
-
-def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]) -> list[np.ndarray]:
-    """What `ssp demo` computes for these frames: the same Pipeline, frame by frame, one torch thread."""
-    import torch
-
-    from ssp_ros.backends import make_backend
-    from ssp_ros.pipeline import Pipeline
-
-    cfg = load_config(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        pipeline = Pipeline(cfg, make_backend(cfg, load_class_set(cfg.model.dataset).num_classes))
-        return [pipeline.process(frame, stamp * 1e-9).mask for frame, stamp in zip(frames, stamps_ns)]
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install
 
 from conftest import small_scenario  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the skip
+from node_harness import reference_masks, stop_node  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
@@ -33,7 +34,6 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from ssp_ros.classes import load_class_set, overlay  # noqa: E402
-from ssp_ros.config import load_config  # noqa: E402
 from ssp_ros.propagation import REQUESTED  # noqa: E402
 from ssp_ros.ros.images import rgb_to_bgr  # noqa: E402
 from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
@@ -64,19 +64,6 @@ def start_node(config: Path, domain: int, log: Path, *ros_args: str) -> subproce
         return subprocess.Popen([sys.executable, "-m", "ssp_ros.ros.main", "--ros-args", "-p",
                                  f"config_file:={config}", *ros_args], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=ROOT)
-
-
-def stop_node(node: subprocess.Popen, sig: int = signal.SIGINT) -> int | None:
-    """Send ``sig``, then the exit status (None if it had to be killed after 15 s)."""
-    if node.poll() is None:
-        node.send_signal(sig)
-        try:
-            return node.wait(timeout=15.0)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-            return None
-    return node.returncode
 
 
 def stamp_ns(msg) -> int:
@@ -211,23 +198,6 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture
 def domain() -> int:
     return 40 + os.getpid() % 50  # Fast DDS takes domains 0-232; low ids also keep its ports below the ephemeral range
-
-
-def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]) -> list[np.ndarray]:
-    """The in-process pipeline on the same frames and stamps, one torch thread (as the node runs)."""
-    import torch
-
-    from ssp_ros.backends import make_backend
-    from ssp_ros.pipeline import Pipeline
-
-    cfg = load_config(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        pipeline = Pipeline(cfg, make_backend(cfg, load_class_set(cfg.model.dataset).num_classes))
-        return [pipeline.process(frame, stamp * 1e-9).mask for frame, stamp in zip(frames, stamps_ns)]
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
