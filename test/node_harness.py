@@ -1,16 +1,84 @@
 """What the end-to-end node tests share (test_dds_node.py on Cyclone DDS, test_rclpy_node.py on rclpy): the
-in-process reference run and stopping a node process."""
+viewer's record of what the node sent, the in-process reference run and stopping a node process."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import load_config
+
+TIMEOUT_S = 20.0  # any single wait in the node tests
+
+
+class NodeWatcher:
+    """The viewer's record of what a node process sent, from the middleware's callback threads: output images
+    by name and header stamp (mask stamps in arrival order), /diagnostics arrays. A transport's viewer
+    subclasses it, subscribes ``_on_output``/``_on_diagnostics`` and implements ``publish`` and ``now_ns``."""
+
+    def __init__(self, outputs: tuple[str, ...]) -> None:
+        self.outputs: dict[str, dict[int, object]] = {name: {} for name in outputs}
+        self.order: list[int] = []
+        self.arrival_ns: dict[int, int] = {}
+        self.diagnostics: list = []
+        self.changed = threading.Condition()
+
+    def publish(self, frame: np.ndarray, stamp_ns: int) -> None:
+        raise NotImplementedError
+
+    def now_ns(self) -> int:
+        raise NotImplementedError
+
+    def _on_output(self, name: str, msg) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.changed:
+            if name == "mask":
+                self.arrival_ns[stamp] = time.time_ns()
+                self.order.append(stamp)
+            self.outputs[name][stamp] = msg
+            self.changed.notify_all()
+
+    def _on_diagnostics(self, msg) -> None:
+        with self.changed:
+            self.diagnostics.append(msg)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
+        with self.changed:
+            if not self.changed.wait_for(predicate, timeout):
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+    def handshake(self, frame: np.ndarray, stamp_ns: Callable[[int], int] | None = None) -> int:
+        """Publish ``frame`` every 0.5 s, stamped ``stamp_ns(attempt)`` (default: now), until its mask comes back:
+        endpoint matching is asymmetric, so a best-effort reader may miss the very first samples. Returns the
+        number of frames sent."""
+        for sent in range(1, int(TIMEOUT_S / 0.5)):
+            stamp = self.now_ns() if stamp_ns is None else stamp_ns(sent)
+            self.publish(frame, stamp)
+            with self.changed:
+                if self.changed.wait_for(lambda s=stamp: s in self.outputs["mask"], 0.5):
+                    return sent
+        raise AssertionError("the node never answered a handshake frame")
+
+    def last_status(self, name: str) -> dict[str, str]:
+        """Key/values of the newest diagnostics status ``ssp: <name>``."""
+        with self.changed:
+            status = next(s for s in self.diagnostics[-1].status if s.name == f"ssp: {name}")
+        return {kv.key: kv.value for kv in status.values}
+
+    def received_now(self) -> int:
+        """The node's count of received messages, from a /diagnostics message that arrives after this call."""
+        with self.changed:
+            seen = len(self.diagnostics)
+        self.wait_for(lambda: len(self.diagnostics) > seen, "a fresh /diagnostics message")
+        return int(self.last_status("input")["received"])
 
 
 def stop_node(node: subprocess.Popen, sig: int = signal.SIGINT) -> int | None:

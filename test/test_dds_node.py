@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from conftest import small_scenario  # noqa: E402 - after the skip
-from node_harness import reference_masks, stop_node  # noqa: E402
+from node_harness import NodeWatcher, reference_masks, stop_node  # noqa: E402
 from test_dds_transport import LOOPBACK  # noqa: E402
 
 from ssp_ros.ros.dds_transport import DdsTransport  # noqa: E402
@@ -35,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE = [128, 224]  # the shipped weights at a small model input: the stream logic is under test here
 START_NS = 1_700_000_000 * 1_000_000_000
 FRAME_NS = 1_000_000_000 // 30
-TIMEOUT_S = 20.0  # any single wait; the whole file stays well under a minute on two cores
 
 
 def node_config(tmp_path: Path, **node) -> Path:
@@ -47,41 +44,18 @@ def node_config(tmp_path: Path, **node) -> Path:
     return path
 
 
-class Viewer:
+class Viewer(NodeWatcher):
     """The test's side of the graph: a camera publisher and subscriptions to the node's outputs."""
 
     def __init__(self, domain: int) -> None:
+        super().__init__(("mask", "overlay"))
         self.transport = DdsTransport(domain, "viewer")
         self.camera = self.transport.publisher("/camera/image_raw", "sensor_msgs/msg/Image", SENSOR_DATA)
-        self.outputs: dict[str, dict[int, object]] = {"mask": {}, "overlay": {}}
-        self.arrival_ns: dict[int, int] = {}
-        self.order: list[int] = []
-        self.diagnostics: list = []
-        self.changed = threading.Condition()
         self.readers = [self.transport.subscribe(f"/ssp/{name}", "sensor_msgs/msg/Image", RELIABLE_LATEST,
                                                  lambda msg, name=name: self._on_output(name, msg))
                         for name in self.outputs]
         self.readers.append(self.transport.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", DEFAULT,
                                                      self._on_diagnostics))
-
-    def _on_output(self, name: str, msg) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        with self.changed:
-            if name == "mask":
-                self.arrival_ns[stamp] = time.time_ns()
-                self.order.append(stamp)
-            self.outputs[name][stamp] = msg
-            self.changed.notify_all()
-
-    def _on_diagnostics(self, msg) -> None:
-        with self.changed:
-            self.diagnostics.append(msg)
-            self.changed.notify_all()
-
-    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
-        with self.changed:
-            if not self.changed.wait_for(predicate, timeout):
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
     def wait_for_node(self, node: subprocess.Popen, log: Path) -> None:
         """Until the node's input and our output readers are matched (the node subscribes once it is ready)."""
@@ -95,26 +69,11 @@ class Viewer:
             time.sleep(0.05)
         raise AssertionError(f"the node never matched the camera and viewer:\n{log.read_text()}")
 
-    def handshake(self, frame: np.ndarray, stamp_ns: Callable[[int], int]) -> int:
-        """Publish ``frame`` (best effort) every 0.5 s, stamped ``stamp_ns(attempt)``, until its mask comes back:
-        endpoint matching is asymmetric, so the node's reader may miss the very first samples. Returns the
-        number of frames sent."""
-        for sent in range(1, int(TIMEOUT_S / 0.5)):
-            stamp = stamp_ns(sent)
-            self.publish(frame, stamp)
-            with self.changed:
-                if self.changed.wait_for(lambda s=stamp: s in self.outputs["mask"], 0.5):
-                    return sent
-        raise AssertionError("the node never answered a handshake frame")
-
     def publish(self, frame: np.ndarray, stamp_ns: int) -> None:
         self.camera.publish(rgb8(self.transport, frame, stamp_ns))
 
-    def last_status(self, name: str) -> dict[str, str]:
-        """Key/values of the newest diagnostics status ``ssp: <name>``."""
-        with self.changed:
-            status = next(s for s in self.diagnostics[-1].status if s.name == f"ssp: {name}")
-        return {kv.key: kv.value for kv in status.values}
+    def now_ns(self) -> int:
+        return time.time_ns()
 
     def close(self) -> None:
         self.transport.close()

@@ -5,6 +5,7 @@ node runs the shipped weights at a small model input (128x224) with one torch th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install
 
 from conftest import small_scenario  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the skip
-from node_harness import reference_masks, stop_node  # noqa: E402
+from node_harness import TIMEOUT_S, NodeWatcher, reference_masks, stop_node  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
@@ -40,7 +42,6 @@ from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE = [128, 224]
-TIMEOUT_S = 20.0
 OUTPUTS = ("mask", "overlay", "confidence")
 
 
@@ -70,19 +71,16 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-class Viewer:
+class Viewer(NodeWatcher):
     """The test's side of the ROS graph: a camera, subscriptions to the node's outputs and /diagnostics,
     service clients; its own rclpy context, spun by one thread."""
 
     def __init__(self, domain: int, namespace: str = "/ssp") -> None:
+        super().__init__(OUTPUTS)
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("viewer", context=self.context)
         self.camera = self.node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
-        self.outputs: dict[str, dict[int, Image]] = {name: {} for name in OUTPUTS}
-        self.order: list[int] = []
-        self.diagnostics: list[DiagnosticArray] = []
-        self.changed = threading.Condition()
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.subscriptions = [self.node.create_subscription(Image, f"{namespace}/{name}",
                                                             lambda msg, name=name: self._on_output(name, msg),
@@ -96,26 +94,8 @@ class Viewer:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def _on_output(self, name: str, msg: Image) -> None:
-        with self.changed:
-            stamp = stamp_ns(msg)
-            if name == "mask":
-                self.order.append(stamp)
-            self.outputs[name][stamp] = msg
-            self.changed.notify_all()
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        with self.changed:
-            self.diagnostics.append(msg)
-            self.changed.notify_all()
-
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
-
-    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
-        with self.changed:
-            if not self.changed.wait_for(predicate, timeout):
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
     def wait_for_node(self, node: subprocess.Popen, log: Path) -> None:
         """Until the node subscribes to the camera and publishes what we subscribe to."""
@@ -135,23 +115,15 @@ class Viewer:
         msg.header.frame_id = "camera_optical"
         return msg
 
+    def publish(self, frame: np.ndarray, stamp_ns: int) -> None:
+        self.camera.publish(self.image(frame, stamp_ns))
+
     def send(self, frame: np.ndarray, stamp: int | None = None) -> int:
         """Publish one frame (stamped now unless given) and wait for its outputs; returns the stamp."""
         stamp = self.now_ns() if stamp is None else stamp
         self.camera.publish(self.image(frame, stamp))
         self.wait_for(lambda: all(stamp in self.outputs[name] for name in OUTPUTS), f"the outputs of {stamp}")
         return stamp
-
-    def handshake(self, frame: np.ndarray) -> int:
-        """Publish ``frame`` every 0.5 s until a mask comes back (a best-effort reader may miss the very first
-        samples after matching). Returns the number of frames sent."""
-        for sent in range(1, int(TIMEOUT_S / 0.5)):
-            stamp = self.now_ns()
-            self.camera.publish(self.image(frame, stamp))
-            with self.changed:
-                if self.changed.wait_for(lambda s=stamp: s in self.outputs["mask"], 0.5):
-                    return sent
-        raise AssertionError("the node never answered a handshake frame")
 
     def call(self, client, request, what: str):
         if not client.wait_for_service(timeout_sec=TIMEOUT_S):
@@ -171,23 +143,34 @@ class Viewer:
         result = self.call(self.params_client, SetParameters.Request(parameters=[param]), "set_parameters")
         return result.results[0].successful, result.results[0].reason
 
-    def received_now(self) -> int:
-        """The node's count of received messages, from a /diagnostics message that arrives after this call."""
-        with self.changed:
-            seen = len(self.diagnostics)
-        self.wait_for(lambda: len(self.diagnostics) > seen, "a fresh /diagnostics message")
-        return int(self.last_status("input")["received"])
-
-    def last_status(self, name: str) -> dict[str, str]:
-        with self.changed:
-            status = next(s for s in self.diagnostics[-1].status if s.name == f"ssp: {name}")
-        return {kv.key: kv.value for kv in status.values}
-
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self.thread.join(timeout=5.0)
+
+
+@contextlib.contextmanager
+def running_node(config: Path, domain: int, log: Path,
+                 first_frame: np.ndarray) -> Iterator[tuple[Viewer, subprocess.Popen]]:
+    """The node as a process with a viewer matched to it and one handshake frame answered; both are stopped
+    on the way out, whatever happened."""
+    viewer = Viewer(domain)
+    node = start_node(config, domain, log)
+    try:
+        viewer.wait_for_node(node, log)
+        viewer.handshake(first_frame)
+        yield viewer, node
+    finally:
+        stop_node(node)
+        viewer.close()
+
+
+def timed_stop(node: subprocess.Popen, sig: int) -> tuple[int | None, float]:
+    """``stop_node`` with ``sig``: the exit status and the seconds it took."""
+    start = time.monotonic()
+    code = stop_node(node, sig)
+    return code, time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
@@ -204,19 +187,10 @@ def domain() -> int:
 def test_node_segments_every_frame_like_the_pipeline_and_stops_on_sigint(tmp_path, frames, domain) -> None:
     config = node_config(tmp_path)
     log = tmp_path / "node.log"
-    viewer = Viewer(domain)
-    node = start_node(config, domain, log)
-    try:
-        viewer.wait_for_node(node, log)
-        viewer.handshake(frames[0])
+    with running_node(config, domain, log, frames[0]) as (viewer, node):
         time.sleep(1.0)  # > max_time_gap_s: the first frame below starts over, as in the reference run
         stamps = [viewer.send(frame) for frame in frames]  # lock step, current stamps
-        start = time.monotonic()
-        code = stop_node(node, signal.SIGINT)
-        stop_s = time.monotonic() - start
-    finally:
-        stop_node(node)
-        viewer.close()
+        code, stop_s = timed_stop(node, signal.SIGINT)
     assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
     expected = reference_masks(config, frames, stamps)
     h, w = frames[0].shape[:2]
@@ -288,11 +262,7 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
     rng = random.Random(11)
     expected: Counter[str] = Counter()
     good: list[int] = []
-    viewer = Viewer(domain)
-    node = start_node(config, domain, log)
-    try:
-        viewer.wait_for_node(node, log)
-        viewer.handshake(frames[0])
+    with running_node(config, domain, log, frames[0]) as (viewer, node):
         baseline = viewer.received_now()  # handshake frames lost before matching are not counted anywhere
         for _ in range(1000):
             msg, reason = hostile(rng, rng.choice(frames), viewer, good[-1] if good else None)
@@ -314,9 +284,6 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
         viewer.wait_for(accounted, "diagnostics counting all 1001 messages")
         assert node.poll() is None, log.read_text()
         code = stop_node(node, signal.SIGTERM)
-    finally:
-        stop_node(node)
-        viewer.close()
     assert code == 0, log.read_text()
     counts = viewer.last_status("input")
     skipped = Counter({key.removeprefix("skipped: "): int(value) for key, value in counts.items()
@@ -334,11 +301,7 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
 def test_reset_service_parameters_and_sigterm(tmp_path, frames, domain) -> None:
     config = node_config(tmp_path)
     log = tmp_path / "node.log"
-    viewer = Viewer(domain)
-    node = start_node(config, domain, log)
-    try:
-        viewer.wait_for_node(node, log)
-        viewer.handshake(frames[0])
+    with running_node(config, domain, log, frames[0]) as (viewer, node):
         viewer.send(frames[1])
         reply = viewer.call(viewer.reset_client, Trigger.Request(), "~/reset")
         assert reply.success and "starts over" in reply.message
@@ -355,12 +318,7 @@ def test_reset_service_parameters_and_sigterm(tmp_path, frames, domain) -> None:
         ok, reason = viewer.set_parameter("node.reliable", True)
         assert not ok, "read-only parameters cannot change in flight"
         viewer.send(frames[3])  # still running, and answering
-        start = time.monotonic()
-        code = stop_node(node, signal.SIGTERM)
-        stop_s = time.monotonic() - start
-    finally:
-        stop_node(node)
-        viewer.close()
+        code, stop_s = timed_stop(node, signal.SIGTERM)
     assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
     assert "parameters changed: {'propagation.max_time_gap_s': 2.0}" in log.read_text()
 
