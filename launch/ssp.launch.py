@@ -3,20 +3,28 @@
     ros2 launch ssp_ros ssp.launch.py image:=/camera/image_raw
     ros2 launch ssp_ros ssp.launch.py image:=/camera/image_raw/compressed compressed:=true use_rviz:=true
     ros2 launch ssp_ros ssp.launch.py backend:=tensorrt export_dir:=/opt/ssp/export
+    ros2 launch ssp_ros ssp.launch.py ns:=left use_rviz:=true     # one per camera: /left/camera/image_raw in,
+    ros2 launch ssp_ros ssp.launch.py ns:=right use_rviz:=true    # /left/ssp/mask out, its own RViz layout
+    ros2 launch ssp_ros ssp.launch.py lifecycle:=true             # managed: ros2 lifecycle set /ssp configure
 
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
 ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
 ``export_dir`` and ``compressed`` override single keys when given, and win over both files. TensorRT runs
-on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``.
+on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``. A
+relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is overridden with ROS parameters in
+``params_file`` (``qos_overrides./camera/image_raw.subscription.reliability: reliable``).
 """
+
+from pathlib import Path
 
 import yaml
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
+
+from ssp_ros.ros.rviz import layout_for
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
              "compressed": "node.input_compressed"}
@@ -63,10 +71,26 @@ def _node_parameters(context: LaunchContext) -> dict:
     return params
 
 
-def _segmentation_node(context: LaunchContext) -> list[Node]:
-    return [Node(package="ssp_ros", executable="ssp_node", name=NODE_NAME, output="screen",
-                 parameters=[_node_parameters(context)],
-                 remappings=[("image", LaunchConfiguration("image").perform(context))])]
+def _nodes(context: LaunchContext) -> list[Node]:
+    """The segmentation node (managed with ``lifecycle:=true``) and, with ``use_rviz:=true``, RViz on its topics,
+    both in the namespace ``ns``."""
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    namespace = arg("ns")
+    options = dict(package="ssp_ros", executable="ssp_node", name=NODE_NAME, namespace=namespace, output="screen",
+                   parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
+                   respawn=arg("respawn").lower() == "true", respawn_delay=2.0)
+    if arg("lifecycle").lower() == "true":
+        nodes = [LifecycleNode(arguments=["--lifecycle"], **options)]
+    else:
+        nodes = [Node(**options)]
+    if arg("use_rviz").lower() == "true":
+        share = FindPackageShare("ssp_ros").perform(context)
+        layout = layout_for(Path(share) / "config" / "ssp.rviz", namespace, NODE_NAME)
+        nodes.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace, output="screen",
+                          arguments=["-d", str(layout)], parameters=[{"use_sim_time": arg("use_sim_time") == "true"}]))
+    return nodes
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -76,8 +100,18 @@ def generate_launch_description() -> LaunchDescription:
                               description="ssp_ros configuration YAML (schema: ssp_ros/config.py)"),
         DeclareLaunchArgument("params_file", default_value="",
                               description="optional ROS 2 parameter file for the node (applied after config)"),
-        DeclareLaunchArgument("image", default_value="/camera/image_raw",
-                              description="camera topic (Image, or CompressedImage with compressed:=true)"),
+        DeclareLaunchArgument("image", default_value="camera/image_raw",
+                              description="camera topic (Image, or CompressedImage with compressed:=true); "
+                                          "relative names are in the namespace ns"),
+        DeclareLaunchArgument("ns", default_value="",
+                              description="namespace of this camera's node (ns:=left, ns:=right): its topics, "
+                                          "parameters and RViz layout move under it"),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="true: a managed node that starts unconfigured; configure loads the "
+                                          "model, activate subscribes (ros2 lifecycle set /<ns>/ssp configure)"),
+        DeclareLaunchArgument("respawn", default_value="false",
+                              description="true: restart the node 2 s after it exits (it exits 1 if its worker "
+                                          "dies)"),
         DeclareLaunchArgument("compressed", default_value="",
                               description="true: subscribe to sensor_msgs/CompressedImage; empty: from config"),
         DeclareLaunchArgument("backend", default_value="",
@@ -90,9 +124,5 @@ def generate_launch_description() -> LaunchDescription:
                               description="open RViz with the overlay and mask (config/ssp.rviz)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (bag replay with `ros2 bag play --clock`)"),
-        OpaqueFunction(function=_segmentation_node),
-        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-             arguments=["-d", PathJoinSubstitution([share, "config", "ssp.rviz"])],
-             parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-             condition=IfCondition(LaunchConfiguration("use_rviz"))),
+        OpaqueFunction(function=_nodes),
     ])

@@ -15,8 +15,8 @@ from ssp_ros.ros.node import NODE_NAME, OUTPUTS
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
 EXPECTED = {
-    "ssp.launch.py": {"config", "params_file", "image", "compressed", "backend", "device", "export_dir", "use_rviz",
-                      "use_sim_time"},
+    "ssp.launch.py": {"config", "params_file", "image", "ns", "lifecycle", "respawn", "compressed", "backend",
+                      "device", "export_dir", "use_rviz", "use_sim_time"},
     "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
 }
 
@@ -52,24 +52,43 @@ def test_launch_file_declares_what_it_uses(name: str) -> None:
         assert isinstance(keyword(call, "description"), ast.Constant), f"{first_string(call)} has no description"
 
 
-def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz() -> None:
+def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz(monkeypatch) -> None:
+    (node,) = _launch_nodes(monkeypatch)
+    assert node["action"] == "Node" and node["executable"] == "ssp_node" and node["name"] == NODE_NAME
+    assert node["namespace"] == "" and node["remappings"] == [("image", "camera/image_raw")]
+    assert node["parameters"][0]["config_file"].endswith("ssp.yaml") and not node["respawn"]
+    node, rviz = _launch_nodes(monkeypatch, use_rviz="true")
+    assert rviz["executable"] == "rviz2" and rviz["arguments"] == ["-d", str(ROOT / "config" / "ssp.rviz")]
     tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
-    packages = {keyword(c, "package").value: c for c in calls(tree, "Node")}
-    assert set(packages) == {"ssp_ros", "rviz2"}
-    node = packages["ssp_ros"]
-    constants = {n.targets[0].id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
-                 and isinstance(n.value, ast.Constant)}
-    name = keyword(node, "name")
-    assert keyword(node, "executable").value == "ssp_node"
-    assert (constants[name.id] if isinstance(name, ast.Name) else name.value) == NODE_NAME
-    assert "remappings" in {k.arg for k in node.keywords} and "parameters" in {k.arg for k in node.keywords}
-    rviz = packages["rviz2"]
-    assert "ssp.rviz" in ast.unparse(keyword(rviz, "arguments"))
-    assert "use_rviz" in ast.unparse(keyword(rviz, "condition"))
     overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")
     assert ast.literal_eval(overrides.value) == {"backend": "runtime.backend", "device": "runtime.device",
                                                  "export_dir": "runtime.export_dir",
                                                  "compressed": "node.input_compressed"}
+
+
+def test_one_launch_per_camera_under_its_namespace_with_its_rviz_layout(monkeypatch) -> None:
+    """``ns:=left``: the node, its relative camera topic and RViz all move under /left; RViz gets a layout on
+    /left/ssp/..., so two cameras' windows show their own outputs."""
+    node, rviz = _launch_nodes(monkeypatch, ns="left", use_rviz="true")
+    assert node["namespace"] == rviz["namespace"] == "left"
+    assert node["remappings"] == [("image", "camera/image_raw")], "relative: /left/camera/image_raw"
+    layout = yaml.safe_load(Path(rviz["arguments"][1]).read_text())
+    topics = {d["Topic"]["Value"] for d in layout["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert topics == {"/left/ssp/overlay", "/left/ssp/mask", "/left/ssp/confidence"}
+    _, other = _launch_nodes(monkeypatch, ns="right", use_rviz="true")
+    assert other["arguments"][1] != rviz["arguments"][1], "each camera has its own layout file"
+
+
+def test_lifecycle_argument_starts_the_managed_node(monkeypatch) -> None:
+    from ssp_ros.ros.main import _node_arguments
+
+    (node,) = _launch_nodes(monkeypatch, lifecycle="true", respawn="true")
+    assert node["action"] == "LifecycleNode" and node["arguments"] == ["--lifecycle"] and node["respawn"]
+    # launch_ros runs ``<executable> <arguments> --ros-args <its own>``: the node finds the flag there
+    pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]'")
+    launched = ["ssp_node", "--lifecycle", "--ros-args", "-r", "__ns:=/left", "-r", "__node:=ssp"]
+    assert _node_arguments(launched).lifecycle
+    assert not _node_arguments(["ssp_node", "--ros-args", "-p", "config_file:=x.yaml"]).lifecycle
 
 
 def test_overridden_keys_are_node_parameters() -> None:
@@ -80,34 +99,42 @@ def test_overridden_keys_are_node_parameters() -> None:
     assert set(ast.literal_eval(overrides.value).values()) <= set(SPECS)
 
 
-def _node_parameters(monkeypatch, **args: str) -> list:
-    """The parameters ssp.launch.py gives the node for these launch arguments. launch/launch_ros are not on
-    PyPI, so their two calls used here stand in: ``LaunchConfiguration(name).perform(context)`` returns the
-    argument's string (as launch does) and ``Node(**kwargs)`` keeps its keyword arguments."""
+def _launch_nodes(monkeypatch, **args: str) -> list[dict]:
+    """The actions ssp.launch.py starts for these launch arguments (defaults: the file's own), as keyword dicts
+    with ``action``: "Node" or "LifecycleNode". launch/launch_ros are not on PyPI, so the calls the file makes
+    stand in: ``LaunchConfiguration(name).perform(context)`` returns the argument's string (as launch does),
+    ``FindPackageShare`` gives this checkout (as the install's share/ssp_ros), the node actions keep their
+    keyword arguments."""
     import sys
     import types
 
-    defaults = {"config": "config/ssp.yaml", "params_file": "", "image": "/camera/image_raw", "compressed": "",
-                "backend": "", "device": "", "export_dir": "", "use_rviz": "false", "use_sim_time": "false"}
-    values = {**defaults, **args}
-    stubs = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.conditions",
-                                                       "launch.substitutions", "launch_ros", "launch_ros.actions",
-                                                       "launch_ros.substitutions")}
+    tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
+    defaults = {first_string(c): keyword(c, "default_value").value for c in calls(tree, "DeclareLaunchArgument")
+                if isinstance(keyword(c, "default_value"), ast.Constant)}
+    values = {**defaults, "config": str(ROOT / "config" / "ssp.yaml"), **args}
+    stubs = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.substitutions",
+                                                       "launch_ros", "launch_ros.actions", "launch_ros.substitutions")}
     stubs["launch"].LaunchContext = stubs["launch"].LaunchDescription = object
     stubs["launch.actions"].DeclareLaunchArgument = stubs["launch.actions"].OpaqueFunction = object
-    stubs["launch.conditions"].IfCondition = object
     stubs["launch.substitutions"].PathJoinSubstitution = object
     stubs["launch.substitutions"].LaunchConfiguration = lambda name: types.SimpleNamespace(
         perform=lambda context: values[name])
-    stubs["launch_ros.actions"].Node = lambda **kwargs: kwargs
-    stubs["launch_ros.substitutions"].FindPackageShare = object
+    stubs["launch_ros.actions"].Node = lambda **kwargs: {"action": "Node", **kwargs}
+    stubs["launch_ros.actions"].LifecycleNode = lambda *, name, namespace, **kwargs: {
+        "action": "LifecycleNode", "name": name, "namespace": namespace, **kwargs}  # both required, as in humble
+    stubs["launch_ros.substitutions"].FindPackageShare = lambda package: types.SimpleNamespace(
+        perform=lambda context: str(ROOT))
     for name, module in stubs.items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location("ssp_launch", LAUNCH / "ssp.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    (node,) = module._segmentation_node(None)
-    return node["parameters"]
+    return module._nodes(None)
+
+
+def _node_parameters(monkeypatch, **args: str) -> list:
+    """The parameters ssp.launch.py gives the node for these launch arguments."""
+    return _launch_nodes(monkeypatch, **args)[0]["parameters"]
 
 
 def test_tensorrt_backend_from_the_launch_file_gives_a_valid_config(monkeypatch, tmp_path) -> None:

@@ -1,4 +1,6 @@
 
+import time
+
 import pytest
 
 from ssp_ros.ros import main, node, rclpy_transport
@@ -50,19 +52,29 @@ class _MemoryTransport:
 
     def subscribe(self, topic, msg_type, qos, callback):
         self.subscriptions[self.resolve(topic)] = (msg_type, qos, callback)
+        return self.resolve(topic)
 
     def publisher(self, topic, msg_type, qos):
         sent = self.sent.setdefault(self.resolve(topic), [])
         transport = self
 
         class _Pub:
+            closed = False
+
             def publish(self, msg):
+                assert not self.closed, "published after destroy"
                 sent.append(msg)
 
             def subscription_count(self):
                 return transport.subscribers
 
         return _Pub()
+
+    def destroy(self, entity):
+        if isinstance(entity, str):
+            del self.subscriptions[entity]
+        else:
+            entity.closed = True
 
     def now(self):
         return self.clock
@@ -106,3 +118,52 @@ def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video
     assert set(status) == {"ssp: input", "ssp: processing", "ssp: propagation"}
     assert status["ssp: processing"].hardware_id == "torch"
     assert ("warning", "skipped a frame (stale): 1050 ms old > max_age_ms 100") in transport.logs
+
+
+def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_video) -> None:
+    """The managed node's deactivate: the frame being processed still comes out, the subscription goes, a frame
+    already waiting is dropped, the propagation state is dropped, and nothing is published until activate."""
+    import threading
+
+    from test_ros_stream import rgb8
+
+    from ssp_ros.config import ModelConfig, SspConfig
+
+    transport = _MemoryTransport()
+    segmenter = node.SegmentationNode(transport, SspConfig(model=ModelConfig(input_size=(32, 64))), active=False)
+    entered, release = threading.Event(), threading.Event()
+    process = segmenter.process
+
+    def held(msg):
+        entered.set()
+        assert release.wait(10.0)
+        process(msg)
+
+    segmenter.process = held
+    try:
+        assert transport.subscriptions == {}, "built inactive: not subscribed"
+        segmenter.activate()
+        callback = transport.subscriptions["/image"][2]
+        callback(rgb8(small_video[0].image, 1.0))
+        assert entered.wait(10.0), "the worker took the frame"
+        callback(rgb8(small_video[1].image, 1.1))  # waits in the slot behind the frame in flight
+        done = threading.Event()
+        threading.Thread(target=lambda: (segmenter.deactivate(), done.set()), daemon=True).start()
+        assert not done.wait(0.3), "deactivate waits for the frame in flight"
+        release.set()
+        assert done.wait(10.0) and not segmenter.active
+        assert [m.header.stamp.sec for m in transport.sent["/ssp/mask"]] == [1], "the frame in flight came out"
+        assert transport.subscriptions == {} and segmenter.processor.pipeline.propagator._requested, "state dropped"
+        segmenter.slot.put(rgb8(small_video[2].image, 1.2))  # e.g. a callback that raced the unsubscribe
+        time.sleep(0.8)  # > the worker's 0.5 s take timeout
+        assert len(transport.sent["/ssp/mask"]) == 1, "nothing is processed or published while inactive"
+        segmenter.activate()
+        transport.subscriptions["/image"][2](rgb8(small_video[3].image, 1.3))
+        deadline = time.monotonic() + 10.0
+        while len(transport.sent["/ssp/mask"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [m.header.stamp.sec for m in transport.sent["/ssp/mask"]] == [1, 1]
+        assert transport.sent["/ssp/mask"][1].header.stamp.nanosec == 300_000_000
+    finally:
+        segmenter.close()
+    assert transport.subscriptions == {}, "close unsubscribes"

@@ -168,3 +168,57 @@ def test_default_config_declares_every_schema_key(context) -> None:
         assert SspConfig().registration.min_inliers == node.get_parameter("registration.min_inliers").value
     finally:
         node.destroy_node()
+
+
+def test_qos_of_input_and_outputs_is_overridden_by_parameters(context) -> None:
+    """rclpy's QoS overrides (QoSOverridingOptions): history, depth and reliability per topic, set at launch."""
+    from rclpy.qos import ReliabilityPolicy
+
+    node = make_node(context, **{"qos_overrides./image.subscription.reliability": "reliable",
+                                 "qos_overrides./ssp/mask.publisher.depth": 5,
+                                 "qos_overrides./ssp/overlay.publisher.reliability": "best_effort"})
+    seg = SegmentationNode(rclpy_transport.RclpyTransport(node), SspConfig(model=ModelConfig(input_size=(32, 64))))
+    try:
+        (subscription,) = node.subscriptions
+        assert subscription.qos_profile.reliability == ReliabilityPolicy.RELIABLE, "the config says best effort"
+        publishers = {p.handle.topic_name: p.handle.qos_profile for p in seg.publishers.values()}
+        assert publishers["/ssp/mask"].depth == 5 and publishers["/ssp/confidence"].depth == 1
+        assert publishers["/ssp/overlay"].reliability == ReliabilityPolicy.BEST_EFFORT
+        (described,) = node.describe_parameters(["qos_overrides./ssp/mask.publisher.depth"])
+        assert described.read_only, "rclpy declares them read-only: they apply at start-up"
+    finally:
+        seg.close()
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("qos_overrides./image.subscription.reliability", "sometimes",
+     r"qos_overrides\./image\.subscription: Unexpected QoS override for policy `reliability`: `sometimes`"),
+    ("qos_overrides./ssp/mask.publisher.depth", "five", r"qos_overrides\./ssp/mask\.publisher: .*depth"),
+])
+def test_a_bad_qos_override_is_one_line_naming_it(context, name, value, message) -> None:
+    node = make_node(context, **{name: value})
+    try:
+        with pytest.raises(ConfigError, match=message) as err:
+            SegmentationNode(rclpy_transport.RclpyTransport(node), SspConfig(model=ModelConfig(input_size=(32, 64))))
+        assert "\n" not in str(err.value) and "allowed:" in str(err.value)
+    finally:
+        node.destroy_node()
+
+
+def test_a_namespace_moves_every_topic_and_names_the_diagnostics(context) -> None:
+    """``ns:=left``: each camera's node has its own input, outputs and diagnostics names; /diagnostics stays
+    global, as diagnostic_aggregator expects."""
+    node = rclpy.create_node("ssp", namespace="left", context=context)
+    transport = rclpy_transport.RclpyTransport(node)
+    seg = SegmentationNode(transport, SspConfig(model=ModelConfig(input_size=(32, 64))))
+    try:
+        assert [s.topic_name for s in node.subscriptions] == ["/left/image"]
+        assert {p.handle.topic_name for p in seg.publishers.values()} == {"/left/ssp/mask", "/left/ssp/overlay",
+                                                                          "/left/ssp/confidence"}
+        assert seg.diagnostics.handle.topic_name == "/diagnostics"
+        names = {s.name for s in seg.transport.diagnostics(0, seg.monitor.items(0.0), "torch").status}
+        assert names == {"left/ssp: input", "left/ssp: processing", "left/ssp: propagation"}
+    finally:
+        seg.close()
+        node.destroy_node()

@@ -1,6 +1,6 @@
-"""Entry points of the segmentation node: ``ssp_node`` (``ros2 run ssp_ros ssp_node``, rclpy) and
-``ssp node --transport dds`` (Cyclone DDS, no ROS). Each builds a transport, the ``SegmentationNode`` on it,
-and runs until Ctrl-C or an external shutdown (SIGTERM on DDS).
+"""Entry points of the segmentation node: ``ssp_node`` (``ros2 run ssp_ros ssp_node``, rclpy; ``--lifecycle``
+for the managed node of ``lifecycle``) and ``ssp node --transport dds`` (Cyclone DDS, no ROS). Each builds a
+transport, the ``SegmentationNode`` on it, and runs until Ctrl-C or an external shutdown (SIGTERM on DDS).
 
 rclpy and cyclonedds are imported inside the functions (and the transport modules), so this module imports
 without them.
@@ -8,6 +8,7 @@ without them.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
@@ -23,12 +24,23 @@ LOG = logging.getLogger("ssp.node")
 WORKER_CHECK_S = 0.5  # how often the main thread checks that the worker is still running
 
 
-def _exit_status(segmenter: SegmentationNode | None) -> int:
-    """0 after a clean stop; 1 when the worker died, so that ``respawn`` in a launch file restarts the node."""
-    if segmenter is not None and segmenter.failure is not None:
-        print(f"ssp_node: error: the worker stopped ({segmenter.failure!r}); exiting", file=sys.stderr)
+def _exit_status(failure: BaseException | None) -> int:
+    """0 after a clean stop; 1 when the worker died (``failure``), so that ``respawn`` in a launch file restarts
+    the node."""
+    if failure is not None:
+        print(f"ssp_node: error: the worker stopped ({failure!r}); exiting", file=sys.stderr)
         return 1
     return 0
+
+
+def _node_arguments(args: list[str]) -> argparse.Namespace:
+    """``ssp_node``'s own arguments (those outside ``--ros-args ... --``)."""
+    from rclpy.utilities import remove_ros_args
+
+    parser = argparse.ArgumentParser(prog="ssp_node", description="the SSP segmentation node")
+    parser.add_argument("--lifecycle", action="store_true", help="a managed node: starts unconfigured; configure "
+                        "loads the model, activate subscribes (ros2 lifecycle set /ssp configure)")
+    return parser.parse_args(remove_ros_args(args)[1:])
 
 
 def main(args: list[str] | None = None) -> int:
@@ -41,14 +53,21 @@ def main(args: list[str] | None = None) -> int:
               "before running the node; `ssp node --transport dds`, `ssp demo` and `ssp replay` run without ROS.",
               file=sys.stderr)
         return 1
+    args = sys.argv if args is None else args
+    options = _node_arguments(args)
     rclpy.init(args=args)
     ros_node = segmenter = None
     try:
-        ros_node = rclpy.create_node(NODE_NAME)
-        segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
-                                     fallback=cv_bridge_fallback())
-        add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
-        while rclpy.ok() and segmenter.alive:  # SIGINT and SIGTERM shut the context down (rclpy's handlers)
+        if options.lifecycle:
+            from ssp_ros.ros.lifecycle import LifecycleSegmentationNode
+
+            ros_node = segmenter = LifecycleSegmentationNode()  # ``failure`` tells whether its worker died
+        else:
+            ros_node = rclpy.create_node(NODE_NAME)
+            segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
+                                         fallback=cv_bridge_fallback())
+            add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
+        while rclpy.ok() and segmenter.failure is None:  # SIGINT and SIGTERM shut the context down
             rclpy.spin_once(ros_node, timeout_sec=WORKER_CHECK_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -61,12 +80,13 @@ def main(args: list[str] | None = None) -> int:
         # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
         # fails; that is a requested stop, not an error
     finally:
+        failure = None if segmenter is None else segmenter.failure
         if segmenter is not None:
             segmenter.close()
         if ros_node is not None:
             ros_node.destroy_node()
         rclpy.try_shutdown()
-    return _exit_status(segmenter)
+    return _exit_status(failure)
 
 
 def run_dds_node(config: Path | None, domain_id: int) -> int:
@@ -92,7 +112,7 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
             segmenter.close()
         transport.close()
     LOG.info("stopped")
-    return _exit_status(segmenter)
+    return _exit_status(None if segmenter is None else segmenter.failure)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ callback never blocks and stale frames are dropped instead of queued. Topics: in
 colour overlay is only built while something subscribes to ``~/overlay``. ROS-only extras (``~/reset``,
 ``~/label_info``, parameter changes in flight) are wired by ``rclpy_transport``; the entry points are in ``main``.
 
+Built active by default (subscribed, publishing). The managed node (``lifecycle``) builds it inactive at
+*configure* and calls ``activate``/``deactivate``/``close`` from its transitions.
+
 rclpy and the ROS message packages are imported inside functions, so the package imports without ROS.
 """
 
@@ -43,8 +46,9 @@ class SegmentationNode:
     (the transport stays open: its owner closes it)."""
 
     def __init__(self, transport: Transport, cfg: SspConfig,
-                 fallback: Callable[[Any], np.ndarray] | None = None) -> None:
+                 fallback: Callable[[Any], np.ndarray] | None = None, active: bool = True) -> None:
         self.transport = transport
+        self.cfg = cfg
         self.classes: ClassSet = load_class_set(cfg.model.dataset)
         backend = make_backend(cfg, self.classes.num_classes)
         self.hardware_id = backend.name
@@ -57,6 +61,9 @@ class SegmentationNode:
         self.monitor = StreamMonitor(backend.name, transport.resolve(cfg.node.image_topic),
                                      window_s=max(2.0, 2 * cfg.node.diagnostics_period_s))
         self._stop = threading.Event()
+        self._active = threading.Event()  # frames are processed and outputs published only while set
+        self._busy = threading.Lock()  # held by the worker for one frame; deactivate waits on it
+        self._subscription: Any = None
         self.failure: BaseException | None = None  # what stopped the worker, if anything did
         self.publish_errors = 0
         self._last_warning = -LOG_THROTTLE_S
@@ -64,12 +71,41 @@ class SegmentationNode:
                          threading.Thread(target=self._report, name="ssp_diagnostics", daemon=True)]
         for thread in self._threads:
             thread.start()
-        msg_type = COMPRESSED_IMAGE if cfg.node.input_compressed else IMAGE
-        transport.subscribe(cfg.node.image_topic, msg_type, RELIABLE_LATEST if cfg.node.reliable else SENSOR_DATA,
-                            self._on_image)
-        transport.log("info", f"segmenting {self.monitor.topic} ({msg_type.rsplit('/', 1)[1]}, "
-                              f"{'reliable' if cfg.node.reliable else 'best effort'}) with {backend.name}, "
-                              f"{self.classes.num_classes} classes ({self.classes.name})")
+        if active:
+            self.activate()
+
+    @property
+    def active(self) -> bool:
+        """True while subscribed to the camera and publishing."""
+        return self._active.is_set()
+
+    def activate(self) -> None:
+        """Subscribe to the camera: outputs flow from the next frame on."""
+        if self._subscription is not None:
+            return
+        node = self.cfg.node
+        msg_type = COMPRESSED_IMAGE if node.input_compressed else IMAGE
+        self._active.set()
+        self._subscription = self.transport.subscribe(node.image_topic, msg_type,
+                                                      RELIABLE_LATEST if node.reliable else SENSOR_DATA,
+                                                      self._on_image)
+        self.transport.log("info", f"segmenting {self.monitor.topic} ({msg_type.rsplit('/', 1)[1]}, "
+                                   f"{'reliable' if node.reliable else 'best effort'}) with {self.hardware_id}, "
+                                   f"{self.classes.num_classes} classes ({self.classes.name})")
+
+    def deactivate(self) -> None:
+        """Unsubscribe, let the frame in flight finish and drop the propagation state: nothing is published after
+        this returns, and the next ``activate`` starts from a fresh frame."""
+        self._unsubscribe()
+        with self._busy:
+            self.slot.take(timeout=0)  # a frame that arrived before the unsubscribe is not for later
+            self.processor.reset()
+
+    def _unsubscribe(self) -> None:
+        if self._subscription is not None:
+            self.transport.destroy(self._subscription)
+            self._subscription = None
+        self._active.clear()
 
     def _on_image(self, msg: Any) -> None:
         now = time.monotonic()
@@ -81,8 +117,9 @@ class SegmentationNode:
         try:
             while not self.slot.closed:
                 msg = self.slot.take(timeout=0.5)
-                if msg is not None:
-                    self.process(msg)
+                with self._busy:
+                    if msg is not None and self._active.is_set():
+                        self.process(msg)
         except BaseException as err:  # noqa: BLE001 - the owner sees ``failure`` and exits non-zero (respawn)
             self.failure = err
             self._log("error", f"the worker stopped: {err!r}")
@@ -130,14 +167,20 @@ class SegmentationNode:
 
     def _report(self) -> None:
         while not self._stop.wait(self.period_s):
+            if not self._active.is_set():
+                continue
             try:
                 self.publish_diagnostics()
             except Exception as err:  # noqa: BLE001 - diagnostics must never stop the node
                 self._log("error", f"publishing diagnostics failed: {err!r}")
 
     def close(self) -> None:
-        """Stop the worker and diagnostics threads (the frame being processed finishes first)."""
+        """Unsubscribe, stop the worker and diagnostics threads (the frame being processed finishes first) and
+        destroy the publishers; the model goes with the last reference to this object."""
+        self._unsubscribe()
         self._stop.set()
         self.slot.close()
         for thread in self._threads:
             thread.join(timeout=5.0)
+        for publisher in (*self.publishers.values(), self.diagnostics):
+            self.transport.destroy(publisher)

@@ -1,10 +1,12 @@
 """The rclpy transport (the product path on the drone) and the ROS-only parts of the node.
 
-``RclpyTransport`` implements ``transport.Transport`` over an rclpy node; ``declare_parameters`` declares
-``config_file`` and every key of ``params`` with descriptors; ``add_ros_interfaces`` adds what only a
-ROS graph has: ``~/reset`` (std_srvs/Trigger), ``~/label_info`` (vision_msgs/LabelInfo, transient local,
-where vision_msgs has it) and in-flight parameter changes. rclpy and the message packages are imported
-inside functions, so this module imports without ROS.
+``RclpyTransport`` implements ``transport.Transport`` over an rclpy node (a lifecycle node gets lifecycle
+publishers); every subscription and publisher takes rclpy's QoS overrides (``QoSOverridingOptions``: history,
+depth and reliability as read-only ``qos_overrides.<topic>.<publisher|subscription>.<policy>`` parameters, set
+at launch). ``declare_parameters`` declares ``config_file`` and every key of ``params`` with descriptors;
+``add_ros_interfaces`` adds what only a ROS graph has: ``~/reset`` (std_srvs/Trigger), ``~/label_info``
+(vision_msgs/LabelInfo, transient local, where vision_msgs has it) and in-flight parameter changes. rclpy and
+the message packages are imported inside functions, so this module imports without ROS.
 """
 
 from __future__ import annotations
@@ -105,13 +107,13 @@ def rclpy_qos(qos: QosProfile) -> Any:
 
 class _Publisher:
     def __init__(self, publisher: Any) -> None:
-        self._publisher = publisher
+        self.handle = publisher  # the rclpy Publisher (or LifecyclePublisher)
 
     def publish(self, msg: Any) -> None:
-        self._publisher.publish(msg)
+        self.handle.publish(msg)
 
     def subscription_count(self) -> int:
-        return self._publisher.get_subscription_count()
+        return self.handle.get_subscription_count()
 
 
 def _message_types() -> dict[str, type]:
@@ -127,18 +129,41 @@ class RclpyTransport:
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self.node_name = node.get_name()
+        self.node_name = node.get_fully_qualified_name().lstrip("/")  # left/ssp: unique per camera in /diagnostics
         self._types = _message_types()
         self._messages = RclpyMessages(self._types["sensor_msgs/msg/Image"])
 
     def resolve(self, topic: str) -> str:
         return self.node.resolve_topic_name(topic)
 
-    def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> None:
-        self.node.create_subscription(self._types[msg_type], topic, callback, rclpy_qos(qos))
+    def _with_overrides(self, create: Callable[..., Any], kind: str, topic: str, *args: Any) -> Any:
+        """``create(*args, qos_overriding_options=...)``; a bad override is a one-line ConfigError naming it."""
+        from rclpy.exceptions import ParameterException
+        from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
+
+        try:
+            return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        except (RuntimeError, ValueError, ParameterException, InvalidQosOverridesError) as err:
+            raise ConfigError(f"qos_overrides.{self.resolve(topic)}.{kind}: {err}; allowed: history keep_last|"
+                              f"keep_all|system_default, depth an integer, reliability reliable|best_effort|"
+                              f"system_default") from None
+
+    def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> Any:
+        return self._with_overrides(self.node.create_subscription, "subscription", topic,
+                                    self._types[msg_type], topic, callback, rclpy_qos(qos))
 
     def publisher(self, topic: str, msg_type: str, qos: QosProfile) -> _Publisher:
-        return _Publisher(self.node.create_publisher(self._types[msg_type], topic, rclpy_qos(qos)))
+        # a lifecycle node's publishers are managed: they send only while the node is active
+        create = getattr(self.node, "create_lifecycle_publisher", self.node.create_publisher)
+        return _Publisher(self._with_overrides(create, "publisher", topic, self._types[msg_type], topic,
+                                               rclpy_qos(qos)))
+
+    def destroy(self, entity: Any) -> None:
+        if isinstance(entity, _Publisher):
+            destroy = getattr(self.node, "destroy_lifecycle_publisher", self.node.destroy_publisher)
+            destroy(entity.handle)
+        else:
+            self.node.destroy_subscription(entity)
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -171,38 +196,57 @@ class RclpyTransport:
         return self._types["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=status)
 
 
-def add_ros_interfaces(node: Any, processor: StreamProcessor, classes: ClassSet) -> None:
-    """``~/reset``, ``~/label_info`` (``classes``) and in-flight parameter changes (applied to ``processor``) on
-    the rclpy ``node``."""
+def add_parameter_callback(node: Any, reconfigure: Callable[[dict[str, Any]], Any]) -> None:
+    """Apply changes of the node's own parameters through ``reconfigure(values)`` (name → value), which raises
+    ConfigError to refuse them; the refusal's text is the reason ``ros2 param set`` prints."""
     from rcl_interfaces.msg import SetParametersResult
-    from std_srvs.srv import Trigger
-
-    def on_reset(request: Any, response: Any) -> Any:
-        processor.reset()
-        response.success, response.message = True, "the next frame starts over"
-        return response
 
     def on_set_parameters(params: list) -> Any:
         values = {p.name: p.value for p in params if p.name in SPECS}
         if not values:
             return SetParametersResult(successful=True)
         try:
-            processor.reconfigure(values)
+            reconfigure(values)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         node.get_logger().info(f"parameters changed: {values}")
         return SetParametersResult(successful=True)
 
-    node.create_service(Trigger, "~/reset", on_reset)
     node.add_on_set_parameters_callback(on_set_parameters)
+
+
+def create_reset_service(node: Any, reset: Callable[[], None]) -> Any:
+    """``~/reset`` (std_srvs/Trigger): ``reset()``, so that the next frame starts over; returns the service."""
+    from std_srvs.srv import Trigger
+
+    def on_reset(request: Any, response: Any) -> Any:
+        reset()
+        response.success, response.message = True, "the next frame starts over"
+        return response
+
+    return node.create_service(Trigger, "~/reset", on_reset)
+
+
+def publish_label_info(node: Any, classes: ClassSet) -> Any | None:
+    """Latch ``classes`` on ``~/label_info`` (vision_msgs/LabelInfo); returns the publisher, None without
+    vision_msgs."""
     try:
         from vision_msgs.msg import LabelInfo, VisionClass
     except ImportError:
         node.get_logger().info("vision_msgs has no LabelInfo here: ~/label_info is not published")
-        return
+        return None
     latched = QosProfile(reliable=True, depth=1, transient_local=True)  # late joiners get the class list
     publisher = node.create_publisher(LabelInfo, "~/label_info", rclpy_qos(latched))
     msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name)
                                for i, name in enumerate(classes.names)], threshold=0.0)
     msg.header.stamp = node.get_clock().now().to_msg()
     publisher.publish(msg)
+    return publisher
+
+
+def add_ros_interfaces(node: Any, processor: StreamProcessor, classes: ClassSet) -> None:
+    """``~/reset``, ``~/label_info`` (``classes``) and in-flight parameter changes (applied to ``processor``) on
+    the rclpy ``node`` (the plain node; the lifecycle node adds them per state)."""
+    create_reset_service(node, processor.reset)
+    add_parameter_callback(node, processor.reconfigure)
+    publish_label_info(node, classes)

@@ -58,11 +58,15 @@ class Transport(Protocol):
     def resolve(self, topic: str) -> str:
         """The fully qualified name of ``topic`` (``~/mask`` → ``/ssp/mask``)."""
 
-    def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> None:
-        """Call ``callback(msg)`` for each message on ``topic`` (from a transport thread, never concurrently)."""
+    def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> Any:
+        """Call ``callback(msg)`` for each message on ``topic`` (from a transport thread, never concurrently);
+        returns the subscription, for ``destroy``."""
 
     def publisher(self, topic: str, msg_type: str, qos: QosProfile) -> Publisher:
         """A publisher of ``msg_type`` on ``topic``."""
+
+    def destroy(self, entity: Any) -> None:
+        """Remove a subscription or publisher made by this transport: no callback and no sample after it returns."""
 
     def now(self) -> float:
         """Seconds on the clock of the header stamps (ROS time on the drone, sim time in replays)."""

@@ -1,0 +1,112 @@
+"""The managed (lifecycle) segmentation node: ``ssp_node --lifecycle``, or ``lifecycle:=true`` in the launch.
+
+ROS 2's managed-node states (design.ros2.org "Managed nodes"), driven through the node's lifecycle services
+(``ros2 lifecycle set /ssp configure``):
+
+- *unconfigured*: parameters are declared (and validated), nothing is loaded;
+- **configure** loads the model or engine and creates the (lifecycle) publishers, ``~/reset`` and
+  ``~/label_info`` → *inactive*;
+- **activate** subscribes to the camera; outputs flow → *active*;
+- **deactivate** unsubscribes, lets the frame in flight finish and drops the propagation state; nothing is
+  published → *inactive*;
+- **cleanup** stops the threads, destroys publishers and services and frees the model → *unconfigured*;
+- **shutdown** works from any of these states (cleans up first when configured).
+
+Parameter changes are accepted in every state: applied in flight when configured, else validated and kept for
+the next configure. A failing configure (a missing engine file, a bad config) answers FAILURE with the reason
+logged, and the node stays unconfigured, ready for another try. This module imports rclpy at the top: only
+``main`` imports it, and only when ``--lifecycle`` is given.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from ssp_ros.config import SspConfig
+from ssp_ros.errors import SspError
+from ssp_ros.ros.node import NODE_NAME, SegmentationNode
+from ssp_ros.ros.params import check_dynamic, config_with_params
+from ssp_ros.ros.rclpy_transport import (
+    RclpyTransport,
+    add_parameter_callback,
+    create_reset_service,
+    cv_bridge_fallback,
+    declare_parameters,
+    publish_label_info,
+)
+
+
+class LifecycleSegmentationNode(LifecycleNode):
+    """The segmentation node as a managed node; ``segmenter`` is None while unconfigured."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg: SspConfig = declare_parameters(self)  # a bad launch value fails here, before any transition
+        self.segmenter: SegmentationNode | None = None
+        self._ros_entities: list[tuple[Any, Any]] = []  # (destroy function, entity) made at configure
+        add_parameter_callback(self, self._reconfigure)
+
+    def _reconfigure(self, values: dict[str, Any]) -> SspConfig:
+        if self.segmenter is not None:
+            self.cfg = self.segmenter.processor.reconfigure(values)
+        else:
+            check_dynamic(list(values))
+            self.cfg = config_with_params(self.cfg, values)
+        return self.cfg
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What stopped the worker, if one ran and died (``main`` exits non-zero on it)."""
+        return None if self.segmenter is None else self.segmenter.failure
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            segmenter = SegmentationNode(RclpyTransport(self), self.cfg, fallback=cv_bridge_fallback(), active=False)
+        except SspError as err:
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self.segmenter = segmenter
+        self._ros_entities.append((self.destroy_service, create_reset_service(self, segmenter.processor.reset)))
+        label_info = publish_label_info(self, segmenter.classes)
+        if label_info is not None:
+            self._ros_entities.append((self.destroy_publisher, label_info))
+        self.get_logger().info(f"configured: {segmenter.hardware_id}, {segmenter.classes.num_classes} classes")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers first
+        self.segmenter.activate()
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.segmenter.deactivate()
+        self.get_logger().info("deactivated: the propagation state is dropped")
+        return super().on_deactivate(state)
+
+    def close(self) -> None:
+        """Release what configure made, and the model with it (the last reference to the pipeline goes here);
+        idempotent: cleanup, shutdown, error and the process's exit all call it."""
+        if self.segmenter is not None:
+            self.segmenter.close()
+            self.segmenter = None
+        for destroy, entity in self._ros_entities:
+            destroy(entity)
+        self._ros_entities.clear()
+        gc.collect()  # the backend's tensors or engine go now, not at some later collection
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        self.get_logger().info("cleaned up: the model is freed")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"a transition from {state.label} raised; releasing everything")
+        self.close()
+        return super().on_error(state)
