@@ -1,5 +1,6 @@
-"""What the end-to-end node tests share (test_dds_node.py on Cyclone DDS, test_rclpy_node.py on rclpy): the
-viewer's record of what the node sent, the in-process reference run and stopping a node process."""
+"""What the end-to-end node tests share (test_dds_node.py on Cyclone DDS, test_rclpy_node.py on rclpy, test_interop.py
+across the two): the viewer's record of what the node sent, the in-process reference run, the check of the outputs
+against it and stopping a node process."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ssp_ros.classes import load_class_set
+from ssp_ros.classes import load_class_set, overlay
 from ssp_ros.config import load_config
+from ssp_ros.ros.images import rgb_to_bgr
 
 TIMEOUT_S = 20.0  # any single wait in the node tests
 
@@ -111,3 +113,31 @@ def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]
         return [pipeline.process(frame, stamp * 1e-9).mask for frame, stamp in zip(frames, stamps_ns)]
     finally:
         torch.set_num_threads(threads)
+
+
+def pixels(msg) -> np.ndarray:
+    """An Image message's data as a height×width(×channels) uint8 array (rosbags ndarray or rclpy array('B'))."""
+    data = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, -1)
+    return data[..., 0] if data.shape[2] == 1 else data
+
+
+ENCODINGS = {"mask": "mono8", "overlay": "bgr8", "confidence": "mono8"}
+
+
+def assert_outputs(viewer: NodeWatcher, frames: list[np.ndarray], stamps: list[int], expected: list[np.ndarray],
+                   frame_id: str = "camera_optical") -> None:
+    """Every output the viewer subscribes to came back for each frame under the frame's stamp, with the camera's
+    frame_id, the frame's size and its encoding; the mask equals ``expected`` (the reference run), the overlay
+    is its colour blend."""
+    assert len(stamps) == len(frames) == len(expected) > 0
+    classes = load_class_set("uavid")
+    h, w = frames[0].shape[:2]
+    for stamp, frame, want in zip(stamps, frames, expected):
+        for name, received in viewer.outputs.items():
+            assert stamp in received, f"no {name} stamped {stamp}"
+            msg = received[stamp]
+            assert msg.header.frame_id == frame_id and (msg.height, msg.width) == (h, w), (name, stamp)
+            assert msg.encoding == ENCODINGS[name], (name, msg.encoding)
+        np.testing.assert_array_equal(pixels(viewer.outputs["mask"][stamp]), want)
+        blend = rgb_to_bgr(overlay(frame, want, classes))
+        np.testing.assert_array_equal(pixels(viewer.outputs["overlay"][stamp]), blend)

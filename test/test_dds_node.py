@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from ssp_ros.classes import load_class_set, overlay
-from ssp_ros.ros.images import rgb_to_bgr
 from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from conftest import small_scenario  # noqa: E402 - after the skip
-from node_harness import NodeWatcher, reference_masks, stop_node  # noqa: E402
+from node_harness import NodeWatcher, assert_outputs, reference_masks, stop_node  # noqa: E402
 from test_dds_transport import LOOPBACK  # noqa: E402
 
 from ssp_ros.ros.dds_transport import DdsTransport  # noqa: E402
@@ -134,18 +132,8 @@ def test_node_process_segments_every_frame_like_the_demo(tmp_path, frames, domai
         viewer.close()
     assert code == 0, log.read_text()
     assert "stopped" in log.read_text()
-    expected = reference_masks(config, frames, stamps)
-    h, w = frames[0].shape[:2]
     assert len(viewer.order) == len(frames) + 1, "one handshake frame answered, then every frame"
-    classes = load_class_set("uavid")
-    for stamp, frame, want in zip(stamps, frames, expected):
-        mask, blend = viewer.outputs["mask"][stamp], viewer.outputs["overlay"][stamp]
-        for msg in (mask, blend):
-            assert msg.header.frame_id == "camera_optical" and (msg.height, msg.width) == (h, w)
-        assert mask.encoding == "mono8" and blend.encoding == "bgr8"
-        np.testing.assert_array_equal(np.asarray(mask.data).reshape(h, w), want)
-        want_blend = rgb_to_bgr(overlay(frame, want, classes))
-        np.testing.assert_array_equal(np.asarray(blend.data).reshape(h, w, 3), want_blend)
+    assert_outputs(viewer, frames, stamps, reference_masks(config, frames, stamps))
     processing = viewer.last_status("processing")
     assert processing["backend"].startswith("torch")
     assert viewer.last_status("input")["dropped (newer frame waiting)"] == "0"

@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,14 +16,10 @@ pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip insta
 from cyclonedds.qos import Policy  # noqa: E402 - after the skip
 
 from ssp_ros.ros import dds_types  # noqa: E402
-from ssp_ros.ros.dds_transport import DdsTransport, dds_qos  # noqa: E402
+from ssp_ros.ros.dds_transport import LOOPBACK, DdsTransport, dds_qos  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T = TS.types
-LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface name='lo'/></Interfaces>"
-            "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
-            "<MaxAutoParticipantIndex>50</MaxAutoParticipantIndex><Peers><Peer address='127.0.0.1'/></Peers>"
-            "</Discovery></Domain></CycloneDDS>")
 
 
 def header(sec: int = 5, nanosec: int = 7, frame_id: str = "cam"):
@@ -112,6 +109,42 @@ def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback) -> No
         status = diag.status[0]
         assert (status.level, status.name, status.hardware_id) == (WARN, "ssp: input", "onnxruntime")
         assert [(kv.key, kv.value) for kv in status.values] == [("received", "9")]
+    finally:
+        node.close()
+        peer.close()
+
+
+def test_destroyed_reader_and_writer_deliver_nothing_more(loopback) -> None:
+    """``Transport.destroy``: a destroyed subscription gets no callback after it returns, a destroyed
+    publisher refuses to publish (the deactivated node's contract)."""
+    from ssp_ros.errors import SspError
+
+    node, peer = DdsTransport(loopback, "ssp"), DdsTransport(loopback, "viewer")
+    received: list = []
+    got = threading.Event()
+    qos = QosProfile(reliable=True, depth=1)
+
+    def on_message(msg) -> None:
+        received.append(msg)
+        got.set()
+
+    try:
+        reader = peer.subscribe("/ssp/mask", "sensor_msgs/msg/Image", qos, on_message)
+        publisher = node.publisher("~/mask", "sensor_msgs/msg/Image", qos)
+        deadline = time.monotonic() + 5.0
+        while not publisher.subscription_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pixels = np.zeros((4, 4), np.uint8)
+        publisher.publish(node.image(header(sec=1), pixels, "mono8"))
+        assert got.wait(5.0), "the first mask never arrived"
+        peer.destroy(reader)
+        publisher.publish(node.image(header(sec=2), pixels, "mono8"))
+        time.sleep(0.5)  # > the reader thread's wake-up period
+        assert [m.header.stamp.sec for m in received] == [1], "nothing is delivered after destroy"
+        node.destroy(publisher)
+        assert publisher.subscription_count() == 0
+        with pytest.raises(SspError, match="after the publisher was destroyed"):
+            publisher.publish(node.image(header(sec=3), pixels, "mono8"))
     finally:
         node.close()
         peer.close()

@@ -25,7 +25,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install
 
 from conftest import small_scenario  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the skip
-from node_harness import TIMEOUT_S, NodeWatcher, reference_masks, stop_node  # noqa: E402
+from node_harness import TIMEOUT_S, NodeWatcher, assert_outputs, reference_masks, stop_node  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
@@ -35,9 +35,7 @@ from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from ssp_ros.classes import load_class_set, overlay  # noqa: E402
 from ssp_ros.propagation import REQUESTED  # noqa: E402
-from ssp_ros.ros.images import rgb_to_bgr  # noqa: E402
 from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,17 +190,7 @@ def test_node_segments_every_frame_like_the_pipeline_and_stops_on_sigint(tmp_pat
         stamps = [viewer.send(frame) for frame in frames]  # lock step, current stamps
         code, stop_s = timed_stop(node, signal.SIGINT)
     assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
-    expected = reference_masks(config, frames, stamps)
-    h, w = frames[0].shape[:2]
-    classes = load_class_set("uavid")
-    for stamp, frame, want in zip(stamps, frames, expected):
-        for name in OUTPUTS:
-            msg = viewer.outputs[name][stamp]
-            assert msg.header.frame_id == "camera_optical" and (msg.height, msg.width) == (h, w)
-        np.testing.assert_array_equal(np.frombuffer(viewer.outputs["mask"][stamp].data, np.uint8).reshape(h, w), want)
-        blend = np.frombuffer(viewer.outputs["overlay"][stamp].data, np.uint8).reshape(h, w, 3)
-        np.testing.assert_array_equal(blend, rgb_to_bgr(overlay(frame, want, classes)))
-    assert viewer.outputs["confidence"][stamps[0]].encoding == "mono8"
+    assert_outputs(viewer, frames, stamps, reference_masks(config, frames, stamps))
 
 
 def hostile(rng: random.Random, frame: np.ndarray, viewer: Viewer, last_good: int | None) -> tuple[Image, str | None]:

@@ -27,6 +27,11 @@ LOG = logging.getLogger("ssp.node")
 MAX_TAKE = 16  # samples taken per reader per wake-up (keep-last readers hold fewer)
 WAIT_S = 0.2  # reader thread wake-up period when nothing arrives (checks for shutdown)
 RELIABLE_BLOCKING_S = 0.1  # max_blocking_time of reliable writers (ROS 2's default)
+# CYCLONEDDS_URI for a private domain on the loopback interface only (the node tests, ``ssp bench-node``)
+LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface name='lo'/></Interfaces>"
+            "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
+            "<MaxAutoParticipantIndex>50</MaxAutoParticipantIndex><Peers><Peer address='127.0.0.1'/></Peers>"
+            "</Discovery></Domain></CycloneDDS>")
 
 
 def dds_qos(qos: QosProfile) -> Any:
@@ -52,12 +57,19 @@ class DdsPublisher:
 
         data = bytes(self._typestore.serialize_cdr(msg, self.msg_type))
         data += b"\0" * (-len(data) % 4)  # CDR samples are padded to 4 bytes (as DataWriter.write does)
-        ret = ddspy_write(self.writer._ref, data)
+        writer = self.writer  # one read: ``close`` may run in another thread
+        if writer is None:
+            raise SspError(f"publishing {self.msg_type} after the publisher was destroyed")
+        ret = ddspy_write(writer._ref, data)
         if ret < 0:
-            raise DDSException(ret, f"writing {self.msg_type} to {self.writer.topic.name}")
+            raise DDSException(ret, f"writing {self.msg_type} to {writer.topic.name}")
 
     def subscription_count(self) -> int:
-        return self.writer.get_publication_matched_status().current_count
+        return 0 if self.writer is None else self.writer.get_publication_matched_status().current_count
+
+    def close(self) -> None:
+        """Drop the DataWriter (Cyclone deletes it with its last reference); ``publish`` raises after this."""
+        self.writer = None
 
 
 class RosbagsBuilder:
@@ -94,6 +106,7 @@ class DdsTransport:
         self._messages = RosbagsBuilder(self.typestore, node_name)
         self._topics: dict[str, Any] = {}
         self._readers: list[tuple[Any, Any, str, Callable[[Any], None]]] = []  # reader, condition, type, callback
+        self._readers_lock = threading.Lock()  # held by the reader thread while it delivers; ``destroy`` waits
         self._waitset = WaitSet(self.participant)
         self._guard = GuardCondition(self.participant)
         self._waitset.attach(self._guard)
@@ -123,7 +136,8 @@ class DdsTransport:
         reader = DataReader(self.participant, self._topic(topic, msg_type), qos=dds_qos(qos))
         condition = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(condition)
-        self._readers.append((reader, condition, msg_type, callback))
+        with self._readers_lock:
+            self._readers.append((reader, condition, msg_type, callback))
         if self._thread is None:
             self._thread = threading.Thread(target=self._read, name="dds_reader", daemon=True)
             self._thread.start()
@@ -135,20 +149,32 @@ class DdsTransport:
         writer = DataWriter(self.participant, self._topic(topic, msg_type), qos=dds_qos(qos))
         return DdsPublisher(writer, msg_type, self.typestore)
 
+    def destroy(self, entity: Any) -> None:
+        """As ``Transport.destroy``: a DataReader stops delivering at once; Cyclone deletes each entity when its
+        last Python reference goes (cyclonedds keeps them in a WeakValueDictionary)."""
+        if isinstance(entity, DdsPublisher):
+            entity.close()
+            return
+        with self._readers_lock:
+            for item in [item for item in self._readers if item[0] is entity]:
+                self._waitset.detach(item[1])
+                self._readers.remove(item)
+
     def _read(self) -> None:
         from cyclonedds._clayer import ddspy_take
         from cyclonedds.util import duration
 
         while not self._closed:
             self._waitset.wait(duration(seconds=WAIT_S))
-            for reader, condition, msg_type, callback in list(self._readers):
-                samples = ddspy_take(reader._ref, condition.mask, MAX_TAKE)
-                if isinstance(samples, int):
-                    LOG.error("taking from %s failed (DDS return code %d)", reader.topic.name, samples)
-                    continue
-                for data, info in samples:
-                    if info.valid_data:
-                        self._deliver(data, msg_type, callback, reader.topic.name)
+            with self._readers_lock:
+                for reader, condition, msg_type, callback in self._readers:
+                    samples = ddspy_take(reader._ref, condition.mask, MAX_TAKE)
+                    if isinstance(samples, int):
+                        LOG.error("taking from %s failed (DDS return code %d)", reader.topic.name, samples)
+                        continue
+                    for data, info in samples:
+                        if info.valid_data:
+                            self._deliver(data, msg_type, callback, reader.topic.name)
 
     def _deliver(self, data: bytes, msg_type: str, callback: Callable[[Any], None], topic: str) -> None:
         try:
