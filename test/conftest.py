@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic scenario and one short video generated once per session."""
+"""Shared fixtures: a small synthetic scenario, one short video generated once per session, the shipped model
+exported once, and a private rclpy context for the in-process ROS tests."""
 
 from __future__ import annotations
 
@@ -29,3 +30,17 @@ def shipped_export(tmp_path_factory: pytest.TempPathFactory):
     from ssp_ros.deploy.export import export_config
 
     return export_config(load_config().model, tmp_path_factory.mktemp("export") / "ssp_export")
+
+
+@pytest.fixture
+def context(monkeypatch):
+    """A private rclpy context on loopback, without rclpy's signal handlers (pytest owns SIGINT)."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
+    from rclpy.signals import SignalHandlerOptions
+
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_DOMAIN_ID", "77")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)

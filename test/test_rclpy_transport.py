@@ -4,6 +4,7 @@ The node as a process, end to end: test_rclpy_node.py."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -12,23 +13,11 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
 from rclpy.parameter import Parameter  # noqa: E402 - after the skip
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
 
 from ssp_ros.config import ModelConfig, SspConfig  # noqa: E402
 from ssp_ros.errors import ConfigError  # noqa: E402
 from ssp_ros.ros import rclpy_transport  # noqa: E402
 from ssp_ros.ros.node import SegmentationNode  # noqa: E402
-
-
-@pytest.fixture
-def context(monkeypatch):
-    """A private rclpy context on loopback, without rclpy's signal handlers (pytest owns SIGINT)."""
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    monkeypatch.setenv("ROS_DOMAIN_ID", "77")
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 def make_node(context, name: str = "ssp", **overrides):
@@ -202,6 +191,7 @@ def test_a_bad_qos_override_is_one_line_naming_it(context, name, value, message)
         with pytest.raises(ConfigError, match=message) as err:
             SegmentationNode(rclpy_transport.RclpyTransport(node), SspConfig(model=ModelConfig(input_size=(32, 64))))
         assert "\n" not in str(err.value) and "allowed:" in str(err.value)
+        assert not {t.name for t in threading.enumerate()} & {"ssp_worker", "ssp_diagnostics"}, "threads stopped"
     finally:
         node.destroy_node()
 

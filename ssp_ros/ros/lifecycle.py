@@ -21,6 +21,7 @@ logged, and the node stays unconfigured, ready for another try. This module impo
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -96,6 +97,9 @@ class LifecycleSegmentationNode(LifecycleNode):
             destroy(entity)
         self._ros_entities.clear()
         gc.collect()  # the backend's tensors or engine go now, not at some later collection
+        torch = sys.modules.get("torch")  # only if a torch backend loaded it; never imported here
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # hand torch's cached CUDA blocks back to the device, for other processes
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.close()

@@ -72,7 +72,11 @@ class SegmentationNode:
         for thread in self._threads:
             thread.start()
         if active:
-            self.activate()
+            try:
+                self.activate()
+            except BaseException:
+                self.close()  # e.g. a bad QoS override: no thread may outlive a node that failed to start
+                raise
 
     @property
     def active(self) -> bool:
@@ -85,10 +89,14 @@ class SegmentationNode:
             return
         node = self.cfg.node
         msg_type = COMPRESSED_IMAGE if node.input_compressed else IMAGE
-        self._active.set()
-        self._subscription = self.transport.subscribe(node.image_topic, msg_type,
-                                                      RELIABLE_LATEST if node.reliable else SENSOR_DATA,
-                                                      self._on_image)
+        self._active.set()  # before subscribing: the first frame must not find the node inactive
+        try:
+            self._subscription = self.transport.subscribe(node.image_topic, msg_type,
+                                                          RELIABLE_LATEST if node.reliable else SENSOR_DATA,
+                                                          self._on_image)
+        except BaseException:
+            self._active.clear()
+            raise
         self.transport.log("info", f"segmenting {self.monitor.topic} ({msg_type.rsplit('/', 1)[1]}, "
                                    f"{'reliable' if node.reliable else 'best effort'}) with {self.hardware_id}, "
                                    f"{self.classes.num_classes} classes ({self.classes.name})")

@@ -144,7 +144,8 @@ class RclpyTransport:
         try:
             return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
         except (RuntimeError, ValueError, ParameterException, InvalidQosOverridesError) as err:
-            raise ConfigError(f"qos_overrides.{self.resolve(topic)}.{kind}: {err}; allowed: history keep_last|"
+            reason = err.args[0] if err.args else err  # Humble's parameter exceptions carry (message, name)
+            raise ConfigError(f"qos_overrides.{self.resolve(topic)}.{kind}: {reason}; allowed: history keep_last|"
                               f"keep_all|system_default, depth an integer, reliability reliable|best_effort|"
                               f"system_default") from None
 

@@ -1,0 +1,186 @@
+"""The managed node (``ssp_node --lifecycle``) on the real rclpy: its transitions in-process (what each state
+holds, the model freed at cleanup, a failing configure), then as a process driven through its lifecycle
+services with a camera and a viewer (outputs only while active, the propagation state dropped at deactivate,
+shutdown from a running state, exit on SIGINT)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+import weakref
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
+
+from conftest import small_scenario  # noqa: E402 - after the skip
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from node_harness import TIMEOUT_S, reference_masks, stop_node  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from test_rclpy_node import Viewer, node_config, start_node  # noqa: E402
+
+from ssp_ros.propagation import REQUESTED  # noqa: E402
+from ssp_ros.ros.lifecycle import LifecycleSegmentationNode  # noqa: E402
+from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
+
+SUCCESS = TransitionCallbackReturn.SUCCESS
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [f.image for f in SyntheticVideo(small_scenario(), frames=9, seed=2002)]
+
+
+@pytest.fixture
+def domain() -> int:
+    return 40 + os.getpid() % 50  # as test_rclpy_node: the files run one after the other
+
+
+def state(node: LifecycleSegmentationNode) -> str:
+    """The node's state label (in-process; the process test asks the get_state service)."""
+    return node._state_machine.current_state[1]
+
+
+@pytest.fixture
+def managed(context, tmp_path):
+    node = LifecycleSegmentationNode(context=context,
+                                     parameter_overrides=[Parameter("config_file", value=str(node_config(tmp_path)))])
+    yield node
+    node.close()
+    node.destroy_node()
+
+
+def test_each_transition_holds_what_its_state_promises(managed) -> None:
+    assert state(managed) == "unconfigured" and managed.segmenter is None, "nothing is loaded before configure"
+    assert managed.trigger_configure() == SUCCESS and state(managed) == "inactive"
+    segmenter = managed.segmenter
+    assert segmenter is not None and not segmenter.active and not list(managed.subscriptions)
+    assert {p.topic_name for p in managed.publishers} >= {"/ssp/mask", "/ssp/overlay", "/ssp/confidence",
+                                                           "/diagnostics"}
+    assert {s.srv_name for s in managed.services} >= {"~/reset", "/ssp/change_state"}
+    assert managed.trigger_activate() == SUCCESS and segmenter.active
+    assert [s.topic_name for s in managed.subscriptions] == ["/camera/image_raw"]
+    assert all(p.handle.is_activated for p in segmenter.publishers.values()), "lifecycle publishers are enabled"
+    assert managed.trigger_deactivate() == SUCCESS and not segmenter.active
+    assert not list(managed.subscriptions), "deactivate unsubscribes from the camera"
+    assert not any(p.handle.is_activated for p in segmenter.publishers.values())
+    assert managed.trigger_cleanup() == SUCCESS and state(managed) == "unconfigured" and managed.segmenter is None
+    topics = {p.topic_name for p in managed.publishers}
+    assert "/ssp/mask" not in topics and "~/reset" not in {s.srv_name for s in managed.services}
+    assert managed.trigger_configure() == SUCCESS, "configure again after cleanup (QoS override parameters stay)"
+    assert managed.trigger_activate() == SUCCESS
+
+
+def test_cleanup_frees_the_model(managed) -> None:
+    assert managed.trigger_configure() == SUCCESS
+    pipeline = weakref.ref(managed.segmenter.processor.pipeline)
+    backend = weakref.ref(managed.segmenter.processor.pipeline.backend)
+    assert managed.trigger_activate() == SUCCESS and managed.trigger_deactivate() == SUCCESS
+    assert managed.trigger_cleanup() == SUCCESS
+    gc.collect()
+    assert pipeline() is None and backend() is None, "nothing keeps the model alive after cleanup"
+
+
+@pytest.mark.parametrize("before", ["unconfigured", "inactive", "active"])
+def test_shutdown_works_from_every_state(managed, before) -> None:
+    if before != "unconfigured":
+        assert managed.trigger_configure() == SUCCESS
+    if before == "active":
+        assert managed.trigger_activate() == SUCCESS
+    assert state(managed) == before
+    assert managed.trigger_shutdown() == SUCCESS and state(managed) == "finalized"
+    assert managed.segmenter is None and not list(managed.subscriptions)
+
+
+def test_parameters_before_configure_are_validated_and_used(managed) -> None:
+    (result,) = managed.set_parameters([Parameter("propagation.max_time_gap_s", value=2.0)])
+    assert result.successful
+    (result,) = managed.set_parameters([Parameter("propagation.max_time_gap_s", value=100.0)])
+    assert not result.successful and "60" in result.reason
+    assert managed.trigger_configure() == SUCCESS
+    assert managed.segmenter.processor.config.propagation.max_time_gap_s == 2.0
+
+
+def test_a_failing_configure_is_reported_and_can_be_retried(context, tmp_path, caplog) -> None:
+    config = node_config(tmp_path, model={"weights": str(tmp_path / "missing.safetensors")})
+    node = LifecycleSegmentationNode(context=context, parameter_overrides=[Parameter("config_file", value=str(config))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert state(node) == "unconfigured" and node.segmenter is None
+        assert node.trigger_shutdown() == SUCCESS
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+class LifecycleViewer(Viewer):
+    """The rclpy test viewer with the node's lifecycle service clients."""
+
+    def __init__(self, domain: int) -> None:
+        super().__init__(domain)
+        self.change_client = self.node.create_client(ChangeState, "/ssp/change_state")
+        self.state_client = self.node.create_client(GetState, "/ssp/get_state")
+
+    def state(self) -> int:
+        return self.call(self.state_client, GetState.Request(), "get_state").current_state.id
+
+    def change(self, transition: int) -> bool:
+        request = ChangeState.Request(transition=Transition(id=transition))
+        return self.call(self.change_client, request, "change_state").success
+
+    def wait_for_camera(self, subscribed: bool) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while bool(self.camera.get_subscription_count()) != subscribed:
+            assert time.monotonic() < deadline, f"the node never {'subscribed' if subscribed else 'unsubscribed'}"
+            time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_the_managed_node_through_its_lifecycle_services(tmp_path, frames, domain) -> None:
+    config = node_config(tmp_path)
+    log = tmp_path / "node.log"
+    viewer = LifecycleViewer(domain)
+    node = start_node(config, domain, log, "--", "--lifecycle")
+    try:
+        assert viewer.state_client.wait_for_service(timeout_sec=60.0), log.read_text()
+        assert viewer.state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert viewer.change(Transition.TRANSITION_CONFIGURE) and viewer.state() == State.PRIMARY_STATE_INACTIVE
+        assert viewer.camera.get_subscription_count() == 0, "inactive: not subscribed"
+        assert viewer.change(Transition.TRANSITION_ACTIVATE)
+        viewer.wait_for_camera(subscribed=True)
+        viewer.handshake(frames[0])
+        last = viewer.send(frames[1])
+
+        assert viewer.change(Transition.TRANSITION_DEACTIVATE)
+        viewer.wait_for_camera(subscribed=False)
+        before = len(viewer.order)
+        for frame in frames[2:6]:
+            viewer.publish(frame, viewer.now_ns())
+        time.sleep(1.0)
+        assert len(viewer.order) == before, "nothing is published while inactive"
+
+        assert viewer.change(Transition.TRANSITION_ACTIVATE)
+        viewer.wait_for_camera(subscribed=True)
+        sent = viewer.handshake(frames[6], lambda attempt: last + attempt * 1_000_000)  # 1 ms after the last frame:
+        stamps = [last + sent * 1_000_000] + [viewer.send(f) for f in frames[7:9]]  # no time gap resets it
+        expected = reference_masks(config, frames[6:9], stamps)  # a fresh pipeline: the state went at deactivate
+        for stamp, want in zip(stamps, expected):
+            got = viewer.outputs["mask"][stamp]
+            assert bytes(got.data) == want.tobytes(), f"mask of {stamp} differs from a fresh start's"
+        viewer.wait_for(lambda: bool(viewer.diagnostics) and viewer.last_status("propagation").get(
+            f"resets: {REQUESTED}") == "1", "the deactivation's reset in /diagnostics")
+
+        assert viewer.change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert viewer.state() == State.PRIMARY_STATE_FINALIZED
+        viewer.wait_for_camera(subscribed=False)
+        assert node.poll() is None, "finalized, the process waits to be stopped"
+        code = stop_node(node, signal.SIGINT)
+        assert code == 0, log.read_text()
+    finally:
+        stop_node(node)
+        viewer.close()
