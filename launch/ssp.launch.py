@@ -43,6 +43,13 @@ def _flatten(values: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _flag(value: str) -> bool:
+    """A true/false launch argument, read as launch's IfCondition reads one."""
+    if value.lower() not in ("true", "1", "false", "0"):
+        raise ValueError(f"expected true or false, got '{value}'")
+    return value.lower() in ("true", "1")
+
+
 def _read_yaml(path: str) -> dict:
     with open(path) as stream:
         return yaml.safe_load(stream) or {}
@@ -56,14 +63,16 @@ def _node_parameters(context: LaunchContext) -> dict:
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    params = {"config_file": arg("config"), "use_sim_time": arg("use_sim_time").lower() == "true"}
+    params = {"config_file": arg("config"), "use_sim_time": _flag(arg("use_sim_time"))}
     if arg("params_file"):
         data = _read_yaml(arg("params_file"))
-        for section in ("/**", "**", NODE_NAME, f"/{NODE_NAME}"):
+        namespace = arg("ns").strip("/")
+        own = [f"{namespace}/{NODE_NAME}", f"/{namespace}/{NODE_NAME}"] if namespace else [NODE_NAME, f"/{NODE_NAME}"]
+        for section in ("/**", "**", *own):
             params.update(_flatten((data.get(section) or {}).get("ros__parameters") or {}))
     for name, key in OVERRIDES.items():
         if arg(name):
-            params[key] = arg(name).lower() == "true" if key in FLAGS else arg(name)
+            params[key] = _flag(arg(name)) if key in FLAGS else arg(name)
     if params.get("runtime.backend") == "tensorrt" and "runtime.device" not in params:
         device = (_read_yaml(params["config_file"]).get("runtime") or {}).get("device", "cpu")
         if device == "cpu":  # TensorRT runs on a GPU only; a config that names a GPU keeps it
@@ -80,16 +89,16 @@ def _nodes(context: LaunchContext) -> list[Node]:
     namespace = arg("ns")
     options = dict(package="ssp_ros", executable="ssp_node", name=NODE_NAME, namespace=namespace, output="screen",
                    parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
-                   respawn=arg("respawn").lower() == "true", respawn_delay=2.0)
-    if arg("lifecycle").lower() == "true":
+                   respawn=_flag(arg("respawn")), respawn_delay=2.0)
+    if _flag(arg("lifecycle")):
         nodes = [LifecycleNode(arguments=["--lifecycle"], **options)]
     else:
         nodes = [Node(**options)]
-    if arg("use_rviz").lower() == "true":
+    if _flag(arg("use_rviz")):
         share = FindPackageShare("ssp_ros").perform(context)
         layout = layout_for(Path(share) / "config" / "ssp.rviz", namespace, NODE_NAME)
         nodes.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace, output="screen",
-                          arguments=["-d", str(layout)], parameters=[{"use_sim_time": arg("use_sim_time") == "true"}]))
+                          arguments=["-d", str(layout)], parameters=[{"use_sim_time": _flag(arg("use_sim_time"))}]))
     return nodes
 
 

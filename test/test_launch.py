@@ -75,8 +75,22 @@ def test_one_launch_per_camera_under_its_namespace_with_its_rviz_layout(monkeypa
     layout = yaml.safe_load(Path(rviz["arguments"][1]).read_text())
     topics = {d["Topic"]["Value"] for d in layout["Visualization Manager"]["Displays"] if "Topic" in d}
     assert topics == {"/left/ssp/overlay", "/left/ssp/mask", "/left/ssp/confidence"}
-    _, other = _launch_nodes(monkeypatch, ns="right", use_rviz="true")
+    _, other = _launch_nodes(monkeypatch, ns="right", use_rviz="1")  # IfCondition's spellings still work
     assert other["arguments"][1] != rviz["arguments"][1], "each camera has its own layout file"
+
+
+def test_a_params_file_section_for_the_namespaced_node_applies(monkeypatch, tmp_path) -> None:
+    params_file = tmp_path / "cameras.yaml"
+    params_file.write_text(yaml.safe_dump({
+        "/left/ssp": {"ros__parameters": {"propagation.max_time_gap_s": 3.0}},
+        "/right/ssp": {"ros__parameters": {"propagation.max_time_gap_s": 4.0}}}))
+    (left,) = _node_parameters(monkeypatch, ns="left", params_file=str(params_file))
+    (right,) = _node_parameters(monkeypatch, ns="/right", params_file=str(params_file))
+    assert (left["propagation.max_time_gap_s"], right["propagation.max_time_gap_s"]) == (3.0, 4.0)
+    (plain,) = _node_parameters(monkeypatch, params_file=str(params_file))
+    assert "propagation.max_time_gap_s" not in plain, "another namespace's section is not this node's"
+    with pytest.raises(ValueError, match="expected true or false, got 'yes'"):
+        _launch_nodes(monkeypatch, lifecycle="yes")
 
 
 def test_lifecycle_argument_starts_the_managed_node(monkeypatch) -> None:

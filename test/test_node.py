@@ -167,3 +167,78 @@ def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_v
     finally:
         segmenter.close()
     assert transport.subscriptions == {}, "close unsubscribes"
+
+
+def _memory_segmenter(**settings):
+    """An inactive SegmentationNode (small untrained model) on the memory transport."""
+    from dataclasses import replace
+
+    from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
+
+    transport = _MemoryTransport()
+    cfg = SspConfig(model=ModelConfig(input_size=(32, 64)), node=replace(NodeConfig(), **settings))
+    return transport, node.SegmentationNode(transport, cfg, active=False)
+
+
+def test_a_frame_taken_before_a_deactivation_is_not_processed_after_it(small_video) -> None:
+    """deactivate → activate in quick succession while the worker holds a frame it took before: that frame
+    belongs to the dropped state and must not come out."""
+    import threading
+
+    from test_ros_stream import rgb8
+
+    transport, segmenter = _memory_segmenter()
+    entered, go = threading.Event(), threading.Event()
+    held = [rgb8(small_video[0].image, 1.0)]
+
+    def take(timeout=None):
+        if threading.current_thread().name != "ssp_worker":
+            return None  # deactivate's drain of the slot
+        if held:
+            entered.set()
+            assert go.wait(10.0)
+            return held.pop()
+        time.sleep(0.05)
+        return None
+
+    segmenter.slot.take = take
+    try:
+        segmenter.activate()
+        assert entered.wait(10.0), "the worker is inside take"
+        segmenter.deactivate()
+        segmenter.activate()
+        go.set()
+        time.sleep(0.5)
+        assert transport.sent["/ssp/mask"] == [], "the frame from before the deactivation was dropped"
+    finally:
+        go.set()
+        segmenter.close()
+
+
+def test_deactivate_waits_for_a_diagnostics_message_in_flight() -> None:
+    import threading
+
+    transport, segmenter = _memory_segmenter(diagnostics_period_s=0.05)
+    entered, release = threading.Event(), threading.Event()
+    publish = segmenter.publish_diagnostics
+
+    def held() -> None:
+        entered.set()
+        assert release.wait(10.0)
+        publish()
+
+    segmenter.publish_diagnostics = held
+    try:
+        segmenter.activate()
+        assert entered.wait(10.0), "the diagnostics thread is publishing"
+        done = threading.Event()
+        threading.Thread(target=lambda: (segmenter.deactivate(), done.set()), daemon=True).start()
+        assert not done.wait(0.3), "deactivate waits for the diagnostics message in flight"
+        release.set()
+        assert done.wait(10.0)
+        count = len(transport.sent["/diagnostics"])
+        time.sleep(0.3)  # six diagnostics periods
+        assert len(transport.sent["/diagnostics"]) == count == 1, "none after deactivate returned"
+    finally:
+        release.set()
+        segmenter.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 import time
 import weakref
 
@@ -20,6 +21,7 @@ from conftest import small_scenario  # noqa: E402 - after the skip
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from node_harness import TIMEOUT_S, reference_masks, stop_node  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from test_rclpy_node import Viewer, node_config, start_node  # noqa: E402
@@ -71,7 +73,7 @@ def test_each_transition_holds_what_its_state_promises(managed) -> None:
     assert not any(p.handle.is_activated for p in segmenter.publishers.values())
     assert managed.trigger_cleanup() == SUCCESS and state(managed) == "unconfigured" and managed.segmenter is None
     topics = {p.topic_name for p in managed.publishers}
-    assert "/ssp/mask" not in topics and "~/reset" not in {s.srv_name for s in managed.services}
+    assert "/ssp/mask" not in topics and "~/reset" in {s.srv_name for s in managed.services}, "made once"
     assert managed.trigger_configure() == SUCCESS, "configure again after cleanup (QoS override parameters stay)"
     assert managed.trigger_activate() == SUCCESS
 
@@ -114,6 +116,89 @@ def test_a_failing_configure_is_reported_and_can_be_retried(context, tmp_path, c
         assert state(node) == "unconfigured" and node.segmenter is None
         assert node.trigger_shutdown() == SUCCESS
     finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_a_bad_camera_qos_override_fails_activate_and_the_node_stays_inactive(context, tmp_path, capfd) -> None:
+    config = node_config(tmp_path)
+    node = LifecycleSegmentationNode(context=context, parameter_overrides=[
+        Parameter("config_file", value=str(config)),
+        Parameter("qos_overrides./camera/image_raw.subscription.reliability", value="sometimes")])
+    try:
+        assert node.trigger_configure() == SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
+        assert state(node) == "inactive" and node.segmenter is not None and not node.segmenter.active
+        assert not any(p.handle.is_activated for p in node.segmenter.publishers.values())
+        assert "activate failed: qos_overrides./camera/image_raw.subscription: Unexpected QoS override" in \
+            capfd.readouterr().err
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_a_configure_that_fails_on_a_publisher_leaves_no_publisher_behind(context, tmp_path) -> None:
+    node = LifecycleSegmentationNode(context=context, parameter_overrides=[
+        Parameter("config_file", value=str(node_config(tmp_path))),
+        Parameter("qos_overrides./ssp/overlay.publisher.reliability", value="sometimes")])
+    try:
+        before = {p.topic_name for p in node.publishers}
+        for _ in range(2):
+            assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+            assert {p.topic_name for p in node.publishers} == before and node.segmenter is None
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_cleanup_through_the_service_frees_the_model_before_it_answers(context, tmp_path) -> None:
+    """As ``ros2 lifecycle set`` does it: the executor spins the node (``spin_once``, as ``main``), a client
+    calls change_state. When cleanup answers, nothing the executor holds (services, callbacks) keeps the
+    pipeline alive, so the CUDA cache is emptied with the model already gone. ``~/reset`` answers in
+    every state."""
+    from std_srvs.srv import Trigger
+
+    node = LifecycleSegmentationNode(context=context,
+                                     parameter_overrides=[Parameter("config_file", value=str(node_config(tmp_path)))])
+    client_node = rclpy.create_node("operator", context=context)
+    stop = threading.Event()
+    server = SingleThreadedExecutor(context=context)
+    server.add_node(node)
+
+    def spin() -> None:
+        while not stop.is_set():
+            server.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(client_node)
+
+    def call(srv_type, name: str, request):
+        client = client_node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S), name
+        future = client.call_async(request)
+        executor.spin_until_future_complete(future, timeout_sec=TIMEOUT_S)
+        assert future.done(), f"{name} did not answer"
+        return future.result()
+
+    def change(transition: int) -> bool:
+        return call(ChangeState, "/ssp/change_state", ChangeState.Request(transition=Transition(id=transition))).success
+
+    try:
+        reply = call(Trigger, "/ssp/reset", Trigger.Request())
+        assert not reply.success and "unconfigured" in reply.message
+        assert change(Transition.TRANSITION_CONFIGURE) and change(Transition.TRANSITION_ACTIVATE)
+        pipeline = weakref.ref(node.segmenter.processor.pipeline)
+        assert call(Trigger, "/ssp/reset", Trigger.Request()).success
+        assert change(Transition.TRANSITION_DEACTIVATE) and change(Transition.TRANSITION_CLEANUP)
+        assert pipeline() is None, "the model is freed when cleanup answers"
+    finally:
+        stop.set()
+        spinner.join(timeout=5.0)
+        server.shutdown()
+        executor.shutdown()
+        client_node.destroy_node()
         node.close()
         node.destroy_node()
 

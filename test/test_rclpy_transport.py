@@ -208,7 +208,7 @@ def test_a_namespace_moves_every_topic_and_names_the_diagnostics(context) -> Non
                                                                           "/left/ssp/confidence"}
         assert seg.diagnostics.handle.topic_name == "/diagnostics"
         names = {s.name for s in seg.transport.diagnostics(0, seg.monitor.items(0.0), "torch").status}
-        assert names == {"left/ssp: input", "left/ssp: processing", "left/ssp: propagation"}
+        assert names == {"/left/ssp: input", "/left/ssp: processing", "/left/ssp: propagation"}
     finally:
         seg.close()
         node.destroy_node()

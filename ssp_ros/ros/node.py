@@ -5,9 +5,10 @@ newest frame, runs it (conversion, pipeline, output messages) and publishes with
 callback never blocks and stale frames are dropped instead of queued. Topics: input ``node.image_topic``
 (Image, or CompressedImage with ``node.input_compressed``), outputs ``~/mask`` (mono8 class ids),
 ``~/overlay`` (bgr8), ``~/confidence`` (mono8), ``~/similarity`` (mono8, optional) and ``/diagnostics``
-(one DiagnosticArray every ``node.diagnostics_period_s``, statuses named like diagnostic_updater's). The
-colour overlay is only built while something subscribes to ``~/overlay``. ROS-only extras (``~/reset``,
-``~/label_info``, parameter changes in flight) are wired by ``rclpy_transport``; the entry points are in ``main``.
+(one DiagnosticArray every ``node.diagnostics_period_s``, statuses named like diagnostic_updater's, by the
+node's fully qualified name under a namespace). The colour overlay is only built while something subscribes
+to ``~/overlay``. ROS-only extras (``~/reset``, ``~/label_info``, parameter changes in flight) are wired by
+``rclpy_transport``; the entry points are in ``main``.
 
 Built active by default (subscribed, publishing). The managed node (``lifecycle``) builds it inactive at
 *configure* and calls ``activate``/``deactivate``/``close`` from its transitions.
@@ -55,14 +56,22 @@ class SegmentationNode:
         self.processor = StreamProcessor(Pipeline(cfg, backend), self.classes, transport, cfg.node, fallback=fallback)
         self.slot: FrameSlot[Any] = FrameSlot()
         names = OUTPUTS + (("similarity",) if cfg.node.publish_similarity else ())
-        self.publishers = {name: transport.publisher(f"~/{name}", IMAGE, RELIABLE_LATEST) for name in names}
-        self.diagnostics = transport.publisher(DIAGNOSTICS_TOPIC, DIAGNOSTIC_ARRAY, DEFAULT)
+        self.publishers: dict[str, Any] = {}
+        self.diagnostics: Any = None
+        try:  # a bad QoS override fails one publisher: the ones made before it go too
+            for name in names:
+                self.publishers[name] = transport.publisher(f"~/{name}", IMAGE, RELIABLE_LATEST)
+            self.diagnostics = transport.publisher(DIAGNOSTICS_TOPIC, DIAGNOSTIC_ARRAY, DEFAULT)
+        except BaseException:
+            self._destroy_publishers()
+            raise
         self.period_s = cfg.node.diagnostics_period_s
         self.monitor = StreamMonitor(backend.name, transport.resolve(cfg.node.image_topic),
                                      window_s=max(2.0, 2 * cfg.node.diagnostics_period_s))
         self._stop = threading.Event()
         self._active = threading.Event()  # frames are processed and outputs published only while set
-        self._busy = threading.Lock()  # held by the worker for one frame; deactivate waits on it
+        self._busy = threading.Lock()  # held for one frame or one diagnostics message; deactivate waits on it
+        self._generation = 0  # counts deactivations: a frame taken before one is not processed after it
         self._subscription: Any = None
         self.failure: BaseException | None = None  # what stopped the worker, if anything did
         self.publish_errors = 0
@@ -106,7 +115,8 @@ class SegmentationNode:
         this returns, and the next ``activate`` starts from a fresh frame."""
         self._unsubscribe()
         with self._busy:
-            self.slot.take(timeout=0)  # a frame that arrived before the unsubscribe is not for later
+            self._generation += 1  # a frame the worker holds from before this is not for later
+            self.slot.take(timeout=0)
             self.processor.reset()
 
     def _unsubscribe(self) -> None:
@@ -124,9 +134,10 @@ class SegmentationNode:
     def _work(self) -> None:
         try:
             while not self.slot.closed:
+                generation = self._generation
                 msg = self.slot.take(timeout=0.5)
                 with self._busy:
-                    if msg is not None and self._active.is_set():
+                    if msg is not None and self._active.is_set() and generation == self._generation:
                         self.process(msg)
         except BaseException as err:  # noqa: BLE001 - the owner sees ``failure`` and exits non-zero (respawn)
             self.failure = err
@@ -175,12 +186,13 @@ class SegmentationNode:
 
     def _report(self) -> None:
         while not self._stop.wait(self.period_s):
-            if not self._active.is_set():
-                continue
-            try:
-                self.publish_diagnostics()
-            except Exception as err:  # noqa: BLE001 - diagnostics must never stop the node
-                self._log("error", f"publishing diagnostics failed: {err!r}")
+            with self._busy:  # so that nothing is published once deactivate has returned
+                if not self._active.is_set():
+                    continue
+                try:
+                    self.publish_diagnostics()
+                except Exception as err:  # noqa: BLE001 - diagnostics must never stop the node
+                    self._log("error", f"publishing diagnostics failed: {err!r}")
 
     def close(self) -> None:
         """Unsubscribe, stop the worker and diagnostics threads (the frame being processed finishes first) and
@@ -190,5 +202,10 @@ class SegmentationNode:
         self.slot.close()
         for thread in self._threads:
             thread.join(timeout=5.0)
+        self._destroy_publishers()
+
+    def _destroy_publishers(self) -> None:
         for publisher in (*self.publishers.values(), self.diagnostics):
-            self.transport.destroy(publisher)
+            if publisher is not None:
+                self.transport.destroy(publisher)
+        self.publishers, self.diagnostics = {}, None

@@ -129,7 +129,9 @@ class RclpyTransport:
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self.node_name = node.get_fully_qualified_name().lstrip("/")  # left/ssp: unique per camera in /diagnostics
+        # /diagnostics status names: "ssp: input" as diagnostic_updater; under a namespace its use_fqn form,
+        # "/left/ssp: input", so that two cameras' statuses differ
+        self.node_name = node.get_name() if node.get_namespace() == "/" else node.get_fully_qualified_name()
         self._types = _message_types()
         self._messages = RclpyMessages(self._types["sensor_msgs/msg/Image"])
 
@@ -144,6 +146,8 @@ class RclpyTransport:
         try:
             return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
         except (RuntimeError, ValueError, ParameterException, InvalidQosOverridesError) as err:
+            if not self.node.context.ok():
+                raise  # shut down under us (SIGINT/SIGTERM while starting): not a QoS problem
             reason = err.args[0] if err.args else err  # Humble's parameter exceptions carry (message, name)
             raise ConfigError(f"qos_overrides.{self.resolve(topic)}.{kind}: {reason}; allowed: history keep_last|"
                               f"keep_all|system_default, depth an integer, reliability reliable|best_effort|"
@@ -216,13 +220,15 @@ def add_parameter_callback(node: Any, reconfigure: Callable[[dict[str, Any]], An
     node.add_on_set_parameters_callback(on_set_parameters)
 
 
-def create_reset_service(node: Any, reset: Callable[[], None]) -> Any:
-    """``~/reset`` (std_srvs/Trigger): ``reset()``, so that the next frame starts over; returns the service."""
+def create_reset_service(node: Any, reset: Callable[[], str | None]) -> Any:
+    """``~/reset`` (std_srvs/Trigger): ``reset()``, so that the next frame starts over; a string it returns is
+    why it could not (the answer's message, with success false). Returns the service."""
     from std_srvs.srv import Trigger
 
     def on_reset(request: Any, response: Any) -> Any:
-        reset()
-        response.success, response.message = True, "the next frame starts over"
+        refusal = reset()
+        response.success = refusal is None
+        response.message = "the next frame starts over" if refusal is None else refusal
         return response
 
     return node.create_service(Trigger, "~/reset", on_reset)

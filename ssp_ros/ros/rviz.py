@@ -30,6 +30,6 @@ def layout_for(template: Path, namespace: str, node_name: str) -> Path:
     if not namespace.strip("/"):
         return template
     name = namespace.strip("/").replace("/", "_")
-    path = Path(tempfile.gettempdir()) / f"ssp_{name}.rviz"
-    path.write_text(namespaced_layout(template.read_text(), namespace, node_name))
-    return path
+    with tempfile.NamedTemporaryFile("w", prefix=f"ssp_{name}_", suffix=".rviz", delete=False) as out:
+        out.write(namespaced_layout(template.read_text(), namespace, node_name))  # one file per launch and user
+    return Path(out.name)
