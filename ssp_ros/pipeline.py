@@ -3,12 +3,18 @@
 ``Pipeline.process(frame, stamp)`` runs one camera frame through the backend and returns the class mask,
 confidence and similarity at the camera's size, whether it was fused with the previous frame (or why it
 started over), and the time spent in each stage. The ROS node, bag replay and ``ssp demo`` all use it.
+
+Registration needs only the frame, so it runs in a second thread while the segmenter runs (OpenCV, ONNX
+Runtime, torch and TensorRT all release the GIL); the frame becomes the registrar's reference only once the
+segmenter succeeded, so the output is the same as in sequence, frame for frame. The ``registration`` stage
+time is what registration adds to the frame's latency: the wait for it after the segmenter.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +27,7 @@ from ssp_ros.geometry import cells_to_previous
 from ssp_ros.letterbox import Letterbox
 from ssp_ros.matching import Detector
 from ssp_ros.propagation import Propagator
-from ssp_ros.registration import DETECTION_KEYS, FrameRegistrar, Registration
+from ssp_ros.registration import DETECTION_KEYS, FrameRegistrar, PendingRegistration, Registration
 
 STAGES = ("preprocess", "segmenter", "registration", "fusion", "postprocess")
 MIN_FRAME_SIDE = 16  # px: smaller frames are refused (nothing to segment at stride 4)
@@ -58,6 +64,7 @@ class Pipeline:
         self._letterbox: Letterbox | None = None
         self._lock = threading.Lock()
         self._pending: SspConfig | None = None  # settings that reconfigure staged for the next frame
+        self._registering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssp_registration")
 
     def reset(self) -> None:
         """Forget the previous frame (the next frame starts over)."""
@@ -105,14 +112,23 @@ class Pipeline:
             timings[stage] = timings.get(stage, 0.0) + 1000.0 * (now - clock)
             clock = now
 
-        size = frame.shape[:2]
-        if self._letterbox is None or self._letterbox.frame_size != size:
-            self._letterbox = Letterbox(size, self.backend.input_size)
-        image = self._letterbox.apply(frame)
-        lap("preprocess")
-        logits, feats = self.backend.segment(image)
-        lap("segmenter")
-        registration = self.registrar.register(frame) if self.cfg.propagation.enabled else None
+        prepared: Future[PendingRegistration] | None = None
+        if self.cfg.propagation.enabled:  # the registrar is this thread's again once ``result()`` returned
+            prepared = self._registering.submit(self.registrar.prepare, frame)
+        try:
+            size = frame.shape[:2]
+            if self._letterbox is None or self._letterbox.frame_size != size:
+                self._letterbox = Letterbox(size, self.backend.input_size)
+            image = self._letterbox.apply(frame)
+            lap("preprocess")
+            logits, feats = self.backend.segment(image)
+            lap("segmenter")
+        except BaseException:
+            if prepared is not None:
+                prepared.cancel()
+                wait([prepared])  # nothing of this frame is committed, and nothing runs on past it
+            raise
+        registration = self.registrar.commit(prepared.result()) if prepared is not None else None
         lap("registration")
         decision = self.propagator.decide(stamp, size, registration)
         similarity = None

@@ -186,12 +186,22 @@ def _subpixel_polish(prev: FrameFeatures, cur: FrameFeatures, ia: np.ndarray, ib
     return polished if count >= 8 else h
 
 
+@dataclass(frozen=True)
+class PendingRegistration:
+    """A frame registered to the previous one, not yet made the previous frame (``FrameRegistrar.prepare``)."""
+
+    registration: Registration
+    features: FrameFeatures | None  # None when registration is disabled (nothing to keep)
+
+
 class FrameRegistrar:
     """Registers each new frame to the one before: ``register(frame_rgb) -> Registration``.
 
     Keypoints are detected once per frame and the previous frame's are cached. The first frame, the
     first frame after ``reset()`` and a frame whose resolution differs from the previous one return a
-    failed Registration (and become the reference for the next frame). Not thread-safe: one per stream.
+    failed Registration (and become the reference for the next frame). ``register`` is ``prepare`` (which
+    changes nothing, so it may run in another thread while the frame is segmented) then ``commit``. Not
+    thread-safe otherwise: one per stream, one call at a time.
     """
 
     def __init__(self, cfg: RegistrationConfig | None = None) -> None:
@@ -233,17 +243,31 @@ class FrameRegistrar:
 
         With ``cfg.enabled`` off nothing is detected and every frame gets the identity homography.
         """
+        return self.commit(self.prepare(frame_rgb))
+
+    def prepare(self, frame_rgb: np.ndarray) -> PendingRegistration:
+        """``register`` without its side effect: detect and match, leaving the previous frame as it is. The
+        pipeline runs this next to the segmenter and commits only a frame it finished (a frame that fails
+        later must not become the reference of the next one)."""
         if not self.cfg.enabled:
             check_frame(frame_rgb)
-            return Registration(np.eye(3), ok=True)
+            return PendingRegistration(Registration(np.eye(3), ok=True), None)
         cur = self.features(frame_rgb)
-        prev, self._prev = self._prev, cur
+        prev = self._prev
         if prev is None:
-            return Registration.failed("first frame")
-        if prev.shape != cur.shape:
-            return Registration.failed(f"resolution changed {prev.shape[0]}x{prev.shape[1]} -> "
-                                       f"{cur.shape[0]}x{cur.shape[1]}")
-        return self.match(prev, cur)
+            registration = Registration.failed("first frame")
+        elif prev.shape != cur.shape:
+            registration = Registration.failed(f"resolution changed {prev.shape[0]}x{prev.shape[1]} -> "
+                                               f"{cur.shape[0]}x{cur.shape[1]}")
+        else:
+            registration = self.match(prev, cur)
+        return PendingRegistration(registration, cur)
+
+    def commit(self, pending: PendingRegistration) -> Registration:
+        """Make the prepared frame the previous frame; returns its registration."""
+        if pending.features is not None:
+            self._prev = pending.features
+        return pending.registration
 
     def match(self, prev: FrameFeatures, cur: FrameFeatures) -> Registration:
         """The homography prev -> cur from two frames' features (same resolution), through the quality gate."""

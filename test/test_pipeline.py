@@ -136,3 +136,69 @@ def test_a_reconfigure_landing_mid_frame_waits_for_the_next_frame(backend, small
     pipe.registrar.features = detect
     result = pipe.process(frames[2].image, frames[2].stamp)
     assert pipe.registrar.cfg.detector == "sift" and result.registration.reason == "first frame"
+
+
+class _Backend:
+    """The torch backend with hooks around ``segment``: ``before`` runs first, ``fail_at`` raises on that call."""
+
+    def __init__(self, inner: TorchBackend, before=None, fail_at: int | None = None) -> None:
+        self.inner, self.before, self.fail_at, self.calls = inner, before, fail_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def segment(self, image):
+        self.calls += 1
+        if self.before is not None:
+            self.before()
+        if self.calls == self.fail_at:
+            raise SspError("the segmenter failed on this frame")
+        return self.inner.segment(image)
+
+
+def test_registration_runs_beside_the_segmenter(backend, small_video) -> None:
+    """The registrar's work is under way in its own thread while the segmenter runs: the segmenter waits here
+    until registration has started, which a sequential pipeline would never let happen."""
+    import threading
+
+    from ssp_ros.registration import FrameRegistrar
+
+    started = threading.Event()
+    prepare = FrameRegistrar.prepare
+
+    def watched(self, frame):
+        assert threading.current_thread().name.startswith("ssp_registration")
+        started.set()
+        return prepare(self, frame)
+
+    def segment_waits_for_registration() -> None:
+        assert started.wait(10.0), "registration did not run while the segmenter did"
+        started.clear()
+
+    pipe = Pipeline(SspConfig(), _Backend(backend, before=segment_waits_for_registration))
+    pipe.registrar.prepare = watched.__get__(pipe.registrar)
+    results = [pipe.process(f.image, f.stamp) for f in small_video[:4]]
+    assert all(r.fused for r in results[1:])
+
+
+def test_registration_beside_the_segmenter_gives_the_sequential_homographies(backend, small_video) -> None:
+    """Frame for frame the same registrations as a registrar run in sequence; and a frame whose segmenter
+    fails is never the reference of the next (the next frame registers to the one before it)."""
+    from ssp_ros.registration import FrameRegistrar
+
+    frames = small_video[:8]
+    pipe = Pipeline(SspConfig(), _Backend(backend, fail_at=5))
+    got = {}
+    for i, f in enumerate(frames):
+        try:
+            got[i] = pipe.process(f.image, f.stamp).registration
+        except SspError:
+            assert i == 4
+    sequential = FrameRegistrar(SspConfig().registration)
+    for i, f in enumerate(frames):
+        if i == 4:
+            continue  # never segmented: never registered
+        want = sequential.register(f.image)
+        assert got[i].ok == want.ok and got[i].inliers == want.inliers, i
+        if want.ok:
+            np.testing.assert_array_equal(got[i].homography, want.homography)
