@@ -1,9 +1,10 @@
 """The rclpy transport (the product path on the drone) and the ROS-only parts of the node.
 
 ``RclpyTransport`` implements ``transport.Transport`` over an rclpy node (a lifecycle node gets lifecycle
-publishers); every subscription and publisher takes rclpy's QoS overrides (``QoSOverridingOptions``: history,
-depth and reliability as read-only ``qos_overrides.<topic>.<publisher|subscription>.<policy>`` parameters, set
-at launch). ``declare_parameters`` declares ``config_file`` and every key of ``params`` with descriptors;
+publishers); every subscription and publisher it makes (camera, outputs, /diagnostics) takes rclpy's QoS
+overrides (``QoSOverridingOptions``: history, depth and reliability as read-only
+``qos_overrides.<topic>.<publisher|subscription>.<policy>`` parameters, set at launch).
+``declare_parameters`` declares ``config_file`` and every key of ``params`` with descriptors;
 ``add_ros_interfaces`` adds what only a ROS graph has: ``~/reset`` (std_srvs/Trigger), ``~/label_info``
 (vision_msgs/LabelInfo, transient local, where vision_msgs has it) and in-flight parameter changes. rclpy and
 the message packages are imported inside functions, so this module imports without ROS.
@@ -253,7 +254,8 @@ def publish_label_info(node: Any, classes: ClassSet) -> Any | None:
 
 def add_ros_interfaces(node: Any, processor: StreamProcessor, classes: ClassSet) -> None:
     """``~/reset``, ``~/label_info`` (``classes``) and in-flight parameter changes (applied to ``processor``) on
-    the rclpy ``node`` (the plain node; the lifecycle node adds them per state)."""
+    the rclpy ``node``: the plain node's. The lifecycle node adds the same pieces itself (``~/reset`` and the
+    parameter callback at start, ``~/label_info`` at configure)."""
     create_reset_service(node, processor.reset)
     add_parameter_callback(node, processor.reconfigure)
     publish_label_info(node, classes)
