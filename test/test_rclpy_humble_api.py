@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tools import humble_api_table as generator  # test/tools: the table's generator
+from tools.humble_api_table import dotted
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_PATH = ROOT / "test" / "data" / "rclpy_humble_api.json"
@@ -348,15 +350,6 @@ class Use:
     keywords: tuple[str, ...] = ()
 
 
-def dotted(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
-
-
 def tracked(module: str, api: HumbleApi) -> bool:
     root = module.partition(".")[0]
     return root == "rclpy" or root in api.interfaces
@@ -431,11 +424,6 @@ def test_the_table_is_from_humble(api) -> None:
 
 def test_the_table_is_what_the_generator_makes_from_the_mirror() -> None:
     """Regenerating from the humble branch gives the checked-in file (skipped where the mirrors are absent)."""
-    sys.path.insert(0, str(ROOT / "test" / "tools"))
-    try:
-        import humble_api_table as generator
-    finally:
-        sys.path.remove(str(ROOT / "test" / "tools"))
     repos = [generator.mirror_path(generator.DEFAULT_MIRROR, r)
              for r in (generator.RCLPY_REPO, *(i[0] for i in generator.INTERFACES))]
     if not all(r.exists() for r in repos):
