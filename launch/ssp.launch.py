@@ -17,30 +17,19 @@ relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is ove
 
 from pathlib import Path
 
-import yaml
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
+from ssp_ros.config import flatten, read_yaml
 from ssp_ros.ros.rviz import layout_for
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
              "compressed": "node.input_compressed"}
 FLAGS = {"node.input_compressed"}  # parameters that take true/false
 NODE_NAME = "ssp"
-
-
-def _flatten(values: dict, prefix: str = "") -> dict:
-    """Nested parameter YAML ({propagation: {max_time_gap_s: 1.0}}) as dotted names, as rclpy reads it."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _flag(value: str) -> bool:
@@ -51,8 +40,8 @@ def _flag(value: str) -> bool:
 
 
 def _read_yaml(path: str) -> dict:
-    with open(path) as stream:
-        return yaml.safe_load(stream) or {}
+    """A YAML file's data, {} when empty; ConfigError naming the file when it is missing or malformed."""
+    return read_yaml(path) or {}
 
 
 def _node_parameters(context: LaunchContext) -> dict:
@@ -69,7 +58,7 @@ def _node_parameters(context: LaunchContext) -> dict:
         namespace = arg("ns").strip("/")
         own = [f"{namespace}/{NODE_NAME}", f"/{namespace}/{NODE_NAME}"] if namespace else [NODE_NAME, f"/{NODE_NAME}"]
         for section in ("/**", "**", *own):
-            params.update(_flatten((data.get(section) or {}).get("ros__parameters") or {}))
+            params.update(flatten((data.get(section) or {}).get("ros__parameters") or {}))
     for name, key in OVERRIDES.items():
         if arg(name):
             params[key] = _flag(arg(name)) if key in FLAGS else arg(name)

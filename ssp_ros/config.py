@@ -388,6 +388,17 @@ def load_section(cls: type[T], path: str | Path) -> T:
     return config_from_dict(cls, read_yaml(path), str(path))
 
 
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested YAML data as ``{"section.key": value}`` (how ROS parameters and recipe diffs name keys)."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def to_dict(config: Any) -> dict:
     """A dataclass config as plain YAML-ready data (tuples become lists), to save next to each run."""
     def plain(value: Any) -> Any:

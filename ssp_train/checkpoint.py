@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssp_ros.config import flatten
 from ssp_ros.errors import SspError
 from ssp_train.config import RESUME_FREE_KEYS
 
@@ -45,17 +46,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested recipe as ``{"section.key": value}``."""
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def recipe_differences(saved: dict, current: dict, stage: str) -> list[str]:
