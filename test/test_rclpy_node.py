@@ -25,6 +25,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install
 
 from conftest import small_scenario  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the skip
+from hostile import DAMAGE, damage_image  # noqa: E402
 from node_harness import TIMEOUT_S, NodeWatcher, assert_outputs, reference_masks, stop_node  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
@@ -196,7 +197,7 @@ def test_node_segments_every_frame_like_the_pipeline_and_stops_on_sigint(tmp_pat
 def hostile(rng: random.Random, frame: np.ndarray, viewer: Viewer, last_good: int | None) -> tuple[Image, str | None]:
     """One message for the Image topic and the reason the node must skip it for (None: a good frame). The
     Image-topic cases of test_ros_stream's fuzz (CompressedImage needs the other subscription), stamped live."""
-    from ssp_ros.ros.images import BAD_STAMP, BAD_STEP, EMPTY_IMAGE, SHORT_DATA, UNSUPPORTED_ENCODING
+    from ssp_ros.ros.images import BAD_STAMP
     from ssp_ros.ros.stream import DUPLICATE, NOT_NEWER, REJECTED, STALE
 
     now = viewer.now_ns()
@@ -216,20 +217,11 @@ def hostile(rng: random.Random, frame: np.ndarray, viewer: Viewer, last_good: in
         msg.step = len(msg.data) // frame.shape[0]
         return msg, None
     msg = viewer.image(frame, now)
-    reason = {"encoding": UNSUPPORTED_ENCODING, "zero": EMPTY_IMAGE, "step": BAD_STEP, "short": SHORT_DATA,
-              "huge": SHORT_DATA, "tiny": REJECTED, "nanosec": BAD_STAMP, "duplicate": DUPLICATE,
-              "backwards": NOT_NEWER, "stale": STALE}[case]
-    if case == "encoding":
-        msg.encoding = rng.choice(["32FC1", "", "RGB8", "yuv420", "bayer_xyzw8"])
-    elif case == "zero":
-        setattr(msg, rng.choice(["height", "width"]), 0)
-    elif case == "step":
-        msg.step = rng.randrange(0, msg.width * 3)
-    elif case == "short":
-        msg.data = msg.data[: rng.randrange(0, len(msg.data))]
-    elif case == "huge":
-        msg.height, msg.width, msg.step = 100_000, 100_000, 300_000
-    elif case == "tiny":
+    if case in DAMAGE:
+        return msg, damage_image(msg, case, rng)
+    reason = {"tiny": REJECTED, "nanosec": BAD_STAMP, "duplicate": DUPLICATE, "backwards": NOT_NEWER,
+              "stale": STALE}[case]
+    if case == "tiny":
         msg = viewer.image(np.zeros((rng.randrange(1, 16), 20, 3), np.uint8), now)
     elif case == "nanosec":
         msg.header.stamp.nanosec = rng.choice([1_000_000_000, 2**31])  # a uint32 that is no valid nanosecond

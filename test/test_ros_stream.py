@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hostile import DAMAGE, damage_image
 from rosbags.typesys import Stores, get_typestore
 
 from ssp_ros.backends.torch_backend import TorchBackend
@@ -210,20 +211,12 @@ def _hostile_stream(frames: list[np.ndarray], count: int, seed: int) -> list[tup
             last_out = clock
             continue
         msg = rgb8(frame, clock)
-        expected = {"encoding": UNSUPPORTED_ENCODING, "zero": EMPTY_IMAGE, "step": BAD_STEP, "short": SHORT_DATA,
-                    "huge": SHORT_DATA, "truncated": TRUNCATED_JPEG, "garbage": UNDECODABLE, "tiny": REJECTED,
-                    "nanosec": BAD_STAMP, "duplicate": DUPLICATE, "backwards": NOT_NEWER, "stale": STALE}[case]
-        if case == "encoding":
-            msg.encoding = rng.choice(["32FC1", "", "RGB8", "yuv420", "bayer_xyzw8"])
-        elif case == "zero":
-            setattr(msg, rng.choice(["height", "width"]), 0)
-        elif case == "step":
-            msg.step = rng.randrange(0, msg.width * 3)
-        elif case == "short":
-            msg.data = msg.data[: rng.randrange(0, msg.data.size)]
-        elif case == "huge":
-            msg.height, msg.width, msg.step = 100_000, 100_000, 300_000
-        elif case == "truncated":
+        if case in DAMAGE:
+            stream.append((msg, now, ("skip", damage_image(msg, case, rng))))
+            continue
+        expected = {"truncated": TRUNCATED_JPEG, "garbage": UNDECODABLE, "tiny": REJECTED, "nanosec": BAD_STAMP,
+                    "duplicate": DUPLICATE, "backwards": NOT_NEWER, "stale": STALE}[case]
+        if case == "truncated":
             ok, data = cv2.imencode(".jpg", frame)
             msg = CompressedImage(header=header(clock), format="jpeg", data=data.reshape(-1)[: rng.randrange(2, 300)])
         elif case == "garbage":
