@@ -1,13 +1,15 @@
 """Frame in, segmentation out: letterbox → segmenter → registration → propagation → outputs.
 
 ``Pipeline.process(frame, stamp)`` runs one camera frame through the backend and returns the class mask,
-confidence and similarity at the camera's size, whether it was fused with the previous frame (or why it
-started over), and the time spent in each stage. The ROS node, bag replay and ``ssp demo`` all use it.
+confidence and (when asked for) similarity at the camera's size, whether it was fused with the previous
+frame (or why it started over), and the time spent in each stage. The ROS node, bag replay and ``ssp demo`` all use it.
 
 Registration needs only the frame, so it runs in a second thread while the segmenter runs (OpenCV, ONNX
 Runtime, torch and TensorRT all release the GIL); the frame becomes the registrar's reference only once the
 segmenter succeeded, so the output is the same as in sequence, frame for frame. The ``registration`` stage
-time is what registration adds to the frame's latency: the wait for it after the segmenter.
+time is what registration adds to the frame's latency: the wait for it after the segmenter. Backends that
+queue GPU work are synchronised before the segmenter's and the fusion's clocks stop, so each stage's time is
+its own.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class FrameResult:
     mask: np.ndarray  # H×W uint8 class ids
     confidence: np.ndarray  # H×W uint8, max softmax probability × 255
     similarity: np.ndarray | None  # H×W uint8, s × 255 (weight of the previous frame); None after a reset
+    #                                 or when not asked for
     fused: bool  # True: blended with the previous frame; False: started over
     reset_reason: str  # why it started over ("" when fused)
     registration: Registration | None  # None when propagation is off
@@ -96,9 +99,12 @@ class Pipeline:
             self.propagator.cfg = pending.propagation
             self.registrar.reconfigure(pending.registration)
 
-    def process(self, frame: np.ndarray, stamp: float) -> FrameResult | None:
+    def process(self, frame: np.ndarray, stamp: float, with_similarity: bool = False) -> FrameResult | None:
         """Segment one RGB frame taken at ``stamp`` (seconds). None if the frame is dropped (an old stamp
-        with ``reset_on_backwards_time`` off); FrameError if it is not an image we can use."""
+        with ``reset_on_backwards_time`` off); FrameError if it is not an image we can use.
+
+        ``with_similarity``: also bring the similarity map to the camera's size (a resize per frame that
+        only ``~/similarity`` and the demo's plots need)."""
         check_frame(frame, min_side=MIN_FRAME_SIDE)
         self._apply_pending()
         if self.propagator.admit(stamp) is not None:
@@ -122,6 +128,7 @@ class Pipeline:
             image = self._letterbox.apply(frame)
             lap("preprocess")
             logits, feats = self.backend.segment(image)
+            self.backend.synchronize()  # the GPU's time is the segmenter's, not the next stage that waits
             lap("segmenter")
         except BaseException:
             if prepared is not None:
@@ -136,8 +143,10 @@ class Pipeline:
             to_previous = cells_to_previous(self._letterbox.homography_to_input(registration.homography), 4)
             prev = self.propagator.state
             logits, s = self.backend.fuse(logits, feats, prev.logits, prev.feats, to_previous)
+            self.backend.synchronize()
             lap("fusion")
-            similarity = self._letterbox.restore(self.backend.similarity(s), nearest=False)
+            if with_similarity:
+                similarity = self._letterbox.restore(self.backend.similarity(s), nearest=False)
         self.propagator.commit(_State(logits, feats), stamp, size)
         ids, confidence = self.backend.labels(logits)
         mask = self._letterbox.restore(ids, nearest=True)

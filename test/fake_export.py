@@ -13,18 +13,22 @@ FEATURES = 4
 
 
 def graph_shapes(batch: int | str = 1) -> dict[str, dict[str, dict[str, list]]]:
-    """export.json inputs/outputs of both graphs for INPUT_SIZE, CLASSES and FEATURES."""
+    """export.json inputs/outputs of the three graphs for INPUT_SIZE, CLASSES and FEATURES."""
     h, w = INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4
     logits, feats = [batch, len(CLASSES), h, w], [batch, FEATURES, h, w]
     return {"segmenter": {"inputs": {"image": [batch, 3, *INPUT_SIZE]},
                           "outputs": {"logits": logits, "feats": feats}},
             "fusion": {"inputs": {"cur_logits": logits, "cur_feats": feats, "prev_logits": logits,
                                   "prev_feats": feats, "to_previous": [batch, 3, 3]},
-                       "outputs": {"fused": logits, "similarity": [batch, 1, h, w]}}}
+                       "outputs": {"fused": logits, "similarity": [batch, 1, h, w]}},
+            "blend": {"inputs": {"cur_logits": logits, "cur_feats": feats, "warped_logits": logits,
+                                 "warped_feats": feats, "valid": [batch, 1, h, w]},
+                      "outputs": {"fused": logits, "similarity": [batch, 1, h, w]}}}
 
 
 def write_fake_export(folder: Path, content: bytes = b"graph", batch: int | str = 1) -> ExportInfo:
-    """Write ``segmenter.onnx`` and ``fusion.onnx`` (placeholder bytes, distinct per graph) and export.json;
+    """Write ``segmenter.onnx``, ``fusion.onnx`` and ``blend.onnx`` (placeholder bytes, distinct per graph) and
+    export.json;
     ``content`` changes the graphs' bytes, so a re-export with other content changes their hashes."""
     folder.mkdir(parents=True, exist_ok=True)
     graphs = {}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssp_ros.deploy.calibration import CalibrationSet, model_input, read_frame, select_frames
+from ssp_ros.deploy.calibration import CalibrationSet, CalibrationTable, model_input, read_frame, select_frames
 from ssp_ros.errors import SspError
 from ssp_ros.letterbox import PAD_VALUE, Letterbox
 
@@ -112,3 +112,20 @@ def test_unreadable_frame_is_named_when_its_batch_is_read(tmp_path: Path) -> Non
     assert next(batches).shape == (1, 3, *INPUT)
     with pytest.raises(SspError, match=f"{tmp_path / '0001.png'}: not a readable image"):
         next(batches)
+
+
+def test_a_table_is_trusted_only_with_a_record_of_every_batch(tmp_path: Path) -> None:
+    path = tmp_path / "segmenter.int8-abc.calib"
+    table = CalibrationTable(path, batches=4)
+    assert table.read() is None
+    with pytest.raises(SspError, match="a table from 3 of 4 calibration batches is not kept"):
+        table.write(b"TRT-table", 3)
+    assert not path.exists()
+    table.write(b"TRT-table", 4)
+    assert table.read() == b"TRT-table" and CalibrationTable(path, batches=5).read() is None
+    assert not path.exists(), "a table that does not cover every batch is deleted"
+    table.write(b"TRT-table", 4)
+    path.write_bytes(b"TRT-table, edited")
+    assert table.read() is None and list(tmp_path.iterdir()) == []
+    path.write_bytes(b"TRT-table")  # no record: e.g. from a calibration that stopped early
+    assert table.read() is None and list(tmp_path.iterdir()) == []

@@ -14,7 +14,8 @@ def output(fused: bool, reason: str = "", inliers: int = 80, total_ms: float = 2
                          registration=Registration(np.eye(3), inliers, 100, inliers / 100, True),
                          timings_ms={"segmenter": total_ms - 5, "registration": 5.0, "total": total_ms})
     return StreamOutput(header=None, stamp_ns=0, frame=np.zeros((2, 2, 3), np.uint8), result=result, mask=None,
-                        confidence=None, overlay=None, similarity=None)
+                        confidence=None, overlay=None, similarity=None,
+                        timings_ms={"transit": 4.0, "convert": 1.0, "messages": 2.0, "wait": 3.0, "publish": 0.5})
 
 
 def by_name(monitor: StreamMonitor, now: float) -> dict:
@@ -34,6 +35,9 @@ def test_healthy_stream_reports_rates_latency_and_inliers() -> None:
     processing = dict(items["processing"].values)
     assert items["processing"].level == OK and processing["output fps"] == "30.0" and processing["backend"] == "torch"
     assert processing["latency total ms (median / max)"] == "12.0 / 14.0"
+    assert processing["latency wait ms (median / max)"] == "3.0 / 3.0"
+    assert processing["latency transit ms (median / max)"] == "4.0 / 4.0"
+    assert processing["latency publish ms (median / max)"] == "0.5 / 0.5"
     propagation = dict(items["propagation"].values)
     assert items["propagation"].level == OK and propagation["registration inliers (median / min)"] == "61 / 60"
     assert propagation["resets: first frame"] == "1"

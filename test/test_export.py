@@ -6,15 +6,16 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from ssp_ros.backends.export_info import FUSION_INPUTS, FUSION_OUTPUTS, load_export_info
+from ssp_ros.backends.export_info import BLEND_INPUTS, FUSION_INPUTS, FUSION_OUTPUTS, load_export_info
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig
 from ssp_ros.deploy.export import OPSET, TENSORRT_OPS, check_graph, export_model, operator_counts
 from ssp_ros.errors import SspError
 from ssp_ros.models import build_ssp
+from ssp_ros.models.warp import warp
 
 
-def test_export_writes_two_checked_graphs_and_a_sidecar(shipped_export) -> None:
+def test_export_writes_three_checked_graphs_and_a_sidecar(shipped_export) -> None:
     info = load_export_info(shipped_export)
     assert info.input_size == (384, 640) and info.stride_size == (96, 160)
     assert info.classes == load_class_set("uavid").names and info.num_classes == 8
@@ -23,6 +24,9 @@ def test_export_writes_two_checked_graphs_and_a_sidecar(shipped_export) -> None:
     assert segmenter.outputs == {"logits": [1, 8, 96, 160], "feats": [1, info.feature_channels, 96, 160]}
     assert set(fusion.inputs) == set(FUSION_INPUTS) and fusion.inputs["to_previous"] == [1, 3, 3]
     assert set(fusion.outputs) == set(FUSION_OUTPUTS) and fusion.outputs["similarity"] == [1, 1, 96, 160]
+    blend = info.graph("blend")
+    assert set(blend.inputs) == set(BLEND_INPUTS) and blend.inputs["valid"] == [1, 1, 96, 160]
+    assert blend.outputs == fusion.outputs
     raw = info.raw
     assert raw["opset"] == OPSET >= 16 and raw["weights"]["file"] == "ssp_default.safetensors"
     assert len(raw["weights"]["sha256"]) == 64 and raw["model"]["backbone"] == "mobilenetv3_large_100"
@@ -30,7 +34,7 @@ def test_export_writes_two_checked_graphs_and_a_sidecar(shipped_export) -> None:
 
 def test_graphs_use_only_tensorrt_operators_and_warp_in_graph(shipped_export) -> None:
     info = load_export_info(shipped_export)
-    for name in ("segmenter", "fusion"):
+    for name in ("segmenter", "fusion", "blend"):
         model = onnx.load(str(info.graph(name).file))
         counts = operator_counts(model)
         assert set(counts) <= TENSORRT_OPS, set(counts) - TENSORRT_OPS
@@ -38,6 +42,7 @@ def test_graphs_use_only_tensorrt_operators_and_warp_in_graph(shipped_export) ->
         assert all(op.domain in ("", "ai.onnx") for op in model.opset_import)
         assert model.opset_import[0].version == OPSET
     assert operator_counts(onnx.load(str(info.graph("fusion").file)))["GridSample"] == 2  # logits and features
+    assert operator_counts(onnx.load(str(info.graph("blend").file)))["GridSample"] == 0  # warped on the CPU
 
 
 def test_check_graph_refuses_an_operator_tensorrt_lacks(tmp_path) -> None:
@@ -92,6 +97,14 @@ def test_ablation_similarity_modules_export_and_match_torch(tmp_path, kind, inpu
     fused, s = session.run(["fused", "similarity"], dict(zip(names, args)))
     with torch.no_grad():
         expected_fused, expected_s, _ = model.warp_fusion_step()(*map(torch.from_numpy, args))
+    np.testing.assert_allclose(fused, expected_fused.numpy(), atol=1e-4)
+    np.testing.assert_allclose(s, expected_s.numpy(), atol=1e-4)
+    blend = ort.InferenceSession(str(info.graph("blend").file), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        warped_logits, valid = warp(torch.from_numpy(args[2]), torch.from_numpy(shift))
+        warped_feats, _ = warp(torch.from_numpy(args[3]), torch.from_numpy(shift))
+    feeds = dict(zip(BLEND_INPUTS, (args[0], args[1], warped_logits.numpy(), warped_feats.numpy(), valid.numpy())))
+    fused, s = blend.run(["fused", "similarity"], feeds)
     np.testing.assert_allclose(fused, expected_fused.numpy(), atol=1e-4)
     np.testing.assert_allclose(s, expected_s.numpy(), atol=1e-4)
 

@@ -32,7 +32,7 @@ class _MemoryTransport:
 
     node_name = "ssp"
 
-    def __init__(self, subscribers: int = 1) -> None:
+    def __init__(self, subscribers: int | dict[str, int] = 1) -> None:
         from rosbags.typesys import Stores, get_typestore
 
         from ssp_ros.ros.dds_transport import RosbagsBuilder
@@ -42,7 +42,7 @@ class _MemoryTransport:
         self.sent: dict[str, list] = {}
         self.subscriptions: dict[str, tuple] = {}
         self.logs: list[tuple[str, str]] = []
-        self.subscribers = subscribers
+        self.subscribers = subscribers  # per topic, or one count for every topic
         self.clock = 0.0
 
     def resolve(self, topic):
@@ -55,7 +55,8 @@ class _MemoryTransport:
         return self.resolve(topic)
 
     def publisher(self, topic, msg_type, qos):
-        sent = self.sent.setdefault(self.resolve(topic), [])
+        resolved = self.resolve(topic)
+        sent = self.sent.setdefault(resolved, [])
         transport = self
 
         class _Pub:
@@ -66,7 +67,8 @@ class _MemoryTransport:
                 sent.append(msg)
 
             def subscription_count(self):
-                return transport.subscribers
+                count = transport.subscribers
+                return count.get(resolved, 0) if isinstance(count, dict) else count
 
         return _Pub()
 
@@ -95,11 +97,12 @@ def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video
     from test_ros_stream import rgb8
 
     from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
+    from ssp_ros.pipeline import STAGES
     from ssp_ros.ros.transport import SENSOR_DATA
 
     cfg = SspConfig(model=ModelConfig(input_size=(32, 64)), node=replace(NodeConfig(), image_topic="camera/image",
                                                                             max_age_ms=100.0))
-    transport = _MemoryTransport(subscribers=0)
+    transport = _MemoryTransport(subscribers={"/ssp/mask": 1})
     segmenter = node.SegmentationNode(transport, cfg)
     try:
         msg_type, qos, callback = transport.subscriptions["/camera/image"]
@@ -113,10 +116,15 @@ def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video
     assert set(transport.sent) == {"/ssp/mask", "/ssp/overlay", "/ssp/confidence", "/diagnostics"}
     mask = transport.sent["/ssp/mask"][0]
     assert (mask.header.stamp.sec, mask.height, mask.width) == (10, *small_video[0].image.shape[:2])
-    assert transport.sent["/ssp/overlay"] == [], "no overlay is built while nobody subscribes to it"
+    assert transport.sent["/ssp/overlay"] == transport.sent["/ssp/confidence"] == [], \
+        "no output is built while nobody subscribes to it"
     status = {s.name: s for s in transport.sent["/diagnostics"][-1].status}
     assert set(status) == {"ssp: input", "ssp: processing", "ssp: propagation"}
     assert status["ssp: processing"].hardware_id == "torch"
+    latency = [v.key for v in status["ssp: processing"].values if v.key.startswith("latency ")]
+    stages = [stage for stage in STAGES if stage != "fusion"]  # one frame, the first: nothing to fuse with
+    assert latency == [f"latency {stage} ms (median / max)" for stage in
+                       ("transit", "wait", "convert", *stages, "total", "messages", "publish")]
     assert ("warning", "skipped a frame (stale): 1050 ms old > max_age_ms 100") in transport.logs
 
 
@@ -242,3 +250,26 @@ def test_deactivate_waits_for_a_diagnostics_message_in_flight() -> None:
     finally:
         release.set()
         segmenter.close()
+
+
+def test_close_closes_the_backend_once_its_worker_has_stopped(monkeypatch) -> None:
+    """The backend's GPU memory and CUDA context go when the node closes, not at some later collection; closing
+    again is harmless."""
+    from ssp_ros.backends import make_backend
+
+    closed = []
+
+    def recording_backend(cfg, num_classes):
+        backend = make_backend(cfg, num_classes)
+        monkeypatch.setattr(backend, "close", lambda: closed.append(segmenter_threads_alive()), raising=False)
+        return backend
+
+    monkeypatch.setattr(node, "make_backend", recording_backend)
+    transport, segmenter = _memory_segmenter()
+
+    def segmenter_threads_alive() -> bool:
+        return any(thread.is_alive() for thread in segmenter._threads)
+
+    segmenter.close()
+    segmenter.close()
+    assert closed == [False], "closed once, after the worker and diagnostics threads stopped"

@@ -142,7 +142,7 @@ def test_a_few_seconds_over_each_transport_give_real_numbers(tmp_path, small_exp
     pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: pip install -e '.[dds]'")
     from conftest import small_scenario
 
-    from ssp_ros.ros.node_bench import run_node_bench
+    from ssp_ros.ros.node_bench import BREAKDOWN, node_breakdown, run_node_bench
 
     plans = plan_runs(["rclpy", "dds"], [SMALL], rate_hz=20, duration_s=3, warmup_s=1)
     report = run_node_bench(load_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,
@@ -167,4 +167,7 @@ def test_a_few_seconds_over_each_transport_give_real_numbers(tmp_path, small_exp
         assert int(run["node"]["diagnostics_final"]["ssp: input"]["received"]) >= run["masks_received"]
         assert 0 <= run["not_received_by_node"] < run["frames_sent_total"]
     assert len(report["summary"]) == 2 and "masks/s" in report["summary"][0]
-    assert md.read_text().count("| latency |") == 2
+    assert md.read_text().count("| latency |") == 4  # the latency table and the breakdown table
+    for run in report["runs"]:
+        parts = node_breakdown(run)
+        assert set(parts) == set(BREAKDOWN) and parts["total"] > 0 and parts["convert"] >= 0

@@ -25,13 +25,15 @@ def pipeline(backend: TorchBackend, **propagation) -> Pipeline:
 
 def test_fuses_consecutive_synthetic_frames(backend, small_video) -> None:
     pipe = pipeline(backend)
-    results = [pipe.process(f.image, f.stamp) for f in small_video[:6]]
+    results = [pipe.process(f.image, f.stamp, with_similarity=True) for f in small_video[:6]]
     assert results[0].reset_reason == FIRST_FRAME and results[0].similarity is None
     assert all(r.fused for r in results[1:]), [r.reset_reason for r in results]
     last = results[-1]
     assert last.mask.shape == last.confidence.shape == last.similarity.shape == (120, 200)
     assert last.mask.dtype == np.uint8 and last.mask.max() < 8
     assert set(STAGES) <= set(last.timings_ms) and last.timings_ms["total"] > 0
+    unasked = pipeline(backend)
+    assert all(unasked.process(f.image, f.stamp).similarity is None for f in small_video[:3])
 
 
 @pytest.mark.parametrize("size", [(481, 853), (120, 200), (97, 31)])
@@ -202,3 +204,44 @@ def test_registration_beside_the_segmenter_gives_the_sequential_homographies(bac
         assert got[i].ok == want.ok and got[i].inliers == want.inliers, i
         if want.ok:
             np.testing.assert_array_equal(got[i].homography, want.homography)
+
+
+class _QueuedBackend(_Backend):
+    """A backend that queues its work like a GPU: ``segment``/``fuse`` return at once, the work (a sleep) is
+    done by ``synchronize`` or by the first call that needs its result (``labels``, ``similarity``)."""
+
+    WORK_S = {"segment": 0.15, "fuse": 0.1}
+
+    def __init__(self, inner: TorchBackend) -> None:
+        super().__init__(inner)
+        self.pending = 0.0
+
+    def segment(self, image):
+        self.pending += self.WORK_S["segment"]
+        return self.inner.segment(image)
+
+    def fuse(self, *args):
+        self.pending += self.WORK_S["fuse"]
+        return self.inner.fuse(*args)
+
+    def synchronize(self) -> None:
+        import time
+
+        time.sleep(self.pending)
+        self.pending = 0.0
+
+    def labels(self, logits):
+        self.synchronize()
+        return self.inner.labels(logits)
+
+
+def test_each_stage_is_timed_with_its_gpu_work(backend, small_video) -> None:
+    """The segmenter's and the fusion's queued work is timed in their own stages, not in the next stage that
+    waits for it (the pipeline synchronises the backend before stopping their clocks)."""
+    pipe = Pipeline(SspConfig(), _QueuedBackend(backend))
+    pipe.process(small_video[0].image, small_video[0].stamp)
+    result = pipe.process(small_video[1].image, small_video[1].stamp)
+    assert result.fused
+    timings = result.timings_ms
+    assert timings["segmenter"] >= 150.0 and timings["fusion"] >= 100.0
+    assert timings["postprocess"] < 120.0, timings  # without the synchronise calls: >= 250 ms of queued work

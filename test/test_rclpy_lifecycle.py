@@ -82,8 +82,11 @@ def test_cleanup_frees_the_model(managed) -> None:
     assert managed.trigger_configure() == SUCCESS
     pipeline = weakref.ref(managed.segmenter.processor.pipeline)
     backend = weakref.ref(managed.segmenter.processor.pipeline.backend)
+    closed = []
+    backend().close = lambda: closed.append(True)  # the GPU memory and CUDA context of a TensorRT backend
     assert managed.trigger_activate() == SUCCESS and managed.trigger_deactivate() == SUCCESS
     assert managed.trigger_cleanup() == SUCCESS
+    assert closed == [True], "cleanup closes the backend"
     gc.collect()
     assert pipeline() is None and backend() is None, "nothing keeps the model alive after cleanup"
 

@@ -121,7 +121,16 @@ def test_outputs_carry_the_input_header(backend, small_video) -> None:
     np.testing.assert_array_equal(second.mask.data.reshape(120, 200), second.result.mask)
     np.testing.assert_array_equal(message_to_rgb(second.overlay), second.frame * 0 + message_to_rgb(second.overlay))
     assert not np.array_equal(message_to_rgb(second.overlay), second.frame), "the overlay is coloured"
-    assert proc.process(rgb8(small_video[2].image, 5.066), with_overlay=False).overlay is None
+    assert set(second.timings_ms) == {"convert", "messages"} and min(second.timings_ms.values()) > 0
+    third = proc.process(rgb8(small_video[2].image, 5.066), outputs=frozenset({"mask", "similarity"}))
+    assert third.overlay is None and third.confidence is None
+    assert third.mask.encoding == third.similarity.encoding == "mono8"
+    aged = proc.process(rgb8(small_video[3].image, 5.1), now=5.125)
+    assert aged.timings_ms["age"] == pytest.approx(25.0)
+    quiet = processor(backend, NodeConfig())  # publish_similarity off: never built, even when named
+    quiet.process(rgb8(small_video[0].image, 5.0))
+    assert quiet.process(rgb8(small_video[1].image, 5.033), outputs=frozenset({"similarity"})).similarity is None
+    assert quiet.pipeline.process(small_video[2].image, 5.066).similarity is None
 
 
 def test_stale_duplicate_and_backwards_frames(backend, small_video) -> None:
@@ -243,7 +252,7 @@ def test_a_thousand_hostile_messages(backend, small_video) -> None:
     frames = [f.image for f in small_video[:10]]
     stream = _hostile_stream(frames, 1000, seed=7)
     proc = processor(backend, NodeConfig(max_age_ms=500.0), reset_on_backwards_time=False)
-    outcomes = [proc.process(msg, now=now, with_overlay=True) for msg, now, _ in stream]
+    outcomes = [proc.process(msg, now=now) for msg, now, _ in stream]
     expected_skips = Counter(exp[1] for _, _, exp in stream if exp[0] == "skip")
     for i, ((_, _, expected), outcome) in enumerate(zip(stream, outcomes)):
         if expected[0] == "out":

@@ -304,3 +304,102 @@ def test_int8_build_calibrates_the_segmenter_and_reuses_its_table(fp32_export: P
         assert (ids == o_ids).mean() >= 0.8
     finally:
         backend.close()
+
+
+# ---- through the tensorrt/pycuda stand-ins (test/stand_ins): the real APIs' rules, on the CPU -------------
+
+
+@pytest.fixture
+def stand_in_export(monkeypatch, tmp_path: Path):
+    """The stand-ins installed (TensorRT 8.6, JetPack 6.0) and FP16 engines built for a small export."""
+    import stand_ins
+
+    from ssp_ros.deploy.tensorrt_build import BuildOptions, build_engines
+
+    installed = stand_ins.install(monkeypatch)
+    info = stand_ins.write_export(tmp_path / "export")
+    build_engines(info.folder, BuildOptions(precision="fp16"), progress=lambda message: None)
+    return installed, info.folder
+
+
+def test_backend_closed_from_another_thread_releases_its_context(stand_in_export) -> None:
+    """Made in one thread, run in a worker, closed from a third (as the node does): nothing is left on the
+    device. pycuda skips cuCtxDetach for a context detached outside its thread unless it is current."""
+    import threading
+
+    gpu, folder = stand_in_export[0].gpu, stand_in_export[1]
+    backend = TensorRTBackend.from_config(trt_runtime(folder, "fp16"))
+    image = np.full((*backend.input_size, 3), 51, np.uint8)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(backend.labels(backend.segment(image)[0])))
+    worker.start()
+    worker.join()
+    assert results and results[0][0].shape == backend.input_size
+    closer = threading.Thread(target=backend.close)
+    closer.start()
+    closer.join()
+    assert gpu.leaked == [] and gpu.live == [], "the CUDA context was destroyed, not leaked"
+    assert gpu.memory == {} and gpu.problems == [] and all(stack == [] for stack in gpu.stacks.values())
+    backend.close()  # twice: harmless
+    with pytest.raises(SspError, match="closed"):
+        backend.segment(image)
+
+
+def test_segment_returns_before_the_gpu_is_done_and_synchronize_waits(stand_in_export) -> None:
+    gpu, folder = stand_in_export[0].gpu, stand_in_export[1]
+    backend = TensorRTBackend.from_config(trt_runtime(folder, "fp16"))
+    try:
+        logits, _ = backend.segment(np.full((*backend.input_size, 3), 51, np.uint8))
+        written = np.frombuffer(gpu.view(logits.pointer, logits.nbytes, "test"), np.float32)
+        assert not written.any(), "execute_async_v3 only queued the work"
+        backend.synchronize()
+        assert np.all(written == 51.0)
+    finally:
+        backend.close()
+
+
+def test_pipeline_runs_the_stand_in_engines_frame_after_frame(stand_in_export, small_video) -> None:
+    from ssp_ros.config import SspConfig
+    from ssp_ros.pipeline import Pipeline
+
+    gpu, folder = stand_in_export[0].gpu, stand_in_export[1]
+    backend = TensorRTBackend.from_config(trt_runtime(folder, "fp16"))
+    try:
+        pipe = Pipeline(SspConfig(), backend)
+        results = [pipe.process(frame.image, frame.stamp) for frame in small_video[:4]]
+        assert sum(r.fused for r in results) >= 2 and results[-1].mask.shape == small_video[0].image.shape[:2]
+    finally:
+        backend.close()
+    assert gpu.live == [] and gpu.problems == []
+
+
+@pytest.mark.parametrize("version, has_fp16_int8", [("8.6.2.3", True), ("10.3.0.30", True), ("11.0.0.1", False)])
+def test_stand_in_tensorrt_keeps_the_version_history(monkeypatch, version: str, has_fp16_int8: bool) -> None:
+    import stand_ins
+
+    trt = stand_ins.install(monkeypatch, version).trt
+    assert trt.__version__ == version
+    assert hasattr(trt.BuilderFlag, "FP16") == hasattr(trt.BuilderFlag, "INT8") == has_fp16_int8
+    assert hasattr(trt, "IInt8EntropyCalibrator2") == has_fp16_int8
+    assert hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") == has_fp16_int8
+    assert hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") == (not version.startswith("8."))
+
+
+def test_stand_in_pycuda_leaks_a_context_detached_from_another_thread(monkeypatch) -> None:
+    import threading
+
+    import stand_ins
+
+    installed = stand_ins.install(monkeypatch)
+    cuda = installed.cuda
+    cuda.init()
+    context = cuda.Device(0).make_context()
+    cuda.Context.pop()
+    thread = threading.Thread(target=context.detach)
+    thread.start()
+    thread.join()
+    assert installed.gpu.leaked == installed.gpu.live == [context._ctx]
+    with pytest.raises(cuda.LogicError, match="no currently active context"):
+        cuda.mem_alloc(16)
+    with pytest.raises(cuda.LogicError, match="cannot pop non-current context"):
+        cuda.Context.pop()

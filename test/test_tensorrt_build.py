@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,6 +66,17 @@ def test_bad_options_fail_before_tensorrt_is_needed(tmp_path: Path, options: Bui
     export = write_fake_export(tmp_path / "export")
     with pytest.raises(SspError, match=problem):
         build_engines(export.folder, options)
+
+
+@pytest.mark.parametrize("scheme", ["u8s8", "s8s8"])
+def test_an_export_quantized_by_ssp_export_is_refused_before_tensorrt(tmp_path: Path, scheme: str) -> None:
+    export = write_fake_export(tmp_path / "export")
+    raw = json.loads((export.folder / "export.json").read_text())
+    raw.update(precision={"segmenter": "int8", "fusion": "fp32", "blend": "fp32"}, calibration={"scheme": scheme})
+    (export.folder / "export.json").write_text(json.dumps(raw))
+    with pytest.raises(SspError, match=rf"quantized to int8 by `ssp export --int8` \(scheme {scheme}\).*re-export "
+                                       "without --int8"):
+        build_engines(export.folder, BuildOptions(precision="fp16"))
 
 
 def test_missing_export_folder_is_named(tmp_path: Path) -> None:
@@ -159,9 +171,23 @@ def test_calibration_table_is_written_and_read_back(tmp_path: Path) -> None:
     messages: list[str] = []
     calibrator = make_calibrator(FAKE_TRT, fake_cuda(), frames, tmp_path / "seg.calib", messages.append)
     assert calibrator.read_calibration_cache() is None
+    assert calibrator.get_batch(["image"]) is not None and calibrator.get_batch(["image"]) is None
     calibrator.write_calibration_cache(memoryview(b"TRT-8502-EntropyCalibration2\nimage: 3c010a14\n"))
-    assert calibrator.read_calibration_cache() == b"TRT-8502-EntropyCalibration2\nimage: 3c010a14\n"
-    assert messages == [f"  using calibration table {tmp_path / 'seg.calib'}"]
+    assert calibrator.failure() is None
+    again = make_calibrator(FAKE_TRT, fake_cuda(), frames, tmp_path / "seg.calib", messages.append)
+    assert again.read_calibration_cache() == b"TRT-8502-EntropyCalibration2\nimage: 3c010a14\n"
+    assert messages[-1] == f"  using calibration table {tmp_path / 'seg.calib'} (from all 1 batches)"
+
+
+def test_a_calibration_that_failed_keeps_no_table(tmp_path: Path) -> None:
+    folder = write_frames(tmp_path / "frames", 2)
+    (folder / "001.png").write_bytes(b"broken")
+    calibrator = make_calibrator(FAKE_TRT, fake_cuda(), CalibrationSet(folder, INPUT_SIZE), tmp_path / "t.calib",
+                                 print)
+    while calibrator.get_batch(["image"]) is not None:
+        pass
+    calibrator.write_calibration_cache(memoryview(b"TRT-8502-EntropyCalibration2\n"))  # as TensorRT still does
+    assert not (tmp_path / "t.calib").exists() and "001.png" in str(calibrator.failure())
 
 
 class FakeConfig:
@@ -245,3 +271,99 @@ def test_dynamic_batch_graph_gets_a_batch_of_one_profile(tmp_path: Path) -> None
     fixed = SimpleNamespace(num_inputs=1, get_input=lambda i: SimpleNamespace(name="image", shape=(1, 3, *INPUT_SIZE)))
     fix_dynamic_batch(builder, fixed, static, write_fake_export(tmp_path / "static"), "segmenter", int8=True)
     assert static.profiles == [] and static.calibration_profile is None
+
+
+# ---- end to end through the tensorrt/pycuda stand-ins (test/stand_ins) ------------------------------------
+
+
+@pytest.fixture
+def stand_ins_8_6(monkeypatch, tmp_path: Path):
+    import stand_ins
+
+    installed = stand_ins.install(monkeypatch)
+    return installed, stand_ins.write_export(tmp_path / "export")
+
+
+def int8(frames: Path) -> BuildOptions:
+    return BuildOptions(precision="int8", calib_dir=frames)
+
+
+def test_int8_build_calibrates_then_reuses_only_a_complete_table(stand_ins_8_6, tmp_path: Path) -> None:
+    import json
+
+    gpu, export = stand_ins_8_6[0].gpu, stand_ins_8_6[1]
+    frames = write_frames(tmp_path / "frames", 3)
+    messages: list[str] = []
+    written = build_engines(export.folder, int8(frames), messages.append)
+    assert [p.name for p in written] == ["segmenter.int8.engine", "fusion.fp16.engine"]
+    assert "  calibration batch 3/3" in messages
+    (table,) = export.folder.glob("segmenter.int8-*.calib")
+    assert json.loads(table.with_name(table.name + ".json").read_text())["batches"] == 3
+    sidecar = json.loads((export.folder / "segmenter.int8.engine.json").read_text())
+    assert sidecar["build"]["calibration"] == {"folder": str(frames), "frames": 3, "table": "calibrated"}
+    messages.clear()
+    build_engines(export.folder, int8(frames), messages.append)
+    assert any(m.startswith("  using calibration table") for m in messages)
+    assert not any("calibration batch" in m for m in messages)
+    assert gpu.live == [] and gpu.memory == {} and gpu.problems == []
+
+
+def test_unreadable_frame_fails_the_build_and_leaves_no_table(stand_ins_8_6, tmp_path: Path) -> None:
+    """TensorRT takes get_batch's None as the end of the data and still writes the table: the build must fail,
+    naming the frame, with no engine and no table (so the next build cannot reuse it)."""
+    export = stand_ins_8_6[1]
+    frames = write_frames(tmp_path / "frames", 3)
+    (frames / "001.png").write_bytes(b"broken")
+    with pytest.raises(SspError) as err:
+        build_engines(export.folder, int8(frames), progress=lambda message: None)
+    message = str(err.value)
+    assert "INT8 calibration of segmenter failed" in message and "001.png: not a readable image" in message
+    assert list(export.folder.glob("*.calib*")) == [] and list(export.folder.glob("*.engine")) == []
+
+
+@pytest.mark.parametrize("failing", ["progress", "memcpy"])
+def test_errors_around_the_copy_fail_the_build_naming_the_batch(stand_ins_8_6, tmp_path: Path, monkeypatch,
+                                                                 failing: str) -> None:
+    installed, export = stand_ins_8_6
+    frames = write_frames(tmp_path / "frames", 2)
+
+    def progress(message: str) -> None:
+        if failing == "progress" and "calibration batch" in message:
+            raise OSError("the terminal went away")
+
+    if failing == "memcpy":
+        def memcpy_htod(dest, src) -> None:
+            raise installed.cuda.LogicError("cuMemcpyHtoD failed: an illegal memory access was encountered")
+
+        monkeypatch.setattr(installed.cuda, "memcpy_htod", memcpy_htod)
+    with pytest.raises(SspError, match=r"batch \d/2 \(.*00\d\.png\)") as err:
+        build_engines(export.folder, int8(frames), progress)
+    assert ("terminal went away" if failing == "progress" else "illegal memory access") in str(err.value)
+    assert list(export.folder.glob("*.calib*")) == [] and list(export.folder.glob("*.engine")) == []
+
+
+def test_a_table_without_its_completion_record_is_recalibrated(stand_ins_8_6, tmp_path: Path) -> None:
+    """A table left by a calibration that stopped early (an older build kept those) is not trusted."""
+    export = stand_ins_8_6[1]
+    frames = write_frames(tmp_path / "frames", 2)
+    build_engines(export.folder, int8(frames), progress=lambda message: None)
+    (table,) = export.folder.glob("segmenter.int8-*.calib")
+    table.with_name(table.name + ".json").unlink()
+    messages: list[str] = []
+    build_engines(export.folder, int8(frames), messages.append)
+    assert "  calibration batch 2/2" in messages and not any("using calibration table" in m for m in messages)
+
+
+def test_the_fusion_graph_gets_no_reduced_precision_flag() -> None:
+    """The warp's sampling grid and the recursive state stay FP32 (models/README.md, "TensorRT FP16 and the
+    warp"): at fp16 and int8 the fusion graph's config has neither flag, the segmenter's has them."""
+    from ssp_ros.deploy.tensorrt_build import FP32_GRAPHS
+
+    trt = SimpleNamespace(MemoryPoolType=SimpleNamespace(WORKSPACE="workspace"),
+                          BuilderFlag=SimpleNamespace(FP16="fp16", INT8="int8"))
+    builder = SimpleNamespace(create_builder_config=FakeConfig)
+    assert FP32_GRAPHS == {"fusion"}
+    for precision, segmenter_flags in (("fp32", []), ("fp16", ["fp16"]), ("int8", ["fp16", "int8"])):
+        assert builder_config(trt, builder, precision, 64, "segmenter").flags == segmenter_flags
+        fusion = builder_config(trt, builder, precision, 64, "fusion")
+        assert fusion.flags == [] and fusion.limits == {"workspace": 64 << 20}

@@ -1,7 +1,8 @@
 """The small interface every inference runtime implements (torch, ONNX Runtime, TensorRT).
 
 Arrays that stay between frames (logits, features) are the backend's own type (a torch tensor, a device
-buffer) and are only handed back to it; what leaves a backend for the host is numpy.
+buffer) and are only handed back to it; what leaves a backend for the host is numpy. ``segment`` and ``fuse``
+may return before a GPU has done their work (TensorRT, torch on CUDA queue it); ``synchronize`` waits for it.
 """
 
 from __future__ import annotations
@@ -31,3 +32,9 @@ class Backend(Protocol):
 
     def similarity(self, s: Any) -> np.ndarray:
         """Stride-4 similarity → h×w uint8 (s × 255) at input size."""
+
+    def synchronize(self) -> None:
+        """Wait until the work queued by ``segment``/``fuse`` is done (a no-op where they return when done)."""
+
+    def close(self) -> None:
+        """Free what the backend holds (GPU memory, a CUDA context); idempotent; unusable afterwards."""

@@ -1,12 +1,15 @@
 """The exported model folder (``ssp export --out DIR``) and its ``export.json`` sidecar, without torch.
 
-A folder holds two ONNX graphs, so that the previous frame's state can stay on the device between them:
+A folder holds three ONNX graphs, so that the previous frame's state can stay on the device between them:
 
 - ``segmenter.onnx``: ``image`` 1×3×H×W float32 RGB in 0..255 (normalisation is in the graph) →
   ``logits`` 1×K×H/4×W/4 and ``feats`` 1×C×H/4×W/4 (the stride-4 features the similarity head compares);
 - ``fusion.onnx``: ``cur_logits``, ``cur_feats``, ``prev_logits`` (the previous *fused* logits),
   ``prev_feats`` and ``to_previous`` 1×3×3 (current → previous stride-4 cells) → ``fused`` logits and
-  ``similarity`` 1×1×H/4×W/4; the warp is in the graph (GridSample).
+  ``similarity`` 1×1×H/4×W/4; the warp is in the graph (GridSample). TensorRT and CUDA run this one;
+- ``blend.onnx``: the fusion graph without the warp, for CPU runtimes that warp with OpenCV
+  (``backends/cpu_warp.py``): ``cur_logits``, ``cur_feats``, ``warped_logits``, ``warped_feats`` (the
+  previous state already warped) and ``valid`` 1×1×H/4×W/4 → ``fused`` and ``similarity``.
 
 ``export.json`` records what a runtime must know (input size, classes, shapes) and the SHA-256 of each
 graph, which TensorRT engine sidecars repeat so that a stale engine is refused (``engine_cache.py``).
@@ -24,12 +27,15 @@ from typing import Any
 from ssp_ros.errors import SspError
 
 SIDECAR = "export.json"
-FORMAT = 1
-GRAPHS = ("segmenter", "fusion")
+FORMAT = 2  # 2: blend.onnx added
+GRAPHS = ("segmenter", "fusion")  # the graphs TensorRT engines are built from
+EXPORTED_GRAPHS = (*GRAPHS, "blend")
 SEGMENTER_INPUTS = ("image",)
 SEGMENTER_OUTPUTS = ("logits", "feats")
 FUSION_INPUTS = ("cur_logits", "cur_feats", "prev_logits", "prev_feats", "to_previous")
 FUSION_OUTPUTS = ("fused", "similarity")
+BLEND_INPUTS = ("cur_logits", "cur_feats", "warped_logits", "warped_feats", "valid")
+BLEND_OUTPUTS = FUSION_OUTPUTS
 
 
 def sha256_file(path: str | Path) -> str:
@@ -70,7 +76,7 @@ class ExportInfo:
         return self.input_size[0] // 4, self.input_size[1] // 4
 
     def graph(self, name: str) -> GraphInfo:
-        """The graph called ``name`` ("segmenter" or "fusion")."""
+        """The graph called ``name`` (one of ``EXPORTED_GRAPHS``)."""
         return self.graphs[name]
 
 
@@ -125,7 +131,8 @@ def load_export_info(folder: str | Path, check_hash: bool = True) -> ExportInfo:
     return ExportInfo(folder=folder, input_size=(size[0], size[1]), num_classes=num_classes, classes=classes,
                       feature_channels=_field(data, "feature_channels", int, source),
                       opset=_field(data, "opset", int, source),
-                      graphs={name: _graph(folder, name, graphs, source, check_hash) for name in GRAPHS}, raw=data)
+                      graphs={name: _graph(folder, name, graphs, source, check_hash) for name in EXPORTED_GRAPHS},
+                      raw=data)
 
 
 def write_export_info(folder: Path, info: dict[str, Any]) -> Path:

@@ -1,15 +1,24 @@
 """The ONNX Runtime backend: runs the two exported graphs (``ssp export``) on the CPU or with CUDA.
 
-Imports numpy and onnxruntime only (no torch). On CPU the previous frame's state is a pair of numpy
-arrays; with the CUDA provider ONNX Runtime copies them in and out per call, which is fine for evaluation
-on a laptop GPU. The drone keeps its state on the device with the TensorRT backend.
+Imports numpy, OpenCV and onnxruntime only (no torch). On CPU the previous frame's state is a pair of numpy
+arrays, warped with OpenCV (``cpu_warp.py``) and blended by ``blend.onnx``; with the CUDA provider the
+fusion graph warps on the GPU, and ONNX Runtime copies the state in and out per call, which is fine for
+evaluation on a laptop GPU. The drone keeps its state on the device with the TensorRT backend.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ssp_ros.backends.export_info import FUSION_INPUTS, SEGMENTER_INPUTS, ExportInfo, GraphInfo, load_export_info
+from ssp_ros.backends.cpu_warp import StateWarper
+from ssp_ros.backends.export_info import (
+    BLEND_INPUTS,
+    FUSION_INPUTS,
+    SEGMENTER_INPUTS,
+    ExportInfo,
+    GraphInfo,
+    load_export_info,
+)
 from ssp_ros.backends.postprocess import labels_from_logits, similarity_image
 from ssp_ros.config import RuntimeConfig
 from ssp_ros.errors import SspError
@@ -37,11 +46,15 @@ def providers_for(device: str, available: list[str]) -> list[str | tuple[str, di
 
 
 class OnnxRuntimeBackend:
-    """Runs ``segmenter.onnx`` and ``fusion.onnx`` of an exported folder with ONNX Runtime."""
+    """Runs ``segmenter.onnx`` and the fusion of an exported folder with ONNX Runtime.
+
+    ``cpu_warp`` (default: on the CPU) warps the previous state with OpenCV and runs ``blend.onnx``;
+    otherwise ``fusion.onnx`` warps in the graph.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, info: ExportInfo, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, info: ExportInfo, device: str = "cpu", threads: int = 0, cpu_warp: bool | None = None) -> None:
         ort = _import_onnxruntime()
         self.info = info
         self.input_size = info.input_size
@@ -55,7 +68,9 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers_for(device, ort.get_available_providers())
         self._segmenter = self._session(ort, info.graph("segmenter"), options, providers)
-        self._fusion = self._session(ort, info.graph("fusion"), options, providers)
+        self._warper = StateWarper() if (device == "cpu" if cpu_warp is None else cpu_warp) else None
+        self._fusion = self._session(ort, info.graph("fusion" if self._warper is None else "blend"), options,
+                                     providers)
 
     @staticmethod
     def _session(ort, graph: GraphInfo, options, providers):  # noqa: ANN001, ANN205 - onnxruntime types
@@ -82,8 +97,12 @@ class OnnxRuntimeBackend:
 
     def fuse(self, cur_logits: np.ndarray, cur_feats: np.ndarray, prev_logits: np.ndarray, prev_feats: np.ndarray,
              to_previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = np.asarray(to_previous, dtype=np.float32).reshape(1, 3, 3)
-        feeds = dict(zip(FUSION_INPUTS, (cur_logits, cur_feats, prev_logits, prev_feats, h)))
+        if self._warper is not None:
+            warped = self._warper(prev_logits, prev_feats, to_previous)
+            feeds = dict(zip(BLEND_INPUTS, (cur_logits, cur_feats, *warped)))
+        else:
+            h = np.asarray(to_previous, dtype=np.float32).reshape(1, 3, 3)
+            feeds = dict(zip(FUSION_INPUTS, (cur_logits, cur_feats, prev_logits, prev_feats, h)))
         fused, s = self._fusion.run(None, feeds)
         return fused, s
 
@@ -92,3 +111,9 @@ class OnnxRuntimeBackend:
 
     def similarity(self, s: np.ndarray) -> np.ndarray:
         return similarity_image(s, self.input_size)
+
+    def synchronize(self) -> None:
+        """A no-op: ``InferenceSession.run`` returns its outputs as host arrays, so the work is done."""
+
+    def close(self) -> None:
+        """Nothing to free explicitly: the sessions go with the last reference to the backend."""

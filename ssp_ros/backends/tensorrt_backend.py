@@ -2,8 +2,9 @@
 
 The previous frame's logits and features never leave the GPU: ``segment`` and ``fuse`` return
 ``DeviceTensor`` handles to device buffers, and ``fuse`` binds the handles it is given straight to the
-fusion engine's inputs (TensorRT's named-tensor API, ≥ 8.5), so a frame costs one upload (the image, the
-3×3 homography) and the downloads that ``labels``/``similarity`` ask for, into page-locked host buffers.
+fusion engine's inputs (TensorRT's named-tensor API, in every version of ``SUPPORTED_TENSORRT``), so a frame
+costs one upload (the image, the 3×3 homography) and the downloads that ``labels``/``similarity`` ask for,
+into page-locked host buffers.
 
 Output buffers come from a ring of two sets per method. **Invariant: a handle stays valid until two more
 calls of the method that returned it.** The pipeline keeps only the previous frame's state, so frame k's
@@ -13,8 +14,16 @@ were reused is refused (``BufferRing``), never silently read.
 Each engine's sidecar is checked against the running TensorRT and GPU before it is deserialised
 (``engine_cache.py``), and the engines' tensor names and shapes against ``export.json``. The CUDA context
 is explicit (not ``pycuda.autoinit``) and made current around each call, so the backend works from any
-one thread at a time (ROS executors may call from another thread than the one that built it); ``close()``
-frees the GPU memory. Imports: numpy, OpenCV, tensorrt, pycuda, never torch.
+one thread at a time (ROS executors may call from another thread than the one that built it).
+
+``segment`` and ``fuse`` return once their work is queued on the stream; ``synchronize()`` waits for it (the
+pipeline calls it to time each stage), and downloads wait by themselves.
+
+``close()`` frees the GPU memory and destroys the context with the context pushed, from whichever thread
+calls it: pycuda's ``Context.detach`` only calls ``cuCtxDetach`` when the context is current in the calling
+thread or that thread made it, and otherwise marks it dead and skips the call (the context leaks). The node
+builds the backend in one thread, runs it in its worker and closes it from a third, so detaching while
+current is what makes the release happen. Imports: numpy, OpenCV, tensorrt, pycuda, never torch.
 """
 
 from __future__ import annotations
@@ -217,14 +226,11 @@ class TensorRTBackend:
         self._host_buffers: list[np.ndarray] = []  # pinned inputs (image, homography)
         self._pinned: dict[tuple, np.ndarray] = {}  # pinned download buffers by (shape, dtype)
         self._rings: list[BufferRing] = []
-        self._ctx: Any = device.make_context()
+        self._ctx: Any = device.make_context()  # current in this thread until popped
         try:
             self._setup(trt, loaded, rebuild)
         except BaseException:
-            self._teardown()
-            cuda.Context.pop()
-            self._ctx.detach()
-            self._ctx = None
+            self._destroy()
             raise
         cuda.Context.pop()
 
@@ -307,7 +313,8 @@ class TensorRTBackend:
         return tensor
 
     def segment(self, image: np.ndarray) -> tuple[DeviceTensor, DeviceTensor]:
-        """Model-input RGB uint8 H×W×3 → (logits, features) handles on the GPU (not yet synchronised)."""
+        """Model-input RGB uint8 H×W×3 → (logits, features) handles on the GPU, returned once the work is
+        queued (``synchronize()`` waits for it)."""
         if image.shape != (*self.input_size, 3) or image.dtype != np.uint8:
             raise SspError(f"segment: expected a {self.input_size[0]}x{self.input_size[1]}x3 uint8 RGB model input, "
                            f"got {image.shape} {image.dtype}")
@@ -380,14 +387,25 @@ class TensorRTBackend:
         self._segmenter = self._fusion = None
         self._runtime = self._stream = None
 
-    def close(self) -> None:
-        """Free the GPU memory and the CUDA context; the backend is unusable afterwards. Idempotent."""
-        if self._ctx is None:
-            return
-        self._ctx.push()
+    def synchronize(self) -> None:
+        """Wait until the work queued by ``segment``/``fuse`` is done on the GPU."""
+        with self._current():
+            self._stream.synchronize()
+
+    def _destroy(self) -> None:
+        """Release every GPU object and destroy the context; called with the context current (pushed) in this
+        thread, which makes pycuda's ``detach`` call ``cuCtxDetach`` whichever thread made the context (the
+        detach also pops it)."""
         try:
             self._teardown()
         finally:
-            self._cuda.Context.pop()
-            self._ctx.detach()
-            self._ctx = None
+            context, self._ctx = self._ctx, None
+            context.detach()
+
+    def close(self) -> None:
+        """Free the GPU memory and the CUDA context, from any thread (calls must not overlap); the backend is
+        unusable afterwards. Idempotent."""
+        if self._ctx is None:
+            return
+        self._ctx.push()
+        self._destroy()

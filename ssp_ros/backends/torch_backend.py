@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssp_ros.backends.cpu_warp import StateWarper
 from ssp_ros.config import ModelConfig
 from ssp_ros.models import SSP, build_ssp
 from ssp_ros.resources import resolve_data_path
@@ -22,14 +23,23 @@ def resolve_weights(cfg: ModelConfig) -> ModelConfig:
 
 
 class TorchBackend:
-    """Runs an ``SSP`` model (segmenter + similarity head) with torch, state kept on ``device``."""
+    """Runs an ``SSP`` model (segmenter + similarity head) with torch, state kept on ``device``.
+
+    ``cpu_warp`` (default: on the CPU) warps the previous state with OpenCV (``cpu_warp.py``, faster than
+    torch's CPU ``grid_sample``) before the similarity head; otherwise ``grid_sample`` warps it.
+    """
 
     name = "torch"
 
-    def __init__(self, model: SSP, input_size: tuple[int, int], device: str = "cpu") -> None:
+    def __init__(self, model: SSP, input_size: tuple[int, int], device: str = "cpu",
+                 cpu_warp: bool | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self._warper = StateWarper() if (self.device.type == "cpu" if cpu_warp is None else cpu_warp) else None
+        if self._warper is not None and self.device.type != "cpu":
+            raise ValueError(f"cpu_warp needs the state on the CPU, not on {device}")
         self.fusion = model.warp_fusion_step().to(self.device).eval()
+        self.blend = model.fusion_step().to(self.device).eval()
         self.input_size = input_size
         self.num_classes = model.segmenter.num_classes
 
@@ -46,6 +56,9 @@ class TorchBackend:
     @torch.inference_mode()
     def fuse(self, cur_logits: torch.Tensor, cur_feats: torch.Tensor, prev_logits: torch.Tensor,
              prev_feats: torch.Tensor, to_previous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._warper is not None:
+            warped = self._warper(prev_logits.numpy(), prev_feats.numpy(), to_previous)
+            return self.blend(cur_logits, cur_feats, *(torch.from_numpy(a) for a in warped))
         h = torch.as_tensor(to_previous, dtype=torch.float32, device=self.device)[None]
         fused, s, _ = self.fusion(cur_logits, cur_feats, prev_logits, prev_feats, h)
         return fused, s
@@ -63,3 +76,11 @@ class TorchBackend:
     @torch.inference_mode()
     def similarity(self, s: torch.Tensor) -> np.ndarray:
         return (self._upsample(s)[0, 0] * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+    def synchronize(self) -> None:
+        """Wait for the kernels queued on a CUDA device (a no-op on the CPU, where calls return when done)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        """Nothing to free explicitly: the model's memory goes with the last reference to the backend."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssp_ros.cli.args import size
 from ssp_ros.errors import SspError
+
+if TYPE_CHECKING:
+    from ssp_ros.config import SspConfig
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -15,22 +19,50 @@ def cmd_export(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ssp_ros.backends.export_info import load_export_info
+    from ssp_ros.backends.tensorrt_common import check_tensorrt_version
     from ssp_ros.config import load_config
-    from ssp_ros.deploy.export import export_config
+    from ssp_ros.deploy.export import check_graph, export_config
 
-    model_cfg = load_config(args.config).model
+    if not args.int8 and (args.calib is not None or args.calib_frames is not None):
+        raise SspError("--calib and --calib-frames are only used with --int8")
+    if args.calib_frames is not None and args.calib_frames < 1:
+        raise SspError(f"--calib-frames must be >= 1, got {args.calib_frames}")
+    if args.trt_version is not None:
+        check_tensorrt_version(args.trt_version)
+        if args.int8 and args.int8_scheme == "u8s8":
+            raise SspError("--int8-scheme u8s8 is for ONNX Runtime only (unsigned activations, zero point 128): "
+                           "TensorRT takes the s8s8 scheme; use --int8-scheme s8s8 with --trt-version")
+    cfg = load_config(args.config)
+    model_cfg = cfg.model
     if args.weights is not None:
         model_cfg = dataclasses.replace(model_cfg, weights=str(args.weights))
     if args.size is not None:
         model_cfg = dataclasses.replace(model_cfg, input_size=args.size)
-    info = load_export_info(export_config(model_cfg, args.out, dynamic_batch=args.dynamic_batch))
+    export_config(model_cfg, args.out, dynamic_batch=args.dynamic_batch, trt_version=args.trt_version)
+    if args.int8:
+        _quantize(args, cfg)
+        if args.trt_version is not None:  # the quantized segmenter, with its Q/DQ form, against that version
+            check_graph(load_export_info(args.out).graph("segmenter").file, args.trt_version)
+    info = load_export_info(args.out)
     for graph in info.graphs.values():
         print(f"{graph.file}: {', '.join(f'{k} {v}' for k, v in graph.inputs.items())} -> "
               f"{', '.join(f'{k} {v}' for k, v in graph.outputs.items())}")
+    engines = (f", or `ssp build-engine --onnx {args.out} --fp16` on the drone" if not args.int8
+               else "; build TensorRT engines from an FP32 export (ssp build-engine calibrates INT8 itself)")
     print(f"wrote {args.out}/export.json (opset {info.opset}, {info.num_classes} classes, input "
           f"{info.input_size[0]}x{info.input_size[1]}); use it with runtime.backend: onnxruntime and "
-          f"runtime.export_dir: {args.out}, or `ssp build-engine --onnx {args.out} --fp16` on the drone")
+          f"runtime.export_dir: {args.out}{engines}")
     return 0
+
+
+def _quantize(args: argparse.Namespace, cfg: SspConfig) -> None:
+    """``ssp export --int8``: quantize the fresh export's segmenter and say what it was calibrated on."""
+    from ssp_ros.deploy.quantize import DEFAULT_FRAMES, describe, quantize_export
+
+    start = time.perf_counter()
+    record = quantize_export(args.out, args.calib, args.calib_frames or DEFAULT_FRAMES, scenario=cfg.synthetic,
+                             scheme=args.int8_scheme)
+    print(f"{describe(record)} ({time.perf_counter() - start:.0f} s); the fusion graph stays FP32")
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
@@ -56,6 +88,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--weights", type=Path, help="model weights, overriding the config's model.weights")
     export.add_argument("--size", type=size, help="model input HxW, multiples of 32 (default: model.input_size)")
     export.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default static 1)")
+    export.add_argument("--trt-version", metavar="X.Y", help="check the graphs against the ONNX parser of this "
+                        "TensorRT version (e.g. 8.6 for JetPack 6.0, 10.3 for JetPack 6.1/6.2) instead of every "
+                        "supported one (8.6 through 10.x)")
+    export.add_argument("--int8", action="store_true", help="quantize the segmenter to INT8 (ONNX Runtime static "
+                        "QDQ, per-channel weights); the fusion graph stays FP32")
+    export.add_argument("--int8-scheme", choices=("u8s8", "s8s8"), default="u8s8",
+                        help="--int8: u8s8 (default) runs fast on x86 ONNX Runtime; s8s8 (symmetric, zero points "
+                        "0) is the form TensorRT's explicit quantization parses")
+    export.add_argument("--calib", type=Path, help="--int8: folder of frames (png/jpg) to calibrate with (default: "
+                        "synthetic frames of the training flights, seeds 1000-1011)")
+    export.add_argument("--calib-frames", type=int, help="--int8: use at most this many frames, evenly spaced "
+                        "(default 120)")
     export.set_defaults(func=cmd_export)
 
     parser = sub.add_parser("build-engine", help="build TensorRT engines for an exported model folder")

@@ -51,15 +51,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(BACKENDS), args.frames,
-                       args.warmup, paper=args.paper)
-    json_path, md_path = write_report(report, args.out)
+                       args.warmup, paper=args.paper, int8=args.int8)
+    json_path, md_path, png_path = write_report(report, args.out)
     print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
+    print(f"wrote {json_path}, {md_path} and {png_path}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """``ssp eval``: evaluate weights files, print the table, write eval.json / eval.md."""
+    """``ssp eval``: evaluate weights files and exported folders, print the table, write eval.json / eval.md."""
     from ssp_ros.config import load_config
     from ssp_ros.eval.evaluate import run_eval
     from ssp_ros.eval.report import cell
@@ -98,6 +98,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="backend to measure; repeat for several (default: every one installed)")
     bench.add_argument("--frames", type=positive, default=30, help="timed frames per run (default 30)")
     bench.add_argument("--warmup", type=positive, default=5, help="untimed frames first (default 5)")
+    bench.add_argument("--int8", action="store_true", help="also measure ONNX Runtime with the segmenter quantized "
+                       "to INT8 (calibrated on synthetic training flights)")
     bench.add_argument("--paper", action="store_true", help="also count params/GFLOPs of the paper's model "
                        "(sam2_hiera_small + UPerNet 256 at 736x1280)")
     bench.set_defaults(func=cmd_bench)
@@ -105,7 +107,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="mIoU / TC / flicker / VC of image model, SSP and KD-SSP weights on "
                                    "held-aside synthetic video or an `ssp synth` folder")
     parser.add_argument("--weights", type=parse_candidate, action="append", required=True, metavar="NAME=PATH",
-                        help="weights file to evaluate (repeat); SSP files give an image-model row and an SSP row")
+                        help="weights file (torch) or `ssp export` folder (ONNX Runtime, e.g. INT8) to evaluate "
+                        "(repeat); SSP models give an image-model row and an SSP row")
     parser.add_argument("--input", type=Path, help="an `ssp synth` folder (labels + flow) instead of generated video")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(HELD_ASIDE_SEEDS),
                         help="synthetic seeds (default 2000-2004, held aside from every shipped recipe)")

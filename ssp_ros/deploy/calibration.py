@@ -2,13 +2,16 @@
 
 Frames are letterboxed to the export's input size exactly as ``Pipeline`` does (``letterbox.Letterbox``),
 so the activation ranges TensorRT measures are those the drone will see, and become the segmenter's input:
-float32 B×3×H×W, RGB in 0..255 (normalisation is inside the graph). Nothing here imports TensorRT; the
-calibrator in ``tensorrt_build.py`` copies these batches to the GPU.
+float32 B×3×H×W, RGB in 0..255 (normalisation is inside the graph). ``CalibrationTable`` keeps the table
+TensorRT measures, trusted only when a calibration over every batch finished without an error. Nothing here
+imports TensorRT; the calibrator in ``tensorrt_build.py`` copies these batches to the GPU.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +88,10 @@ class CalibrationSet:
     def batch_nbytes(self) -> int:
         return int(np.prod(self.batch_shape)) * np.dtype(np.float32).itemsize
 
+    def batch_files(self, index: int) -> list[Path]:
+        """The frames of batch ``index`` (0-based), to name them when that batch fails."""
+        return self.files[index * self.batch_size:(index + 1) * self.batch_size]
+
     def batches(self) -> Iterator[np.ndarray]:
         """C-contiguous float32 ``batch_shape`` arrays, in file order; a new array per batch."""
         for start in range(0, len(self.files), self.batch_size):
@@ -101,3 +108,69 @@ class CalibrationSet:
             digest.update(f"{path.name}\n".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         return digest.hexdigest()
+
+
+TABLE_RECORD_FORMAT = 1
+
+
+class CalibrationTable:
+    """The INT8 calibration table of one graph and calibration set (``engine_cache.calibration_cache_path``),
+    reused by later builds only when it is known to be complete.
+
+    TensorRT has one way to stop calibration, ``get_batch`` returning None, for the end of the data and for a
+    failure alike, and it then hands its table to ``write_calibration_cache`` all the same. A table file alone
+    therefore proves nothing, so ``write`` (called only once every batch was fed without an error) writes the
+    table under a temporary name, renames it, and then writes its record ``<table>.json``: the table's SHA-256
+    and how many batches made it. ``read`` trusts a table only with a record that matches it and covers every
+    batch: a table from an aborted run, one from a build that wrote no record, a truncated or edited file are
+    deleted and the frames are calibrated again. A rename alone would not do: a table left by an older build
+    that kept the tables of failed calibrations has the right name too.
+    """
+
+    def __init__(self, path: Path, batches: int) -> None:
+        self.path = Path(path)
+        self.record = self.path.with_name(self.path.name + ".json")
+        self.batches = batches  # batches in the calibration set: a trusted table was made from all of them
+
+    def read(self) -> bytes | None:
+        """The table if a complete calibration wrote it; else None (and whatever was there is deleted)."""
+        try:
+            record = json.loads(self.record.read_text())
+            table = self.path.read_bytes()
+        except (OSError, ValueError):
+            self.discard()
+            return None
+        if (not isinstance(record, dict) or record.get("format") != TABLE_RECORD_FORMAT
+                or record.get("batches") != self.batches
+                or record.get("table_sha256") != hashlib.sha256(table).hexdigest()):
+            self.discard()
+            return None
+        return table
+
+    def write(self, table: bytes, batches: int) -> None:
+        """Keep ``table``, measured over ``batches`` batches (must be all of them); an SspError if not."""
+        if batches != self.batches:
+            raise SspError(f"{self.path}: a table from {batches} of {self.batches} calibration batches is not kept")
+        self.discard()  # no record may ever point at a table it was not written for
+        record = {"format": TABLE_RECORD_FORMAT, "batches": batches, "table_sha256": hashlib.sha256(table).hexdigest()}
+        _write_atomic(self.path, table)
+        _write_atomic(self.record, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+    def discard(self) -> None:
+        """Delete the table, its record and any partial write of either."""
+        for path in (self.record, self.path, _partial(self.record), _partial(self.path)):
+            path.unlink(missing_ok=True)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = _partial(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise SspError(f"{path}: cannot write ({err.strerror})") from None

@@ -1,13 +1,16 @@
 """``ssp bench``: what the image model and SSP cost, per backend and frame size, as JSON + Markdown.
 
 Latency comes from the streaming pipeline's own per-stage timers (median of N frames after a warm-up)
-on synthetic drone frames, so it is what the node and replay see. The image model is the same pipeline
-with propagation off. Parameters and GFLOPs come from torch (``torch.utils.flop_counter``, which counts a
-multiply-add as 2 FLOPs); peak memory is the process's peak resident set during each run (reset between
-runs through ``/proc/self/clear_refs``) and, on CUDA, torch's peak allocation.
+on synthetic drone frames, so it is what the node and replay see; the per-frame total also gets its
+p50 / p90 / p99, and each stage its share of the total. The image model is the same pipeline with
+propagation off. Each backend runs at its precision (torch and ONNX Runtime FP32; ``int8`` adds ONNX Runtime
+on a statically quantized segmenter; TensorRT at ``runtime.precision``). Parameters and GFLOPs come from
+torch (``torch.utils.flop_counter``, which counts a multiply-add as 2 FLOPs); peak memory is the process's
+peak resident set during each run (reset between runs through ``/proc/self/clear_refs``).
 
 Speed targets live here and not in timed tests: the report prints the ratios that matter (SSP over
-image-model latency, fusion + registration over the segmenter, ONNX Runtime over torch throughput).
+image-model latency, fusion + registration over the segmenter, ONNX Runtime over torch throughput, INT8
+over FP32) and plots the stages of image model and SSP next to the paper's A100 figures.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import dataclasses
 import datetime
 import importlib.util
 import json
+import os
 import platform
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ssp_ros.backends import make_backend
+from ssp_ros.backends.export_info import SIDECAR
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig, RuntimeConfig, SspConfig
 from ssp_ros.errors import SspError
@@ -33,6 +39,9 @@ from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo, relative_homography
 
 PAPER_GFLOPS = {"image": 210.6, "ssp": 322.8}  # SSP paper, Hiera-S + UPerNet 256 at 736×1280
+PAPER_FPS_A100 = {"image": 104.0, "ssp": 95.0}  # the same models on an A100 (the paper's table)
+PERCENTILES = (50, 90, 99)
+TARGET_SSP_OVER_IMAGE = 1.05  # the product's target for SSP / image model latency (a benchmark, not a test)
 PAPER_MODEL = ModelConfig(backbone="sam2_hiera_small", decoder_channels=256, dataset="uavid_vdd",
                           input_size=(736, 1280))
 
@@ -77,7 +86,10 @@ def time_pipeline(cfg: SspConfig, backend: Any, frames: list[tuple[np.ndarray, f
         for stage, ms in timings.items():
             ms.append(result.timings_ms.get(stage, 0.0))  # a stage a frame skipped (fusion after a reset) took 0
     latency = {stage: round(statistics.median(v), 3) for stage, v in timings.items()}
+    stage_sum = sum(latency[stage] for stage in STAGES) or 1.0
     return {"latency_ms": latency, "fps": round(1000.0 / latency["total"], 2), "frames": len(frames) - warmup,
+            "total_ms": {f"p{q}": round(float(np.percentile(timings["total"], q)), 3) for q in PERCENTILES},
+            "stage_share": {stage: round(latency[stage] / stage_sum, 4) for stage in STAGES},
             "fused_frames": fused, "peak_rss_mb": round(peak_rss_mb(), 1) if reset else None}
 
 
@@ -103,12 +115,37 @@ def model_cost(model_cfg: ModelConfig, num_classes: int, input_size: tuple[int, 
             "gflops_image": round(seg, 2), "gflops_fusion": round(fusion, 2), "gflops_ssp": round(seg + fusion, 2)}
 
 
-def _backend_for(name: str, cfg: SspConfig, num_classes: int, scratch: Path) -> tuple[Any, SspConfig]:
-    """A backend of ``name`` for ``cfg.model`` (ONNX Runtime gets a fresh export at the model's input size)."""
+def variants(backends: list[str], cfg: SspConfig, int8: bool) -> list[tuple[str, str]]:
+    """The (backend, precision) pairs to measure: torch and ONNX Runtime in FP32, ONNX Runtime also in INT8 when
+    asked, TensorRT at ``runtime.precision``."""
+    if int8 and "onnxruntime" not in backends:
+        raise SspError("int8: INT8 is measured on ONNX Runtime; add --backend onnxruntime")
+    pairs = []
+    for name in backends:
+        pairs.append((name, cfg.runtime.precision if name == "tensorrt" else "fp32"))
+        if name == "onnxruntime" and int8:
+            pairs.append((name, "int8"))
+    return pairs
+
+
+def _backend_for(name: str, precision: str, cfg: SspConfig, num_classes: int, scratch: Path) -> tuple[Any, SspConfig]:
+    """A backend of ``name`` for ``cfg.model`` (ONNX Runtime gets a fresh export at the model's input size, and in
+    INT8 a quantized copy of it, calibrated on synthetic training flights)."""
     if name == "onnxruntime":
         from ssp_ros.deploy.export import export_config  # needs torch: the bench exports what it measures
 
-        folder = export_config(cfg.model, scratch / f"export_{cfg.model.input_size[0]}x{cfg.model.input_size[1]}")
+        h, w = cfg.model.input_size
+        folder = scratch / f"export_{h}x{w}"
+        if not (folder / SIDECAR).is_file():
+            export_config(cfg.model, folder)
+        if precision == "int8":
+            from ssp_ros.deploy.quantize import quantize_export
+
+            quantized = scratch / f"export_{h}x{w}_int8"
+            if not quantized.is_dir():
+                shutil.copytree(folder, quantized)
+                quantize_export(quantized, scenario=cfg.synthetic)
+            folder = quantized
         cfg = dataclasses.replace(cfg, runtime=RuntimeConfig(backend="onnxruntime", export_dir=str(folder),
                                                              threads=cfg.runtime.threads))
     elif name == "torch":
@@ -120,14 +157,16 @@ def _backend_for(name: str, cfg: SspConfig, num_classes: int, scratch: Path) -> 
 
 
 def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str], frames: int, warmup: int,
-              seed: int = 2000, paper: bool = False) -> dict[str, Any]:
-    """Benchmark every (size, backend) pair; a backend that cannot run here is listed with the reason."""
+              seed: int = 2000, paper: bool = False, int8: bool = False) -> dict[str, Any]:
+    """Benchmark every (size, backend, precision); a backend that cannot run here is listed with the reason."""
     num_classes = load_class_set(cfg.model.dataset).num_classes
+    measured = variants(backends, cfg, int8)
     report: dict[str, Any] = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "device": cfg.runtime.device},
-        "frames": frames, "warmup": warmup, "seed": seed, "runs": [], "skipped": [], "cost": [], "registration": []}
+                    "cores": os.cpu_count(), "device": cfg.runtime.device},
+        "frames": frames, "warmup": warmup, "seed": seed, "runs": [], "skipped": [], "cost": [], "registration": [],
+        "paper_a100_fps": PAPER_FPS_A100}
     with tempfile.TemporaryDirectory(prefix="ssp-bench-") as scratch:
         for size in sizes:
             model_cfg = dataclasses.replace(cfg.model, input_size=input_size_for(size))
@@ -139,16 +178,16 @@ def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str],
             clip = [(f.image, f.stamp) for f in video]
             pairs = [(a.image, b.image, relative_homography(a, b)) for a, b in zip(video[:-1], video[1:])]
             report["registration"].append({"size": list(size), **summary(compare(pairs, cfg.registration))})
-            for name in backends:
+            for name, precision in measured:
                 if importlib.util.find_spec(name) is None:  # each backend is named after the module it needs
-                    report["skipped"].append({"backend": name, "size": list(size),
+                    report["skipped"].append({"backend": name, "precision": precision, "size": list(size),
                                               "reason": f"python module '{name}' not installed"})
                     continue
-                backend, run_cfg = _backend_for(name, sized, num_classes, Path(scratch))
+                backend, run_cfg = _backend_for(name, precision, sized, num_classes, Path(scratch))
                 for model, fuse in (("image", False), ("ssp", True)):
                     run = time_pipeline(run_cfg, backend, clip, warmup, fuse)
-                    report["runs"].append({"backend": name, "model": model, "size": list(size),
-                                           "input_size": list(model_cfg.input_size), **run})
+                    report["runs"].append({"backend": name, "precision": precision, "model": model,
+                                           "size": list(size), "input_size": list(backend.input_size), **run})
                 _close(backend)
     if paper:
         report["paper_cost"] = {**model_cost(PAPER_MODEL, load_class_set(PAPER_MODEL.dataset).num_classes,
@@ -164,21 +203,25 @@ def _close(backend: Any) -> None:
 
 
 def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per size and backend: SSP / image-model latency and (fusion + registration) / segmenter; per size:
-    ONNX Runtime / torch throughput of SSP."""
-    index = {(r["backend"], r["model"], tuple(r["size"])): r for r in runs}
+    """Per size, backend and precision: SSP / image-model latency and (fusion + registration) / segmenter; ONNX
+    Runtime FP32 / torch throughput of SSP; INT8 / FP32 throughput of the segmenter and of SSP."""
+    index = {(r["backend"], r.get("precision", "fp32"), r["model"], tuple(r["size"])): r for r in runs}
     out = []
-    for (backend, model, size), run in index.items():
-        if model != "ssp" or (backend, "image", size) not in index:
+    for (backend, precision, model, size), run in index.items():
+        if model != "ssp" or (backend, precision, "image", size) not in index:
             continue
-        image, lat = index[(backend, "image", size)]["latency_ms"], run["latency_ms"]
-        entry = {"backend": backend, "size": list(size),
+        image, lat = index[(backend, precision, "image", size)]["latency_ms"], run["latency_ms"]
+        entry = {"backend": backend, "precision": precision, "size": list(size),
                  "ssp_over_image_latency": round(lat["total"] / image["total"], 3),
                  "fusion_plus_registration_over_segmenter": round(
                      (lat.get("fusion", 0.0) + lat.get("registration", 0.0)) / lat["segmenter"], 4)}
-        if backend == "onnxruntime" and ("torch", "ssp", size) in index:
+        if backend == "onnxruntime" and precision == "fp32" and ("torch", "fp32", "ssp", size) in index:
             entry["onnxruntime_over_torch_throughput"] = round(
-                index[("torch", "ssp", size)]["latency_ms"]["total"] / lat["total"], 3)
+                index[("torch", "fp32", "ssp", size)]["latency_ms"]["total"] / lat["total"], 3)
+        if precision == "int8" and (backend, "fp32", "ssp", size) in index:
+            fp32 = index[(backend, "fp32", "ssp", size)]["latency_ms"]
+            entry["int8_over_fp32_segmenter_throughput"] = round(fp32["segmenter"] / lat["segmenter"], 3)
+            entry["int8_over_fp32_throughput"] = round(fp32["total"] / lat["total"], 3)
         out.append(entry)
     return out
 
@@ -187,7 +230,8 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown page: cost table, latency table per run, ratios, skipped backends."""
     lines = [f"# ssp bench ({report['created']})", "",
              f"{report['frames']} frames after {report['warmup']} warm-up, synthetic seed {report['seed']}, "
-             f"machine: {report['machine']['cpu']}, device {report['machine']['device']}.", ""]
+             f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), device "
+             f"{report['machine']['device']}.", ""]
     if report["cost"] or report.get("paper_cost"):
         lines += ["| model | input | params image / SSP (M) | GFLOPs image / fusion / SSP |", "|---|---|---|---|"]
         for c in report["cost"] + ([report["paper_cost"]] if report.get("paper_cost") else []):
@@ -200,21 +244,42 @@ def markdown(report: dict[str, Any]) -> str:
                          "torch's counter counts a multiply-add as 2 FLOPs.")
         lines.append("")
     stages = (*STAGES, "total")
-    lines += ["| backend | model | frame | " + " | ".join(stages) + " | FPS | peak RSS MiB |",
-              "|---" * (len(stages) + 5) + "|"]
+    lines += ["| backend | precision | model | frame | " + " | ".join(stages) + " | total p90 | total p99 | FPS | "
+              "peak RSS MiB |", "|---" * (len(stages) + 8) + "|"]
     for r in report["runs"]:
         cells = " | ".join(f"{r['latency_ms'].get(s, 0.0):.2f}" for s in stages)
-        lines.append(f"| {r['backend']} | {r['model']} | {r['size'][0]}x{r['size'][1]} | {cells} | {r['fps']} | "
-                     f"{r['peak_rss_mb']} |")
-    lines += ["", "Latency in ms (median per stage; the total is the median of per-frame totals).", ""]
+        lines.append(f"| {r['backend']} | {r['precision']} | {r['model']} | {_size(r)} | {cells} | "
+                     f"{r['total_ms']['p90']:.2f} | {r['total_ms']['p99']:.2f} | {r['fps']} | {r['peak_rss_mb']} |")
+    lines += ["", "Latency in ms: the median of each stage, and of the per-frame totals with their p90 and p99 "
+              f"({report['frames']} frames, so p99 is close to the slowest frame).", "",
+              "Share of each stage in the sum of the stage medians, percent:", "",
+              "| backend | precision | model | frame | " + " | ".join(STAGES) + " |", "|---" * (len(STAGES) + 4) + "|"]
+    for r in report["runs"]:
+        cells = " | ".join(f"{100 * r['stage_share'][s]:.1f}" for s in STAGES)
+        lines.append(f"| {r['backend']} | {r['precision']} | {r['model']} | {_size(r)} | {cells} |")
+    paper = report["paper_a100_fps"]
+    lines += ["", "Image model vs SSP, next to the paper's table (Hiera-S + UPerNet at 736x1280 on an A100):", "",
+              "| where | frame | image model ms (FPS) | SSP ms (FPS) | SSP / image model |", "|---|---|---|---|---|",
+              f"| paper, A100 | 736x1280 | {1000 / paper['image']:.2f} ({paper['image']:g}) | "
+              f"{1000 / paper['ssp']:.2f} ({paper['ssp']:g}) | {paper['image'] / paper['ssp']:.3f} |"]
+    index = {(r["backend"], r["precision"], r["model"], tuple(r["size"])): r for r in report["runs"]}
     for q in report["ratios"]:
-        text = (f"- {q['backend']} {q['size'][0]}x{q['size'][1]}: SSP / image model latency "
+        image, ssp = (index[(q["backend"], q["precision"], m, tuple(q["size"]))] for m in ("image", "ssp"))
+        lines.append(f"| {q['backend']} {q['precision']} | {_size(q)} | {image['latency_ms']['total']:.2f} "
+                     f"({image['fps']}) | {ssp['latency_ms']['total']:.2f} ({ssp['fps']}) | "
+                     f"{q['ssp_over_image_latency']:.3f} |")
+    lines.append("")
+    for q in report["ratios"]:
+        text = (f"- {q['backend']} {q['precision']} {_size(q)}: SSP / image model latency "
                 f"{q['ssp_over_image_latency']:.3f}; (fusion + registration) / segmenter "
                 f"{100 * q['fusion_plus_registration_over_segmenter']:.1f} %")
         if "onnxruntime_over_torch_throughput" in q:
             text += f"; ONNX Runtime / torch throughput {q['onnxruntime_over_torch_throughput']:.2f}x"
+        if "int8_over_fp32_throughput" in q:
+            text += (f"; INT8 / FP32 throughput: segmenter {q['int8_over_fp32_segmenter_throughput']:.2f}x, "
+                     f"SSP {q['int8_over_fp32_throughput']:.2f}x")
         lines.append(text)
-    lines += [f"- skipped {s['backend']} at {s['size'][0]}x{s['size'][1]}: {s['reason']}" for s in report["skipped"]]
+    lines += [f"- skipped {s['backend']} {s['precision']} at {_size(s)}: {s['reason']}" for s in report["skipped"]]
     for r in report["registration"]:
         ours, cv = r["ours"], r["opencv"]
         lines.append(f"- registration {r['size'][0]}x{r['size'][1]}, {r['pairs']} pairs, ours vs OpenCV (BFMatcher + "
@@ -225,10 +290,53 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """Write ``bench.json`` and ``bench.md`` into ``out``."""
+def _size(entry: dict[str, Any]) -> str:
+    return f"{entry['size'][0]}x{entry['size'][1]}"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """One figure: per backend, precision and frame size, the image model's and SSP's latency stacked by stage
+    (left), and SSP / image model next to the paper's A100 ratio and the target (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    labels = [f"{r['backend']} {r['precision']} {_size(r)} {r['model']}" for r in runs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 1.2 + 0.45 * max(len(runs), 4)),
+                                      gridspec_kw={"width_ratios": [2.2, 1]})
+    start = np.zeros(len(runs))
+    for stage in STAGES:
+        widths = np.array([r["latency_ms"].get(stage, 0.0) for r in runs])
+        left.barh(labels, widths, left=start, label=stage)
+        start += widths
+    left.invert_yaxis()
+    left.set_xlabel("median latency per stage, ms")
+    left.legend(loc="lower right", fontsize="small")
+    names = [f"{q['backend']} {q['precision']} {_size(q)}" for q in report["ratios"]]
+    paper = report["paper_a100_fps"]
+    right.barh(["paper, A100, 736x1280", *names],
+               [paper["image"] / paper["ssp"], *(q["ssp_over_image_latency"] for q in report["ratios"])],
+               color=["grey"] + ["tab:blue"] * len(names))
+    right.axvline(1.0, color="black", linewidth=0.8)
+    right.axvline(TARGET_SSP_OVER_IMAGE, color="tab:red", linestyle="--", linewidth=0.8,
+                  label=f"target {TARGET_SSP_OVER_IMAGE}")
+    right.legend(loc="lower right", fontsize="small")
+    right.invert_yaxis()
+    right.set_xlabel("SSP / image model latency")
+    right.set_xlim(0.9, max([1.3, *(q["ssp_over_image_latency"] + 0.05 for q in report["ratios"])]))
+    fig.suptitle(f"ssp bench {report['created']}: image model vs SSP")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path, Path]:
+    """Write ``bench.json``, ``bench.md`` and ``bench.png`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "bench.json", out / "bench.md"
+    json_path, md_path, png_path = out / "bench.json", out / "bench.md", out / "bench.png"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     md_path.write_text(markdown(report))
-    return json_path, md_path
+    plot(report, png_path)
+    return json_path, md_path, png_path

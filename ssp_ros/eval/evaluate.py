@@ -4,6 +4,7 @@ By default the video is held-aside synthetic sequences (seeds 2000–2004: the s
 1000–1011 and validated on 999), generated with their labels and exact flow; ``--input`` takes an ``ssp synth``
 folder instead. Each weights file runs through the same ``Pipeline`` as on the drone (``ssp_ros.eval.clips.run_clip``):
 an SSP-kind file gives two rows, its image model (propagation off) and SSP (on); an image-model file gives one.
+A candidate may also be an ``ssp export`` folder (FP32 or ``--int8``): it runs on ONNX Runtime and gives two rows.
 mIoU counts labelled frames, TC every consecutive pair; each metric is the mean of its per-sequence values.
 Writes ``eval.json`` and ``eval.md`` into ``--out``.
 """
@@ -29,7 +30,8 @@ ROW_LABELS = {"image": "image model", "ssp": "SSP"}
 
 @dataclass(frozen=True)
 class Candidate:
-    """One weights file to evaluate, under a name of the user's choosing (``kd=out/kd.safetensors``)."""
+    """One weights file (or ``ssp export`` folder) to evaluate, under a name of the user's choosing
+    (``kd=out/kd.safetensors``, ``int8=out/ssp_int8``)."""
 
     name: str
     path: Path
@@ -45,12 +47,32 @@ def parse_candidate(text: str) -> Candidate:
     return Candidate(name, Path(path))
 
 
+def export_backend(cfg: SspConfig, candidate: Candidate, dataset: str):
+    """``(config, ONNX Runtime backend, "ssp")`` for an ``ssp export`` folder (FP32 or ``--int8``): its input size
+    and classes come from ``export.json`` (hash-checked), everything else (registration, device) from ``cfg``."""
+    from ssp_ros.backends.export_info import load_export_info
+    from ssp_ros.backends.onnx_backend import OnnxRuntimeBackend
+
+    info = load_export_info(candidate.path)
+    exported = info.raw.get("dataset", dataset)
+    if exported != dataset or info.num_classes != load_class_set(dataset).num_classes:
+        raise SspError(f"--weights {candidate.name}: {candidate.path} was exported for '{exported}' classes "
+                       f"({info.num_classes}), the evaluation uses '{dataset}' (all candidates must share one "
+                       "class list)")
+    model_cfg = replace(cfg.model, weights=str(candidate.path), dataset=dataset, input_size=info.input_size)
+    backend = OnnxRuntimeBackend(info, cfg.runtime.device, cfg.runtime.threads)
+    return replace(cfg, model=model_cfg), backend, "ssp"
+
+
 def candidate_backend(cfg: SspConfig, candidate: Candidate, dataset: str):
-    """``(config, torch backend, kind)`` for a weights file: its architecture comes from the file's metadata,
-    everything else (input size, registration) from ``cfg``."""
+    """``(config, backend, kind)`` for a candidate. A weights file runs on the torch backend: its architecture comes
+    from the file's metadata, everything else (input size, registration) from ``cfg``. A folder holding an
+    ``export.json`` runs its graphs on ONNX Runtime (``export_backend``)."""
     from ssp_ros.backends.torch_backend import TorchBackend
     from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata
 
+    if candidate.path.is_dir():
+        return export_backend(cfg, candidate, dataset)
     if not candidate.path.is_file():
         raise SspError(f"--weights {candidate.name}: {candidate.path}: weights file not found")
     meta = read_weights_metadata(candidate.path)

@@ -3,7 +3,9 @@
 ``StreamMonitor`` records timestamped events (message received, output, skip, slot drop) from any thread
 and summarises a sliding window on demand, so each diagnostic task can ask independently and get the
 same picture: input/output FPS, latency per stage, dropped and skipped frames with reasons, resets with
-reasons, registration inliers and the backend.
+reasons, registration inliers and the backend. Latency per stage covers the node's own costs too: the wait in
+the newest-frame slot, the message conversion, building the output messages and publishing them, and before
+them the transit from the camera's stamp to the subscription callback.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from ssp_ros.pipeline import STAGES
 from ssp_ros.propagation import DISABLED
-from ssp_ros.ros.stream import STALE, SUPERSEDED, Skipped, StreamOutput
+from ssp_ros.ros.stream import NODE_STAGES, STALE, SUPERSEDED, Skipped, StreamOutput
 from ssp_ros.ros.transport import DiagnosticItem
 
 OK, WARN, ERROR, STALE_LEVEL = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
@@ -66,7 +68,8 @@ class StreamMonitor:
                 return
             result = outcome.result
             inliers = result.registration.inliers if result.registration is not None else None
-            self._frames.append(_Frame(now, dict(result.timings_ms), result.fused, result.reset_reason, inliers))
+            timings = {**result.timings_ms, **outcome.timings_ms}
+            self._frames.append(_Frame(now, timings, result.fused, result.reset_reason, inliers))
             self.totals["output"] += 1
             if not result.fused:
                 self.resets[result.reset_reason] += 1
@@ -105,7 +108,7 @@ class StreamMonitor:
     def _processing(self, frames: list[_Frame], received: int, skips: Counter) -> DiagnosticItem:
         fps_out = self._fps(len(frames))
         values = [("backend", self.backend), ("output fps", f"{fps_out:.1f}")]
-        for stage in (*STAGES, "total"):
+        for stage in (*NODE_STAGES[:3], *STAGES, "total", *NODE_STAGES[3:]):
             times = [f.timings_ms[stage] for f in frames if stage in f.timings_ms]
             if times:
                 values.append((f"latency {stage} ms (median / max)", f"{np.median(times):.1f} / {max(times):.1f}"))

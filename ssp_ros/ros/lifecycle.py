@@ -120,7 +120,8 @@ class LifecycleSegmentationNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def close(self) -> None:
-        """Release what configure made, and the model with it (the last reference to the pipeline goes here);
+        """Release what configure made, and the model with it: the segmentation node closes its backend (a
+        TensorRT engine's GPU memory and CUDA context) and the last reference to the pipeline goes here;
         idempotent: cleanup, shutdown, error and the process's exit all call it."""
         if self.segmenter is not None:
             self.segmenter.close()

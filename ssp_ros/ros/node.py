@@ -6,8 +6,8 @@ callback never blocks and stale frames are dropped instead of queued. Topics: in
 (Image, or CompressedImage with ``node.input_compressed``), outputs ``~/mask`` (mono8 class ids),
 ``~/overlay`` (bgr8), ``~/confidence`` (mono8), ``~/similarity`` (mono8, optional) and ``/diagnostics``
 (one DiagnosticArray every ``node.diagnostics_period_s``, statuses named like diagnostic_updater's, by the
-node's fully qualified name under a namespace). The colour overlay is only built while something subscribes
-to ``~/overlay``. ROS-only extras (``~/reset``, ``~/label_info``, parameter changes in flight) are wired by
+node's fully qualified name under a namespace). An output message is only built while something subscribes
+to its topic. ROS-only extras (``~/reset``, ``~/label_info``, parameter changes in flight) are wired by
 ``rclpy_transport``; the entry points are in ``main``.
 
 Built active by default (subscribed, publishing). The managed node (``lifecycle``) builds it inactive at
@@ -40,6 +40,7 @@ IMAGE, COMPRESSED_IMAGE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedIm
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 LOG_THROTTLE_S = 5.0
+BACKEND_CLOSE_WAIT_S = 30.0  # close() waits this long for a frame still in flight before it frees the backend
 
 
 class SegmentationNode:
@@ -52,8 +53,14 @@ class SegmentationNode:
         self.cfg = cfg
         self.classes: ClassSet = load_class_set(cfg.model.dataset)
         backend = make_backend(cfg, self.classes.num_classes)
+        self._backend: Any = backend  # closed by close(), after the worker that runs it has stopped
         self.hardware_id = backend.name
-        self.processor = StreamProcessor(Pipeline(cfg, backend), self.classes, transport, cfg.node, fallback=fallback)
+        try:
+            self.processor = StreamProcessor(Pipeline(cfg, backend), self.classes, transport, cfg.node,
+                                             fallback=fallback)
+        except BaseException:
+            self._close_backend()
+            raise
         self.slot: FrameSlot[Any] = FrameSlot()
         names = OUTPUTS + (("similarity",) if cfg.node.publish_similarity else ())
         self.publishers: dict[str, Any] = {}
@@ -64,6 +71,7 @@ class SegmentationNode:
             self.diagnostics = transport.publisher(DIAGNOSTICS_TOPIC, DIAGNOSTIC_ARRAY, DEFAULT)
         except BaseException:
             self._destroy_publishers()
+            self._close_backend()
             raise
         self.period_s = cfg.node.diagnostics_period_s
         self.monitor = StreamMonitor(backend.name, transport.resolve(cfg.node.image_topic),
@@ -152,15 +160,18 @@ class SegmentationNode:
 
     def process(self, msg: Any) -> None:
         """Run one input message and publish its outputs (or count and log why it was skipped). Raises nothing
-        that one frame could cause: conversion, pipeline, publishing and logging errors are counted and logged."""
+        that one frame could cause: conversion, pipeline, publishing and logging errors are counted and logged.
+        Only the outputs that someone subscribes to are built."""
+        waited_ms = 1000.0 * self.slot.waited_s
         try:
-            outcome = self.processor.process(msg, now=self.transport.now(),
-                                             with_overlay=self.publishers["overlay"].subscription_count() > 0)
+            wanted = frozenset(name for name, publisher in self.publishers.items()
+                               if publisher.subscription_count() > 0)
+            outcome = self.processor.process(msg, now=self.transport.now(), outputs=wanted)
         except Exception as err:  # noqa: BLE001 - the worker must outlive one bad frame; logged and counted
             self._log("error", f"processing failed: {err!r}")
             outcome = self.processor.skip(PIPELINE_ERROR, repr(err))
-        self.monitor.outcome(time.monotonic(), outcome)
         if isinstance(outcome, StreamOutput):
+            clock = time.perf_counter()
             try:
                 for name, publisher in self.publishers.items():
                     message = getattr(outcome, name)
@@ -169,9 +180,13 @@ class SegmentationNode:
             except Exception as err:  # noqa: BLE001 - e.g. the middleware shutting down under us
                 self.publish_errors += 1
                 self._log("error", f"publishing the outputs of stamp {outcome.stamp_ns} failed: {err!r}")
+            outcome.timings_ms.update(wait=waited_ms, publish=1000.0 * (time.perf_counter() - clock))
+            if "age" in outcome.timings_ms:  # camera stamp → callback: the age when taken, less the wait
+                outcome.timings_ms["transit"] = outcome.timings_ms["age"] - waited_ms
         elif time.monotonic() - self._last_warning >= LOG_THROTTLE_S:
             self._last_warning = time.monotonic()
             self._log("warning", f"skipped a frame ({outcome.reason}): {outcome.detail}")
+        self.monitor.outcome(time.monotonic(), outcome)
 
     @property
     def alive(self) -> bool:
@@ -195,14 +210,32 @@ class SegmentationNode:
                     self._log("error", f"publishing diagnostics failed: {err!r}")
 
     def close(self) -> None:
-        """Unsubscribe, stop the worker and diagnostics threads (the frame being processed finishes first) and
-        destroy the publishers; the model goes with the last reference to this object."""
+        """Unsubscribe, stop the worker and diagnostics threads (the frame being processed finishes first),
+        destroy the publishers and close the backend (its GPU memory and CUDA context go now, not whenever the
+        last reference does). Idempotent."""
         self._unsubscribe()
         self._stop.set()
         self.slot.close()
         for thread in self._threads:
             thread.join(timeout=5.0)
         self._destroy_publishers()
+        # a worker still inside a frame holds _busy: the backend is closed once that frame is done, never under it
+        if self._busy.acquire(timeout=BACKEND_CLOSE_WAIT_S):
+            try:
+                self._close_backend()
+            finally:
+                self._busy.release()
+        else:
+            self._log("error", f"the frame in flight did not finish within {BACKEND_CLOSE_WAIT_S:g} s; "
+                               "the backend is left open")
+
+    def _close_backend(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception as err:  # noqa: BLE001 - closing must finish; what it could not free is logged
+                self._log("error", f"closing the {backend.name} backend failed: {err!r}")
 
     def _destroy_publishers(self) -> None:
         for publisher in (*self.publishers.values(), self.diagnostics):

@@ -710,8 +710,24 @@ def summary_line(run: dict[str, Any]) -> str:
     return text
 
 
+BREAKDOWN = ("transit", "wait", "convert", "total", "messages", "publish")  # "total": the pipeline's
+
+
+def node_breakdown(run: dict[str, Any]) -> dict[str, float] | None:
+    """The node's own median per stage (ms) from its /diagnostics while the camera ran: camera stamp → callback,
+    the wait in the slot, conversion, the pipeline (``total``), building and publishing the outputs; None without
+    diagnostics."""
+    processing = (run.get("node", {}).get("diagnostics_streaming") or {}).get(f"{NODE_NAME}: processing", {})
+    medians = {}
+    for stage in BREAKDOWN:
+        value = processing.get(f"latency {stage} ms (median / max)")
+        if value is not None:
+            medians[stage] = float(value.split("/")[0])
+    return medians if "total" in medians else None
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The runs as a Markdown table, with the machine and settings above."""
+    """The runs as Markdown tables (latency and memory; where the time goes), with the machine and settings above."""
     m, s = report["machine"], report["settings"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     lines = ["# Node benchmark (camera stamp -> mask)", "",
@@ -736,7 +752,22 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{rss['last']} | {rss['drift']}{flat} | {rss.get('slope_mb_per_min')} |")
     lines += ["", "Frames and masks: stamped after the warm-up. Not received by node: frames of the whole run that the "
               "middleware lost (sent minus the node's own count). Latency: mask arrival here minus the frame's header "
-              f"stamp. Drift: max - min VmRSS after the warm-up (limit {s['rss_limit_mb']:g} MiB)."]
+              f"stamp. Drift: max - min VmRSS after the warm-up (limit {s['rss_limit_mb']:g} MiB).", "",
+              "Where the time goes: the node's medians over its last /diagnostics window while the camera ran, ms "
+              "(transit: camera stamp -> the node's callback; wait: in the newest-frame slot; pipeline: "
+              "Pipeline.process; messages: building the outputs someone subscribes to); the camera -> mask p99 over "
+              "the pipeline median (the issue's target is 1.5).", "",
+              "| run | transport | frame | transit | wait | convert | pipeline | messages | publish | "
+              "p99 / pipeline median |", "|---" * 10 + "|"]
+    for r in report["runs"]:
+        parts = node_breakdown(r) if "error" not in r else None
+        if parts is None:
+            continue
+        cells = " | ".join(f"{parts[k]:.1f}" if k in parts else "" for k in BREAKDOWN)
+        p99 = r["latency_ms"]["p99"]
+        ratio = "" if p99 is None else f"{p99 / parts['total']:.2f}"
+        lines.append(f"| {r['kind']} | {r['transport']} | {r['frame_size'][0]}x{r['frame_size'][1]} | {cells} | "
+                     f"{ratio} |")
     return "\n".join(lines) + "\n"
 
 

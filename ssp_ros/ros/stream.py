@@ -10,6 +10,7 @@ directly.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -37,20 +38,23 @@ T = TypeVar("T")
 
 class FrameSlot(Generic[T]):
     """A one-item mailbox between a subscription callback and a worker: ``put`` replaces what is waiting
-    (counted in ``dropped``), ``take`` waits for the newest item. Thread-safe."""
+    (counted in ``dropped``), ``take`` waits for the newest item. Thread-safe; ``waited_s`` is how long the
+    item ``take`` returned last had waited in the slot."""
 
     def __init__(self) -> None:
         self._item: T | None = None
+        self._put_at = 0.0
         self._closed = False
         self._cond = threading.Condition()
         self.dropped = 0
+        self.waited_s = 0.0
 
     def put(self, item: T) -> bool:
         """Offer ``item``; True if it displaced one that was never taken."""
         with self._cond:
             displaced = self._item is not None
             self.dropped += displaced
-            self._item = item
+            self._item, self._put_at = item, time.monotonic()
             self._cond.notify()
             return displaced
 
@@ -59,6 +63,8 @@ class FrameSlot(Generic[T]):
         with self._cond:
             self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
             item, self._item = self._item, None
+            if item is not None:
+                self.waited_s = time.monotonic() - self._put_at
             return None if self._closed else item
 
     @property
@@ -91,18 +97,27 @@ class Skipped:
     stamp_ns: int | None = None
 
 
+OUTPUTS = ("mask", "overlay", "confidence", "similarity")  # the messages a frame can give, by topic name
+# The node's own costs around the pipeline's STAGES: camera stamp → callback (middleware, deserialisation, the
+# GIL), the wait in the newest-frame slot, message → RGB, building the outputs, publishing them.
+NODE_STAGES = ("transit", "wait", "convert", "messages", "publish")
+
+
 @dataclass
 class StreamOutput:
-    """What one message produced: the pipeline result and the messages to publish (input header)."""
+    """What one message produced: the pipeline result and the messages to publish (input header). A message
+    nobody asked for is None, and never built."""
 
     header: Any
     stamp_ns: int
     frame: np.ndarray  # the input as H×W×3 RGB
     result: FrameResult
-    mask: Any  # mono8 class ids
-    confidence: Any  # mono8
-    overlay: Any | None  # bgr8 colour blend; None when not asked for
-    similarity: Any | None  # mono8; None after a reset or when not published
+    mask: Any | None  # mono8 class ids
+    confidence: Any | None  # mono8
+    overlay: Any | None  # bgr8 colour blend
+    similarity: Any | None  # mono8; also None after a reset or without node.publish_similarity
+    timings_ms: dict[str, float]  # "convert" (message → RGB), "messages" (building the outputs) and, given
+    #                               ``now``, "age" (camera stamp → the start of processing)
 
 
 class StreamProcessor:
@@ -141,9 +156,12 @@ class StreamProcessor:
         self.node = cfg.node
         return cfg
 
-    def process(self, msg: Any, now: float | None = None, with_overlay: bool = True) -> StreamOutput | Skipped:
+    def process(self, msg: Any, now: float | None = None,
+                outputs: frozenset[str] | None = None) -> StreamOutput | Skipped:
         """Run one Image or CompressedImage message; ``now`` (seconds, the stamps' clock) enables the
-        ``max_age_ms`` check. Bad input comes back as a counted ``Skipped``, never as an exception."""
+        ``max_age_ms`` check; ``outputs`` names the messages to build (default: all of ``OUTPUTS``, the
+        similarity only with ``node.publish_similarity``). Bad input comes back as a counted ``Skipped``, never
+        as an exception."""
         try:
             stamp = stamp_ns(msg.header)
         except MessageError as err:
@@ -154,12 +172,17 @@ class StreamProcessor:
                                     f"{self.node.max_age_ms:g}", stamp)
         if stamp == self._last_stamp_ns:
             return self.skip(DUPLICATE, f"stamp {seconds:.9f} s was already processed", stamp)
+        wanted = frozenset(OUTPUTS) if outputs is None else outputs
+        if not self.node.publish_similarity:
+            wanted -= {"similarity"}
+        clock = time.perf_counter()
         try:
             frame = message_to_rgb(msg, self.fallback)
         except MessageError as err:
             return self.skip(err.reason, str(err), stamp)
+        convert_ms = 1000.0 * (time.perf_counter() - clock)
         try:
-            result = self.pipeline.process(frame, seconds)
+            result = self.pipeline.process(frame, seconds, with_similarity="similarity" in wanted)
         except FrameError as err:
             return self.skip(REJECTED, str(err), stamp)
         except (SspError, cv2.error) as err:
@@ -168,16 +191,21 @@ class StreamProcessor:
             return self.skip(NOT_NEWER, f"stamp {seconds:.9f} s is not newer than the last frame's", stamp)
         self._last_stamp_ns = stamp
         self.outputs += 1
-        return self._output(msg.header, stamp, frame, result, with_overlay)
+        clock = time.perf_counter()
+        messages = self._messages(msg.header, frame, result, wanted)
+        timings = {"convert": convert_ms, "messages": 1000.0 * (time.perf_counter() - clock)}
+        if now is not None:
+            timings["age"] = frame_age_ms(seconds, now)
+        return StreamOutput(header=msg.header, stamp_ns=stamp, frame=frame, result=result, **messages,
+                            timings_ms=timings)
 
-    def _output(self, header: Any, stamp: int, frame: np.ndarray, result: FrameResult,
-                with_overlay: bool) -> StreamOutput:
-        build = self.messages.image
-        blend = build(header, rgb_to_bgr(overlay(frame, result.mask, self.classes)), "bgr8") if with_overlay else None
-        similarity = None
-        if self.node.publish_similarity and result.similarity is not None:
-            similarity = build(header, result.similarity, "mono8")
-        return StreamOutput(header=header, stamp_ns=stamp, frame=frame, result=result,
-                            mask=build(header, result.mask, "mono8"),
-                            confidence=build(header, result.confidence, "mono8"), overlay=blend,
-                            similarity=similarity)
+    def _messages(self, header: Any, frame: np.ndarray, result: FrameResult, wanted: frozenset[str]) -> dict[str, Any]:
+        """The output messages named in ``wanted`` (None for the others), with the input header."""
+        images = {"mask": lambda: (result.mask, "mono8"), "confidence": lambda: (result.confidence, "mono8"),
+                  "overlay": lambda: (rgb_to_bgr(overlay(frame, result.mask, self.classes)), "bgr8"),
+                  "similarity": lambda: (result.similarity, "mono8")}
+        out: dict[str, Any] = dict.fromkeys(OUTPUTS)
+        for name in OUTPUTS:
+            if name in wanted and not (name == "similarity" and result.similarity is None):
+                out[name] = self.messages.image(header, *images[name]())
+        return out
