@@ -122,8 +122,14 @@ def rebuild_command(folder: str | Path, precision: str) -> str:
     return f"ssp build-engine --onnx {folder} --{precision}{calib}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
+def partial_path(path: Path) -> Path:
+    """Where ``write_atomic`` stages ``path`` until it is complete."""
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``partial_path``, so a reader never sees half a file."""
+    tmp = partial_path(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -137,11 +143,11 @@ def write_engine(path: Path, engine: bytes, key: EngineKey, build: dict[str, Any
 
     The sidecar names the engine's hash, so an engine left without its new sidecar (a crash between the
     two writes) is refused rather than trusted."""
-    _write_atomic(path, engine)
+    write_atomic(path, engine)
     sidecar = {"format": SIDECAR_FORMAT, "key": key.to_dict(), "engine_sha256": hashlib.sha256(engine).hexdigest(),
                "engine_bytes": len(engine), "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "build": build}
-    _write_atomic(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(sidecar_path(path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
     return path
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ssp_ros.backends.engine_cache import partial_path, write_atomic
 from ssp_ros.errors import SspError
 from ssp_ros.letterbox import Letterbox
 
@@ -153,24 +153,10 @@ class CalibrationTable:
             raise SspError(f"{self.path}: a table from {batches} of {self.batches} calibration batches is not kept")
         self.discard()  # no record may ever point at a table it was not written for
         record = {"format": TABLE_RECORD_FORMAT, "batches": batches, "table_sha256": hashlib.sha256(table).hexdigest()}
-        _write_atomic(self.path, table)
-        _write_atomic(self.record, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        write_atomic(self.path, table)
+        write_atomic(self.record, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
     def discard(self) -> None:
         """Delete the table, its record and any partial write of either."""
-        for path in (self.record, self.path, _partial(self.record), _partial(self.path)):
+        for path in (self.record, self.path, partial_path(self.record), partial_path(self.path)):
             path.unlink(missing_ok=True)
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = _partial(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise SspError(f"{path}: cannot write ({err.strerror})") from None
