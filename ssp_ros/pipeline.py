@@ -104,7 +104,7 @@ class Pipeline:
         with ``reset_on_backwards_time`` off); FrameError if it is not an image we can use.
 
         ``with_similarity``: also bring the similarity map to the camera's size (a resize per frame that
-        only ``~/similarity`` and the demo's plots need)."""
+        only ``~/similarity`` needs)."""
         check_frame(frame, min_side=MIN_FRAME_SIDE)
         self._apply_pending()
         if self.propagator.admit(stamp) is not None:

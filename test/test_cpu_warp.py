@@ -2,15 +2,18 @@
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from ssp_ros.backends.cpu_warp import StateWarper, validity, warp_planes
+from ssp_ros.backends import cpu_warp
+from ssp_ros.backends.cpu_warp import StateWarper, precise_warp, use_cpu_warp, validity, warp_planes
 from ssp_ros.backends.export_info import load_export_info
 from ssp_ros.backends.onnx_backend import OnnxRuntimeBackend
 from ssp_ros.backends.torch_backend import TorchBackend
 from ssp_ros.config import ModelConfig, load_config
+from ssp_ros.errors import SspError
 from ssp_ros.models import build_ssp
 from ssp_ros.models.warp import warp
 from ssp_ros.pipeline import Pipeline
@@ -53,6 +56,37 @@ def test_warper_reuses_its_buffers_and_follows_a_new_shape() -> None:
     np.testing.assert_allclose(second[1], feats, atol=1e-6)  # the identity gives the state back
     bigger = warper(smooth_state(3, 32, 48), smooth_state(5, 32, 48), HOMOGRAPHIES["identity"])
     assert bigger[0].shape == (1, 3, 32, 48) and bigger[2].shape == (1, 1, 32, 48)
+
+
+def test_an_opencv_that_rounds_its_weights_falls_back_to_the_graph_warp(monkeypatch) -> None:
+    assert precise_warp(), "this OpenCV warps 1-channel float images at float precision"
+    assert use_cpu_warp(None, on_cpu=True) and not use_cpu_warp(None, on_cpu=False)
+    with pytest.raises(SspError, match="needs the state on the CPU"):
+        use_cpu_warp(True, on_cpu=False)
+    monkeypatch.setattr(cpu_warp, "precise_warp", lambda: False)  # e.g. OpenCV 4.5 (1/32-px weights everywhere)
+    assert not use_cpu_warp(None, on_cpu=True)
+    with pytest.raises(SspError, match="1/32-px weights, not at float precision"):
+        use_cpu_warp(True, on_cpu=True)
+
+
+def test_the_probe_tells_the_rounded_path_from_the_precise_one(monkeypatch) -> None:
+    """More than 4 channels take OpenCV's 1/32-px path: the probe's bound must reject what that path gives."""
+    ramp = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32) ** 2, (8, 1))
+    stack = np.repeat(ramp[..., None], 8, axis=-1)  # 8 channels: the rounded path
+    shift = np.array([[1.0, 0.0, 0.37], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    rounded = cv2.warpPerspective(stack, shift, (64, 8), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., 0]
+    exact = 0.63 * ramp[:, :-1] + 0.37 * ramp[:, 1:]
+    assert np.abs(rounded[:, :-1] - exact).max() > cpu_warp.PRECISE_ERROR
+
+
+def test_warp_planes_refuses_an_output_it_could_not_fill() -> None:
+    state = smooth_state(3, 16, 24)
+    for out in (np.empty((1, 3, 16, 24), np.float64), np.empty((1, 4, 16, 24), np.float32),
+                np.empty((1, 3, 24, 16), np.float32).transpose(0, 1, 3, 2)):
+        with pytest.raises(ValueError, match="out must be float32, C-contiguous"):
+            warp_planes(state, np.eye(3), out)
+    with pytest.raises(ValueError, match="one 1×C×h×w map"):
+        warp_planes(np.concatenate([state, state]), np.eye(3))
 
 
 def test_a_source_at_infinity_is_invalid_as_in_the_graph() -> None:

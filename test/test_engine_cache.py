@@ -140,6 +140,14 @@ def test_corrupt_sidecar_is_named(export, text: str, problem: str) -> None:
     assert str(sidecar_path(path)) in str(err.value) and "ssp build-engine" in str(err.value)
 
 
+def test_a_format_1_sidecar_is_refused_because_its_fusion_engine_may_be_fp16(export) -> None:
+    path, key = built(export)
+    sidecar = json.loads(sidecar_path(path).read_text())
+    sidecar_path(path).write_text(json.dumps({**sidecar, "format": 1}))
+    with pytest.raises(SspError, match="sidecar format 1, this ssp_ros reads 2; rebuild with `ssp build-engine"):
+        read_checked_engine(path, key, "ssp build-engine --onnx x --fp16")
+
+
 def test_engine_replaced_after_build_is_refused(export) -> None:
     path, key = built(export)
     path.write_bytes(b"another plan copied over it")

@@ -244,4 +244,4 @@ def test_each_stage_is_timed_with_its_gpu_work(backend, small_video) -> None:
     assert result.fused
     timings = result.timings_ms
     assert timings["segmenter"] >= 150.0 and timings["fusion"] >= 100.0
-    assert timings["postprocess"] < 120.0, timings  # without the synchronise calls: >= 250 ms of queued work
+    assert timings["postprocess"] < 200.0, timings  # without the synchronise calls: >= 250 ms of queued work

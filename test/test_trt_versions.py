@@ -226,6 +226,9 @@ def test_quantization_scheme_is_checked_against_a_named_version(tmp_path: Path) 
     nonzero = _qdq_graph(tmp_path, "nonzero", np.full(1, 3, np.int8), np.full(1, 0.1, np.float32), weight=False)
     with pytest.raises(SspError, match="a zero point other than 0"):
         check_graph(nonzero, "10.3")
+    implicit = helper.make_node("DequantizeLinear", ["wq", "scale"], ["y"], axis=0)  # no zero point: uint8
+    with pytest.raises(SspError, match="no zero point"):
+        check_graph(_save(tmp_path, "implicit", [implicit], [], [_float("y", [2, 3])], inits[::2]), "8.6")
 
 
 def test_export_trt_version_option(tmp_path: Path) -> None:

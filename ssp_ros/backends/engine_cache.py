@@ -24,8 +24,10 @@ from ssp_ros.backends.export_info import ExportInfo
 from ssp_ros.config import PRECISIONS
 from ssp_ros.errors import SspError
 
-SIDECAR_FORMAT = 1
-INT8_GRAPHS = ("segmenter",)  # the fusion graph stays FP16 in an INT8 build (tensorrt_build.py says why)
+# 2: the fusion engine is built in FP32 at every run precision (tensorrt_build.FP32_GRAPHS); a format-1
+# fusion.fp16.engine may compute in FP16, so format-1 sidecars are refused and the engines rebuilt
+SIDECAR_FORMAT = 2
+INT8_GRAPHS = ("segmenter",)  # an INT8 build quantises the segmenter only (tensorrt_build.py says why)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class EngineKey:
 
     graph: str  # "segmenter" or "fusion"
     onnx_sha256: str  # the graph's hash in export.json
-    precision: str  # the engine's own precision ("fp32", "fp16", "int8")
+    precision: str  # the engine's precision name ("fp32", "fp16", "int8"); the fusion engine computes in FP32
+    #                 whatever its name (tensorrt_build.FP32_GRAPHS)
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
@@ -88,7 +91,8 @@ class EngineKey:
 
 
 def engine_precision(graph: str, precision: str) -> str:
-    """The precision of ``graph``'s engine when the model runs at ``precision`` (INT8 → fusion in FP16)."""
+    """The precision name of ``graph``'s engine when the model runs at ``precision`` (INT8 → the fusion engine
+    is named fp16; it is built in FP32 at every precision, see ``tensorrt_build.FP32_GRAPHS``)."""
     if precision not in PRECISIONS:
         raise SspError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
     return "fp16" if precision == "int8" and graph not in INT8_GRAPHS else precision

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssp_ros.backends.cpu_warp import StateWarper
+from ssp_ros.backends.cpu_warp import StateWarper, use_cpu_warp
 from ssp_ros.backends.export_info import (
     BLEND_INPUTS,
     FUSION_INPUTS,
@@ -48,8 +48,8 @@ def providers_for(device: str, available: list[str]) -> list[str | tuple[str, di
 class OnnxRuntimeBackend:
     """Runs ``segmenter.onnx`` and the fusion of an exported folder with ONNX Runtime.
 
-    ``cpu_warp`` (default: on the CPU) warps the previous state with OpenCV and runs ``blend.onnx``;
-    otherwise ``fusion.onnx`` warps in the graph.
+    ``cpu_warp`` (default: on the CPU, with an OpenCV that warps at float precision) warps the previous state
+    with OpenCV and runs ``blend.onnx``; otherwise ``fusion.onnx`` warps in the graph.
     """
 
     name = "onnxruntime"
@@ -68,7 +68,7 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers_for(device, ort.get_available_providers())
         self._segmenter = self._session(ort, info.graph("segmenter"), options, providers)
-        self._warper = StateWarper() if (device == "cpu" if cpu_warp is None else cpu_warp) else None
+        self._warper = StateWarper() if use_cpu_warp(cpu_warp, device == "cpu") else None
         self._fusion = self._session(ort, info.graph("fusion" if self._warper is None else "blend"), options,
                                      providers)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssp_ros.backends.cpu_warp import StateWarper
+from ssp_ros.backends.cpu_warp import StateWarper, use_cpu_warp
 from ssp_ros.config import ModelConfig
 from ssp_ros.models import SSP, build_ssp
 from ssp_ros.resources import resolve_data_path
@@ -25,8 +25,9 @@ def resolve_weights(cfg: ModelConfig) -> ModelConfig:
 class TorchBackend:
     """Runs an ``SSP`` model (segmenter + similarity head) with torch, state kept on ``device``.
 
-    ``cpu_warp`` (default: on the CPU) warps the previous state with OpenCV (``cpu_warp.py``, faster than
-    torch's CPU ``grid_sample``) before the similarity head; otherwise ``grid_sample`` warps it.
+    ``cpu_warp`` (default: on the CPU, with an OpenCV that warps at float precision) warps the previous state
+    with OpenCV (``cpu_warp.py``, faster than torch's CPU ``grid_sample``) before the similarity head;
+    otherwise ``grid_sample`` warps it.
     """
 
     name = "torch"
@@ -35,11 +36,10 @@ class TorchBackend:
                  cpu_warp: bool | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self._warper = StateWarper() if (self.device.type == "cpu" if cpu_warp is None else cpu_warp) else None
-        if self._warper is not None and self.device.type != "cpu":
-            raise ValueError(f"cpu_warp needs the state on the CPU, not on {device}")
-        self.fusion = model.warp_fusion_step().to(self.device).eval()
-        self.blend = model.fusion_step().to(self.device).eval()
+        self._warper = StateWarper() if use_cpu_warp(cpu_warp, self.device.type == "cpu") else None
+        # the fusion step: without the warp after an OpenCV warp, else with grid_sample inside
+        step = model.warp_fusion_step() if self._warper is None else model.fusion_step()
+        self.fusion = step.to(self.device).eval()
         self.input_size = input_size
         self.num_classes = model.segmenter.num_classes
 
@@ -58,7 +58,7 @@ class TorchBackend:
              prev_feats: torch.Tensor, to_previous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if self._warper is not None:
             warped = self._warper(prev_logits.numpy(), prev_feats.numpy(), to_previous)
-            return self.blend(cur_logits, cur_feats, *(torch.from_numpy(a) for a in warped))
+            return self.fusion(cur_logits, cur_feats, *(torch.from_numpy(a) for a in warped))
         h = torch.as_tensor(to_previous, dtype=torch.float32, device=self.device)[None]
         fused, s, _ = self.fusion(cur_logits, cur_feats, prev_logits, prev_feats, h)
         return fused, s

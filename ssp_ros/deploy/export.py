@@ -135,14 +135,15 @@ def _attribute(node: onnx.NodeProto, name: str) -> Any:
 
 
 def _qdq_problem(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto], weights: set[str]) -> str | None:
-    zero = initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    if len(node.input) > 2 and node.input[2] and zero is None:
+    if len(node.input) < 3 or not node.input[2]:  # ONNX then means uint8 (zero point 0 of type uint8)
+        return "no zero point (an INT8 zero point of 0 must be given)"
+    zero = initializers.get(node.input[2])
+    if zero is None:
         return "its zero point is not a constant"
-    if zero is not None:
-        if zero.data_type != onnx.TensorProto.INT8:
-            return f"zero point of type {onnx.TensorProto.DataType.Name(zero.data_type)}, not INT8"
-        if onnx.numpy_helper.to_array(zero).any():
-            return "a zero point other than 0"
+    if zero.data_type != onnx.TensorProto.INT8:
+        return f"zero point of type {onnx.TensorProto.DataType.Name(zero.data_type)}, not INT8"
+    if onnx.numpy_helper.to_array(zero).any():
+        return "a zero point other than 0"
     scale = initializers.get(node.input[1])
     if scale is not None and int(np.prod(scale.dims)) > 1 and node.input[0] not in weights:
         return "per-channel scales on an activation (not a weight)"

@@ -51,7 +51,7 @@ class HalfFusionBackend(TorchBackend):
         self.variant = variant
         self.name = f"torch-{variant}"
         self.half_fusion = copy.deepcopy(self.fusion).half()
-        self.half_blend = copy.deepcopy(self.blend).half()
+        self.half_blend = copy.deepcopy(model.fusion_step()).half()
 
     @torch.inference_mode()
     def fuse(self, cur_logits: torch.Tensor, cur_feats: torch.Tensor, prev_logits: torch.Tensor,
