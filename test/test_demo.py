@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -44,6 +45,16 @@ def test_report_has_the_promised_shape(weights: Path, small_video, tmp_path: Pat
     assert report["models"]["ssp"]["resets"] == 1 and report["models"]["image"]["resets"] == 10
     assert len(list((tmp_path / "masks" / "ssp").glob("*.png"))) == 10
     assert (tmp_path / "tc_over_time.png").stat().st_size > 0 and "| SSP |" in (tmp_path / "report.md").read_text()
+    reg = report["models"]["ssp"]["registration"]
+    assert report["models"]["image"]["registration"] is None
+    assert reg["registered"] == 9 and reg["failed"] == 1 and reg["failures"] == {"first frame": 1}
+    assert reg["resets"] == {"first frame": 1}
+    assert 0.0 < reg["inlier_ratio"]["min"] <= reg["inlier_ratio"]["median"] <= 1.0
+    assert 0.0 < reg["corner_motion_px"]["median"] < 50.0  # a drone drifting a few pixels a frame
+    page = (tmp_path / "report.md").read_text()
+    assert "- registered 9 frames, failed 1 (first frame 1)" in page and "- resets by reason: first frame 1" in page
+    strip = cv2.imread(str(tmp_path / "strip.png"))
+    assert strip.shape == (4 * 288, 3 * 480, 3)  # 4 rows of frame | image model | SSP, 120x200 scaled to 480 wide
     overlay = tmp_path / "overlay.mp4"
     assert overlay.exists() or (tmp_path / "overlay").is_dir()
 

@@ -40,7 +40,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
           + (f", mIoU {ssp['miou'] - image['miou']:+.2f} points" if ssp["miou"] is not None else "")
           + f"; fusion adds {100 * ssp['latency_ms'].get('fusion', 0) / image['latency_ms']['total']:.1f} % "
             f"and registration {ssp['latency_ms'].get('registration', 0):.1f} ms per frame")
-    print(f"wrote {args.out}/report.md, report.json, overlay.mp4, tc_over_time.png, masks/")
+    reg = ssp["registration"]
+    ratio = reg["inlier_ratio"]["median"] if reg["inlier_ratio"] else "n/a"
+    print(f"registration: {reg['registered']} frames registered (inlier ratio median {ratio}), {reg['failed']} "
+          f"failed; resets: {', '.join(f'{r} {n}' for r, n in reg['resets'].items()) or 'none'}")
+    print(f"wrote {args.out}/report.md, report.json, overlay.mp4, tc_over_time.png, strip.png, masks/")
     return 0
 
 

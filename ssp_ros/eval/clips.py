@@ -15,6 +15,7 @@ from ssp_ros.config import SspConfig, SyntheticConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import DISFlow
 from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.io import LabelledSequence, iter_video
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo
@@ -63,9 +64,10 @@ def file_clip(path: Path, frames: int | None) -> Clip:
 
 def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: int, desc: str) -> dict:
     """One pass over the clip with propagation on (SSP) or off (image model): masks, metrics, median latency
-    per stage (also what `ssp eval` runs)."""
+    per stage and, with propagation on, how registration went (also what `ssp eval` runs)."""
     pipeline = Pipeline(replace(cfg, propagation=replace(cfg.propagation, enabled=enabled)), backend)
     metrics = SequenceMetrics(num_classes)
+    registrations = RegistrationLog()
     masks, timings, resets = [], {stage: [] for stage in (*STAGES, "total")}, 0
     for i in tqdm(range(len(clip.images)), desc=desc, unit="frame"):
         result = pipeline.process(clip.images[i], clip.stamps[i])
@@ -73,6 +75,7 @@ def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: in
             raise SspError(f"frame {i}: dropped (stamp {clip.stamps[i]} not newer than the previous one)")
         masks.append(result.mask)
         resets += not result.fused
+        registrations.add(result.registration, result.mask.shape)
         if i > 0:  # the first call includes one-off warm-up costs
             for stage in timings:
                 timings[stage].append(result.timings_ms.get(stage, 0.0))
@@ -85,4 +88,4 @@ def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: in
     return {"miou": report["miou"], "tc": report["tc"], "fps": round(1000.0 / total, 2) if total else None,
             "latency_ms": latency, "flicker": report["flicker"], "vc8": report["vc8"], "vc16": report["vc16"],
             "resets": resets, "iou_per_class": report["iou_per_class"], "tc_per_pair": report["tc_per_pair"],
-            "masks": masks}
+            "registration": registrations.summary(pipeline.propagator.resets) if enabled else None, "masks": masks}

@@ -3,7 +3,9 @@
 With no input it generates a held-aside synthetic drone sequence (labels and exact flow, so mIoU, TC,
 flicker and VC are all measured); with a video file, an image folder or an ``ssp synth`` folder it runs
 on that (unlabelled input: TC with DIS flow, no mIoU). Writes an overlay video (image model | SSP),
-mask PNGs, ``report.json``, ``report.md`` and ``tc_over_time.png`` into the output folder.
+mask PNGs, ``report.json``, ``report.md`` (with how registration went: inlier ratio, corner motion, failures
+and resets by reason), ``tc_over_time.png`` and ``strip.png`` (frame | image model | SSP at a few points of
+the clip, for a look without a video player) into the output folder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ssp_ros.io import VideoWriter, write_png
 from ssp_ros.pipeline import STAGES
 
 MODELS = {"image": "image model", "ssp": "SSP"}  # the per-frame image model, and the same model with SSP
+STRIP_ROWS = 4  # frames shown in strip.png, evenly spaced over the clip
+STRIP_PANEL_WIDTH = 480  # px per panel in strip.png
 
 
 def _write_outputs(out: Path, clip: Clip, runs: dict, classes: ClassSet) -> None:
@@ -42,10 +46,25 @@ def _write_outputs(out: Path, clip: Clip, runs: dict, classes: ClassSet) -> None
             video.write(_titled(np.concatenate(panels, axis=1), tuple(MODELS.values())))
     finally:
         video.close()
+    _write_strip(out / "strip.png", clip, runs, classes)
+
+
+def _write_strip(path: Path, clip: Clip, runs: dict, classes: ClassSet) -> None:
+    """``STRIP_ROWS`` rows of frame | image model | SSP, evenly spaced over the clip, each row titled."""
+    picks = np.linspace(0, len(clip.images) - 1, min(STRIP_ROWS, len(clip.images))).round().astype(int)
+    rows = []
+    for i in picks:
+        image = clip.images[i]
+        panels = [image, *(overlay(image, runs[name]["masks"][i], classes) for name in MODELS)]
+        h, w = image.shape[:2]
+        size = (STRIP_PANEL_WIDTH, max(1, round(h * STRIP_PANEL_WIDTH / w)))
+        row = np.concatenate([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels], axis=1)
+        rows.append(_titled(row, (f"frame {i}", *MODELS.values())))
+    write_png(path, np.concatenate(rows, axis=0))
 
 
 def _titled(frame: np.ndarray, titles: tuple[str, ...]) -> np.ndarray:
-    w = frame.shape[1] // 2
+    w = frame.shape[1] // len(titles)
     for k, title in enumerate(titles):
         for colour, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
             cv2.putText(frame, title, (k * w + 10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, thickness, cv2.LINE_AA)
@@ -69,8 +88,28 @@ def _markdown(report: dict) -> str:
         f"weights {report['weights']}.", "",
         "mIoU, TC, flicker (share of stable-truth pixels whose prediction changes; lower is better) and VC_n in "
         "percent. TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
-        *rows, "", "Median latency per stage (ms):", "", *lat, "",
+        *rows, "", "Median latency per stage (ms):", "", *lat, "", *_registration_lines(report["models"]["ssp"]),
+        "`strip.png`: frame | image model | SSP at a few points of the clip.", "",
     ])
+
+
+def _registration_lines(ssp: dict) -> list[str]:
+    """The SSP pass's registration health as Markdown (see ``registration_health.py``)."""
+    reg = ssp["registration"]
+
+    def spread(stats: dict | None) -> str:
+        return "n/a" if stats is None else (f"median {stats['median']}, p10 {stats['p10']}, p90 {stats['p90']}, "
+                                            f"min {stats['min']}, max {stats['max']}")
+
+    def reasons(counts: dict) -> str:
+        return ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
+
+    return ["Registration (SSP pass):", "",
+            f"- registered {reg['registered']} frames, failed {reg['failed']} ({reasons(reg['failures'])})",
+            f"- inlier ratio: {spread(reg['inlier_ratio'])}",
+            f"- inliers: {spread(reg['inliers'])}",
+            f"- corner motion per frame (px, farthest corner): {spread(reg['corner_motion_px'])}",
+            f"- resets by reason: {reasons(reg['resets'])}", ""]
 
 
 def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:

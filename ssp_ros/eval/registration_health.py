@@ -1,0 +1,54 @@
+"""How registration went over one clip: inlier ratios, how far the frame corners moved, and resets by reason.
+
+On real video there is no ground truth to score registration against, so ``ssp demo`` reports what the
+registrar itself saw frame after frame: a steady inlier ratio and plausible corner motion mean SSP fused on
+good homographies; failures and resets say where it started over and why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ssp_ros.geometry import corner_shift
+from ssp_ros.registration import Registration
+
+
+def _stats(values: list[float], digits: int = 3) -> dict[str, float] | None:
+    if not values:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    return {"median": round(float(np.median(v)), digits), "p10": round(float(np.percentile(v, 10)), digits),
+            "p90": round(float(np.percentile(v, 90)), digits), "min": round(float(v.min()), digits),
+            "max": round(float(v.max()), digits)}
+
+
+class RegistrationLog:
+    """Collects each frame's registration (None with propagation off): distributions over the frames that
+    registered, failures counted by the registrar's reason."""
+
+    def __init__(self) -> None:
+        self.ratios: list[float] = []
+        self.inliers: list[float] = []
+        self.corner_motion_px: list[float] = []
+        self.failures: Counter[str] = Counter()
+
+    def add(self, registration: Registration | None, frame_size: tuple[int, int]) -> None:
+        """Record one frame's registration to the previous frame (``frame_size``: its H, W)."""
+        if registration is None:
+            return
+        if not registration.ok:  # the registrar says why, e.g. "first frame" or too few inliers
+            self.failures[registration.reason] += 1
+            return
+        self.ratios.append(registration.inlier_ratio)
+        self.inliers.append(float(registration.inliers))
+        self.corner_motion_px.append(corner_shift(registration.homography, np.eye(3), frame_size))
+
+    def summary(self, resets: Counter[str]) -> dict:
+        """Counts and distributions (inliers over the registered frames; corner motion: how far the homography
+        moves the farthest frame corner, px), with the pipeline's ``resets`` (reason → count) beside them."""
+        return {"registered": len(self.ratios), "failed": sum(self.failures.values()),
+                "failures": dict(self.failures.most_common()), "inlier_ratio": _stats(self.ratios),
+                "inliers": _stats(self.inliers, 1), "corner_motion_px": _stats(self.corner_motion_px, 2),
+                "resets": dict(resets.most_common())}
