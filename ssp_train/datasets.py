@@ -8,6 +8,11 @@ UAVid (Lyu et al., 2020), the official release plus the video frames of each seq
                                                     .jpg); only frame pairs need them (not part of the release:
                                                     extract them from the sequence's video)
 
+The split folder may also carry the name the official UAVid toolkit (github.com/YeLyuUT/UAVidToolKit) asks for
+after renaming: ``<root>/train`` and ``<root>/valid``. Only ``seq*`` folders are sequences, as in the toolkit
+(its own ``UAVidToolKit/`` folder may sit next to them). Label colours are the toolkit's; our class ids are not
+its train ids (``config/datasets/uavid.yaml``), so evaluate with it on colour PNGs.
+
 RuralScapes (Marcu et al., 2020), as the release unpacks (frames extracted from the 50 fps videos, manual labels
 every 50th frame)::
 
@@ -33,6 +38,7 @@ from ssp_train.labels import LabelEncoding
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 UAVID_SPLITS = ("train", "val")
+UAVID_TOOLKIT_SPLITS = {"train": "train", "val": "valid"}  # the split folders as the UAVid toolkit names them
 RURALSCAPES_SPLITS = {  # the authors' original split of the 20 videos
     "train": ("0043", "0044", "0045", "0046", "0047", "0050", "0053", "0085", "0093", "0097", "0101", "0114", "0118"),
     "test": ("0051", "0056", "0061", "0086", "0088", "0089", "0116"),
@@ -128,9 +134,12 @@ def uavid_sequences(root: Path, split: str) -> list[VideoSequence]:
                        "labels)")
     _require_dir(root, "UAVid root folder")
     split_dir = root / f"uavid_{split}"
-    _require_dir(split_dir, f"UAVid {split} split (expected {root}/uavid_{split}/seq*/Images, Labels)")
+    if not split_dir.is_dir() and (root / UAVID_TOOLKIT_SPLITS[split]).is_dir():
+        split_dir = root / UAVID_TOOLKIT_SPLITS[split]
+    _require_dir(split_dir, f"UAVid {split} split (expected {root}/uavid_{split}/seq*/Images, Labels, or "
+                 f"{root}/{UAVID_TOOLKIT_SPLITS[split]}/seq*/ as the UAVid toolkit names it)")
     sequences = []
-    for seq_dir in sorted((p for p in split_dir.iterdir() if p.is_dir()), key=_natural):
+    for seq_dir in sorted((p for p in split_dir.iterdir() if p.is_dir() and p.name.startswith("seq")), key=_natural):
         images_dir, labels_dir = seq_dir / "Images", seq_dir / "Labels"
         _require_dir(images_dir, "Images folder of a UAVid sequence")
         _require_dir(labels_dir, "Labels folder of a UAVid sequence")

@@ -1,6 +1,15 @@
 """Tests of the real data-set layouts (ssp_train.datasets), strict label decoding (ssp_train.labels) and the
 datasets over them (ssp_train.sources.VideoSource), on tiny fake trees with the real folder and file naming,
-built from synthetic frames so that registration between video frames works as on real video."""
+built from synthetic frames so that registration between video frames works as on real video.
+
+UAVid was checked against the official toolkit, github.com/YeLyuUT/UAVidToolKit at commit
+500a014d0745c2eb8273ddb9b0d3d3487ef7d2b9 (github.com/UAVid/UAVidToolKit is not in the index we could read):
+``colorTransformer.py`` (class names, colours, train ids), ``prepareTrainIdFiles.py`` and
+``writeImageLabelPathPairsToTxtFile.py`` (``<split>/seq*/Images`` and ``Labels`` with the same file names), and
+``README.md`` (the release's split folders renamed to ``train``, ``valid``, ``test``, the toolkit beside them).
+RuralScapes: the authors' github.com/alinamarcu/ruralscapes-nn (commit c29408daaaf23491da4fd3fbeabea8845e290967,
+``test_qualitative_evaluation.py``: ``CLASSES_BGR``) gives colours only; its folder layout is not in that repository.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +28,18 @@ from ssp_train.datasets import RURALSCAPES_SPLITS, index_dataset, label_encoding
 from ssp_train.labels import LabelDecoder
 
 UAVID = load_class_set("uavid")
+# The UAVid toolkit's colour table (colorTransformer.py at the commit above), in its train-id order, RGB, with
+# our name of each class.
+UAVID_TOOLKIT_COLOURS = (
+    ("clutter", (0, 0, 0)), ("building", (128, 0, 0)), ("road", (128, 64, 128)), ("static_car", (192, 0, 192)),
+    ("tree", (0, 128, 0)), ("low_vegetation", (128, 128, 0)), ("human", (64, 64, 0)), ("moving_car", (64, 0, 128)),
+)
+# RuralScapes' colours as the authors' ruralscapes-nn writes predictions (CLASSES_BGR, converted to RGB), by name.
+RURALSCAPES_AUTHOR_COLOURS = {
+    "land": (0, 255, 0), "forest": (0, 127, 0), "residential": (255, 255, 0), "haystack": (255, 127, 0),
+    "road": (255, 255, 255), "church": (255, 0, 255), "car": (127, 127, 127), "water": (0, 0, 255),
+    "sky": (0, 255, 255), "hill": (127, 127, 63), "person": (255, 0, 0), "fence": (127, 127, 0),
+}
 LABELLED = (10, 20, 30)  # labelled frame numbers in the fake sequences (UAVid labels every 100th frame)
 
 
@@ -33,11 +54,13 @@ def _write_grey(path: Path, grey: np.ndarray) -> None:
 
 
 def make_uavid(root: Path, frames, split: str = "train", sequences: int = 1, video_frames: bool = True,
-               vdd: bool = False) -> Path:
+               vdd: bool = False, split_folder: str | None = None) -> Path:
     """``root/uavid_<split>/seqN/{Images,Labels,Frames}`` from synthetic frames (labels in colour, or 1-based
-    ids for the VDD relabelling)."""
+    ids for the VDD relabelling), as the UAVid release unpacks; ``split_folder`` names the split's folder
+    otherwise (the toolkit's ``train``, ``valid``). Images and labels share file names, as the toolkit's
+    ``writeImageLabelPathPairsToTxtFile.py`` pairs them (``Images`` → ``Labels`` in the path)."""
     for n in range(1, sequences + 1):
-        seq = root / f"uavid_{split}" / f"seq{n}"
+        seq = root / (split_folder or f"uavid_{split}") / f"seq{n}"
         for k in LABELLED:
             _write_rgb(seq / "Images" / f"{k:06d}.png", frames[k].image)
             if vdd:
@@ -98,6 +121,42 @@ def test_uavid_layout_frames_labels_and_pairs(tmp_path, small_video):
         valid = warped != 255
         hits, total = hits + int((warped[valid] == small_video[k].labels[valid]).sum()), total + int(valid.sum())
     assert hits / total > 0.95
+
+
+def test_uavid_colours_are_the_toolkits(tmp_path):
+    """Every UAVid class has the toolkit's colour (colorTransformer.py); our ids are our own order, so a label
+    PNG the toolkit would encode as train id t decodes to the class the toolkit names t."""
+    assert {name: UAVID.colors[UAVID.index(name)] for name, _ in UAVID_TOOLKIT_COLOURS} == dict(UAVID_TOOLKIT_COLOURS)
+    assert UAVID.num_classes == len(UAVID_TOOLKIT_COLOURS)
+    train_ids = np.arange(64, dtype=np.uint8).reshape(8, 8) % 8  # every toolkit train id
+    colours = np.array([c for _, c in UAVID_TOOLKIT_COLOURS], np.uint8)
+    path = tmp_path / "000000.png"
+    _write_rgb(path, colours[train_ids])
+    ours = LabelDecoder(UAVID, "color")(path)
+    expected = np.array([UAVID.index(name) for name, _ in UAVID_TOOLKIT_COLOURS], np.uint8)[train_ids]
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_uavid_toolkit_layout(tmp_path, small_video):
+    """The toolkit's README renames the release's split folders to train / valid / test and clones the toolkit
+    beside them; its scripts take only ``seq*`` folders as sequences."""
+    root = make_uavid(tmp_path / "uavid", small_video, split="val", split_folder="valid", video_frames=False)
+    (root / "UAVidToolKit").mkdir()
+    (root / "valid" / "tooltest").mkdir()  # not a sequence: the toolkit ignores it, so do we
+    sequences = index_dataset("uavid", root, "val")
+    assert [s.name for s in sequences] == ["valid/seq1"] and [i.frame for i in sequences[0].labelled] == [10, 20, 30]
+    source = video_source(_cfg(root, split="val"))
+    np.testing.assert_array_equal(source.labels(0, 20), small_video[20].labels)
+    make_uavid(root, small_video, split="val", video_frames=False)  # both: the release's name wins
+    assert [s.name for s in index_dataset("uavid", root, "val")] == ["uavid_val/seq1"]
+    with pytest.raises(SspError, match=r"UAVid train split \(expected .*uavid_train/seq\*/Images, Labels, or "
+                                       r".*/train/seq\*/ as the UAVid toolkit names it\)"):
+        index_dataset("uavid", root, "train")
+
+
+def test_ruralscapes_colours_are_the_authors():
+    classes = load_class_set("ruralscapes")
+    assert {name: classes.colors[classes.index(name)] for name in classes.names} == RURALSCAPES_AUTHOR_COLOURS
 
 
 def test_uavid_vdd_relabelling_reads_1_based_ids(tmp_path, small_video):
