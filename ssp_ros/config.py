@@ -107,6 +107,8 @@ class ModelConfig:
     weights: str | None = setting(None, "whole model (.safetensors/.pt); None = untrained (config/ssp.yaml: the "
                                   "shipped one)")
     backbone_weights: str | None = setting(None, "optional local timm/SAM2 backbone checkpoint")
+    pretrained: bool = setting(False, "without weights or backbone_weights: let timm download the backbone's "
+                               "pretrained weights (needs the network; offline: an error naming the file to get)")
 
     def __post_init__(self) -> None:
         h, w = self.input_size

@@ -58,13 +58,36 @@ def _to_timm_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
+def pretrained_source(name: str) -> str:
+    """Where timm gets ``name``'s pretrained weights: a Hugging Face model page, else the checkpoint's URL."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.hf_hub_id:
+        return f"model.safetensors of https://huggingface.co/{cfg.hf_hub_id}"
+    if cfg is not None and cfg.url:
+        return cfg.url
+    return f"timm's pretrained weights of '{name}'"
+
+
+def _create(name: str, pretrained: bool, out_indices: tuple[int, ...]) -> nn.Module:
+    """timm's feature extractor; with ``pretrained``, a failed download (offline) is one ``SspError``."""
+    try:
+        return timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=out_indices)
+    except OSError as err:  # huggingface_hub's LocalEntryNotFoundError and urllib's URLError are OSErrors
+        if not pretrained:
+            raise
+        raise SspError(f"backbone '{name}': model.pretrained is set but its weights cannot be downloaded "
+                       f"({type(err).__name__}); download {pretrained_source(name)} and set "
+                       "model.backbone_weights to the file's local path") from None
+
+
 class Backbone(nn.Module):
     """A timm feature extractor returning four maps, at strides ``reductions`` with widths ``channels``.
 
+    ``pretrained`` lets timm download its pretrained weights (``model.pretrained``; default off: no network).
     ``forward(x)``: N×3×H×W normalised image → list of 4 tensors N×channels[i]×H/reductions[i]×W/reductions[i].
     """
 
-    def __init__(self, name: str, checkpoint: str | Path | None = None) -> None:
+    def __init__(self, name: str, checkpoint: str | Path | None = None, pretrained: bool = False) -> None:
         super().__init__()
         self.name = name
         try:
@@ -76,7 +99,7 @@ class Backbone(nn.Module):
             raise SspError(f"unknown timm backbone '{name}' (see timm.list_models())") from None
         levels = _pick_levels(name, probe.feature_info.reduction())
         out_indices = tuple(probe.feature_info.out_indices[i] for i in levels)
-        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
+        self.body = _create(name, pretrained, out_indices)
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         if self.reductions != list(REDUCTIONS):  # timm kept other levels than asked: refuse rather than mis-wire

@@ -2,7 +2,8 @@
 
 The input normalisation comes from timm's pretrained config of the backbone (what its checkpoints were
 trained with). ``cfg.weights`` (the whole model) is loaded when set and makes ``cfg.backbone_weights``
-redundant; otherwise ``cfg.backbone_weights`` initialises the backbone.
+redundant; otherwise ``cfg.backbone_weights`` initialises the backbone, or, without it, timm's pretrained
+weights when ``cfg.pretrained`` (downloaded; offline an error says which file to get).
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ def normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg.mean or IMAGENET_MEAN), tuple(cfg.std or IMAGENET_STD)
 
 
-def _segmenter(cfg: ModelConfig, num_classes: int, backbone_checkpoint: str | None) -> Segmenter:
+def _segmenter(cfg: ModelConfig, num_classes: int, with_weights: bool) -> Segmenter:
+    """The image model; its backbone initialised from ``cfg`` unless ``cfg.weights`` will overwrite it."""
     mean, std = normalisation(cfg.backbone)
-    return Segmenter(cfg.backbone, num_classes, cfg.decoder_channels, mean, std, backbone_checkpoint)
+    init = with_weights and cfg.weights is None
+    checkpoint = cfg.backbone_weights if init else None
+    pretrained = init and checkpoint is None and cfg.pretrained
+    return Segmenter(cfg.backbone, num_classes, cfg.decoder_channels, mean, std, checkpoint, pretrained)
 
 
 def build_segmenter(cfg: ModelConfig, num_classes: int, with_weights: bool = True) -> Segmenter:
     """The image model of ``cfg``; with ``with_weights``, ``cfg.weights`` / ``cfg.backbone_weights`` loaded."""
-    load_whole = with_weights and cfg.weights is not None
-    model = _segmenter(cfg, num_classes, cfg.backbone_weights if with_weights and not load_whole else None)
-    if load_whole:
+    model = _segmenter(cfg, num_classes, with_weights)
+    if with_weights and cfg.weights is not None:
         load_weights(model, cfg.weights)
     return model
 
@@ -59,7 +63,7 @@ def build_ssp(cfg: ModelConfig, num_classes: int, with_weights: bool = True, sim
         if meta.get("kind") == "ssp":
             similarity = meta.get("similarity", "learned")
             similarity_inputs = tuple(meta.get("similarity_inputs", ()))
-    segmenter = _segmenter(cfg, num_classes, cfg.backbone_weights if with_weights and not load_whole else None)
+    segmenter = _segmenter(cfg, num_classes, with_weights)
     model = SSP(segmenter, build_similarity(similarity, segmenter.feature_channels, similarity_inputs))
     if load_whole:
         load_weights(model, cfg.weights)

@@ -34,14 +34,14 @@ class Segmenter(nn.Module):
 
     def __init__(self, backbone_name: str, num_classes: int, decoder_channels: int,
                  mean: tuple[float, float, float], std: tuple[float, float, float],
-                 backbone_checkpoint: str | Path | None = None) -> None:
+                 backbone_checkpoint: str | Path | None = None, backbone_pretrained: bool = False) -> None:
         super().__init__()
         if num_classes < 1:
             raise SspError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone_name = backbone_name
         self.num_classes = num_classes
         self.decoder_channels = decoder_channels
-        self.backbone = Backbone(backbone_name, backbone_checkpoint)
+        self.backbone = Backbone(backbone_name, backbone_checkpoint, backbone_pretrained)
         self.head = UPerHead(self.backbone.channels, decoder_channels, num_classes)
         # (x/255 − mean)/std folded into one affine map of the raw pixels; saved with the weights
         self.register_buffer("pixel_mean", 255.0 * torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
