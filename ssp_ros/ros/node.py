@@ -31,11 +31,10 @@ from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.ros.diagnostics import StreamMonitor
-from ssp_ros.ros.stream import PIPELINE_ERROR, FrameSlot, StreamOutput, StreamProcessor
+from ssp_ros.ros.stream import OUTPUTS, PIPELINE_ERROR, FrameSlot, StreamOutput, StreamProcessor
 from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, Transport
 
 NODE_NAME = "ssp"
-OUTPUTS = ("mask", "overlay", "confidence")
 IMAGE, COMPRESSED_IMAGE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -62,7 +61,7 @@ class SegmentationNode:
             self._close_backend()
             raise
         self.slot: FrameSlot[Any] = FrameSlot()
-        names = OUTPUTS + (("similarity",) if cfg.node.publish_similarity else ())
+        names = [name for name in OUTPUTS if name != "similarity" or cfg.node.publish_similarity]
         self.publishers: dict[str, Any] = {}
         self.diagnostics: Any = None
         try:  # a bad QoS override fails one publisher: the ones made before it go too
