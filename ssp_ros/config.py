@@ -202,6 +202,10 @@ class NodeConfig:
         check_bounds(self)
 
 
+MAX_PITCH_DEG = 75.0  # forward pitch of the synthetic camera from nadir
+MAX_VIEW_DEG = 80.0  # pitch + wobble: the optical axis stays 10° below the horizon
+
+
 @dataclass
 class CameraMotion:
     """How the synthetic drone flies: a pinhole camera over a flat world."""
@@ -215,11 +219,40 @@ class CameraMotion:
     turn_rate_dps: float = setting(12.0, "max heading change rate of the flight path (deg/s)", Bounds(0.0, 90.0))
     yaw_offset_deg: float = setting(25.0, "camera yaw swings up to this much around the flight heading (deg)",
                                     Bounds(0.0, 180.0))
-    tilt_deg: float = setting(6.0, "max pitch/roll away from nadir (deg; mild perspective)", Bounds(0.0, 20.0))
+    tilt_deg: float = setting(6.0, "max pitch/roll wobble around the mean view (deg; mild perspective)",
+                              Bounds(0.0, 20.0))
+    pitch_deg: tuple[float, float] = setting((0.0, 0.0), "the camera looks forward, this far from nadir (deg): "
+                                             "oscillates in this range; 0 = nadir, 90 - hfov/2·h/w ≈ horizon")
+    pitch_period_s: float = setting(20.0, "one swing of the forward pitch through its range (s)",
+                                    Bounds(0.0, open_low=True))
 
     def __post_init__(self) -> None:
         check_pair(self.altitude_m, "altitude_m", 5.0, 500.0)
+        check_pair(self.pitch_deg, "pitch_deg", 0.0, MAX_PITCH_DEG)
         check_bounds(self)
+        require(self.pitch_deg[1] + self.tilt_deg <= MAX_VIEW_DEG, "tilt_deg",
+                f"pitch_deg max {self.pitch_deg[1]:g} + tilt_deg {self.tilt_deg:g} must stay <= {MAX_VIEW_DEG:g}° "
+                "from nadir (the optical axis must see the ground)")
+
+
+@dataclass
+class Atmosphere:
+    """Haze and sky of the synthetic world: what an oblique camera sees towards the horizon."""
+
+    visibility_m: float = setting(0.0, "meteorological visibility (m): ground this far away keeps 2 % of its "
+                                  "contrast (Koschmieder); 0 = clear air", Bounds(0.0))
+    airlight_rgb: tuple[float, float, float] = setting((206.0, 214.0, 222.0), "colour of the haze, and of the sky "
+                                                        "at the horizon (RGB 0..255)")
+    zenith_rgb: tuple[float, float, float] = setting((92.0, 140.0, 205.0), "colour of the sky high above the "
+                                                      "horizon (RGB 0..255)")
+    cloud_cover: float = setting(0.3, "share of the sky covered by clouds", Bounds(0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        for key in ("airlight_rgb", "zenith_rgb"):
+            value = getattr(self, key)
+            require(len(value) == 3 and all(0.0 <= c <= 255.0 for c in value), key,
+                    f"expected three values in [0, 255], got {list(value)}")
 
 
 @dataclass
@@ -274,6 +307,7 @@ class SyntheticConfig:
     camera: CameraMotion = field(default_factory=CameraMotion)
     world: WorldLayout = field(default_factory=WorldLayout)
     nuisances: Nuisances = field(default_factory=Nuisances)
+    atmosphere: Atmosphere = field(default_factory=Atmosphere)
 
     def __post_init__(self) -> None:
         check_bounds(self)

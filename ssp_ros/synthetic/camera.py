@@ -2,7 +2,9 @@
 
 World frame: X along world-texture u, Y along v (metres), Z = X × Y pointing into the ground, so the
 camera flies at Z = −altitude. A nadir camera with yaw ψ has axes x = (cos ψ, sin ψ, 0),
-y = (−sin ψ, cos ψ, 0), z = (0, 0, 1); pitch and roll tilt it away from nadir.
+y = (−sin ψ, cos ψ, 0), z = (0, 0, 1); pitch and roll tilt it away from nadir. The flight heads towards
+the image top, and a forward pitch (``CameraMotion.pitch_deg``) turns the view that way, up to the horizon:
+a pitch of −θ puts the optical axis θ from nadir, ahead of the drone.
 For ground points (X, Y, 0): p ~ K [r1 r2 t] (X, Y, 1)ᵀ with t = −R·C, so world pixels map to image
 pixels by ``K [r1 r2 t] diag(gsd, gsd, 1)``. Pixel centres are at integer coordinates (OpenCV).
 """
@@ -49,14 +51,40 @@ def world_to_image(pose: CameraPose, k: np.ndarray, gsd_m: float) -> np.ndarray:
     r = rotation_world_to_camera(pose)
     t = -r @ np.array([pose.x, pose.y, -pose.altitude])
     h = k @ np.column_stack([r[:, 0], r[:, 1], t]) @ np.diag([gsd_m, gsd_m, 1.0])
-    return h / h[2, 2]
+    return h / np.linalg.norm(h)  # not by h[2, 2]: that is the world origin's depth, 0 where it is on the horizon
+
+
+def ground_depth(pose: CameraPose, points_px: np.ndarray, gsd_m: float) -> np.ndarray:
+    """Depth along the optical axis (m) of N×2 ground points given in world pixels; ≤ 0 behind the camera."""
+    r = rotation_world_to_camera(pose)
+    offset = np.column_stack([points_px * gsd_m - [pose.x, pose.y], np.full(len(points_px), pose.altitude)])
+    return offset @ r[2]
+
+
+def sky_to_image(pose: CameraPose, k: np.ndarray) -> np.ndarray:
+    """3×3 homography from world directions to image pixels: how a point at infinity (the sky) is seen."""
+    return k @ rotation_world_to_camera(pose)
+
+
+def camera_rays(k: np.ndarray, height: int, width: int) -> np.ndarray:
+    """H×W×3 float64 viewing directions of the pixel centres in the camera frame (z = 1)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    return np.stack([(xs - k[0, 2]) / k[0, 0], (ys - k[1, 2]) / k[1, 1], np.ones_like(xs)], axis=-1)
+
+
+NEAR_RAY_DEG = 60.0  # the ground seen by rays steeper than this stays inside the world (see footprint_radius_m)
 
 
 def footprint_radius_m(motion: CameraMotion, width: int, height: int) -> float:
-    """Radius of a ground disc that always contains the camera's view (highest altitude, full tilt)."""
+    """Radius of a ground disc that always contains the near part of the camera's view.
+
+    The near part is the ground seen by rays within NEAR_RAY_DEG of nadir, at the highest altitude and the
+    full tilt. An oblique camera also sees ground out to the horizon; beyond the world's edge that is the
+    world mirrored (``cv2.BORDER_REFLECT``: seamless), far, hazed and filtered, so it needs no world of its own.
+    """
     half_diag = np.tan(np.radians(motion.hfov_deg) / 2.0) * np.hypot(1.0, height / width)
-    tilt = np.radians(motion.tilt_deg)
-    return motion.altitude_m[1] * float(np.tan(np.arctan(half_diag) + tilt)) + 2.0
+    view = np.arctan(half_diag) + np.radians(motion.pitch_deg[1] + motion.tilt_deg)
+    return motion.altitude_m[1] * float(np.tan(min(view, np.radians(NEAR_RAY_DEG)))) + 2.0
 
 
 class _Wave:
@@ -88,16 +116,18 @@ def fly(motion: CameraMotion, world_size_m: float, width: int, height: int, fps:
     heading = rng.uniform(-np.pi, np.pi)
     speed_wave, turn_wave, yaw_wave = _Wave(rng, (4.0, 12.0)), _Wave(rng, (5.0, 20.0)), _Wave(rng, (6.0, 18.0))
     pitch_wave, roll_wave = _Wave(rng, (3.0, 9.0)), _Wave(rng, (3.0, 9.0))
-    alt_phase = rng.uniform(0, 2 * np.pi)
+    alt_phase, forward_phase = rng.uniform(0, 2 * np.pi, 2)
     alt_mid, alt_amp = np.mean(motion.altitude_m), (motion.altitude_m[1] - motion.altitude_m[0]) / 2.0
+    forward_mid, forward_amp = np.radians(np.mean(motion.pitch_deg)), np.radians(np.ptp(motion.pitch_deg) / 2.0)
     poses = []
     for step in range(steps):
         t = step * dt
         altitude = alt_mid + alt_amp * np.sin(2 * np.pi * t / motion.altitude_period_s + alt_phase)
+        forward = forward_mid + forward_amp * np.sin(2 * np.pi * t / motion.pitch_period_s + forward_phase)
         poses.append(CameraPose(
             x=float(pos[0]), y=float(pos[1]), altitude=float(altitude),
             yaw=float(heading + np.pi / 2 + np.radians(motion.yaw_offset_deg) * yaw_wave(t)),
-            pitch=float(np.radians(motion.tilt_deg) * pitch_wave(t)),
+            pitch=float(-forward + np.radians(motion.tilt_deg) * pitch_wave(t)),  # negative: towards image top
             roll=float(np.radians(motion.tilt_deg) * roll_wave(t)),
         ))
         rate = np.radians(motion.turn_rate_dps) * turn_wave(t)

@@ -1,10 +1,16 @@
 """Synthetic drone video: frames, labels and exact forward optical flow, deterministic per seed.
 
-Each frame is the world seen through the camera homography, with the movers drawn on top and the
-camera nuisances applied. The flow of frame k → k+1 is exact: background pixels move with
-``H_{k+1}·H_k⁻¹`` and a mover's pixels with ``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose).
-A pixel's flow is valid when it lands inside frame k+1 on the same surface (background or the same
-mover), so occlusions by movers and out-of-view pixels are excluded.
+Each frame is the world seen through the camera homography, read with mip-mapped, anisotropic filtering
+(``sampling.py``) so that far ground does not alias, with the movers drawn on top, the haze and the sky
+(``atmosphere.py``) and the camera nuisances applied. Pixels whose ray never meets the ground are sky,
+labelled clutter as UAVid does.
+
+The flow of frame k → k+1 is exact: ground pixels move with ``H_{k+1}·H_k⁻¹``, a mover's pixels with
+``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose), and sky pixels with the camera's rotation alone,
+``K·R_{k+1}·R_kᵀ·K⁻¹``: the sky is drawn at infinity, so that is its true motion (our choice over marking
+it invalid: a segmenter's sky must stay sky, and this measures it). A pixel's flow is valid when it
+lands inside frame k+1 on the same surface (ground, sky or the same mover), so occlusions by movers and
+out-of-view pixels are excluded.
 """
 
 from __future__ import annotations
@@ -17,11 +23,26 @@ import numpy as np
 
 from ssp_ros.config import SyntheticConfig
 from ssp_ros.errors import ConfigError
-from ssp_ros.synthetic.camera import fly, footprint_radius_m, intrinsics, world_to_image
+from ssp_ros.synthetic import labels as L
+from ssp_ros.synthetic.atmosphere import AtmosphereModel
+from ssp_ros.synthetic.camera import (
+    camera_rays,
+    fly,
+    footprint_radius_m,
+    ground_depth,
+    intrinsics,
+    rotation_world_to_camera,
+    sky_to_image,
+    world_to_image,
+)
 from ssp_ros.synthetic.movers import Mover, spawn_movers
 from ssp_ros.synthetic.nuisances import NuisanceModel
+from ssp_ros.synthetic.sampling import MipMap, fold_reflect, homography_jacobian
 from ssp_ros.synthetic.textures import fill_polygon
 from ssp_ros.synthetic.world import World, build_world
+
+SKY_ID = np.iinfo(np.uint16).max  # the sky in a frame's surface-id map (0 ground, i + 1 mover i)
+MIN_GROUND_SINE = 1e-3  # a ray this close to the horizon (sine of its angle below it) counts as sky
 
 
 @dataclass
@@ -44,8 +65,9 @@ class _Render:
 
     image: np.ndarray
     labels: np.ndarray
-    ids: np.ndarray  # H×W uint16: 0 background, i + 1 for mover i
+    ids: np.ndarray  # H×W uint16: 0 ground, i + 1 for mover i, SKY_ID for the sky
     h: np.ndarray
+    sky_h: np.ndarray  # world directions → image pixels (K·R)
     poses: dict[int, np.ndarray]  # mover id → pose (local metres → world px), every mover
     boxes: dict[int, tuple[slice, slice]]  # mover id → image bounding box, movers in view only
 
@@ -78,9 +100,11 @@ class SyntheticVideo:
                               f"needs >= {needed:.0f} m")
         self.cfg, self.frames, self.seed = cfg, frames, seed
         # One stream per concern, so that e.g. asking for more frames does not change the first ones.
-        seeds = np.random.SeedSequence(seed).spawn(5)
-        world_seed, drop_seed, flight_seed, self._mover_seed, self._nuisance_seed = seeds
+        seeds = np.random.SeedSequence(seed).spawn(6)
+        world_seed, drop_seed, flight_seed, self._mover_seed, self._nuisance_seed, sky_seed = seeds
         self.world: World = build_world(cfg.world, np.random.default_rng(world_seed))
+        self._mip = MipMap(self.world.rgb)
+        self.atmosphere = AtmosphereModel(cfg.atmosphere, np.random.default_rng(sky_seed))
         drops = np.random.default_rng(drop_seed).random(frames - 1) < cfg.nuisances.drop_prob
         self.steps = np.concatenate([[0], np.cumsum(np.where(drops, 2, 1))]).astype(int)
         self.poses = fly(cfg.camera, cfg.world.size_m, cfg.width, cfg.height, cfg.fps, int(self.steps[-1]) + 1,
@@ -88,6 +112,7 @@ class SyntheticVideo:
         self.k = intrinsics(cfg.width, cfg.height, cfg.camera.hfov_deg)
         ys, xs = np.mgrid[0 : cfg.height, 0 : cfg.width].astype(np.float64)
         self._grid = np.stack([xs, ys], axis=-1)
+        self._rays = camera_rays(self.k, cfg.height, cfg.width)
 
     def __len__(self) -> int:
         return self.frames
@@ -120,18 +145,30 @@ class SyntheticVideo:
             current = nxt
 
     def _render(self, index: int, movers: list[Mover]) -> _Render:
-        """Draw frame ``index``: warp the world, then draw the movers in view with their class and id."""
+        """Draw frame ``index``: the filtered ground, the movers in view with their class and id, haze, sky."""
         cfg, world = self.cfg, self.world
-        h = world_to_image(self.poses[self.steps[index]], self.k, world.gsd_m)
-        size = (cfg.width, cfg.height)
-        image = cv2.warpPerspective(world.rgb, h, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        labels = cv2.warpPerspective(world.labels, h, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
-        ids = np.zeros(labels.shape, np.uint16)
+        pose = self.poses[self.steps[index]]
+        h = world_to_image(pose, self.k, world.gsd_m)
+        rays = self._rays @ rotation_world_to_camera(pose)  # world directions (Rᵀ·d for each pixel's d)
+        lengths = np.linalg.norm(rays, axis=-1)
+        ground = rays[..., 2] > MIN_GROUND_SINE * lengths
+        u, v, jac = homography_jacobian(np.linalg.inv(h), self._grid)
+        u, v = np.where(ground, u, 0.0), np.where(ground, v, 0.0)
+        jac[~ground] = np.eye(2)
+        image = self._mip.sample(u, v, jac)
+        n = world.size_px
+        labels = cv2.remap(world.labels, fold_reflect(u, n), fold_reflect(v, n), cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_REFLECT)
+        labels[~ground] = L.CLUTTER
+        ids = np.where(ground, 0, SKY_ID).astype(np.uint16)
         poses, boxes = {}, {}
         px_per_m = 1.0 / world.gsd_m
         for i, mover in enumerate(movers):
-            pose = poses[i + 1] = mover.pose(px_per_m)
-            to_image = h @ pose
+            pose_i = poses[i + 1] = mover.pose(px_per_m)
+            to_image = h @ pose_i
+            corners = apply_homography(pose_i, mover.parts[0].polygon)
+            if np.any(ground_depth(pose, corners, world.gsd_m) <= 1.0):
+                continue  # behind the camera (an oblique view): not in the image
             outline = apply_homography(to_image, mover.parts[0].polygon)
             x0, y0 = np.floor(outline.min(axis=0)).astype(int) - 1
             x1, y1 = np.ceil(outline.max(axis=0)).astype(int) + 2
@@ -144,7 +181,12 @@ class SyntheticVideo:
                     fill_polygon(labels, points, mover.label)
                     fill_polygon(ids, points, i + 1)
             boxes[i + 1] = (slice(max(y0, 0), min(y1, cfg.height)), slice(max(x0, 0), min(x1, cfg.width)))
-        return _Render(image=image, labels=labels, ids=ids, h=h, poses=poses, boxes=boxes)
+        distance = pose.altitude * lengths[ground] / rays[..., 2][ground]
+        image[ground] = self.atmosphere.haze(image[ground], distance)
+        image[~ground] = self.atmosphere.sky(rays[~ground])
+        rgb = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+        return _Render(image=rgb, labels=labels, ids=ids, h=h, sky_h=sky_to_image(pose, self.k), poses=poses,
+                       boxes=boxes)
 
     def _exact_flow(self, cur: _Render, nxt: _Render) -> tuple[np.ndarray, np.ndarray]:
         """Forward flow cur → nxt (H×W×2 float32) and its validity (H×W bool)."""
@@ -158,6 +200,9 @@ class SyntheticVideo:
             motion = nxt.h @ nxt.poses[mover_id] @ np.linalg.inv(cur.poses[mover_id]) @ inv_h
             box = target[ys, xs]
             box[sel] = apply_homography(motion, self._grid[ys, xs][sel])
+        sky = cur.ids == SKY_ID
+        if sky.any():
+            target[sky] = apply_homography(nxt.sky_h @ np.linalg.inv(cur.sky_h), self._grid[sky])
         flow = (target - self._grid).astype(np.float32)
         col, row = np.round(target[..., 0]).astype(np.int64), np.round(target[..., 1]).astype(np.int64)
         valid = (col >= 0) & (col < cfg.width) & (row >= 0) & (row < cfg.height)
