@@ -138,6 +138,8 @@ class RegistrationConfig:
                                       Bounds(0.0, 1.0), live=True)
     max_scale_change: float = setting(1.5, "per-frame zoom beyond this factor (or below its inverse) -> "
                                       "registration failed", Bounds(1.0, 10.0, open_low=True), live=True)
+    ignore_sky: bool = setting(True, "no keypoints in the sky band of oblique views (found from the image: "
+                               "ssp_ros/sky_band.py): the sky does not move with the ground")
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -246,6 +248,8 @@ class Atmosphere:
     zenith_rgb: tuple[float, float, float] = setting((92.0, 140.0, 205.0), "colour of the sky high above the "
                                                       "horizon (RGB 0..255)")
     cloud_cover: float = setting(0.3, "share of the sky covered by clouds", Bounds(0.0, 1.0))
+    sky_texture: float = setting(0.0, "contrast of fine detail in the sky (grey levels; 0 = soft clouds only): broken "
+                                 "cloud or a skyline, the stress case for registration", Bounds(0.0, 128.0))
 
     def __post_init__(self) -> None:
         check_bounds(self)

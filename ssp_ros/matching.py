@@ -74,13 +74,15 @@ class Detector:
         self.fast_threshold = value
         self.impl.setFastThreshold(value)
 
-    def detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        keypoints, descriptors = self.impl.detectAndCompute(grey, None)
+    def detect(self, grey: np.ndarray,
+               mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Keypoints of a uint8 grey image where ``mask`` (uint8, same size; None = everywhere) is non-zero."""
+        keypoints, descriptors = self.impl.detectAndCompute(grey, mask)
         if self.is_orb:  # adapt the FAST threshold to the texture of the stream (see ORB_FAST_THRESHOLD)
             n, t = len(keypoints), self.fast_threshold
             if n < self.max_features // 4 and t > ORB_FAST_THRESHOLD_MIN:  # textureless: retry now
                 self._set_fast_threshold(ORB_FAST_THRESHOLD_MIN)
-                keypoints, descriptors = self.impl.detectAndCompute(grey, None)
+                keypoints, descriptors = self.impl.detectAndCompute(grey, mask)
             elif n < self.max_features // 2 and t > ORB_FAST_THRESHOLD_MIN:
                 self._set_fast_threshold(max(ORB_FAST_THRESHOLD_MIN, t - ORB_FAST_STEP))
             elif n >= self.max_features and t < ORB_FAST_THRESHOLD:

@@ -9,7 +9,9 @@ How ``H`` is found, per frame, at modest cost:
 
 1. The RGB frame is turned into a grey image downscaled to ``cfg.work_width`` (never upscaled).
 2. Keypoints + descriptors are detected once per frame (ORB by default; SIFT; AKAZE where the OpenCV
-   build has it). :class:`FrameRegistrar` caches them, so each frame is detected exactly once.
+   build has it), outside the sky band of an oblique view (``sky_band.py``; ``cfg.ignore_sky``), so the
+   homography and the quality gate see the ground only. :class:`FrameRegistrar` caches them, so each
+   frame is detected exactly once.
 3. Matching is k = 2 nearest neighbours + Lowe's ratio test. For binary descriptors (ORB) it runs
    coarse to fine: a few hundred strong keypoints spread over each frame are matched exhaustively and
    fitted robustly with an affine model, then every keypoint is matched only against the keypoints of
@@ -52,6 +54,7 @@ from ssp_ros.geometry import (
     work_size,
 )
 from ssp_ros.matching import Detector, grey_work_image, guided_match, knn_ratio_match, spread_strongest
+from ssp_ros.sky_band import ground_mask
 
 __all__ = ["FrameFeatures", "FrameRegistrar", "Registration", "estimate_homography"]
 
@@ -68,7 +71,8 @@ SUBPIXEL_MAX_DEFORMATION = 0.05  # |J - I| above this: warp the previous image f
 # Keypoints sit on the work image's pixel grid, so true matches scatter by ~0.5 work px: an inlier
 # threshold below this many work pixels (a small work_width) would throw good matches away.
 MIN_THRESHOLD_WORK_PX = 1.0
-DETECTION_KEYS = ("enabled", "detector", "max_features", "work_width")  # config keys the keypoints depend on
+# config keys the keypoints depend on
+DETECTION_KEYS = ("enabled", "detector", "max_features", "work_width", "ignore_sky")
 
 
 @dataclass(frozen=True)
@@ -233,7 +237,8 @@ class FrameRegistrar:
         height, width = frame_rgb.shape[:2]
         small = work_size(height, width, self.cfg.work_width)
         grey = grey_work_image(frame_rgb, small)
-        points, descriptors, responses = self._detector.detect(grey)
+        mask = ground_mask(frame_rgb, small) if self.cfg.ignore_sky else None
+        points, descriptors, responses = self._detector.detect(grey, mask)
         coarse = spread_strongest(points, responses, small, COARSE_KEYPOINTS)
         to_work = resize_homography(small[1] / width, small[0] / height)
         return FrameFeatures((height, width), small, grey, to_work, points, descriptors, coarse)

@@ -37,6 +37,8 @@ class DataConfig:
     split: str = "train"  # real data sets: uavid train|val, ruralscapes train|test
     scenario: str | None = None  # synthetic: scenario YAML (path, or a name in config/scenarios/); None = `synthetic`
     synthetic: SyntheticConfig | None = None  # synthetic: inline scenario (keys of SyntheticConfig); None = default
+    scenarios: tuple[str, ...] = ()  # synthetic: a mix of scenario files instead of one: the sequences are dealt
+    # over them in turn (sequence i gets scenarios[i % n]) and validation runs val_frames of each
     frame_size: tuple[int, int] | None = (384, 640)  # (H, W): synthetic frames are generated at it, real frames
     # resized to it (paper, UAVid: 1080×1920); None keeps the scenario's / the files' size
     sequences: int = 6  # synthetic: training sequences, one world and flight each
@@ -65,6 +67,11 @@ class DataConfig:
                 "(evaluate on the real validation split afterwards)")
         require(self.scenario is None or self.synthetic is None, "scenario",
                  "set either 'scenario' (a file) or 'synthetic' (inline), not both")
+        require(not self.scenarios or (synthetic and self.scenario is None and self.synthetic is None), "scenarios",
+                "a mix of scenario files replaces 'scenario' and 'synthetic' (set one of the three), and needs "
+                "source 'synthetic'")
+        require(len(self.scenarios) <= self.sequences, "scenarios",
+                f"{len(self.scenarios)} scenarios need at least as many sequences (got {self.sequences})")
         require(self.flow == "dis" or self.flow_weights is not None, "flow_weights",
                 f"flow '{self.flow}' needs a local weights file (no downloads at run time)")
         if self.frame_size is not None:
@@ -87,14 +94,28 @@ class DataConfig:
         return list(range(self.first_seed, self.first_seed + self.sequences))
 
     def resolve_scenario(self) -> SyntheticConfig:
-        """The scenario the frames are generated from: file or inline or default, with ``frame_size`` applied."""
-        if self.scenario is not None:
-            cfg = load_section(SyntheticConfig, resolve_resource(self.scenario, "config/scenarios"))
+        """The scenario the frames are generated from: file or inline or default (the first of a mix), with
+        ``frame_size`` applied."""
+        return self.resolve_scenarios()[0][1]
+
+    def resolve_scenarios(self) -> list[tuple[str, SyntheticConfig]]:
+        """(name, scenario) of each scenario the frames come from, with ``frame_size`` applied: the mix, or one."""
+        if self.scenarios:
+            found = [(Path(name).stem, load_section(SyntheticConfig, resolve_resource(name, "config/scenarios")))
+                     for name in self.scenarios]
+        elif self.scenario is not None:
+            found = [(Path(self.scenario).stem,
+                      load_section(SyntheticConfig, resolve_resource(self.scenario, "config/scenarios")))]
         else:
-            cfg = self.synthetic or SyntheticConfig()
+            found = [("inline" if self.synthetic else "default", self.synthetic or SyntheticConfig())]
         if self.frame_size is not None:
-            cfg = replace(cfg, height=self.frame_size[0], width=self.frame_size[1])
-        return cfg
+            found = [(name, replace(cfg, height=self.frame_size[0], width=self.frame_size[1])) for name, cfg in found]
+        return found
+
+    def sequence_plan(self) -> list[tuple[SyntheticConfig, int]]:
+        """(scenario, seed) of each training sequence: seeds in order, scenarios dealt in turn."""
+        scenarios = [cfg for _, cfg in self.resolve_scenarios()]
+        return [(scenarios[i % len(scenarios)], seed) for i, seed in enumerate(self.seeds())]
 
 
 @dataclass

@@ -23,12 +23,14 @@ _CACHE: dict[str, Sequence] = {}
 def generate_sequence(scenario: SyntheticConfig, frames: int, seed: int, keep_flow: bool = False) -> Sequence:
     """The frames of ``SyntheticVideo(scenario, frames, seed)``, cached in memory for the process.
 
-    Flow is dropped (2 MB per frame at 384×640) unless ``keep_flow`` (validation and flow losses need it).
+    Flow is dropped (2 MB per frame at 384×640) unless ``keep_flow`` (validation and flow losses need it), and
+    the sky mask always (training reads labels, where the sky is clutter).
     """
     key = json.dumps([to_dict(scenario), frames, seed, keep_flow], sort_keys=True)
     if key not in _CACHE:
         video = SyntheticVideo(scenario, frames=frames, seed=seed)
-        _CACHE[key] = [f if keep_flow else dataclasses.replace(f, flow=None, valid=None) for f in video]
+        _CACHE[key] = [dataclasses.replace(f, sky=None) if keep_flow else dataclasses.replace(f, flow=None, valid=None,
+                                                                                             sky=None) for f in video]
     return _CACHE[key]
 
 
@@ -37,18 +39,21 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def generate_sequences(scenario: SyntheticConfig, frames: int, seeds: list[int], progress: bool = True,
+def generate_sequences(plan: list[tuple[SyntheticConfig, int]], frames: int, progress: bool = True,
                        keep_flow: bool = False) -> tuple[list[Sequence], float]:
-    """``(sequences, seconds)``: one cached sequence per seed, with a progress bar over seeds."""
+    """``(sequences, seconds)``: one cached sequence per (scenario, seed) of ``plan``, with a progress bar."""
     from tqdm import tqdm
 
     start = time.perf_counter()
     sequences = [generate_sequence(scenario, frames, seed, keep_flow)
-                 for seed in tqdm(seeds, desc="data", unit="seq", disable=not progress)]
+                 for scenario, seed in tqdm(plan, desc="data", unit="seq", disable=not progress)]
     return sequences, time.perf_counter() - start
 
 
-def sequence_keys(scenario: SyntheticConfig, frames: int, seeds: list[int]) -> list[str]:
+def sequence_keys(plan: list[tuple[SyntheticConfig, int]], frames: int) -> list[str]:
     """Names of generated sequences for per-frame caches: a digest of the scenario and length, and the seed."""
-    digest = hashlib.blake2b(json.dumps([to_dict(scenario), frames], sort_keys=True).encode(), digest_size=6)
-    return [f"synthetic-{digest.hexdigest()}/seed{seed}" for seed in seeds]
+    keys = []
+    for scenario, seed in plan:
+        digest = hashlib.blake2b(json.dumps([to_dict(scenario), frames], sort_keys=True).encode(), digest_size=6)
+        keys.append(f"synthetic-{digest.hexdigest()}/seed{seed}")
+    return keys

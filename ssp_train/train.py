@@ -155,13 +155,14 @@ def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
     data = cfg.data
     started = time.perf_counter()
     if data.source == "synthetic":
-        scenario = data.resolve_scenario()
-        sequences, seconds = generate_sequences(scenario, data.frames_per_sequence, data.seeds(),
+        plan = data.sequence_plan()
+        sequences, seconds = generate_sequences(plan, data.frames_per_sequence,
                                                 progress=cfg.output.progress and (log is None or log.enabled),
                                                 keep_flow=needs_flow(cfg))
         if log is not None:
-            log.line(f"data: {sum(map(len, sequences))} frames from {len(sequences)} sequences in {seconds:.1f} s")
-        return SyntheticSource(sequences, sequence_keys(scenario, data.frames_per_sequence, data.seeds()))
+            mix = f" ({', '.join(name for name, _ in data.resolve_scenarios())} in turn)" if data.scenarios else ""
+            log.line(f"data: {sum(map(len, sequences))} frames from {len(sequences)} sequences{mix} in {seconds:.1f} s")
+        return SyntheticSource(sequences, sequence_keys(plan, data.frames_per_sequence))
     flow = EstimatedFlow(data.flow, data.flow_weights, data.flow_cache) if needs_flow(cfg) else None
     source = video_source(cfg, flow)
     if log is not None:
@@ -170,10 +171,12 @@ def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
     return source
 
 
-def _validation_frames(cfg: TrainConfig) -> Sequence | None:
+def _validation_sets(cfg: TrainConfig) -> list[tuple[str, Sequence]]:
+    """(scenario name, frames) of the held-out validation flight of each training scenario; none if switched off."""
     if cfg.data.val_frames == 0:
-        return None
-    return generate_sequence(cfg.data.resolve_scenario(), cfg.data.val_frames, cfg.data.val_seed, keep_flow=True)
+        return []
+    return [(name, generate_sequence(scenario, cfg.data.val_frames, cfg.data.val_seed, keep_flow=True))
+            for name, scenario in cfg.data.resolve_scenarios()]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -219,11 +222,12 @@ def train_image(cfg: TrainConfig, source: FrameSource | None = None, log: RunLog
     if group.is_main:
         save_weights(segmenter, out_dir / "segmenter.safetensors",
                      {"dataset": cfg.model.dataset, "classes": list(classes.names), "trained_on": trained_on(cfg)})
-        val = _validation_frames(cfg)
-        if val is not None:
-            result["val"] = evaluate(segmenter, val, classes.num_classes, classes.ignore_index)
-            log.line(f"image stage: validation ({len(val)} frames, seed {cfg.data.val_seed}): "
-                     f"{_summary(result['val']['image'])}")
+        for scenario, val in _validation_sets(cfg):
+            report = evaluate(segmenter, val, classes.num_classes, classes.ignore_index)
+            result.setdefault("val", report)  # the first scenario's, as before mixes existed
+            result.setdefault("val_by_scenario", {})[scenario] = report
+            log.line(f"image stage: validation ({len(val)} frames of {scenario}, seed {cfg.data.val_seed}): "
+                     f"{_summary(report['image'])}")
         log.record(stage="image", summary=result)
     group.barrier()
     return segmenter
@@ -249,12 +253,13 @@ def _finish_fusion_stage(name: str, label: str, cfg: TrainConfig, stage: SspStag
     log.line(f"{name} stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} s/step), "
              f"loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
     if group.is_main:
-        val = _validation_frames(cfg)
-        if val is not None:
-            result["val"] = evaluate(model.segmenter, val, classes.num_classes, classes.ignore_index,
-                                     model.warp_fusion_step(), registration=cfg.ssp.registration)
-            log.line(f"{name} stage: validation, image model: {_summary(result['val']['image'])}")
-            log.line(f"{name} stage: validation, {label + ':':<13}{_summary(result['val']['ssp'])}")
+        for scenario, val in _validation_sets(cfg):
+            report = evaluate(model.segmenter, val, classes.num_classes, classes.ignore_index,
+                              model.warp_fusion_step(), registration=cfg.ssp.registration)
+            result.setdefault("val", report)  # the first scenario's, as before mixes existed
+            result.setdefault("val_by_scenario", {})[scenario] = report
+            log.line(f"{name} stage: validation on {scenario}, image model: {_summary(report['image'])}")
+            log.line(f"{name} stage: validation on {scenario}, {label + ':':<13}{_summary(report['ssp'])}")
         log.record(stage=name, summary=result)
     group.barrier()
     return model

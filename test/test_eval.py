@@ -33,7 +33,7 @@ def test_eval_scores_every_weights_file(tmp_path, weights):
     cfg = SspConfig(model=TINY)
     out = tmp_path / "eval"
     report = run_eval(cfg, [Candidate("ssp", ssp), Candidate("teacher", image)], out, seeds=[5, 6], frames=4,
-                      scenario=small_scenario())
+                      scenarios={"small": small_scenario()})
     assert [(r["name"], r["model"]) for r in report["rows"]] == [("ssp", "image"), ("ssp", "ssp"),
                                                                 ("teacher", "image")]
     assert report["sources"] == ["synthetic seed 5", "synthetic seed 6"]
@@ -41,14 +41,28 @@ def test_eval_scores_every_weights_file(tmp_path, weights):
         assert len(row["per_sequence"]) == 2
         assert 0 <= row["miou"] <= 100 and 0 <= row["tc"] <= 100
         assert row["miou"] == pytest.approx(sum(s["miou"] for s in row["per_sequence"]) / 2, abs=1e-3)
+        assert all(len(s["iou_per_class"]) == K and s["resets"] for s in row["per_sequence"])
     assert json.loads((out / "eval.json").read_text())["rows"][2]["label"] == "teacher: image model"
     assert "| ssp: SSP |" in (out / "eval.md").read_text()
+
+
+def test_eval_gives_rows_per_scenario(tmp_path, weights):
+    from test_oblique import oblique_scenario
+
+    report = run_eval(SspConfig(model=TINY), [Candidate("ssp", weights[0])], tmp_path / "eval", seeds=[5], frames=3,
+                      scenarios={"small": small_scenario(), "oblique": oblique_scenario(pitch=70.0)})
+    assert [(r["scenario"], r["model"]) for r in report["rows"]] == [("small", "image"), ("small", "ssp"),
+                                                                    ("oblique", "image"), ("oblique", "ssp")]
+    assert report["scenarios"] == ["small", "oblique"]
+    assert report["rows"][3]["label"] == "ssp: SSP (oblique)"
+    assert "| ssp: image model (small) |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
 def test_eval_errors_name_the_weights(tmp_path, weights):
     cfg = SspConfig(model=TINY)
     with pytest.raises(SspError, match="missing.safetensors: weights file not found"):
-        run_eval(cfg, [Candidate("x", tmp_path / "missing.safetensors")], tmp_path, [5], 2, scenario=small_scenario())
+        run_eval(cfg, [Candidate("x", tmp_path / "missing.safetensors")], tmp_path, [5], 2,
+                 scenarios={"small": small_scenario()})
     with pytest.raises(SspError, match="must differ"):
         run_eval(cfg, [Candidate("a", weights[0]), Candidate("a", weights[1])], tmp_path, [5], 2)
     with pytest.raises(SspError, match="'ruralscapes'"):

@@ -180,8 +180,8 @@ def test_cli_int8_export_and_eval_of_folders(tmp_path: Path, calib_dir: Path, ca
 
     cfg = load_config()
     scenario = small_scenario(height=64, width=96)
-    report = run_eval(cfg, [Candidate("int8", out)], tmp_path / "eval", [2000], 3, scenario=scenario)
+    report = run_eval(cfg, [Candidate("int8", out)], tmp_path / "eval", [2000], 3, scenarios={"small": scenario})
     assert [row["label"] for row in report["rows"]] == ["int8: image model", "int8: SSP"]
     assert all(row["weights"] == str(out) and row["miou"] is not None for row in report["rows"])
     with pytest.raises(SspError, match="not a folder written by `ssp export`"):
-        run_eval(cfg, [Candidate("empty", tmp_path)], tmp_path / "eval2", [2000], 3, scenario=scenario)
+        run_eval(cfg, [Candidate("empty", tmp_path)], tmp_path / "eval2", [2000], 3, scenarios={"small": scenario})

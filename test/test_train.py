@@ -104,6 +104,20 @@ def test_scenario_by_name_and_frame_size():
     assert scenario.nuisances.noise_sigma == 0.0  # from config/scenarios/calm.yaml
 
 
+def test_a_mix_of_scenarios_deals_the_sequences_in_turn():
+    data = DataConfig(scenarios=("default", "oblique"), sequences=4, first_seed=10, frame_size=(96, 160))
+    names = [name for name, _ in data.resolve_scenarios()]
+    plan = data.sequence_plan()
+    assert names == ["default", "oblique"] and [seed for _, seed in plan] == [10, 11, 12, 13]
+    assert [cfg.camera.pitch_deg[1] > 0 for cfg, _ in plan] == [False, True, False, True]
+    assert all((cfg.height, cfg.width) == (96, 160) for cfg, _ in plan)
+    assert data.resolve_scenario() == plan[0][0]
+    with pytest.raises(ConfigError, match="scenarios: a mix of scenario files replaces"):
+        DataConfig(scenarios=("default",), scenario="calm")
+    with pytest.raises(ConfigError, match="scenarios: 2 scenarios need at least as many sequences"):
+        DataConfig(scenarios=("default", "oblique"), sequences=1)
+
+
 def test_cosine_schedule():
     factor = cosine_schedule(steps=100, warmup=10, final_ratio=0.1)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)

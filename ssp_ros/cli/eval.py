@@ -67,13 +67,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ssp_ros.config import load_config
     from ssp_ros.eval.evaluate import run_eval
     from ssp_ros.eval.report import cell
+    from ssp_ros.resources import share_dir
 
     cfg = load_config(args.config)
-    report = run_eval(cfg, args.weights, args.out, args.seeds, args.frames, args.input,
-                      args_scenario(args.scenario, args.size, cfg.synthetic))
-    print(f"{'model':<28} {'mIoU':>6} {'TC':>6} {'flicker':>7} {'FPS':>6}")
+    paths = args.scenario or [None, share_dir() / "config" / "scenarios" / "oblique.yaml"]
+    scenarios = {("default" if path is None else path.stem): args_scenario(path, args.size, cfg.synthetic)
+                 for path in paths}
+    report = run_eval(cfg, args.weights, args.out, args.seeds, args.frames, args.input, scenarios)
+    print(f"{'model':<38} {'mIoU':>6} {'TC':>6} {'flicker':>7} {'FPS':>6}")
     for row in report["rows"]:
-        print(f"{row['label']:<28} " + " ".join(f"{cell(row[k]):>{w}}" for k, w in
+        print(f"{row['label']:<38} " + " ".join(f"{cell(row[k]):>{w}}" for k, w in
                                                  (("miou", 6), ("tc", 6), ("flicker", 7), ("fps", 6))))
     print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}")
     return 0
@@ -87,7 +90,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
     demo.add_argument("--frames", type=positive, help="frames to use (default 200 synthetic / all of --input)")
     demo.add_argument("--seed", type=int, default=2000, help="synthetic seed (default 2000: the shipped model was "
-                      "trained on seeds 1000-1011 and validated on 999)")
+                      "trained on seeds 1000-1015 and validated on 999)")
     demo.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
     demo.add_argument("--size", type=size, help="synthetic frame size HxW (e.g. 736x1280)")
     demo.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
@@ -117,7 +120,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(HELD_ASIDE_SEEDS),
                         help="synthetic seeds (default 2000-2004, held aside from every shipped recipe)")
     parser.add_argument("--frames", type=positive, default=100, help="frames per sequence (default 100)")
-    parser.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
+    parser.add_argument("--scenario", type=Path, action="append", help="synthetic scenario YAML; repeat for several "
+                        "(default: the config's synthetic and config/scenarios/oblique.yaml)")
     parser.add_argument("--size", type=size, help="synthetic frame size HxW (e.g. 384x640)")
     parser.add_argument("--config", type=Path, help="ssp_ros config YAML (registration, propagation; default: "
                         "the shipped config/ssp.yaml); the weights' architecture comes from each file")

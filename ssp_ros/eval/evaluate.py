@@ -1,10 +1,11 @@
 """``ssp eval``: mIoU, TC, flicker and VC of any set of weights files (image model, SSP, KD-SSP) on labelled video.
 
 By default the video is held-aside synthetic sequences (seeds 2000–2004: the shipped model trained on seeds
-1000–1011 and validated on 999), generated with their labels and exact flow; ``--input`` takes an ``ssp synth``
-folder instead. Each weights file runs through the same ``Pipeline`` as on the drone (``ssp_ros.eval.clips.run_clip``):
-an SSP-kind file gives two rows, its image model (propagation off) and SSP (on); an image-model file gives one.
-A candidate may also be an ``ssp export`` folder (FP32 or ``--int8``): it runs on ONNX Runtime and gives two rows.
+1000–1015 and validated on 999) of each scenario (``ssp eval``: the config's synthetic scenario and the oblique
+one), generated with their labels and exact flow; ``--input`` takes an ``ssp synth`` folder instead. Each weights
+file runs through the same ``Pipeline`` as on the drone (``ssp_ros.eval.clips.run_clip``): an SSP-kind file gives
+two rows, its image model (propagation off) and SSP (on); an image-model file gives one. A candidate may also
+be an ``ssp export`` folder (FP32 or ``--int8``): it runs on ONNX Runtime and gives two rows.
 mIoU counts labelled frames, TC every consecutive pair; each metric is the mean of its per-sequence values.
 Writes ``eval.json`` and ``eval.md`` into ``--out``.
 """
@@ -99,9 +100,10 @@ def mean_of_known(values: list[float | None]) -> float | None:
 
 
 def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list[int], frames: int,
-             input_path: Path | None = None, scenario: SyntheticConfig | None = None) -> dict:
-    """Evaluate every candidate on the clips (``input_path``, else one synthetic clip per seed); write
-    ``eval.json`` / ``eval.md`` into ``out`` and return the report."""
+             input_path: Path | None = None, scenarios: dict[str, SyntheticConfig] | None = None) -> dict:
+    """Evaluate every candidate on the clips (``input_path``, else one synthetic clip per seed of each of
+    ``scenarios``, name → scenario; default: the config's synthetic); write ``eval.json`` / ``eval.md`` into
+    ``out`` and return the report. Rows are per scenario, candidate and model."""
     from ssp_ros.eval.clips import file_clip, run_clip, synthetic_clip
 
     if not candidates:
@@ -113,12 +115,13 @@ def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list
     classes = load_class_set(dataset)
     # bad weights fail before any video work
     backends = {c.name: candidate_backend(cfg, c, dataset) for c in candidates}
-    scenario = scenario or cfg.synthetic
-    makers = ([lambda: file_clip(input_path, frames)] if input_path is not None
-              else [lambda seed=seed: synthetic_clip(scenario, frames, seed) for seed in seeds])
-    per_sequence: dict[tuple[str, str], list[dict]] = {}
+    scenarios = scenarios or {"default": cfg.synthetic}
+    makers = ([("input", lambda: file_clip(input_path, frames))] if input_path is not None
+              else [(name, lambda seed=seed, scenario=scenario: synthetic_clip(scenario, frames, seed))
+                    for name, scenario in scenarios.items() for seed in seeds])
+    per_sequence: dict[tuple[str, str, str], list[dict]] = {}
     sources = []
-    for make in makers:
+    for scenario_name, make in makers:
         clip = make()
         if clip.labels is None:
             raise SspError(f"{clip.source}: no labels: ssp eval needs labelled video (an `ssp synth` folder)")
@@ -128,13 +131,17 @@ def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list
             for mode in ("image", "ssp") if kind == "ssp" else ("image",):
                 result = run_clip(run_cfg, backend, clip, mode == "ssp", classes.num_classes,
                                   f"{candidate.name} {mode}")
-                per_sequence.setdefault((candidate.name, mode), []).append(
-                    {"source": clip.source, **{k: result[k] for k in METRICS}})
-    rows = [{"name": name, "model": mode, "label": f"{name}: {ROW_LABELS[mode]}",
+                per_sequence.setdefault((scenario_name, candidate.name, mode), []).append(
+                    {"source": clip.source, **{k: result[k] for k in METRICS},
+                     "iou_per_class": result["iou_per_class"], "resets": result["resets"]})
+    several = len({key[0] for key in per_sequence}) > 1  # name the scenario in each label only then
+    rows = [{"scenario": scenario_name, "name": name, "model": mode,
+             "label": f"{name}: {ROW_LABELS[mode]}" + (f" ({scenario_name})" if several else ""),
              "weights": str(backends[name][0].model.weights),
              **{k: mean_of_known([s[k] for s in seqs]) for k in METRICS}, "per_sequence": seqs}
-            for (name, mode), seqs in per_sequence.items()]
+            for (scenario_name, name, mode), seqs in per_sequence.items()]
     report = {"sources": sources, "frames": frames, "seeds": list(seeds) if input_path is None else None,
+              "scenarios": list(dict.fromkeys(key[0] for key in per_sequence)),
               "classes": list(classes.names), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2))

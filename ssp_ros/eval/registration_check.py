@@ -6,13 +6,13 @@ same work image), ``cv2.BFMatcher`` k = 2 nearest neighbours with Lowe's ratio t
 Both see the same features, so the comparison is of matching and fitting: accuracy as the corner error
 against the synthetic ground plane's exact homography (full-resolution pixels), speed as the time from
 features to homography. ``test/test_registration.py`` holds the accuracy to account; ``ssp bench`` reports
-the speed ratio.
+the speed ratio. ``tilt_sweep`` measures the registrar on oblique flights (``test/tools/registration_vs_tilt.py``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -99,3 +99,45 @@ def summary(results: list[PairResult]) -> dict:
             "ours": {**stats(ours), "median_ms": round(ours_ms, 3)},
             "opencv": {**stats(ref), "median_ms": round(ref_ms, 3)},
             "speed_ratio": round(ref_ms / ours_ms, 2) if ours_ms > 0 else None}
+
+
+def tilt_sweep(base: SyntheticConfig, pitches: list[float], seeds: list[int], pairs: int,
+               variants: dict[str, RegistrationConfig]) -> list[dict]:
+    """Our registrar on synthetic flights flown at fixed forward pitches: one row per (pitch, variant).
+
+    Each row: pairs, failed (registration refused), median / p95 / max corner error (full-resolution px, against
+    the ground's exact homography, over the pairs that registered) and the mean number of keypoints per frame
+    that lie in the sky. Every variant sees the same frames.
+    """
+    rows = []
+    for pitch in pitches:
+        scenario = replace(base, camera=replace(base.camera, pitch_deg=(pitch, pitch)))
+        flights = [list(SyntheticVideo(scenario, pairs + 1, seed)) for seed in seeds]
+        for name, cfg in variants.items():
+            errors, failed, in_sky, frames = [], 0, 0, 0
+            for flight in flights:
+                registrar = FrameRegistrar(cfg)
+                previous = None
+                for frame in flight:
+                    features = registrar.features(frame.image)
+                    points = np.rint(features.points / features.to_work[0, 0]).astype(int)
+                    if frame.sky is not None and len(points):
+                        cols = np.clip(points[:, 0], 0, frame.image.shape[1] - 1)
+                        lines = np.clip(points[:, 1], 0, frame.image.shape[0] - 1)
+                        in_sky += int(frame.sky[lines, cols].sum())
+                    frames += 1
+                    if previous is not None:
+                        result = registrar.match(previous[1], features)
+                        if result.ok:
+                            truth = relative_homography(previous[0], frame)
+                            errors.append(corner_shift(result.homography, truth, frame.image.shape[:2]))
+                        else:
+                            failed += 1
+                    previous = (frame, features)
+            found = np.array(errors)
+            rows.append({"pitch_deg": pitch, "variant": name, "pairs": pairs * len(seeds), "failed": failed,
+                         "median_px": round(float(np.median(found)), 3) if len(found) else None,
+                         "p95_px": round(float(np.percentile(found, 95)), 3) if len(found) else None,
+                         "max_px": round(float(found.max()), 3) if len(found) else None,
+                         "sky_keypoints_per_frame": round(in_sky / max(frames, 1), 1)})
+    return rows

@@ -20,6 +20,7 @@ import numpy as np
 from ssp_ros.config import Atmosphere
 
 CLOUD_TERMS = 14  # sinusoids summed for the cloud field
+DETAIL_TERMS = 2  # products of sinusoids for the fine sky detail (Atmosphere.sky_texture)
 CLOUD_RGB = np.array([238.0, 240.0, 244.0], np.float32)
 SKY_GRADIENT_RAD = 0.35  # elevation over which the sky turns from airlight to zenith colour (1/e)
 HORIZON_CLOUD_FADE_RAD = 0.06  # clouds fade into the airlight below this elevation (1/e)
@@ -39,6 +40,8 @@ class AtmosphereModel:
         self.phase = rng.uniform(0, 2 * np.pi, CLOUD_TERMS)
         self.amplitude = 1.0 / np.sqrt(self.az_freq)
         self.threshold = NormalDist().inv_cdf(1.0 - cfg.cloud_cover) if 0.0 < cfg.cloud_cover < 1.0 else None
+        self.detail_freq = rng.uniform(60.0, 160.0, (DETAIL_TERMS, 2)).round()  # whole turns in azimuth: wraps
+        self.detail_phase = rng.uniform(0, 2 * np.pi, (DETAIL_TERMS, 2))
 
     def haze(self, rgb: np.ndarray, distance_m: np.ndarray) -> np.ndarray:
         """``rgb`` (N×3 float32) of ground at ``distance_m`` (N,) from the camera, seen through the haze."""
@@ -54,6 +57,8 @@ class AtmosphereModel:
         azimuth = np.arctan2(d[:, 1], d[:, 0])
         blend = (1.0 - np.exp(-elevation / SKY_GRADIENT_RAD)).astype(np.float32)[:, None]
         rgb = self.airlight + (self.zenith - self.airlight) * blend
+        if self.cfg.sky_texture > 0:
+            rgb = rgb + self.cfg.sky_texture * self._detail(azimuth, elevation)[:, None]
         cover = self.cfg.cloud_cover
         if cover <= 0.0:
             return rgb
@@ -66,3 +71,10 @@ class AtmosphereModel:
         shade = (1.0 - 0.12 * np.clip(field - (self.threshold or 0.0), 0.0, 2.0))[:, None]
         cloud = (CLOUD_RGB * shade).astype(np.float32)
         return rgb + (cloud - rgb) * density.astype(np.float32)[:, None]
+
+    def _detail(self, azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+        """Fine, high-contrast detail in [−1, 1] by direction: corners for a keypoint detector to find."""
+        field = np.ones(len(azimuth))
+        for (fa, fe), (pa, pe) in zip(self.detail_freq, self.detail_phase):
+            field *= np.sin(fa * azimuth + pa) + np.sin(fe * elevation + pe)
+        return np.tanh(3.0 * field).astype(np.float32)

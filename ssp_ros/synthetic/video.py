@@ -57,6 +57,7 @@ class SyntheticFrame:
     world_to_image: np.ndarray  # 3×3 homography, world-texture pixels → image pixels
     flow: np.ndarray | None  # H×W×2 float32 forward flow (dx, dy) to the next frame; None on the last frame
     valid: np.ndarray | None  # H×W bool, where ``flow`` lands on the same surface inside the next frame
+    sky: np.ndarray | None = None  # H×W bool, the sky (labelled clutter); None when not known (loaded frames)
 
 
 @dataclass
@@ -141,7 +142,8 @@ class SyntheticVideo:
                 motion = (apply_homography(nxt.h @ np.linalg.inv(current.h), centre) - centre)[0]
             image = nuisances.apply(current.image, float(self.steps[index]) * dt, motion)
             yield SyntheticFrame(index=index, step=int(self.steps[index]), stamp=float(self.steps[index]) * dt,
-                                 image=image, labels=current.labels, world_to_image=current.h, flow=flow, valid=valid)
+                                 image=image, labels=current.labels, world_to_image=current.h, flow=flow, valid=valid,
+                                 sky=current.ids == SKY_ID)
             current = nxt
 
     def _render(self, index: int, movers: list[Mover]) -> _Render:
