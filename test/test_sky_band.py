@@ -54,8 +54,8 @@ def test_registration_keeps_keypoints_on_the_ground_of_a_textured_sky() -> None:
     scenario = oblique_scenario(pitch=72.0, tilt=3.0, atmosphere=Atmosphere(visibility_m=1500.0, sky_texture=70.0))
     frames = list(SyntheticVideo(scenario, frames=2, seed=4))
     for ignore_sky, expect_in_sky in ((False, True), (True, False)):
-        registrar = FrameRegistrar(RegistrationConfig(ignore_sky=ignore_sky))
-        points = registrar.features(frames[0].image).points / registrar.features(frames[0].image).to_work[0, 0]
+        features = FrameRegistrar(RegistrationConfig(ignore_sky=ignore_sky)).features(frames[0].image)
+        points = features.points / features.to_work[0, 0]
         cols, rows = np.clip(np.rint(points).astype(int).T, 0, [[199], [119]])
         in_sky = frames[0].sky[rows, cols].sum()
         assert (in_sky > 10) == expect_in_sky, (ignore_sky, in_sky)
