@@ -11,7 +11,7 @@ from ssp_ros.errors import ConfigError
 from ssp_ros.resources import share_dir
 from ssp_ros.synthetic import SyntheticVideo
 from ssp_ros.synthetic import labels as L
-from ssp_ros.synthetic.sampling import MipMap, fold_reflect
+from ssp_ros.synthetic.sampling import FOOTPRINT_STEP, MipMap, fold_reflect
 from ssp_ros.synthetic.video import SKY_ID
 
 CLEAN = Nuisances(exposure_drift=0.0, white_balance_drift=0.0, noise_sigma=0.0, motion_blur_prob=0.0, jpeg_prob=0.0,
@@ -87,7 +87,7 @@ def test_mip_map_averages_texture_finer_than_the_footprint() -> None:
     mip = MipMap(checker)
     ys, xs = np.mgrid[0:32, 0:32].astype(np.float32)
     for scale, expect_std in ((1.0, 100.0), (8.0, 2.0)):
-        jac = np.zeros((32, 32, 2, 2), np.float32)
+        jac = np.zeros((32 // FOOTPRINT_STEP, 32 // FOOTPRINT_STEP, 2, 2), np.float32)  # the footprint's points
         jac[..., 0, 0] = jac[..., 1, 1] = scale
         out = mip.sample(xs * scale + 3.0, ys * scale + 5.0, jac)
         if scale == 1.0:
@@ -98,11 +98,13 @@ def test_mip_map_averages_texture_finer_than_the_footprint() -> None:
     # stripes across y stay sharp (an isotropic mip-map would blur both)
     stripes_x = np.broadcast_to((np.arange(256) % 2 * 255).astype(np.uint8)[None, :, None], (256, 256, 3)).copy()
     stripes_y = stripes_x.transpose(1, 0, 2).copy()
-    jac = np.zeros((32, 32, 2, 2), np.float32)
+    jac = np.zeros((32 // FOOTPRINT_STEP, 32 // FOOTPRINT_STEP, 2, 2), np.float32)
     jac[..., 0, 0], jac[..., 1, 1] = 4.0, 1.0
     u, v = xs * 4.0 + 3.0, ys + 5.0
     assert MipMap(stripes_x).sample(u, v, jac).std() < 25
     assert MipMap(stripes_y).sample(u, v, jac).std() > 60
+    with pytest.raises(ValueError, match=r"jacobian: expected \(8, 8\)"):
+        MipMap(stripes_x).sample(u, v, np.zeros((32, 32, 2, 2), np.float32))  # every pixel, not the footprint's points
 
 
 def test_fold_reflect_matches_opencv_border_reflect() -> None:

@@ -38,11 +38,16 @@ class MipMap:
     def sample(self, u: np.ndarray, v: np.ndarray, jacobian: np.ndarray) -> np.ndarray:
         """Filtered texture at world positions ``u, v`` (H×W float) whose footprints are ``jacobian``.
 
-        ``jacobian`` is H×W×2×2: [[du/dx, du/dy], [dv/dx, dv/dy]] of the image → world map at each pixel.
-        Returns H×W×C float32. Outside the world the texture is mirrored (``cv2.BORDER_REFLECT``).
+        The footprint varies smoothly over the image, so it is given at every FOOTPRINT_STEP-th pixel only
+        (``footprint_points``) and interpolated: ``jacobian`` is h×w×2×2, [[du/dx, du/dy], [dv/dx, dv/dy]] of
+        the image → world map there. Returns H×W×C float32. Outside the world the texture is mirrored
+        (``cv2.BORDER_REFLECT``).
         """
-        # The footprint varies smoothly over the image: work it out every FOOTPRINT_STEP pixels and interpolate.
-        coarse = jacobian[::FOOTPRINT_STEP, ::FOOTPRINT_STEP].astype(np.float32)
+        expected = tuple(-(-side // FOOTPRINT_STEP) for side in u.shape)  # footprint_points of an H×W grid
+        if jacobian.shape != (*expected, 2, 2):
+            raise ValueError(f"jacobian: expected {expected} x 2 x 2 (every {FOOTPRINT_STEP}th pixel of "
+                             f"{u.shape}), got {jacobian.shape}")
+        coarse = jacobian.astype(np.float32)
         along_x, along_y = coarse[..., 0], coarse[..., 1]  # footprint edges (world px)
         len_x, len_y = np.hypot(along_x[..., 0], along_x[..., 1]), np.hypot(along_y[..., 0], along_y[..., 1])
         major = np.where((len_x >= len_y)[..., None], along_x, along_y)
@@ -92,15 +97,25 @@ def fold_reflect(coord: np.ndarray, size: int) -> np.ndarray:
     return np.where(folded >= size, np.float32(2 * size) - folded, folded) - np.float32(0.5)
 
 
-def homography_jacobian(to_world: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World positions (u, v) of image pixels and the H×W×2×2 Jacobian of the map, for a 3×3 homography.
+def footprint_points(grid: np.ndarray) -> np.ndarray:
+    """The pixels of an H×W×… grid where :meth:`MipMap.sample` wants the footprint: every FOOTPRINT_STEP-th."""
+    return grid[::FOOTPRINT_STEP, ::FOOTPRINT_STEP]
 
-    ``to_world`` maps image pixels to world pixels; ``grid`` is H×W×2 (x, y). The Jacobian is the same for
-    ``to_world`` and ``−to_world``, so the homography's overall sign does not matter.
+
+def world_positions(to_world: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World positions (u, v), float32, of the H×W×2 (x, y) image pixels ``grid`` under a 3×3 homography."""
+    world = cv2.perspectiveTransform(grid.reshape(-1, 1, 2).astype(np.float32), np.asarray(to_world, np.float64))
+    world = world.reshape(grid.shape)
+    return world[..., 0], world[..., 1]
+
+
+def homography_jacobian(to_world: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The H×W×2×2 float32 Jacobian of a 3×3 homography (image → world pixels) at the H×W×2 pixels ``grid``.
+
+    The Jacobian is the same for ``to_world`` and ``−to_world``, so the homography's overall sign does not matter.
     """
+    u, v = world_positions(to_world, grid)
     g = np.asarray(to_world, np.float64)
-    world = cv2.perspectiveTransform(grid.reshape(-1, 1, 2).astype(np.float32), g).reshape(grid.shape)
-    u, v = world[..., 0], world[..., 1]
     x, y = grid[..., 0].astype(np.float32), grid[..., 1].astype(np.float32)
     den = np.float32(g[2, 0]) * x + np.float32(g[2, 1]) * y + np.float32(g[2, 2])
     den[np.abs(den) < 1e-12] = 1e-12
@@ -111,4 +126,4 @@ def homography_jacobian(to_world: np.ndarray, grid: np.ndarray) -> tuple[np.ndar
     jac[..., 0, 1] = (gf[0, 1] - u * gf[2, 1]) * inv
     jac[..., 1, 0] = (gf[1, 0] - v * gf[2, 0]) * inv
     jac[..., 1, 1] = (gf[1, 1] - v * gf[2, 1]) * inv
-    return u, v, jac
+    return jac

@@ -37,7 +37,7 @@ from ssp_ros.synthetic.camera import (
 )
 from ssp_ros.synthetic.movers import Mover, spawn_movers
 from ssp_ros.synthetic.nuisances import NuisanceModel
-from ssp_ros.synthetic.sampling import MipMap, fold_reflect, homography_jacobian
+from ssp_ros.synthetic.sampling import MipMap, fold_reflect, footprint_points, homography_jacobian, world_positions
 from ssp_ros.synthetic.textures import fill_polygon
 from ssp_ros.synthetic.world import World, build_world
 
@@ -154,9 +154,11 @@ class SyntheticVideo:
         rays = self._rays @ rotation_world_to_camera(pose)  # world directions (Rᵀ·d for each pixel's d)
         lengths = np.linalg.norm(rays, axis=-1)
         ground = rays[..., 2] > MIN_GROUND_SINE * lengths
-        u, v, jac = homography_jacobian(np.linalg.inv(h), self._grid)
+        to_world = np.linalg.inv(h)
+        u, v = world_positions(to_world, self._grid)
         u, v = np.where(ground, u, 0.0), np.where(ground, v, 0.0)
-        jac[~ground] = np.eye(2)
+        jac = homography_jacobian(to_world, footprint_points(self._grid))
+        jac[~footprint_points(ground)] = np.eye(2)
         image = self._mip.sample(u, v, jac)
         n = world.size_px
         labels = cv2.remap(world.labels, fold_reflect(u, n), fold_reflect(v, n), cv2.INTER_NEAREST,
