@@ -8,6 +8,8 @@ evaluation on a laptop GPU. The drone keeps its state on the device with the Ten
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ssp_ros.backends.cpu_warp import StateWarper, use_cpu_warp
@@ -19,10 +21,13 @@ from ssp_ros.backends.export_info import (
     GraphInfo,
     load_export_info,
 )
+from ssp_ros.backends.int8_cpu import mismatch, this_cpu
 from ssp_ros.backends.postprocess import labels_from_logits, similarity_image
 from ssp_ros.config import RuntimeConfig
 from ssp_ros.errors import SspError
 from ssp_ros.resources import resolve_data_path
+
+LOG = logging.getLogger(__name__)
 
 
 def _import_onnxruntime():  # noqa: ANN202 - the module
@@ -67,6 +72,10 @@ class OnnxRuntimeBackend:
         # on 2 cores when the fusion session's threads spin). Registration's OpenCV threads compete too.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers_for(device, ort.get_available_providers())
+        if device == "cpu" and info.raw.get("precision", {}).get("segmenter") == "int8":
+            problem = mismatch(info.raw.get("calibration", {}), this_cpu())
+            if problem:
+                LOG.warning("%s: %s", info.graph("segmenter").file, problem)
         self._segmenter = self._session(ort, info.graph("segmenter"), options, providers)
         self._warper = StateWarper() if use_cpu_warp(cpu_warp, device == "cpu") else None
         self._fusion = self._session(ort, info.graph("fusion" if self._warper is None else "blend"), options,

@@ -18,6 +18,11 @@ Two schemes (``SCHEMES``), because the CPU and TensorRT want different ones (mea
   ONNX Runtime it runs slower than FP32 (Relu cannot fold into a zero-point-0 int8 quantizer, and there are no
   s8×s8 kernels), so it is for building TensorRT engines only.
 
+The u8s8 weights depend on the CPU the graph is for (``CPU_TARGETS``; why: ``backends/int8_cpu.py``): full 8-bit
+weights for a CPU with VNNI or AMX, 7-bit weights (``reduce_range``) for any CPU, because without VNNI ONNX Runtime's
+u8s8 kernels saturate their 16-bit pair sums. ``auto`` picks by the CPU the export runs on; ``export.json`` records
+the target and the CPU it was made on, and the runtime warns when a VNNI graph runs on a CPU without VNNI.
+
 The quantized graph is written into a temporary folder and checked (``export.check_graph``) before it replaces the
 FP32 graph and ``export.json`` is rewritten, so a failed quantization leaves the FP32 export as it was.
 """
@@ -34,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ssp_ros.backends.export_info import SEGMENTER_INPUTS, load_export_info, sha256_file, write_export_info
+from ssp_ros.backends.int8_cpu import ANY_CPU, VNNI, this_cpu
 from ssp_ros.config import SyntheticConfig
 from ssp_ros.deploy.calibration import CalibrationSet, model_input
 from ssp_ros.deploy.export import check_graph, keep_used_domains
@@ -50,6 +56,23 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "s8s8": {"activations": "int8", "weights": "int8", "activation_symmetric": True, "quantize_bias": False,
              "float_ops": ("MatMul",)},
 }
+CPU_TARGETS = ("auto", VNNI, ANY_CPU)  # u8s8: 8-bit weights for VNNI/AMX CPUs, 7-bit weights for any CPU
+CPU_TARGET_TEXT = {VNNI: "x86 CPUs with VNNI or AMX", ANY_CPU: "any CPU", "tensorrt": "TensorRT"}
+
+
+def weights_target(scheme: str, cpu_target: str) -> str:
+    """The CPU a ``scheme`` graph's weights are made for: ``cpu_target``, with ``auto`` resolved on this CPU; s8s8
+    graphs are for TensorRT, which does not run ONNX Runtime's CPU kernels."""
+    if cpu_target not in CPU_TARGETS:
+        raise SspError(f"INT8 CPU target '{cpu_target}': expected one of {', '.join(CPU_TARGETS)}")
+    if scheme == "s8s8":
+        if cpu_target != "auto":
+            raise SspError(f"INT8 CPU target '{cpu_target}' is for the u8s8 scheme (ONNX Runtime on a CPU); "
+                           "s8s8 graphs are for TensorRT")
+        return "tensorrt"
+    if cpu_target == "auto":
+        return VNNI if this_cpu().family == VNNI else ANY_CPU
+    return cpu_target
 
 
 def synthetic_frames(scenario: SyntheticConfig, input_size: tuple[int, int], frames: int,
@@ -100,8 +123,9 @@ class _Reader:
         return {SEGMENTER_INPUTS[0]: np.ascontiguousarray(image[None], dtype=np.float32)}
 
 
-def _quantize(source: Path, target: Path, reader: _Reader, scheme: str) -> None:
-    """``quantize_static`` of ``source`` into ``target`` (QDQ, per-channel weights, MinMax ranges)."""
+def _quantize(source: Path, target: Path, reader: _Reader, scheme: str, reduce_range: bool) -> None:
+    """``quantize_static`` of ``source`` into ``target`` (QDQ, per-channel weights, MinMax ranges; 7-bit weights with
+    ``reduce_range``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -114,17 +138,17 @@ def _quantize(source: Path, target: Path, reader: _Reader, scheme: str) -> None:
     default_ops = set(QDQRegistry) | set(QLinearOpsRegistry)  # what quantize_static quantizes by default
     op_types = sorted(default_ops - set(spec["float_ops"]))
     quantize_static(str(prepared), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                    op_types_to_quantize=op_types,
+                    reduce_range=reduce_range, op_types_to_quantize=op_types,
                     activation_type=types[spec["activations"]], weight_type=types[spec["weights"]],
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"ActivationSymmetric": spec["activation_symmetric"], "WeightSymmetric": True,
                                    "QuantizeBias": spec["quantize_bias"]})
 
 
-def _run_quantization(source: Path, target: Path, reader: _Reader, scheme: str) -> None:
+def _run_quantization(source: Path, target: Path, reader: _Reader, scheme: str, reduce_range: bool) -> None:
     """``_quantize`` with every failure as one SspError naming the graph (and the frame, when one was being read)."""
     try:
-        _quantize(source, target, reader, scheme)
+        _quantize(source, target, reader, scheme, reduce_range)
     except SspError:
         raise
     except Exception as err:  # noqa: BLE001 - onnxruntime's pybind and quantization errors derive from Exception
@@ -136,11 +160,11 @@ def _run_quantization(source: Path, target: Path, reader: _Reader, scheme: str) 
 
 def quantize_export(folder: str | Path, calib_dir: str | Path | None = None, calib_frames: int = DEFAULT_FRAMES, *,
                     scenario: SyntheticConfig | None = None, seeds: tuple[int, ...] = TRAINING_SEEDS,
-                    scheme: str = "u8s8") -> dict[str, Any]:
+                    scheme: str = "u8s8", cpu_target: str = "auto") -> dict[str, Any]:
     """Quantize ``folder``'s segmenter to INT8 in place, calibrated on ``calib_dir`` (at most ``calib_frames``
-    frames, evenly spaced) or, without it, on ``calib_frames`` synthetic frames of ``scenario`` flown with ``seeds``;
-    rewrite ``export.json`` (segmenter hash and operators, ``precision``, ``calibration``) and return the
-    calibration record."""
+    frames, evenly spaced) or, without it, on ``calib_frames`` synthetic frames of ``scenario`` flown with ``seeds``,
+    with weights for ``cpu_target`` (``CPU_TARGETS``); rewrite ``export.json`` (segmenter hash and operators,
+    ``precision``, ``calibration``) and return the calibration record."""
     folder = Path(folder)
     info = load_export_info(folder)
     source = info.graph("segmenter").file
@@ -151,6 +175,8 @@ def quantize_export(folder: str | Path, calib_dir: str | Path | None = None, cal
         raise SspError(f"INT8 scheme '{scheme}': expected one of {', '.join(SCHEMES)}")
     if calib_frames < 1:
         raise SspError(f"calibration frames must be >= 1, got {calib_frames}")
+    target = weights_target(scheme, cpu_target)
+    reduce_range = target == ANY_CPU
     if calib_dir is not None:
         frames = CalibrationSet(calib_dir, info.input_size, batch_size=1, limit=calib_frames)
         reader = _Reader(folder_frames(frames))
@@ -163,11 +189,12 @@ def quantize_export(folder: str | Path, calib_dir: str | Path | None = None, cal
                   "frames_per_flight_span": FLIGHT_FRAMES}
     with tempfile.TemporaryDirectory(dir=folder, prefix=".quantize-") as tmp:
         staged = Path(tmp) / source.name
-        _run_quantization(source, staged, reader, scheme)
+        _run_quantization(source, staged, reader, scheme, reduce_range)
         keep_used_domains(staged)
         counts = check_graph(staged)
         record.update(frames=reader.used, method=METHOD, scheme=scheme, per_channel=True,
-                      activations=SCHEMES[scheme]["activations"], weights=SCHEMES[scheme]["weights"])
+                      activations=SCHEMES[scheme]["activations"], weights=SCHEMES[scheme]["weights"],
+                      weight_bits=7 if reduce_range else 8, cpu_target=target, made_on=this_cpu().describe())
         raw = _updated_info(info.raw, staged, counts, record)
         staged.replace(source)
         write_export_info(Path(tmp), raw).replace(folder / "export.json")
@@ -191,5 +218,6 @@ def describe(record: dict[str, Any]) -> str:
                  f"{record['frame_size'][0]}x{record['frame_size'][1]}")
     else:
         where = f"frames of {record['source']}"
-    return (f"INT8 segmenter ({record['scheme']}: {record['activations']} activations, {record['weights']} "
-            f"per-channel weights), {record['method']} calibration on {record['frames']} {where}")
+    return (f"INT8 segmenter ({record['scheme']}: {record['activations']} activations, {record['weight_bits']}-bit "
+            f"{record['weights']} per-channel weights for {CPU_TARGET_TEXT[record['cpu_target']]}; made on "
+            f"{record['made_on']}), {record['method']} calibration on {record['frames']} {where}")
