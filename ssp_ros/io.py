@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -197,17 +199,102 @@ def iter_video(path: str | Path, fps: float = 30.0) -> Iterator[tuple[np.ndarray
         raise SspError(f"{path}: the video holds no readable frame")
 
 
+H264_ENCODER = "libx264"  # FFmpeg's H.264 encoder, bundled in PyAV's wheels
+
+
+class _NoH264(Exception):
+    """PyAV is missing, or its FFmpeg has no libx264 encoder: the reason, for the one line the fallback prints."""
+
+
+class _H264:
+    """H.264 (libx264, yuv420p) in MP4 through PyAV, index at the front: what browsers and QuickTime play."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        try:
+            import av  # optional (the `video` extra): the core imports without it
+        except ImportError:
+            raise _NoH264("PyAV is not installed") from None
+
+        self.container = av.open(str(path), "w", container_options={"movflags": "+faststart"})
+        try:
+            self.stream = self.container.add_stream(H264_ENCODER, rate=Fraction(fps).limit_denominator(1001))
+        except Exception as err:  # noqa: BLE001 - PyAV's UnknownCodecError and FFmpeg errors
+            self.container.close()
+            raise _NoH264(f"PyAV {av.__version__} cannot encode H.264 ({err})") from None
+        self.stream.height, self.stream.width = size
+        self.stream.pix_fmt = "yuv420p"
+        self.av = av
+        self.pts = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        picture = self.av.VideoFrame.from_ndarray(frame, format="rgb24")
+        picture.pts, self.pts = self.pts, self.pts + 1
+        self.container.mux(self.stream.encode(picture))
+
+    def close(self) -> None:
+        try:
+            self.container.mux(self.stream.encode())  # flush the frames the encoder still holds
+        finally:
+            self.container.close()
+
+
+class _Mpeg4:
+    """OpenCV's MPEG-4 Part 2 ('mp4v') in MP4: desktop players read it, browsers do not."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+        self.opened = self.writer.isOpened()
+
+    def write(self, frame: np.ndarray) -> None:
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+class _PngFolder:
+    """Numbered PNGs in a folder: the last resort when OpenCV has no MP4 encoder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        write_png(self.folder / f"{self.count:06d}.png", frame)
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+
 class VideoWriter:
-    """Writes RGB frames to an MP4 file, or to numbered PNGs in a folder when no MP4 codec is available."""
+    """Writes RGB frames of one size (H, W) to an MP4 file: H.264 through PyAV when it is installed, else
+    OpenCV's MPEG-4 Part 2 (one line on stderr says so), else numbered PNGs in a folder.
+
+    H.264 in yuv420p needs an even width and height, so an odd frame gets its last row / column repeated.
+    """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
+        if not fps > 0:
+            raise SspError(f"{path}: frame rate must be positive, got {fps}")
         self.path = Path(path)
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
-        self.folder: Path | None = None
-        if not self.writer.isOpened():
-            self.folder = self.path.with_suffix("")
-            self.folder.mkdir(parents=True, exist_ok=True)
+        self.size = (int(size[0]), int(size[1]))
+        self.folder: Path | None = None  # set when PNGs are written instead
         self.count = 0
+        self.pad = (self.size[0] % 2, self.size[1] % 2)
+        self.encoder: _H264 | _Mpeg4 | _PngFolder
+        try:
+            self.encoder, self.codec = _H264(self.path, fps, (self.size[0] + self.pad[0],
+                                                              self.size[1] + self.pad[1])), "h264"
+        except _NoH264 as why:
+            print(f"{self.path}: {why}, so this video is MPEG-4 Part 2, which browsers do not play "
+                  "(`pip install av` writes H.264)", file=sys.stderr)
+            self.pad = (0, 0)
+            self.encoder, self.codec = _Mpeg4(self.path, fps, self.size), "mpeg4"
+            if not self.encoder.opened:
+                self.folder = self.path.with_suffix("")
+                self.encoder, self.codec = _PngFolder(self.folder), "png"
 
     @property
     def output(self) -> Path:
@@ -215,11 +302,15 @@ class VideoWriter:
         return self.folder or self.path
 
     def write(self, frame: np.ndarray) -> None:
-        if self.folder is None:
-            self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        else:
-            write_png(self.folder / f"{self.count:06d}.png", frame)
+        """Append one (H, W, 3) uint8 RGB frame of the writer's size."""
+        if frame.shape != (*self.size, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"{self.path}: frame must be {self.size[0]}x{self.size[1]}x3 uint8 RGB, "
+                             f"got shape {frame.shape} dtype {frame.dtype}")
+        if any(self.pad):
+            frame = np.pad(frame, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
+        self.encoder.write(np.ascontiguousarray(frame))
         self.count += 1
 
     def close(self) -> None:
-        self.writer.release()
+        """Finish the file (flushes the encoder): the video is complete only after this."""
+        self.encoder.close()

@@ -71,6 +71,7 @@ SUBPIXEL_MAX_DEFORMATION = 0.05  # |J - I| above this: warp the previous image f
 # Keypoints sit on the work image's pixel grid, so true matches scatter by ~0.5 work px: an inlier
 # threshold below this many work pixels (a small work_width) would throw good matches away.
 MIN_THRESHOLD_WORK_PX = 1.0
+FIRST_FRAME = "first frame"  # the reason when there is no previous frame to register to: no pair, no failure
 # config keys the keypoints depend on
 DETECTION_KEYS = ("enabled", "detector", "max_features", "work_width", "ignore_sky")
 
@@ -260,7 +261,7 @@ class FrameRegistrar:
         cur = self.features(frame_rgb)
         prev = self._prev
         if prev is None:
-            registration = Registration.failed("first frame")
+            registration = Registration.failed(FIRST_FRAME)
         elif prev.shape != cur.shape:
             registration = Registration.failed(f"resolution changed {prev.shape[0]}x{prev.shape[1]} -> "
                                                f"{cur.shape[0]}x{cur.shape[1]}")

@@ -156,7 +156,7 @@ def test_the_walker_sees_what_python_imports(tmp_path):
 
 def test_the_node_entry_point_loads_no_training_evaluation_or_torch():
     code = ("import sys, ssp_ros.ros.main; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ssp_train', 'torch') "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ssp_train', 'torch', 'av') "
             "or m.startswith(('ssp_ros.eval', 'ssp_ros.deploy', 'ssp_ros.cli'))); print(bad)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"

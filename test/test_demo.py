@@ -2,14 +2,17 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from ssp_ros.classes import load_class_set
 from ssp_ros.cli.main import main
 from ssp_ros.config import ModelConfig, SspConfig
 from ssp_ros.eval.clips import Clip, file_clip
 from ssp_ros.eval.demo import run_demo
+from ssp_ros.eval.strip import KEY_LINE, KEY_SWATCH, colour_key
 from ssp_ros.io import VideoWriter
 from ssp_ros.models import build_ssp, save_weights
 
@@ -30,6 +33,20 @@ def clip_of(frames) -> Clip:
                 labels=[f.labels for f in frames], flows=flows, fps=30.0)
 
 
+def assert_strip(path: Path, panels: int) -> None:
+    """strip.png: a colour key with every class's colour above 4 rows of ``panels`` panels (120x200 -> 480x288)."""
+    strip = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    key = strip.shape[0] - 4 * 288
+    assert strip.shape[1:] == (panels * 480, 3) and key > 0 and key % KEY_LINE == 0
+    assert_key_shows_every_class(strip[:key])
+
+
+def assert_key_shows_every_class(band: np.ndarray) -> None:
+    for colour in load_class_set("uavid").colors:
+        square = (band == colour).all(axis=-1)
+        assert square.sum() >= KEY_SWATCH * KEY_SWATCH, f"no swatch of {colour} in the colour key"
+
+
 def test_report_has_the_promised_shape(weights: Path, small_video, tmp_path: Path) -> None:
     cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(weights)))
     frames = small_video[:10]
@@ -47,16 +64,26 @@ def test_report_has_the_promised_shape(weights: Path, small_video, tmp_path: Pat
     assert (tmp_path / "tc_over_time.png").stat().st_size > 0 and "| SSP |" in (tmp_path / "report.md").read_text()
     reg = report["models"]["ssp"]["registration"]
     assert report["models"]["image"]["registration"] is None
-    assert reg["registered"] == 9 and reg["failed"] == 1 and reg["failures"] == {"first frame": 1}
+    # frame 0 has no previous frame: a reset, not a failed registration; 9 pairs, all registered
+    assert reg["pairs"] == 9 and reg["registered"] == 9 and reg["failed"] == 0 and reg["failures"] == {}
     assert reg["resets"] == {"first frame": 1}
     assert 0.0 < reg["inlier_ratio"]["min"] <= reg["inlier_ratio"]["median"] <= 1.0
     assert 0.0 < reg["corner_motion_px"]["median"] < 50.0  # a drone drifting a few pixels a frame
     page = (tmp_path / "report.md").read_text()
-    assert "- registered 9 frames, failed 1 (first frame 1)" in page and "- resets by reason: first frame 1" in page
-    strip = cv2.imread(str(tmp_path / "strip.png"))
-    assert strip.shape == (4 * 288, 3 * 480, 3)  # 4 rows of frame | image model | SSP, 120x200 scaled to 480 wide
-    overlay = tmp_path / "overlay.mp4"
-    assert overlay.exists() or (tmp_path / "overlay").is_dir()
+    assert "- registered 9 of 9 frame pairs, failed 0\n" in page and "- resets by reason: first frame 1" in page
+    assert report["labelled"] and "frame | ground truth (unlabelled pixels untinted) | image model | SSP" in page
+    assert_strip(tmp_path / "strip.png", panels=4)  # frame | ground truth | image model | SSP
+    av = pytest.importorskip("av", reason="PyAV is not installed: pip install av")
+    with av.open(str(tmp_path / "overlay.mp4")) as video:
+        stream = video.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.frames == 10
+        assert (stream.height, stream.width) == (120, 400)  # image model | SSP
+
+
+def test_colour_key_wraps_to_fit_a_narrow_strip() -> None:
+    wide, narrow = colour_key(load_class_set("uavid"), 1920), colour_key(load_class_set("uavid"), 480)
+    assert wide.shape == (KEY_LINE, 1920, 3) and narrow.shape[0] > 2 * KEY_LINE and narrow.shape[1] == 480
+    assert_key_shows_every_class(narrow)
 
 
 def test_unlabelled_video_reports_tc_without_miou(weights: Path, small_video, tmp_path: Path) -> None:
@@ -69,6 +96,9 @@ def test_unlabelled_video_reports_tc_without_miou(weights: Path, small_video, tm
     cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(weights)))
     report = run_demo(cfg, tmp_path / "out", lambda: clip)
     assert report["models"]["ssp"]["miou"] is None and report["models"]["ssp"]["tc"] is not None
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert not report["labelled"] and "`strip.png`: frame | image model | SSP at" in page
+    assert_strip(tmp_path / "out" / "strip.png", panels=3)  # no ground truth to show
 
 
 def test_cli_demo_without_weights_is_one_clear_error(tmp_path: Path, capsys) -> None:

@@ -1,10 +1,13 @@
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from ssp_ros import io
 from ssp_ros.errors import SspError
-from ssp_ros.io import LabelledSequence, write_sequence
+from ssp_ros.io import LabelledSequence, VideoWriter, write_sequence
 
 
 def test_sequence_round_trip(small_video, tmp_path: Path) -> None:
@@ -65,3 +68,72 @@ def test_corrupt_or_missing_files_are_named(small_video, tmp_path: Path) -> None
         seq.flow(0)
     with pytest.raises(SspError, match=r"sequence\.yaml: cannot read .* is .* a sequence folder"):
         LabelledSequence(tmp_path)
+
+
+def distinct_frames(small_video, size: tuple[int, int]) -> list[np.ndarray]:
+    """Eight frames of the flight, far enough apart to tell apart, cropped to ``size``."""
+    return [f.image[: size[0], : size[1]].copy() for f in small_video[::5]]
+
+
+def assert_round_trip(written: list[np.ndarray], decoded: list[np.ndarray]) -> None:
+    """Lossy, so approximately: each decoded frame is close to its own frame and closer to it than to any other."""
+    assert len(decoded) == len(written)
+    for k, frame in enumerate(decoded):
+        errors = [np.abs(frame.astype(np.int16) - other).mean() for other in written]
+        assert errors[k] < 8.0 and int(np.argmin(errors)) == k, errors
+
+
+@pytest.mark.parametrize("size", [(120, 200), (119, 199)])
+def test_video_is_h264_that_browsers_play(small_video, tmp_path: Path, size: tuple[int, int]) -> None:
+    """H.264 in yuv420p (even sides: an odd frame gets its last row / column repeated), index at the front."""
+    av = pytest.importorskip("av", reason="PyAV is not installed: pip install av")
+    frames = distinct_frames(small_video, size)
+    writer = VideoWriter(tmp_path / "clip.mp4", 30.0, size)
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
+    assert writer.codec == "h264" and writer.output == tmp_path / "clip.mp4"
+    data = writer.output.read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat"), "moov atom after the media data: no +faststart"
+    with av.open(str(writer.output)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.height, stream.width) == (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        assert stream.frames == len(frames) and float(stream.average_rate) == pytest.approx(30.0)
+        decoded = [f.to_ndarray(format="rgb24")[: size[0], : size[1]] for f in container.decode(stream)]
+    assert_round_trip(frames, decoded)
+
+
+@pytest.mark.parametrize("missing", ["pyav", "encoder"])
+def test_video_without_h264_is_mpeg4_and_says_so(small_video, tmp_path: Path, monkeypatch, capsys,
+                                                 missing: str) -> None:
+    if missing == "pyav":
+        monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    else:
+        pytest.importorskip("av", reason="PyAV is not installed: pip install av")
+        monkeypatch.setattr(io, "H264_ENCODER", "libx264_not_in_this_ffmpeg")  # as a PyAV built without libx264
+    frames = distinct_frames(small_video, (120, 200))
+    writer = VideoWriter(tmp_path / "clip.mp4", 30.0, (120, 200))
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
+    message = capsys.readouterr().err
+    assert "MPEG-4 Part 2" in message and "pip install av" in message and len(message.splitlines()) == 1
+    assert ("PyAV is not installed" if missing == "pyav" else "cannot encode H.264") in message
+    assert writer.codec == "mpeg4"
+    capture = cv2.VideoCapture(str(writer.output))
+    assert capture.isOpened()
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+    decoded = []
+    while (read := capture.read())[0]:
+        decoded.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    capture.release()
+    assert fourcc in ("mp4v", "FMP4") and decoded[0].shape == (120, 200, 3)  # MPEG-4 Part 2 (FFmpeg's tag: FMP4)
+    assert_round_trip(frames, decoded)
+
+
+def test_video_frame_of_another_size_is_refused(tmp_path: Path) -> None:
+    writer = VideoWriter(tmp_path / "clip.mp4", 30.0, (120, 200))
+    with pytest.raises(ValueError, match=r"frame must be 120x200x3 uint8 RGB, got shape \(100, 200, 3\)"):
+        writer.write(np.zeros((100, 200, 3), np.uint8))
+    writer.close()

@@ -42,8 +42,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"and registration {ssp['latency_ms'].get('registration', 0):.1f} ms per frame")
     reg = ssp["registration"]
     ratio = reg["inlier_ratio"]["median"] if reg["inlier_ratio"] else "n/a"
-    print(f"registration: {reg['registered']} frames registered (inlier ratio median {ratio}), {reg['failed']} "
-          f"failed; resets: {', '.join(f'{r} {n}' for r, n in reg['resets'].items()) or 'none'}")
+    print(f"registration: registered {reg['registered']} of {reg['pairs']} frame pairs (inlier ratio median {ratio}), "
+          f"failed {reg['failed']}; resets: {', '.join(f'{r} {n}' for r, n in reg['resets'].items()) or 'none'}")
     print(f"wrote {args.out}/report.md, report.json, overlay.mp4, tc_over_time.png, strip.png, masks/")
     return 0
 

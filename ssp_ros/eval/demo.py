@@ -3,9 +3,10 @@
 With no input it generates a held-aside synthetic drone sequence (labels and exact flow, so mIoU, TC,
 flicker and VC are all measured); with a video file, an image folder or an ``ssp synth`` folder it runs
 on that (unlabelled input: TC with DIS flow, no mIoU). Writes an overlay video (image model | SSP),
-mask PNGs, ``report.json``, ``report.md`` (with how registration went: inlier ratio, corner motion, failures
-and resets by reason), ``tc_over_time.png`` and ``strip.png`` (frame | image model | SSP at a few points of
-the clip, for a look without a video player) into the output folder.
+mask PNGs, ``report.json``, ``report.md`` (with how registration went over the frame pairs: inlier ratio, corner
+motion, failures and resets by reason), ``tc_over_time.png`` and ``strip.png`` (frame | ground truth when there
+is one | image model | SSP at a few points of the clip with a colour key, for a look without a video player)
+into the output folder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ssp_ros.backends import make_backend
@@ -22,12 +22,11 @@ from ssp_ros.classes import ClassSet, load_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.eval.clips import Clip, run_clip
 from ssp_ros.eval.report import cell, plot_tc_over_time
+from ssp_ros.eval.strip import titled, write_strip
 from ssp_ros.io import VideoWriter, write_png
 from ssp_ros.pipeline import STAGES
 
 MODELS = {"image": "image model", "ssp": "SSP"}  # the per-frame image model, and the same model with SSP
-STRIP_ROWS = 4  # frames shown in strip.png, evenly spaced over the clip
-STRIP_PANEL_WIDTH = 480  # px per panel in strip.png
 
 
 def _write_outputs(out: Path, clip: Clip, runs: dict, classes: ClassSet) -> None:
@@ -43,32 +42,11 @@ def _write_outputs(out: Path, clip: Clip, runs: dict, classes: ClassSet) -> None
             if image.shape[:2] != (h, w):
                 continue  # a resolution change mid-clip: the side-by-side video keeps the first size
             panels = [overlay(image, runs[name]["masks"][i], classes) for name in MODELS]
-            video.write(_titled(np.concatenate(panels, axis=1), tuple(MODELS.values())))
+            video.write(titled(np.concatenate(panels, axis=1), tuple(MODELS.values())))
     finally:
         video.close()
-    _write_strip(out / "strip.png", clip, runs, classes)
-
-
-def _write_strip(path: Path, clip: Clip, runs: dict, classes: ClassSet) -> None:
-    """``STRIP_ROWS`` rows of frame | image model | SSP, evenly spaced over the clip, each row titled."""
-    picks = np.linspace(0, len(clip.images) - 1, min(STRIP_ROWS, len(clip.images))).round().astype(int)
-    rows = []
-    for i in picks:
-        image = clip.images[i]
-        panels = [image, *(overlay(image, runs[name]["masks"][i], classes) for name in MODELS)]
-        h, w = image.shape[:2]
-        size = (STRIP_PANEL_WIDTH, max(1, round(h * STRIP_PANEL_WIDTH / w)))
-        row = np.concatenate([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels], axis=1)
-        rows.append(_titled(row, (f"frame {i}", *MODELS.values())))
-    write_png(path, np.concatenate(rows, axis=0))
-
-
-def _titled(frame: np.ndarray, titles: tuple[str, ...]) -> np.ndarray:
-    w = frame.shape[1] // len(titles)
-    for k, title in enumerate(titles):
-        for colour, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
-            cv2.putText(frame, title, (k * w + 10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, thickness, cv2.LINE_AA)
-    return frame
+    write_strip(out / "strip.png", clip.images, clip.labels,
+                {label: runs[name]["masks"] for name, label in MODELS.items()}, classes)
 
 
 def _markdown(report: dict) -> str:
@@ -82,6 +60,8 @@ def _markdown(report: dict) -> str:
     for name, label in MODELS.items():
         values = report["models"][name]["latency_ms"]
         lat.append(f"| {label} | " + " | ".join(cell(values.get(s)) for s in stages) + " |")
+    strip = ("frame | ground truth (unlabelled pixels untinted) | image model | SSP" if report["labelled"]
+             else "frame | image model | SSP")
     return "\n".join([
         f"# ssp demo: {report['source']}", "",
         f"{report['frames']} frames of {report['size'][0]}×{report['size'][1]}, backend {report['backend']}, "
@@ -89,7 +69,7 @@ def _markdown(report: dict) -> str:
         "mIoU, TC, flicker (share of stable-truth pixels whose prediction changes; lower is better) and VC_n in "
         "percent. TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
         *rows, "", "Median latency per stage (ms):", "", *lat, "", *_registration_lines(report["models"]["ssp"]),
-        "`strip.png`: frame | image model | SSP at a few points of the clip.", "",
+        f"`strip.png`: {strip} at a few points of the clip, under a colour key of the classes.", "",
     ])
 
 
@@ -105,7 +85,8 @@ def _registration_lines(ssp: dict) -> list[str]:
         return ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
 
     return ["Registration (SSP pass):", "",
-            f"- registered {reg['registered']} frames, failed {reg['failed']} ({reasons(reg['failures'])})",
+            f"- registered {reg['registered']} of {reg['pairs']} frame pairs, failed {reg['failed']}"
+            + (f" ({reasons(reg['failures'])})" if reg["failed"] else ""),
             f"- inlier ratio: {spread(reg['inlier_ratio'])}",
             f"- inliers: {spread(reg['inliers'])}",
             f"- corner motion per frame (px, farthest corner): {spread(reg['corner_motion_px'])}",
@@ -127,6 +108,7 @@ def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
                                                  for name, label in MODELS.items()})
     report = {
         "frames": len(clip.images), "size": list(clip.images[0].shape[:2]), "source": clip.source,
+        "labelled": clip.labels is not None,
         "backend": backend.name, "weights": cfg.model.weights, "classes": list(classes.names),
         "models": {name: {k: v for k, v in run.items() if k not in ("masks", "tc_per_pair")}
                    for name, run in runs.items()},

@@ -2,7 +2,8 @@
 
 On real video there is no ground truth to score registration against, so ``ssp demo`` reports what the
 registrar itself saw frame after frame: a steady inlier ratio and plausible corner motion mean SSP fused on
-good homographies; failures and resets say where it started over and why.
+good homographies; failures and resets say where it started over and why. A frame with no previous frame (the
+first, or the first after the registrar forgot its reference) is no frame pair: it is not counted as a failure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 import numpy as np
 
 from ssp_ros.geometry import corner_shift
-from ssp_ros.registration import Registration
+from ssp_ros.registration import FIRST_FRAME, Registration
 
 
 def _stats(values: list[float], digits: int = 3) -> dict[str, float] | None:
@@ -25,7 +26,7 @@ def _stats(values: list[float], digits: int = 3) -> dict[str, float] | None:
 
 
 class RegistrationLog:
-    """Collects each frame's registration (None with propagation off): distributions over the frames that
+    """Collects each frame's registration (None with propagation off): distributions over the frame pairs that
     registered, failures counted by the registrar's reason."""
 
     def __init__(self) -> None:
@@ -36,9 +37,9 @@ class RegistrationLog:
 
     def add(self, registration: Registration | None, frame_size: tuple[int, int]) -> None:
         """Record one frame's registration to the previous frame (``frame_size``: its H, W)."""
-        if registration is None:
-            return
-        if not registration.ok:  # the registrar says why, e.g. "first frame" or too few inliers
+        if registration is None or registration.reason == FIRST_FRAME:
+            return  # nothing to register to: not a pair
+        if not registration.ok:  # the registrar says why, e.g. too few inliers
             self.failures[registration.reason] += 1
             return
         self.ratios.append(registration.inlier_ratio)
@@ -46,9 +47,11 @@ class RegistrationLog:
         self.corner_motion_px.append(corner_shift(registration.homography, np.eye(3), frame_size))
 
     def summary(self, resets: Counter[str]) -> dict:
-        """Counts and distributions (inliers over the registered frames; corner motion: how far the homography
-        moves the farthest frame corner, px), with the pipeline's ``resets`` (reason → count) beside them."""
-        return {"registered": len(self.ratios), "failed": sum(self.failures.values()),
+        """Counts over the frame pairs (``pairs`` = ``registered`` + ``failed``) and distributions over the registered
+        ones (corner motion: how far the homography moves the farthest frame corner, px), with the pipeline's
+        ``resets`` (reason → count, the first frame among them) beside them."""
+        failed = sum(self.failures.values())
+        return {"pairs": len(self.ratios) + failed, "registered": len(self.ratios), "failed": failed,
                 "failures": dict(self.failures.most_common()), "inlier_ratio": _stats(self.ratios),
                 "inliers": _stats(self.inliers, 1), "corner_motion_px": _stats(self.corner_motion_px, 2),
                 "resets": dict(resets.most_common())}
