@@ -4,8 +4,9 @@ Every section is a dataclass whose fields are ``setting``s: the default, a descr
 the allowed ``Bounds`` and whether the value may change while the node runs. That is the one place a
 tunable is described: the loader checks the bounds, and the node's ROS parameters (``ros/params.py``),
 their descriptors and ``ssp params`` read all three from the field. ``load_config`` turns a YAML file into
-``SspConfig``; unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the file
-and the dotted key. Dataclasses also validate when built in code (``__post_init__``).
+``SspConfig``; unknown keys, wrong types, out-of-range values and a keypoint detector the installed OpenCV
+lacks raise ``ConfigError`` naming the file and the dotted key. Dataclasses also validate when built in code
+(``__post_init__``).
 
 We use stdlib dataclasses plus a small strict converter rather than pydantic so the drone image needs
 no extra compiled dependency for what is about a hundred lines.
@@ -18,6 +19,7 @@ import difflib
 import math
 import re
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -91,6 +93,45 @@ Backend = Literal["torch", "onnxruntime", "tensorrt"]
 BACKENDS: tuple[str, ...] = get_args(Backend)  # the inference runtimes, in the order we recommend trying them
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)  # TensorRT engine precisions
+Detector = Literal["orb", "akaze", "sift"]
+DETECTORS: tuple[str, ...] = get_args(Detector)  # the keypoint detectors registration knows
+# Where OpenCV's Python API keeps each detector's factory, first match wins. OpenCV 5 moved AKAZE out of its main
+# modules into opencv-contrib's xfeatures2d (opencv/opencv#25292), so opencv-python 5 has no AKAZE at all.
+DETECTOR_FACTORIES: dict[str, tuple[str, ...]] = {"orb": ("ORB_create",), "sift": ("SIFT_create",),
+                                                  "akaze": ("AKAZE_create", "xfeatures2d.AKAZE_create")}
+
+
+def _detector_factory(name: str) -> Callable[..., Any] | None:
+    import cv2  # here, not at the top: the schema imports without OpenCV
+
+    for path in DETECTOR_FACTORIES[name]:
+        found: Any = cv2
+        for attr in path.split("."):
+            found = getattr(found, attr, None)
+        if found is not None:
+            return found
+    return None
+
+
+def available_detectors() -> tuple[str, ...]:
+    """The detectors of ``DETECTORS`` that the installed OpenCV has."""
+    return tuple(name for name in DETECTORS if _detector_factory(name) is not None)
+
+
+def opencv_detector(name: str) -> Callable[..., Any]:
+    """The installed OpenCV's factory of detector ``name`` (e.g. ``cv2.ORB_create``); ConfigError (key
+    ``detector``) for a name we do not know or a detector this OpenCV build lacks."""
+    require(name in DETECTORS, "detector", f"unknown detector {name!r} (expected one of {', '.join(DETECTORS)})")
+    factory = _detector_factory(name)
+    if factory is None:
+        import cv2
+
+        where = " or ".join(f"cv2.{path}" for path in DETECTOR_FACTORIES[name])
+        raise ConfigError(f"detector: {name!r} is not in this OpenCV ({cv2.__version__}: no {where}), which has "
+                          f"{', '.join(available_detectors())}" + (
+                              "; OpenCV 5 moved AKAZE to opencv-contrib (opencv-contrib-python-headless in place "
+                              "of opencv-python-headless)" if name == "akaze" else ""))
+    return factory
 
 
 @dataclass
@@ -123,7 +164,8 @@ class RegistrationConfig:
 
     enabled: bool = setting(True, "False = no registration, the identity homography (a static camera: the SSP "
                             "ablation)")
-    detector: Literal["orb", "akaze", "sift"] = setting("orb", "OpenCV feature detector/descriptor")
+    detector: Detector = setting("orb", "OpenCV feature detector/descriptor; akaze only where the installed OpenCV "
+                                 "has it (4.x; OpenCV 5 moved it to opencv-contrib), else refused at load")
     max_features: int = setting(500, "keypoints per frame (500 at work_width 320: ~3 ms at 736x1280, < 1.5 px "
                                 "error)", Bounds(4))
     ratio: float = setting(0.8, "Lowe ratio test for keypoint matches (the reference: 0.8)",
@@ -142,6 +184,7 @@ class RegistrationConfig:
                                "ssp_ros/sky_band.py): the sky does not move with the ground")
 
     def __post_init__(self) -> None:
+        opencv_detector(self.detector)
         check_bounds(self)
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ssp_ros.config import RegistrationConfig
-from ssp_ros.errors import SspError
+from ssp_ros.config import RegistrationConfig, opencv_detector
 
 COARSE_GRID = (8, 6)  # cells (x, y) over which spread_strongest spreads the coarse keypoints
 # ORB settings for frame-to-frame matching: consecutive frames differ by a small zoom, so a shallow
@@ -51,23 +50,17 @@ class Detector:
     def __init__(self, cfg: RegistrationConfig) -> None:
         self.max_features = cfg.max_features
         self.fast_threshold = ORB_FAST_THRESHOLD
+        factory = opencv_detector(cfg.detector)  # ConfigError if this OpenCV build lacks it
         if cfg.detector == "orb":
-            self.impl = cv2.ORB_create(nfeatures=cfg.max_features, nlevels=ORB_LEVELS, edgeThreshold=ORB_EDGE,
-                                       patchSize=ORB_PATCH, fastThreshold=self.fast_threshold)
+            self.impl = factory(nfeatures=cfg.max_features, nlevels=ORB_LEVELS, edgeThreshold=ORB_EDGE,
+                                patchSize=ORB_PATCH, fastThreshold=self.fast_threshold)
             self.norm = cv2.NORM_HAMMING
         elif cfg.detector == "sift":
-            self.impl = cv2.SIFT_create(nfeatures=cfg.max_features)
+            self.impl = factory(nfeatures=cfg.max_features)
             self.norm = cv2.NORM_L2
-        elif cfg.detector == "akaze":
-            contrib = getattr(cv2, "xfeatures2d", None)
-            factory = getattr(cv2, "AKAZE_create", None) or getattr(contrib, "AKAZE_create", None)
-            if factory is None:
-                raise SspError(f"registration.detector: AKAZE is not in this OpenCV build ({cv2.__version__}; "
-                               "OpenCV 5 moved it to opencv-contrib's xfeatures2d): use 'orb' or 'sift'")
+        else:  # akaze: binary descriptors, no feature cap (detect keeps the strongest)
             self.impl = factory()
             self.norm = cv2.NORM_HAMMING
-        else:
-            raise SspError(f"registration.detector: unknown detector {cfg.detector!r} (expected orb, akaze or sift)")
         self.is_orb = cfg.detector == "orb"
 
     def _set_fast_threshold(self, value: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-OCCLUSION_ALPHA = 0.01  # the KD-SSP occlusion test: |f + b|² > α (|f|² + |b|²) + β (DESIGN.md §1)
+OCCLUSION_ALPHA = 0.01  # the KD-SSP occlusion test: |f + b|² > α (|f|² + |b|²) + β (docs/design.md §1)
 OCCLUSION_BETA = 0.5
 
 

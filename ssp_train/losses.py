@@ -1,4 +1,4 @@
-"""Training losses of the paper (DESIGN.md §1): cross-entropy, the temporal-consistency loss, and KD-SSP's
+"""Training losses of the paper (docs/design.md §1): cross-entropy, the temporal-consistency loss, and KD-SSP's
 distillation from a teacher with occlusion-aware fused targets.
 
 - ``segmentation_loss``: cross-entropy with ignore label 255.

@@ -1,4 +1,5 @@
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,13 @@ def test_export_command_writes_a_runnable_folder(tmp_path: Path, capsys) -> None
     assert "segmenter.onnx: image [1, 3, 64, 96]" in out and "runtime.export_dir" in out
     info = load_export_info(tmp_path / "exp")
     assert info.input_size == (64, 96) and info.raw["weights"]["file"] == "ssp_default.safetensors"
+    written = {path.name for path in (tmp_path / "exp").iterdir() if path.suffix in (".onnx", ".json")}
+    for argv in (["export", "--help"], ["--help"]):  # the help names the files export writes, no fewer, no more
+        with pytest.raises(SystemExit):
+            main(argv)
+        summary = " ".join(capsys.readouterr().out.split())
+        named = set(re.findall(r"[\w.-]+\.(?:onnx|json)\b", summary))
+        assert named == written, f"`ssp {' '.join(argv)}` names {sorted(named)}, export wrote {sorted(written)}"
     assert main(["export", "--out", str(tmp_path / "bad"), "--size", "60x96"]) == 2
     assert "input_size: expected positive multiples of 32, got [60, 96]" in capsys.readouterr().err
 
@@ -85,3 +93,25 @@ def test_build_engine_without_tensorrt_says_what_to_install(tmp_path: Path, caps
     write_fake_export(tmp_path / "exp")
     assert main(["build-engine", "--onnx", str(tmp_path / "exp"), "--fp16"]) == 2
     assert "TensorRT is not installed" in capsys.readouterr().err
+
+
+def test_node_without_rclpy_names_the_ros_extra_ros_and_dds(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rclpy", None)  # as on a machine without ROS: `import rclpy` fails
+    assert main(["node"]) == 1
+    err = capsys.readouterr().err
+    for remedy in ("pip install -e '.[ros]'", "source a ROS 2 installation", "pip install -e '.[dds]'",
+                   "ssp node --transport dds"):
+        assert remedy in err, f"{remedy!r} missing from: {err}"
+
+
+def test_params_says_which_detectors_this_opencv_has(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import cv2
+
+    monkeypatch.delattr(cv2, "AKAZE_create", raising=False)  # as OpenCV 5 without contrib
+    monkeypatch.delattr(cv2, "xfeatures2d", raising=False)
+    assert main(["params"]) == 0
+    out = capsys.readouterr().out
+    assert "| `registration.detector` | `\"orb\"` | one of: orb, akaze, sift |" in out
+    assert out.rstrip().endswith(f"registration.detector: this OpenCV ({cv2.__version__}) has orb, sift.")

@@ -4,11 +4,14 @@ import pytest
 
 from ssp_ros.config import (
     ModelConfig,
+    RegistrationConfig,
     SspConfig,
     SyntheticConfig,
+    available_detectors,
     config_from_dict,
     load_config,
     load_section,
+    opencv_detector,
     to_dict,
 )
 from ssp_ros.errors import ConfigError
@@ -116,3 +119,51 @@ def test_dataclasses_validate_when_built_in_code() -> None:
 def test_every_shipped_config_loads() -> None:
     for path in sorted((Path(__file__).resolve().parent.parent / "config").glob("*.yaml")):
         load_config(path)
+
+
+@pytest.fixture
+def opencv_without_akaze(monkeypatch: pytest.MonkeyPatch) -> str:
+    """cv2 as OpenCV 5 without contrib has it: no AKAZE anywhere; returns the version it reports."""
+    import cv2
+
+    monkeypatch.delattr(cv2, "AKAZE_create", raising=False)
+    monkeypatch.delattr(cv2, "xfeatures2d", raising=False)
+    return cv2.__version__
+
+
+def test_a_detector_this_opencv_lacks_is_refused_naming_file_key_version_and_what_it_has(
+        tmp_path: Path, opencv_without_akaze: str) -> None:
+    path = write(tmp_path, "registration:\n  detector: akaze\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (
+        f"{path}: registration.detector: 'akaze' is not in this OpenCV ({opencv_without_akaze}: no cv2.AKAZE_create "
+        "or cv2.xfeatures2d.AKAZE_create), which has orb, sift; OpenCV 5 moved AKAZE to opencv-contrib "
+        "(opencv-contrib-python-headless in place of opencv-python-headless)")
+    assert available_detectors() == ("orb", "sift")
+    load_config(write(tmp_path, "registration:\n  detector: sift\n"))  # the detectors it has still load
+
+
+def test_akaze_is_found_in_opencv_contribs_xfeatures2d(monkeypatch: pytest.MonkeyPatch,
+                                                       opencv_without_akaze: str) -> None:
+    """OpenCV 5 with contrib keeps AKAZE as cv2.xfeatures2d.AKAZE_create: that one is used."""
+    import types
+
+    import cv2
+
+    contrib = types.SimpleNamespace(AKAZE_create=lambda: "contrib AKAZE")
+    monkeypatch.setattr(cv2, "xfeatures2d", contrib, raising=False)
+    assert opencv_detector("akaze") is contrib.AKAZE_create
+    assert available_detectors() == ("orb", "akaze", "sift")
+    assert SspConfig(registration=RegistrationConfig(detector="akaze")).registration.detector == "akaze"
+
+
+def test_any_missing_detector_is_refused_when_built_in_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    monkeypatch.delattr(cv2, "SIFT_create")
+    with pytest.raises(ConfigError, match=r"^detector: 'sift' is not in this OpenCV \(.*: no cv2\.SIFT_create\), "
+                                          r"which has orb(, akaze)?$"):
+        RegistrationConfig(detector="sift")
+    with pytest.raises(ConfigError, match=r"detector: unknown detector 'brisk' \(expected one of orb, akaze, sift\)"):
+        RegistrationConfig(detector="brisk")

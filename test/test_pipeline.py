@@ -108,13 +108,13 @@ def test_a_refused_reconfigure_changes_nothing(backend, monkeypatch) -> None:
     pipe = pipeline(backend)
     before = pipe.cfg
 
-    def no_akaze(cfg):
-        raise SspError("registration.detector: AKAZE is not in this OpenCV build")
+    def refuse(cfg):
+        raise SspError("registration.detector: the detector cannot be made")
 
-    monkeypatch.setattr("ssp_ros.pipeline.Detector", no_akaze)
-    with pytest.raises(SspError, match="AKAZE"):
+    monkeypatch.setattr("ssp_ros.pipeline.Detector", refuse)
+    with pytest.raises(SspError, match="cannot be made"):
         pipe.reconfigure(propagation=PropagationConfig(max_time_gap_s=2.0),
-                         registration=RegistrationConfig(detector="akaze"))
+                         registration=RegistrationConfig(detector="sift"))
     assert pipe.cfg == before and pipe._pending is None
 
 

@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend: runs the two exported graphs (``ssp export``) on the CPU or with CUDA.
+"""The ONNX Runtime backend: runs an exported folder (``ssp export``) on the CPU or with CUDA.
 
 Imports numpy, OpenCV and onnxruntime only (no torch). On CPU the previous frame's state is a pair of numpy
 arrays, warped with OpenCV (``cpu_warp.py``) and blended by ``blend.onnx``; with the CUDA provider the

@@ -49,7 +49,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     from ssp_ros.ros.main import run_dds_node
 
     if importlib.util.find_spec("cyclonedds") is None:
-        raise SspError("--transport dds needs the cyclonedds package: pip install 'ssp_ros[dds]'")
+        raise SspError("--transport dds needs the cyclonedds package, the dds extra: pip install -e '.[dds]' "
+                       "(in this repository)")
     domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     return run_dds_node(args.config, domain)
 
@@ -75,11 +76,15 @@ def cmd_bench_node(args: argparse.Namespace) -> int:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    """Print the node's ROS parameters (defaults from ``--config``) as a Markdown table."""
-    from ssp_ros.config import load_config
+    """Print the node's ROS parameters (defaults from ``--config``) as a Markdown table, then the detectors this
+    machine's OpenCV has (the table's choices are the schema's, the same everywhere)."""
+    import cv2
+
+    from ssp_ros.config import available_detectors, load_config
     from ssp_ros.ros.params import markdown_table
 
     print(markdown_table(load_config(args.config) if args.config else None))
+    print(f"\nregistration.detector: this OpenCV ({cv2.__version__}) has {', '.join(available_detectors())}.")
     return 0
 
 
@@ -87,7 +92,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``ssp node``, ``ssp replay`` and ``ssp params``."""
     node = sub.add_parser("node", help="run the segmentation node (ROS 2 via rclpy, or Cyclone DDS without ROS)")
     node.add_argument("--transport", choices=("rclpy", "dds"), default="rclpy", help="rclpy: a ROS 2 node (needs "
-                      "a sourced ROS 2); dds: the same topics on Cyclone DDS, no ROS needed (default rclpy)")
+                      "rclpy: a sourced ROS 2, or the ros extra's PyPI wheels); dds: the same topics on Cyclone DDS "
+                      "without ROS (needs the dds extra); default rclpy")
     node.add_argument("--config", type=Path, help="dds: ssp_ros config YAML, the node's parameters (default: the "
                       "shipped config/ssp.yaml)")
     node.add_argument("--domain-id", type=int, help="dds: DDS domain = ROS_DOMAIN_ID of the ROS 2 machines "

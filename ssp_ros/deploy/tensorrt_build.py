@@ -1,10 +1,11 @@
 """Build the TensorRT engines of an exported model folder: ``ssp build-engine --onnx DIR --fp16``.
 
-Both graphs of the folder (``backends/export_info.py``) become engines beside them, each with a sidecar keyed by
-the ONNX hash, TensorRT version, GPU and precision (``backends/engine_cache.py``). The builder parses each ONNX
-graph (reporting every parser error), limits the workspace, reuses a timing cache kept in the folder (one
-per TensorRT version and GPU) so rebuilds skip most kernel timing, and for INT8 calibrates the segmenter
-with entropy calibration over a folder of frames (``calibration.py``), caching the calibration table.
+The segmenter and fusion graphs of the folder (``GRAPHS`` in ``backends/export_info.py``) become engines beside
+them, each with a sidecar keyed by the ONNX hash, TensorRT version, GPU and precision (``backends/engine_cache.py``).
+The builder parses each ONNX graph (reporting every parser error), limits the workspace, reuses a timing cache
+kept in the folder (one per TensorRT version and GPU) so rebuilds skip most kernel timing, and for INT8
+calibrates the segmenter with entropy calibration over a folder of frames (``calibration.py``), caching the
+calibration table.
 
 Targets TensorRT 8.6 (JetPack 6.0) through 10.x (JetPack 6.1/6.2 ship 10.3) through the Python API, the range
 of ``SUPPORTED_TENSORRT`` (``backends/tensorrt_common.py``; TensorRT 11 is refused there, before a build starts);

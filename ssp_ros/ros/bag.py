@@ -2,9 +2,9 @@
 
 Reading goes through ``rosbags.highlevel.AnyReader``, which builds its types from the definitions stored
 in the bag (so Humble and Jazzy bags both work) and falls back to the Humble typestore for old .db3 bags
-without them. Writing makes a rosbag2 folder (format version 9): MCAP unless the name ends in ``.db3``.
-A bag is written under a temporary name beside its destination and renamed when complete, so a
-half-written bag never looks like a finished one.
+without them. Writing makes a rosbag2 folder (format version 8, ``BAG_FORMAT``, which Humble and Jazzy both
+read): MCAP unless the name ends in ``.db3``. A bag is written under a temporary name beside its destination
+and renamed when complete, so a half-written bag never looks like a finished one.
 """
 
 from __future__ import annotations

@@ -48,10 +48,11 @@ def main(args: list[str] | None = None) -> int:
     try:
         import rclpy
         from rclpy.executors import ExternalShutdownException
-    except ImportError:
-        print("ssp_node: rclpy is not importable: source a ROS 2 installation (e.g. /opt/ros/humble/setup.bash) "
-              "before running the node; `ssp node --transport dds`, `ssp demo` and `ssp replay` run without ROS.",
-              file=sys.stderr)
+    except ImportError as err:
+        print(f"ssp_node: rclpy is not importable: source a ROS 2 installation (e.g. /opt/ros/humble/setup.bash; a "
+              "venv needs --system-site-packages), or install ROS 2 Jazzy's rclpy as PyPI wheels with the ros extra "
+              "(`pip install -e '.[ros]'` in this repository); without ROS, the dds extra (`pip install -e "
+              f"'.[dds]'`) runs the same node with `ssp node --transport dds` ({err})", file=sys.stderr)
         return 1
     args = sys.argv if args is None else args
     options = _node_arguments(args)
