@@ -1,4 +1,4 @@
-"""The floor plan (../shared/DESIGN.md §2) as a test: the import graph of ``ssp_ros`` and ``ssp_train``, read
+"""The floor plan (docs/design.md §2) as a test: the import graph of ``ssp_ros`` and ``ssp_train``, read
 with ``ast`` (every import, also those inside functions), has no cycle, and every import points down the map:
 core → wings (deploy, eval, ros) → cli, with ``ssp_train`` apart; the runtime never imports ``ssp_train``."""
 

@@ -248,13 +248,17 @@ def test_s8s8_scheme_is_what_tensorrt_parses(tmp_path: Path, fp32_export: Path, 
 def test_cli_int8_export_and_eval_of_folders(tmp_path: Path, calib_dir: Path, capsys) -> None:
     out = tmp_path / "int8"
     assert main(["export", "--out", str(out), "--size", "64x96", "--int8", "--calib", str(calib_dir),
-                 "--calib-frames", "4"]) == 0
+                 "--calib-frames", "4", "--int8-cpu", "any"]) == 0
     printed = capsys.readouterr().out
-    assert f"MinMax calibration on 4 frames of {calib_dir}" in printed and "fusion graph stays FP32" in printed
+    assert f"MinMax calibration on 4 frames of {calib_dir}" in printed and "fusion graphs stay FP32" in printed
+    assert "7-bit int8 per-channel weights for any CPU; made on " in printed
     info = load_export_info(out)
+    assert info.raw["calibration"]["cpu_target"] == ANY_CPU
     assert info.raw["precision"] == {**{name: "fp32" for name in info.raw["graphs"]}, "segmenter": "int8"}
     assert main(["export", "--out", str(tmp_path / "x"), "--calib", str(calib_dir)]) == 2
-    assert "--calib and --calib-frames are only used with --int8" in capsys.readouterr().err
+    assert "--calib, --calib-frames and --int8-cpu are only used with --int8" in capsys.readouterr().err
+    assert main(["export", "--out", str(tmp_path / "y"), "--int8-cpu", "any"]) == 2
+    assert "only used with --int8" in capsys.readouterr().err
 
     cfg = load_config()
     scenario = small_scenario(height=64, width=96)

@@ -30,6 +30,7 @@ VNNI = "x86-vnni"  # u8s8 with 8-bit weights is exact and fast (AVX-512 VNNI, AV
 NO_VNNI = "x86-no-vnni"  # u8s8 pair sums saturate at 16 bits (AVX2, AVX-512 without VNNI): 7-bit weights needed
 OTHER = "other"  # not x86 (ARM NEON): 32-bit sums, exact
 ANY_CPU = "any"  # the target of a u8s8 graph with 7-bit weights: exact on every kernel
+CPU_TARGETS = ("auto", VNNI, ANY_CPU)  # what `ssp export --int8-cpu` takes; auto: this CPU's family
 AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 

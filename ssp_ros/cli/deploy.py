@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ssp_ros.backends.export_info import EXPORTED_GRAPHS, SIDECAR
+from ssp_ros.backends.int8_cpu import ANY_CPU, CPU_TARGETS, VNNI
 from ssp_ros.cli.args import size
 from ssp_ros.errors import SspError
 
@@ -23,8 +25,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ssp_ros.config import load_config
     from ssp_ros.deploy.export import check_graph, export_config
 
-    if not args.int8 and (args.calib is not None or args.calib_frames is not None):
-        raise SspError("--calib and --calib-frames are only used with --int8")
+    if not args.int8 and (args.calib is not None or args.calib_frames is not None or args.int8_cpu != "auto"):
+        raise SspError("--calib, --calib-frames and --int8-cpu are only used with --int8")
     if args.calib_frames is not None and args.calib_frames < 1:
         raise SspError(f"--calib-frames must be >= 1, got {args.calib_frames}")
     if args.trt_version is not None:
@@ -61,8 +63,8 @@ def _quantize(args: argparse.Namespace, cfg: SspConfig) -> None:
 
     start = time.perf_counter()
     record = quantize_export(args.out, args.calib, args.calib_frames or DEFAULT_FRAMES, scenario=cfg.synthetic,
-                             scheme=args.int8_scheme)
-    print(f"{describe(record)} ({time.perf_counter() - start:.0f} s); the fusion graph stays FP32")
+                             scheme=args.int8_scheme, cpu_target=args.int8_cpu)
+    print(f"{describe(record)} ({time.perf_counter() - start:.0f} s); the fusion graphs stay FP32")
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
@@ -82,7 +84,9 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``ssp export`` and ``ssp build-engine``."""
-    export = sub.add_parser("export", help="export the model to two ONNX graphs (segmenter, fusion) + export.json")
+    graphs = ", ".join(f"{name}.onnx" for name in EXPORTED_GRAPHS)
+    summary = f"export the model to the ONNX graphs of the deployment runtimes ({graphs}) + {SIDECAR}"
+    export = sub.add_parser("export", help=summary, description=f"E{summary[1:]}.")
     export.add_argument("--out", type=Path, required=True, help="output folder, e.g. models/ssp_export")
     export.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
     export.add_argument("--weights", type=Path, help="model weights, overriding the config's model.weights")
@@ -92,24 +96,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "TensorRT version (e.g. 8.6 for JetPack 6.0, 10.3 for JetPack 6.1/6.2) instead of every "
                         "supported one (8.6 through 10.x)")
     export.add_argument("--int8", action="store_true", help="quantize the segmenter to INT8 (ONNX Runtime static "
-                        "QDQ, per-channel weights); the fusion graph stays FP32")
+                        "QDQ, per-channel weights); the fusion graphs stay FP32")
     export.add_argument("--int8-scheme", choices=("u8s8", "s8s8"), default="u8s8",
                         help="--int8: u8s8 (default) runs fast on x86 ONNX Runtime; s8s8 (symmetric, zero points "
                         "0) is the form TensorRT's explicit quantization parses")
+    export.add_argument("--int8-cpu", choices=CPU_TARGETS, default="auto",
+                        help=f"--int8 u8s8: the CPUs the weights are for: {VNNI} (8-bit weights; AVX-512 VNNI, "
+                        f"AVX-VNNI or AMX), {ANY_CPU} (7-bit weights: ONNX Runtime's kernels without VNNI saturate "
+                        "8-bit ones), auto (default: this CPU's)")
     export.add_argument("--calib", type=Path, help="--int8: folder of frames (png/jpg) to calibrate with (default: "
                         "synthetic frames of the training flights, seeds 1000-1011)")
     export.add_argument("--calib-frames", type=int, help="--int8: use at most this many frames, evenly spaced "
                         "(default 120)")
     export.set_defaults(func=cmd_export)
 
-    parser = sub.add_parser("build-engine", help="build TensorRT engines for an exported model folder")
+    parser = sub.add_parser("build-engine", help="build TensorRT engines for an exported model folder (the "
+                            "precision applies to the segmenter; the fusion engine is FP32 at every precision)")
     parser.add_argument("--onnx", type=Path, required=True, help="folder written by `ssp export`")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engines")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 segmenter")
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="FP16 engines (the default)")
+                           help="FP16 segmenter (the default)")
     precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                           help="INT8 segmenter (calibrated with --calib) + FP16 fusion")
+                           help="INT8 segmenter (calibrated with --calib)")
     parser.add_argument("--calib", type=Path, help="--int8: folder of frames (png/jpg) to calibrate with")
     parser.add_argument("--calib-frames", type=int, default=500,
                         help="--int8: use at most this many frames, evenly spaced (default 500)")

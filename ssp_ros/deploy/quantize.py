@@ -4,7 +4,7 @@
 (QuantizeLinear / DequantizeLinear around the float operators; ONNX Runtime fuses them into integer kernels),
 calibrated with MinMax ranges over frames letterboxed exactly as the pipeline does (``calibration.model_input``):
 a folder of frames, or synthetic frames of the training flights (seeds 1000–1011, never the held-aside
-2000–2004 that ``ssp eval`` measures on). The fusion graph stays FP32: its inputs are logits and features, whose
+2000–2004 that ``ssp eval`` measures on). The fusion graphs stay FP32: their inputs are logits and features, whose
 ranges would need the whole pipeline (registration included) to calibrate.
 
 Two schemes (``SCHEMES``), because the CPU and TensorRT want different ones (measured, models/README.md):
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ssp_ros.backends.export_info import SEGMENTER_INPUTS, load_export_info, sha256_file, write_export_info
-from ssp_ros.backends.int8_cpu import ANY_CPU, VNNI, this_cpu
+from ssp_ros.backends.int8_cpu import ANY_CPU, CPU_TARGETS, VNNI, this_cpu
 from ssp_ros.config import SyntheticConfig
 from ssp_ros.deploy.calibration import CalibrationSet, model_input
 from ssp_ros.deploy.export import check_graph, keep_used_domains
@@ -56,7 +56,6 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "s8s8": {"activations": "int8", "weights": "int8", "activation_symmetric": True, "quantize_bias": False,
              "float_ops": ("MatMul",)},
 }
-CPU_TARGETS = ("auto", VNNI, ANY_CPU)  # u8s8: 8-bit weights for VNNI/AMX CPUs, 7-bit weights for any CPU
 CPU_TARGET_TEXT = {VNNI: "x86 CPUs with VNNI or AMX", ANY_CPU: "any CPU", "tensorrt": "TensorRT"}
 
 
