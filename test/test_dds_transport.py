@@ -1,4 +1,5 @@
-"""Cyclone DDS transport without the model: ROS 2 wire types, names, QoS, and a loopback round trip."""
+"""Cyclone DDS transport without the model: ROS 2 wire types, names, QoS, and a loopback round trip. Waits on
+discovery and delivery are bounded by node_harness.HUNG_S: long enough for a loaded machine, reached only when hung."""
 
 import os
 import threading
@@ -14,6 +15,7 @@ from ssp_ros.ros.transport import SENSOR_DATA, DiagnosticItem, QosProfile, resol
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 
 from cyclonedds.qos import Policy  # noqa: E402 - after the skip
+from node_harness import HUNG_S, wait_until  # noqa: E402
 
 from ssp_ros.ros import dds_types  # noqa: E402
 from ssp_ros.ros.dds_transport import LOOPBACK, DdsTransport, dds_qos  # noqa: E402
@@ -91,14 +93,11 @@ def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback) -> No
         peer.subscribe("/ssp/mask", "sensor_msgs/msg/Image", QosProfile(reliable=True, depth=1), on_message)
         publisher = node.publisher("~/mask", "sensor_msgs/msg/Image", QosProfile(reliable=True, depth=1))
         assert publisher.writer.topic.name == "rt/ssp/mask"
-        for _ in range(100):
-            if publisher.subscription_count():
-                break
-            threading.Event().wait(0.05)
+        wait_until(publisher.subscription_count, "the viewer to match the mask publisher")
         assert publisher.subscription_count() == 1
         pixels = np.random.default_rng(1).integers(0, 256, (368, 640), dtype=np.uint8)
         publisher.publish(node.image(header(sec=1_700_000_000, nanosec=123), pixels, "mono8"))
-        assert got.wait(5.0), "the mask never arrived over loopback"
+        assert got.wait(HUNG_S), "the mask never arrived over loopback"
         msg = received[0]
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (1_700_000_000, 123, "cam")
         assert (msg.height, msg.width, msg.encoding, msg.step) == (368, 640, "mono8", 640)
@@ -116,11 +115,13 @@ def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback) -> No
 
 def test_destroyed_reader_and_writer_deliver_nothing_more(loopback) -> None:
     """``Transport.destroy``: a destroyed subscription gets no callback after it returns, a destroyed
-    publisher refuses to publish (the deactivated node's contract)."""
+    publisher refuses to publish (the deactivated node's contract). A second reader of the same participant (one
+    reader thread delivers to both) shows when the destroyed one would have had the second sample."""
     from ssp_ros.errors import SspError
 
     node, peer = DdsTransport(loopback, "ssp"), DdsTransport(loopback, "viewer")
     received: list = []
+    witnessed: list = []
     got = threading.Event()
     qos = QosProfile(reliable=True, depth=1)
 
@@ -130,16 +131,16 @@ def test_destroyed_reader_and_writer_deliver_nothing_more(loopback) -> None:
 
     try:
         reader = peer.subscribe("/ssp/mask", "sensor_msgs/msg/Image", qos, on_message)
+        peer.subscribe("/ssp/mask", "sensor_msgs/msg/Image", qos, lambda msg: witnessed.append(msg.header.stamp.sec))
         publisher = node.publisher("~/mask", "sensor_msgs/msg/Image", qos)
-        deadline = time.monotonic() + 5.0
-        while not publisher.subscription_count() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: publisher.subscription_count() == 2, "both readers to match the publisher")
         pixels = np.zeros((4, 4), np.uint8)
         publisher.publish(node.image(header(sec=1), pixels, "mono8"))
-        assert got.wait(5.0), "the first mask never arrived"
+        assert got.wait(HUNG_S), "the first mask never arrived"
         peer.destroy(reader)
         publisher.publish(node.image(header(sec=2), pixels, "mono8"))
-        time.sleep(0.5)  # > the reader thread's wake-up period
+        wait_until(lambda: 2 in witnessed, "the second mask at the other reader")
+        time.sleep(0.5)  # > the reader thread's wake-up period, after it delivered the second mask
         assert [m.header.stamp.sec for m in received] == [1], "nothing is delivered after destroy"
         node.destroy(publisher)
         assert publisher.subscription_count() == 0

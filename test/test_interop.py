@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 import numpy as np
 import pytest
@@ -32,7 +31,7 @@ pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[r
 
 from conftest import small_scenario  # noqa: E402 - after the skips
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from node_harness import TIMEOUT_S, NodeWatcher, assert_outputs, reference_masks, stop_node  # noqa: E402
+from node_harness import NodeWatcher, assert_outputs, reference_masks, stop_node, wait_for_progress  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from test_dds_node import FRAME_NS, START_NS  # noqa: E402
@@ -192,12 +191,13 @@ def test_every_message_type_crosses_to_rclpy_and_back_field_for_field(domain) ->
                                                                            echo.publish(msg)), ros_qos)
             reader = dds.subscribe(f"/wire/back{n}", kind, dds_qos, lambda msg, kind=kind: record(echoed[kind], msg))
             endpoints.append((dds.publisher(f"/wire/out{n}", kind, dds_qos), reader, echo, subscription))
-        deadline = time.monotonic() + TIMEOUT_S
-        while not all(writer.subscription_count() and reader.get_subscription_matched_status().current_count
-                      and echo.get_subscription_count() and subscription.get_publisher_count()
-                      for writer, reader, echo, subscription in endpoints):
-            assert time.monotonic() < deadline, "rclpy and Cyclone DDS never matched"
-            time.sleep(0.05)
+
+        def matched() -> tuple[bool, ...]:  # progress: discovery matches the twelve endpoints one by one
+            return tuple(bool(n) for writer, reader, echo, subscription in endpoints
+                         for n in (writer.subscription_count(), reader.get_subscription_matched_status().current_count,
+                                   echo.get_subscription_count(), subscription.get_publisher_count()))
+
+        wait_for_progress(lambda: all(matched()), matched, "rclpy and Cyclone DDS to match every endpoint")
         for (writer, *_), kind in zip(endpoints, KINDS):
             for msg in sent[kind]:
                 writer.publish(msg)

@@ -20,7 +20,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install
 from conftest import small_scenario  # noqa: E402 - after the skip
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from node_harness import TIMEOUT_S, reference_masks, stop_node  # noqa: E402
+from node_harness import HUNG_S, reference_masks, stop_node, wait_for_start, wait_until  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -177,12 +177,12 @@ def test_cleanup_through_the_service_frees_the_model_before_it_answers(context, 
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(client_node)
 
-    def call(srv_type, name: str, request):
+    def call(srv_type, name: str, request):  # configure loads the model: nothing to watch, bounded by HUNG_S
         client = client_node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=TIMEOUT_S), name
+        assert client.wait_for_service(timeout_sec=HUNG_S), name
         future = client.call_async(request)
-        executor.spin_until_future_complete(future, timeout_sec=TIMEOUT_S)
-        assert future.done(), f"{name} did not answer"
+        executor.spin_until_future_complete(future, timeout_sec=HUNG_S)
+        assert future.done(), f"{name} did not answer in {HUNG_S:g} s"
         return future.result()
 
     def change(transition: int) -> bool:
@@ -198,7 +198,7 @@ def test_cleanup_through_the_service_frees_the_model_before_it_answers(context, 
         assert pipeline() is None, "the model is freed when cleanup answers"
     finally:
         stop.set()
-        spinner.join(timeout=5.0)
+        spinner.join(timeout=HUNG_S)
         server.shutdown()
         executor.shutdown()
         client_node.destroy_node()
@@ -222,10 +222,8 @@ class LifecycleViewer(Viewer):
         return self.call(self.change_client, request, "change_state").success
 
     def wait_for_camera(self, subscribed: bool) -> None:
-        deadline = time.monotonic() + TIMEOUT_S
-        while bool(self.camera.get_subscription_count()) != subscribed:
-            assert time.monotonic() < deadline, f"the node never {'subscribed' if subscribed else 'unsubscribed'}"
-            time.sleep(0.05)
+        wait_until(lambda: bool(self.camera.get_subscription_count()) == subscribed,
+                   f"the node to {'subscribe to' if subscribed else 'unsubscribe from'} the camera")
 
 
 @pytest.mark.slow
@@ -235,7 +233,8 @@ def test_the_managed_node_through_its_lifecycle_services(tmp_path, frames, domai
     viewer = LifecycleViewer(domain)
     node = start_node(config, domain, log, "--", "--lifecycle")
     try:
-        assert viewer.state_client.wait_for_service(timeout_sec=60.0), log.read_text()
+        wait_for_start(node, log, lambda: viewer.state_client.wait_for_service(timeout_sec=0.1),
+                       "the node's get_state service")
         assert viewer.state() == State.PRIMARY_STATE_UNCONFIGURED
         assert viewer.change(Transition.TRANSITION_CONFIGURE) and viewer.state() == State.PRIMARY_STATE_INACTIVE
         assert viewer.camera.get_subscription_count() == 0, "inactive: not subscribed"

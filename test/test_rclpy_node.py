@@ -1,7 +1,8 @@
 """End to end on the real rclpy: ``ssp_node`` as a process on Fast DDS, an rclpy camera and viewer in the test.
 
-Loopback only (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), a private ROS_DOMAIN_ID, every wait bounded. The
-node runs the shipped weights at a small model input (128x224) with one torch thread, as test_dds_node.py."""
+Loopback only (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), a private ROS_DOMAIN_ID, every wait bounded and none
+short: each lasts as long as the node makes progress (node_harness). The node runs the shipped weights at a small
+model input (128x224) with one torch thread, as test_dds_node.py."""
 
 from __future__ import annotations
 
@@ -26,7 +27,16 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install
 from conftest import small_scenario  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the skip
 from hostile import DAMAGE, damage_image  # noqa: E402
-from node_harness import TIMEOUT_S, NodeWatcher, assert_outputs, reference_masks, stop_node  # noqa: E402
+from node_harness import (  # noqa: E402
+    CEILING_S,
+    HUNG_S,
+    NodeWatcher,
+    assert_outputs,
+    reference_masks,
+    stop_node,
+    wait_for_start,
+    wait_until,
+)
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
@@ -42,6 +52,8 @@ from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE = [128, 224]
 OUTPUTS = ("mask", "overlay", "confidence")
+HOSTILE_MAX_AGE_NS = 30 * 10**9  # the hostile test's node.max_age_ms: duplicate and backwards stamps are those of
+# the last good frame, and a run of bad messages, each paced on the node's counters, may take seconds under load
 
 
 def ros_env(domain: int) -> dict[str, str]:
@@ -98,14 +110,8 @@ class Viewer(NodeWatcher):
 
     def wait_for_node(self, node: subprocess.Popen, log: Path) -> None:
         """Until the node subscribes to the camera and publishes what we subscribe to."""
-        deadline = time.monotonic() + 60.0  # the first start imports torch and loads the weights
-        while time.monotonic() < deadline:
-            if node.poll() is not None:
-                raise AssertionError(f"the node exited with {node.returncode}:\n{log.read_text()}")
-            if self.camera.get_subscription_count() and all(s.get_publisher_count() for s in self.subscriptions):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"the node never matched the camera and viewer:\n{log.read_text()}")
+        wait_for_start(node, log, lambda: bool(self.camera.get_subscription_count()) and all(
+            s.get_publisher_count() for s in self.subscriptions), "the node to match the camera and viewer")
 
     def image(self, frame: np.ndarray, stamp: int, encoding: str = "rgb8") -> Image:
         msg = Image(height=frame.shape[0], width=frame.shape[1], encoding=encoding, step=frame.shape[1] * 3,
@@ -125,13 +131,14 @@ class Viewer(NodeWatcher):
         return stamp
 
     def call(self, client, request, what: str):
-        if not client.wait_for_service(timeout_sec=TIMEOUT_S):
-            raise AssertionError(f"no {what} service")
+        """Call a service of the running node (nothing to watch while it answers: bounded by ``HUNG_S``)."""
+        if not client.wait_for_service(timeout_sec=HUNG_S):
+            raise AssertionError(f"no {what} service after {HUNG_S:g} s")
         future = client.call_async(request)
-        deadline = time.monotonic() + TIMEOUT_S
+        deadline = time.monotonic() + HUNG_S
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert future.done(), f"{what} did not answer"
+        assert future.done(), f"{what} did not answer in {HUNG_S:g} s"
         return future.result()
 
     def set_parameter(self, name: str, value) -> tuple[bool, str]:
@@ -146,7 +153,7 @@ class Viewer(NodeWatcher):
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        self.thread.join(timeout=HUNG_S)
 
 
 @contextlib.contextmanager
@@ -165,11 +172,23 @@ def running_node(config: Path, domain: int, log: Path,
         viewer.close()
 
 
-def timed_stop(node: subprocess.Popen, sig: int) -> tuple[int | None, float]:
-    """``stop_node`` with ``sig``: the exit status and the seconds it took."""
+def timed_stop(viewer: Viewer, node: subprocess.Popen, sig: int) -> tuple[int | None, float]:
+    """Send ``sig``: the exit status (None if the node had to be killed after ``HUNG_S``), and the seconds until
+    the node's own stop was done: its publishers (outputs, /diagnostics), destroyed once its worker and
+    diagnostics threads have joined, left the viewer's graph. The interpreter's exit after that (unloading torch
+    and the middleware) is CPU work that load stretches: 1.5 s on an idle machine, 3.6 s beside two busy processes
+    on two cores; so it is only bounded by ``HUNG_S``."""
     start = time.monotonic()
-    code = stop_node(node, sig)
-    return code, time.monotonic() - start
+    node.send_signal(sig)
+    wait_until(lambda: node.poll() is not None or not any(s.get_publisher_count() for s in viewer.subscriptions),
+               "the node's publishers to leave the graph")
+    stopped_s = time.monotonic() - start
+    try:
+        return node.wait(timeout=HUNG_S), stopped_s
+    except subprocess.TimeoutExpired:
+        node.kill()
+        node.wait()
+        return None, stopped_s
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +208,7 @@ def test_node_segments_every_frame_like_the_pipeline_and_stops_on_sigint(tmp_pat
     with running_node(config, domain, log, frames[0]) as (viewer, node):
         time.sleep(1.0)  # > max_time_gap_s: the first frame below starts over, as in the reference run
         stamps = [viewer.send(frame) for frame in frames]  # lock step, current stamps
-        code, stop_s = timed_stop(node, signal.SIGINT)
+        code, stop_s = timed_stop(viewer, node, signal.SIGINT)
     assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
     assert_outputs(viewer, frames, stamps, reference_masks(config, frames, stamps))
 
@@ -230,30 +249,57 @@ def hostile(rng: random.Random, frame: np.ndarray, viewer: Viewer, last_good: in
     elif case == "backwards":
         msg = viewer.image(frame, last_good - rng.randrange(1_000_000, 300_000_000))
     elif case == "stale":
-        msg = viewer.image(frame, now - rng.randrange(6 * 10**9, 100 * 10**9))
+        msg = viewer.image(frame, now - rng.randrange(HOSTILE_MAX_AGE_NS + 10**9, 100 * 10**9))
     return msg, reason
+
+
+def not_output(viewer: Viewer) -> Counter[str]:
+    """The node's totals of the messages it did not output, by reason (skipped, dropped as stale, superseded in the
+    newest-frame slot), from its newest /diagnostics."""
+    from ssp_ros.ros.stream import STALE, SUPERSEDED
+
+    counts = viewer.last_status("input")
+    totals = Counter({key.removeprefix("skipped: "): int(value) for key, value in counts.items()
+                      if key.startswith("skipped: ")})
+    totals[STALE], totals[SUPERSEDED] = int(counts["dropped (stale)"]), int(counts["dropped (newer frame waiting)"])
+    return +totals
 
 
 @pytest.mark.slow
 def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, domain) -> None:
-    """Output for the good frames never stops; /diagnostics counts every skip under its reason."""
-    config = node_config(tmp_path, propagation={"reset_on_backwards_time": False})
+    """Output for the good frames never stops; /diagnostics counts every skip under its reason.
+
+    Lock step on the node's own counters: the next message goes out once the node has answered a good frame or
+    counted a bad one (/diagnostics every 50 ms). The input is best effort, keep last 1: a message sent before the
+    node took the one before it replaces that one in the middleware, where nothing counts it (on a loaded machine
+    that lost one message in a thousand), or supersedes it in the node's slot. Paced so, every message is
+    received and judged on its own, whatever the machine's load, and the counts must match exactly."""
+    from ssp_ros.ros.images import BAD_STAMP, BAD_STEP, EMPTY_IMAGE, SHORT_DATA, UNSUPPORTED_ENCODING
+    from ssp_ros.ros.stream import DUPLICATE, NOT_NEWER, REJECTED, STALE
+
+    config = node_config(tmp_path, propagation={"reset_on_backwards_time": False},
+                         node={"diagnostics_period_s": 0.05, "max_age_ms": HOSTILE_MAX_AGE_NS / 1e6})
     log = tmp_path / "node.log"
     rng = random.Random(11)
     expected: Counter[str] = Counter()
     good: list[int] = []
     with running_node(config, domain, log, frames[0]) as (viewer, node):
         baseline = viewer.received_now()  # handshake frames lost before matching are not counted anywhere
-        for _ in range(1000):
+        before = not_output(viewer)  # handshake frames superseded by the next one
+        for i in range(1000):
             msg, reason = hostile(rng, rng.choice(frames), viewer, good[-1] if good else None)
             viewer.camera.publish(msg)
             if reason is None:
                 stamp = stamp_ns(msg)
                 viewer.wait_for(lambda s=stamp: s in viewer.outputs["mask"], f"the outputs of good frame {stamp}")
                 good.append(stamp)
-            else:
-                expected[reason] += 1
-                time.sleep(0.015)  # a bad message is skipped in well under this: none is superseded
+                continue
+            expected[reason] += 1
+            viewer.wait_for(lambda: viewer.diagnostics and (not_output(viewer) - before).total() >= expected.total(),
+                            f"/diagnostics counting bad message {i} ({reason})")
+            counted = not_output(viewer) - before
+            assert counted == expected, f"bad message {i} ({reason}): counted {counted - expected or 'nothing'}, " \
+                                        f"not counted {expected - counted or 'nothing'}"
         good.append(viewer.send(frames[1]))
 
         def accounted() -> bool:
@@ -265,16 +311,10 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
         assert node.poll() is None, log.read_text()
         code = stop_node(node, signal.SIGTERM)
     assert code == 0, log.read_text()
-    counts = viewer.last_status("input")
-    skipped = Counter({key.removeprefix("skipped: "): int(value) for key, value in counts.items()
-                       if key.startswith("skipped: ")})
-    skipped["stale"] = int(counts["dropped (stale)"])
-    superseded = int(counts["dropped (newer frame waiting)"])
     assert len(good) >= 100 and set(good) <= set(viewer.order), "every good frame came out"
-    assert all(skipped[reason] <= n for reason, n in expected.items()), (skipped, expected)
-    assert sum(expected.values()) - sum(skipped.values()) == superseded, (skipped, expected, superseded)
-    assert superseded <= 0.05 * sum(expected.values()), f"{superseded} bad messages superseded instead of judged"
-    assert set(skipped) == set(expected), "every kind of bad message was counted under its own reason"
+    assert not_output(viewer) - before == expected, "each bad message counted once, under its reason; none superseded"
+    assert set(expected) == {UNSUPPORTED_ENCODING, EMPTY_IMAGE, BAD_STEP, SHORT_DATA, REJECTED, BAD_STAMP, DUPLICATE,
+                             NOT_NEWER, STALE}, f"every kind of bad message was sent: {expected}"
 
 
 @pytest.mark.slow
@@ -298,7 +338,7 @@ def test_reset_service_parameters_and_sigterm(tmp_path, frames, domain) -> None:
         ok, reason = viewer.set_parameter("node.reliable", True)
         assert not ok, "read-only parameters cannot change in flight"
         viewer.send(frames[3])  # still running, and answering
-        code, stop_s = timed_stop(node, signal.SIGTERM)
+        code, stop_s = timed_stop(viewer, node, signal.SIGTERM)
     assert code == 0 and stop_s < 5.0, (code, stop_s, log.read_text())
     assert "parameters changed: {'propagation.max_time_gap_s': 2.0}" in log.read_text()
 
@@ -311,6 +351,6 @@ def test_a_dead_worker_makes_the_node_exit_non_zero(tmp_path) -> None:
               "FrameSlot.take = broken\nsys.exit(main.main(sys.argv))\n")
     env = {**os.environ, **ros_env(90 + os.getpid() % 10), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", script, "--ros-args", "-p", f"config_file:={node_config(tmp_path)}"],
-                            env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+                            env=env, capture_output=True, text=True, timeout=CEILING_S, cwd=ROOT)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the worker stopped (RuntimeError('slot broke'))" in result.stderr
