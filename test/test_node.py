@@ -2,6 +2,7 @@
 import time
 
 import pytest
+from node_harness import HUNG_S, wait_until
 
 from ssp_ros.ros import main, node, rclpy_transport
 
@@ -144,7 +145,7 @@ def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_v
 
     def held(msg):
         entered.set()
-        assert release.wait(10.0)
+        assert release.wait(HUNG_S)
         process(msg)
 
     segmenter.process = held
@@ -153,13 +154,13 @@ def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_v
         segmenter.activate()
         callback = transport.subscriptions["/image"][2]
         callback(rgb8(small_video[0].image, 1.0))
-        assert entered.wait(10.0), "the worker took the frame"
+        assert entered.wait(HUNG_S), "the worker took the frame"
         callback(rgb8(small_video[1].image, 1.1))  # waits in the slot behind the frame in flight
         done = threading.Event()
         threading.Thread(target=lambda: (segmenter.deactivate(), done.set()), daemon=True).start()
         assert not done.wait(0.3), "deactivate waits for the frame in flight"
         release.set()
-        assert done.wait(10.0) and not segmenter.active
+        assert done.wait(HUNG_S) and not segmenter.active
         assert [m.header.stamp.sec for m in transport.sent["/ssp/mask"]] == [1], "the frame in flight came out"
         assert transport.subscriptions == {} and segmenter.processor.pipeline.propagator._requested, "state dropped"
         segmenter.slot.put(rgb8(small_video[2].image, 1.2))  # e.g. a callback that raced the unsubscribe
@@ -167,9 +168,7 @@ def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_v
         assert len(transport.sent["/ssp/mask"]) == 1, "nothing is processed or published while inactive"
         segmenter.activate()
         transport.subscriptions["/image"][2](rgb8(small_video[3].image, 1.3))
-        deadline = time.monotonic() + 10.0
-        while len(transport.sent["/ssp/mask"]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(transport.sent["/ssp/mask"]) >= 2, "the frame after activate to come out")
         assert [m.header.stamp.sec for m in transport.sent["/ssp/mask"]] == [1, 1]
         assert transport.sent["/ssp/mask"][1].header.stamp.nanosec == 300_000_000
     finally:
@@ -204,7 +203,7 @@ def test_a_frame_taken_before_a_deactivation_is_not_processed_after_it(small_vid
             return None  # deactivate's drain of the slot
         if held:
             entered.set()
-            assert go.wait(10.0)
+            assert go.wait(HUNG_S)
             return held.pop()
         time.sleep(0.05)
         return None
@@ -212,7 +211,7 @@ def test_a_frame_taken_before_a_deactivation_is_not_processed_after_it(small_vid
     segmenter.slot.take = take
     try:
         segmenter.activate()
-        assert entered.wait(10.0), "the worker is inside take"
+        assert entered.wait(HUNG_S), "the worker is inside take"
         segmenter.deactivate()
         segmenter.activate()
         go.set()
@@ -232,18 +231,18 @@ def test_deactivate_waits_for_a_diagnostics_message_in_flight() -> None:
 
     def held() -> None:
         entered.set()
-        assert release.wait(10.0)
+        assert release.wait(HUNG_S)
         publish()
 
     segmenter.publish_diagnostics = held
     try:
         segmenter.activate()
-        assert entered.wait(10.0), "the diagnostics thread is publishing"
+        assert entered.wait(HUNG_S), "the diagnostics thread is publishing"
         done = threading.Event()
         threading.Thread(target=lambda: (segmenter.deactivate(), done.set()), daemon=True).start()
         assert not done.wait(0.3), "deactivate waits for the diagnostics message in flight"
         release.set()
-        assert done.wait(10.0)
+        assert done.wait(HUNG_S)
         count = len(transport.sent["/diagnostics"])
         time.sleep(0.3)  # six diagnostics periods
         assert len(transport.sent["/diagnostics"]) == count == 1, "none after deactivate returned"
@@ -273,3 +272,30 @@ def test_close_closes_the_backend_once_its_worker_has_stopped(monkeypatch) -> No
     segmenter.close()
     segmenter.close()
     assert closed == [False], "closed once, after the worker and diagnostics threads stopped"
+
+
+def test_close_says_which_thread_did_not_stop(small_video, monkeypatch) -> None:
+    """A worker still inside a frame when close() gives up on it is named in the log (not left silently), and the
+    backend is closed only once that frame is done."""
+    import threading
+
+    from test_ros_stream import rgb8
+
+    monkeypatch.setattr(node, "THREAD_STOP_WAIT_S", 0.2)
+    transport, segmenter = _memory_segmenter()
+    entered, release = threading.Event(), threading.Event()
+    process = segmenter.process
+
+    def held(msg):
+        entered.set()
+        assert release.wait(HUNG_S)
+        process(msg)
+
+    segmenter.process = held
+    segmenter.activate()
+    transport.subscriptions["/image"][2](rgb8(small_video[0].image, 1.0))
+    assert entered.wait(HUNG_S), "the worker took the frame"
+    threading.Timer(1.0, release.set).start()  # the frame finishes after close() stopped waiting for the thread
+    segmenter.close()
+    assert ("warning", "thread ssp_worker did not stop within 0.2 s") in transport.logs
+    assert segmenter._backend is None, "the backend was closed once the frame was done"

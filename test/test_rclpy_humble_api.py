@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from node_harness import HUNG_S
 from tools import humble_api_table as generator  # test/tools: the table's generator
 from tools.humble_api_table import dotted
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_PATH = ROOT / "test" / "data" / "rclpy_humble_api.json"
 SOURCES = sorted((ROOT / "ssp_ros").rglob("*.py")) + sorted((ROOT / "launch").glob("*.py"))  # ssp_ros/ros/ and more
-TIMEOUT_S = 15.0
+TIMEOUT_S = HUNG_S  # a wait with no progress to watch: only a hung test reaches it (node_harness.py)
 EXTENSION = "rclpy.impl.implementation_singleton.rclpy_implementation"  # rclpy's C extension module
 
 try:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from hostile import DAMAGE, damage_image
+from node_harness import HUNG_S, wait_for_progress
 from rosbags.typesys import Stores, get_typestore
 
 from ssp_ros.backends.torch_backend import TorchBackend
@@ -83,19 +84,17 @@ def test_slot_between_threads_loses_nothing_uncounted() -> None:
     taken: list[int] = []
 
     def consume() -> None:
-        while (item := slot.take(1.0)) is not None:
+        while (item := slot.take()) is not None:  # no timeout: only close() ends the wait for the next item
             taken.append(item)
             time.sleep(0.0005)
 
-    worker = threading.Thread(target=consume)
+    worker = threading.Thread(target=consume, daemon=True)
     worker.start()
     for i in range(2000):
         slot.put(i)
-    deadline = time.monotonic() + 10.0
-    while not (taken and taken[-1] == 1999) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_progress(lambda: bool(taken) and taken[-1] == 1999, lambda: len(taken), "the worker to take item 1999")
     slot.close()
-    worker.join(2.0)
+    worker.join(HUNG_S)
     assert not worker.is_alive(), "close() wakes the worker"
     assert taken == sorted(taken) and taken[-1] == 1999, "always the newest, never an older one after a newer one"
     assert len(taken) + slot.dropped == 2000 and slot.dropped > 0

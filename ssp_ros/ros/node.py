@@ -39,6 +39,7 @@ IMAGE, COMPRESSED_IMAGE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedIm
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 LOG_THROTTLE_S = 5.0
+THREAD_STOP_WAIT_S = 5.0  # close() waits this long for each of its threads before it says one did not stop
 BACKEND_CLOSE_WAIT_S = 30.0  # close() waits this long for a frame still in flight before it frees the backend
 
 
@@ -216,7 +217,9 @@ class SegmentationNode:
         self._stop.set()
         self.slot.close()
         for thread in self._threads:
-            thread.join(timeout=5.0)
+            thread.join(timeout=THREAD_STOP_WAIT_S)
+            if thread.is_alive():  # e.g. the worker inside a long frame: the backend wait below covers it
+                self._log("warning", f"thread {thread.name} did not stop within {THREAD_STOP_WAIT_S:g} s")
         self._destroy_publishers()
         # a worker still inside a frame holds _busy: the backend is closed once that frame is done, never under it
         if self._busy.acquire(timeout=BACKEND_CLOSE_WAIT_S):
