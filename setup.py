@@ -7,7 +7,9 @@ from setuptools import find_packages, setup
 
 PACKAGE = "ssp_ros"
 
-TORCH = ["torch>=2.1", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
+# torch < 3: export uses the TorchScript ONNX exporter (dynamo=False), which torch 2.14 warns will be removed.
+TORCH = ["torch>=2.1,<3", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
+VIDEO = ["av>=12"]  # H.264 overlay videos that browsers play (PyAV bundles FFmpeg with libx264); OpenCV otherwise
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
 DDS = ["cyclonedds>=11,<12"]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
 # ROS 2 Jazzy's rclpy and the node's messages as PyPI wheels, for machines without a ROS install (and CI); on a
@@ -35,12 +37,13 @@ setup(
     install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60",
                       "matplotlib>=3.5", "rosbags>=0.10"],
     extras_require={
-        "torch": TORCH,
+        "torch": TORCH + VIDEO,  # the laptop's path: `ssp demo`, training, export
+        "video": VIDEO,
         "onnx": ONNX,
         "dds": DDS,
         "ros": ROS,
-        "test": TORCH + ONNX + DDS + ROS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
-                                            "colcon-common-extensions>=0.3"],
+        "test": TORCH + VIDEO + ONNX + DDS + ROS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
+                                                    "colcon-common-extensions>=0.3"],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,

@@ -1,0 +1,64 @@
+"""Write the versions installed in this Python environment into constraints.txt, for this Python and machine.
+
+constraints.txt pins every package CI last passed with, so that `pip install` on a fresh machine gets the same
+versions and a release elsewhere cannot turn main red. Each line carries an environment marker for the Python
+minor version and machine it was tested on (pip skips lines whose marker does not match, so another Python or
+machine installs the newest versions setup.py admits until someone refreshes the pins there). Running this
+replaces the lines of this Python and machine and keeps the others. `.ci/refresh-constraints` calls it after
+the suite passed on the newest versions; run it directly only in a venv that just passed the suite.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+FILE = Path(__file__).resolve().parent.parent / "constraints.txt"
+HEADER = """\
+# Versions the test suite last passed with (pip constraints: `pip install -c constraints.txt ...`, or
+# PIP_CONSTRAINT=constraints.txt so that build environments use them too). Written by .ci/constraints.py;
+# refresh with `bash .ci/refresh-constraints` (newest versions, full suite, then these pins). One block per
+# Python minor version and machine; pip ignores the lines whose marker does not match.
+"""
+SKIP = {"pip", "ssp-ros"}  # pip itself, and this package (installed editable)
+
+
+def marker() -> str:
+    """The environment marker for this interpreter's minor version and machine."""
+    return f'python_version == "{sys.version_info.major}.{sys.version_info.minor}" and ' \
+           f'platform_machine == "{platform.machine()}"'
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed() -> list[str]:
+    """``name==version`` for every package of this environment (``pip freeze --all``, editable ones left out).
+
+    The ROS 2 wheels (``ros-rclpy``) also install their ament package's own metadata (``rclpy``), which pip lists
+    but no requirement names: those are left out."""
+    out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"], check=True,
+                         capture_output=True, text=True).stdout
+    pins = {canonical(line.split("==")[0]): line.strip() for line in out.splitlines() if "==" in line}
+    return sorted((pin for name, pin in pins.items() if name not in SKIP and f"ros-{name}" not in pins),
+                  key=str.lower)
+
+
+def main() -> int:
+    here = marker()
+    kept = []
+    if FILE.exists():
+        kept = [line for line in FILE.read_text().splitlines()
+                if line.strip() and not line.startswith("#") and not line.endswith(f"; {here}")]
+    lines = kept + [f"{pin} ; {here}" for pin in installed()]
+    FILE.write_text(HEADER + "\n".join(sorted(lines, key=lambda line: (line.split(";")[1], line.lower()))) + "\n")
+    print(f"constraints: wrote {len(lines) - len(kept)} pins for {here} into {FILE} ({len(kept)} others kept)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
