@@ -2,10 +2,11 @@
 
 constraints.txt pins every package CI last passed with, so that `pip install` on a fresh machine gets the same
 versions and a release elsewhere cannot turn main red. Each line carries an environment marker for the Python
-minor version and machine it was tested on (pip skips lines whose marker does not match, so another Python or
-machine installs the newest versions setup.py admits until someone refreshes the pins there). Running this
-replaces the lines of this Python and machine and keeps the others. `.ci/refresh-constraints` calls it after
-the suite passed on the newest versions; run it directly only in a venv that just passed the suite.
+(implementation, minor version) and machine (OS, architecture) it was tested on; pip skips lines whose marker
+does not match, so another Python or machine installs the newest versions setup.py admits until someone
+refreshes the pins there. Running this replaces the lines of this Python and machine and keeps the others.
+`.ci/refresh-constraints` calls it after the suite passed on the newest versions; run it directly only in a
+venv that just passed the suite.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ HEADER = """\
 # Versions the test suite last passed with (pip constraints: `pip install -c constraints.txt ...`, or
 # PIP_CONSTRAINT=constraints.txt so that build environments use them too). Written by .ci/constraints.py;
 # refresh with `bash .ci/refresh-constraints` (newest versions, full suite, then these pins). One block per
-# Python minor version and machine; pip ignores the lines whose marker does not match.
+# Python and machine (implementation, version, OS, architecture); pip ignores the lines whose marker does not match.
 """
 SKIP = {"pip", "ssp-ros"}  # pip itself, and this package (installed editable)
 
 
 def marker() -> str:
-    """The environment marker for this interpreter's minor version and machine."""
-    return f'python_version == "{sys.version_info.major}.{sys.version_info.minor}" and ' \
-           f'platform_machine == "{platform.machine()}"'
+    """The environment marker for this interpreter (implementation, minor version) and machine (OS, architecture):
+    wheels differ by all four (torch has no macOS x86_64 wheels of current releases, for one)."""
+    return (f'platform_python_implementation == "{platform.python_implementation()}" and '
+            f'python_version == "{sys.version_info.major}.{sys.version_info.minor}" and '
+            f'sys_platform == "{sys.platform}" and platform_machine == "{platform.machine()}"')
 
 
 def canonical(name: str) -> str:
@@ -55,7 +58,7 @@ def main() -> int:
         kept = [line for line in FILE.read_text().splitlines()
                 if line.strip() and not line.startswith("#") and not line.endswith(f"; {here}")]
     lines = kept + [f"{pin} ; {here}" for pin in installed()]
-    FILE.write_text(HEADER + "\n".join(sorted(lines, key=lambda line: (line.split(";")[1], line.lower()))) + "\n")
+    FILE.write_text(HEADER + "\n".join(sorted(lines, key=lambda line: (line.partition(";")[2], line.lower()))) + "\n")
     print(f"constraints: wrote {len(lines) - len(kept)} pins for {here} into {FILE} ({len(kept)} others kept)")
     return 0
 

@@ -6,9 +6,13 @@ AVX-512 VNNI, AMX, each overriding the one before.
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import pytest
 
-from ssp_ros.backends.int8_cpu import NO_VNNI, OTHER, VNNI, classify, cpuinfo_flags, mismatch, this_cpu
+from ssp_ros.backends import int8_cpu
+from ssp_ros.backends.int8_cpu import NO_VNNI, OTHER, VNNI, classify, cpuinfo_flags, mismatch
 
 AVX512_CORE = {"avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"}
 
@@ -29,11 +33,24 @@ def test_kernel_family_follows_mlas_dispatch(flags: set[str], machine: str, fami
     assert cpu.saturates == (family == NO_VNNI)
 
 
-def test_cpuinfo_flags_and_this_machine() -> None:
+def test_cpuinfo_flags() -> None:
     text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512_vnni\n\nprocessor\t: 1\n"
     assert cpuinfo_flags(text) == {"fpu", "sse", "avx2", "avx512_vnni"}
     assert cpuinfo_flags("processor\t: 0\n") == set()
-    assert this_cpu().family in (VNNI, NO_VNNI, OTHER)
+
+
+def test_this_cpu_agrees_with_numpys_probe_and_falls_back_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/cpuinfo and numpy's own cpuid probe must tell the same family, except where only /proc can see the
+    feature (AVX-VNNI, AMX); without /proc/cpuinfo the numpy probe is used."""
+    numpy_cpu = classify(int8_cpu._numpy_flags(), platform.machine())
+    try:
+        flags = cpuinfo_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        flags = set()
+    if flags and not flags & {"avx_vnni", "amx_int8"}:
+        assert int8_cpu.this_cpu().family == numpy_cpu.family
+    monkeypatch.setattr(Path, "read_text", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("no /proc")))
+    assert int8_cpu.this_cpu.__wrapped__() == numpy_cpu
 
 
 def test_mismatch_only_for_8_bit_u8s8_weights_on_a_saturating_cpu() -> None:

@@ -291,11 +291,18 @@ def test_close_says_which_thread_did_not_stop(small_video, monkeypatch) -> None:
         assert release.wait(HUNG_S)
         process(msg)
 
+    log = transport.log
+
+    def log_then_release(level: str, text: str) -> None:  # the frame finishes once close() gave up on the thread
+        log(level, text)
+        if "did not stop" in text:
+            release.set()
+
     segmenter.process = held
+    transport.log = log_then_release
     segmenter.activate()
     transport.subscriptions["/image"][2](rgb8(small_video[0].image, 1.0))
     assert entered.wait(HUNG_S), "the worker took the frame"
-    threading.Timer(1.0, release.set).start()  # the frame finishes after close() stopped waiting for the thread
     segmenter.close()
     assert ("warning", "thread ssp_worker did not stop within 0.2 s") in transport.logs
     assert segmenter._backend is None, "the backend was closed once the frame was done"

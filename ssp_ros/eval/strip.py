@@ -14,7 +14,7 @@ from ssp_ros.io import write_png
 
 ROWS = 4  # frames shown, evenly spaced over the clip
 PANEL_WIDTH = 480  # px per panel
-FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.6  # the key's text
+FONT, FONT_SCALE, TITLE_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0.7  # the key's text; panel titles
 KEY_LINE = 32  # px per line of the key
 KEY_SWATCH = 20  # px, side of a class's colour square
 KEY_BACKGROUND = (64, 64, 64)  # grey, so that black and white class colours both show
@@ -26,7 +26,7 @@ def titled(frame: np.ndarray, titles: tuple[str, ...]) -> np.ndarray:
     w = frame.shape[1] // len(titles)
     for k, title in enumerate(titles):
         for colour, thickness in (((0, 0, 0), 4), (WHITE, 1)):
-            cv2.putText(frame, title, (k * w + 10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, thickness, cv2.LINE_AA)
+            cv2.putText(frame, title, (k * w + 10, 24), FONT, TITLE_SCALE, colour, thickness, cv2.LINE_AA)
     return frame
 
 
