@@ -7,6 +7,7 @@ thread to bound CI time) on synthetic drone frames. Helpers here are also the la
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,11 +80,17 @@ def rgb8(transport: DdsTransport, frame: np.ndarray, stamp_ns: int):
 
 
 def start_node(config: Path, domain: int, log: Path) -> subprocess.Popen:
+    """The DDS node as a process, started with SIGINT ignored, as a background job of a non-interactive shell (a
+    script, some CI runners) starts it: the tests stop it with SIGINT all the same."""
     env = {**os.environ, "CYCLONEDDS_URI": LOOPBACK, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "ssp_ros.cli.main", "node", "--transport", "dds", "--config",
-                                 str(config), "--domain-id", str(domain)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)  # exec keeps an ignored signal ignored
+    try:
+        with log.open("w") as out:
+            return subprocess.Popen([sys.executable, "-m", "ssp_ros.cli.main", "node", "--transport", "dds",
+                                     "--config", str(config), "--domain-id", str(domain)], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=ROOT)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def anon_rss_mb(pid: int) -> float:

@@ -98,6 +98,9 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
     cfg = load_config(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and `ros2 launch` stop the node with SIGINT, as they stop rclpy's, even where the node was started
+    # with SIGINT ignored (a background job of a non-interactive shell inherits that, and Python then keeps it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     transport = DdsTransport(domain_id, NODE_NAME)
     segmenter = None
     try:
