@@ -39,12 +39,14 @@ def sky_rows(frame_rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None
     """For the (H, W, 3) uint8 RGB frame scaled to ``shape`` (h, w): how many rows from the top are sky in each
     of the w columns, widened by the margin; None if the frame shows no sky."""
     rows, columns = shape
+    limit = int(SKY_MAX_DEPTH * rows)
+    if limit < 1:  # a frame of extreme aspect scaled to a row or two: no room for a band above the ground
+        return None
     # per strip and row: the mean colour (one area resize of the whole frame)
     means = cv2.resize(frame_rgb, (SKY_STRIPS, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
     grey = means @ np.array([0.299, 0.587, 0.114], np.float32)
     blue = means[..., 2] - means[..., 0]
     ground = grey[rows // 2 :].mean(axis=0)
-    limit = int(SKY_MAX_DEPTH * rows)
     sky = (grey[:limit] > ground + SKY_MIN_CONTRAST) & (blue[:limit] > SKY_MIN_BLUE)
     depths = np.where(sky.all(axis=0), limit, np.argmin(sky, axis=0)).astype(float)  # first row that is not sky
     found = depths >= SKY_MIN_DEPTH * rows

@@ -9,7 +9,7 @@ from test_oblique import oblique_scenario
 
 from ssp_ros.config import Atmosphere, RegistrationConfig
 from ssp_ros.eval.registration_check import tilt_sweep
-from ssp_ros.registration import FrameRegistrar
+from ssp_ros.registration import FIRST_FRAME, FrameRegistrar
 from ssp_ros.sky_band import SKY_MAX_DEPTH, ground_mask, sky_rows
 from ssp_ros.synthetic import SyntheticVideo
 
@@ -72,3 +72,15 @@ def test_tilt_sweep_reports_each_pitch_and_variant() -> None:
     assert by[(30.0, "all keypoints")]["sky_keypoints_per_frame"] == 0  # no horizon at 30°
     assert by[(72.0, "all keypoints")]["sky_keypoints_per_frame"] > 10
     assert by[(72.0, "sky ignored")]["sky_keypoints_per_frame"] < 1
+
+
+@pytest.mark.parametrize("size", [(16, 20000), (17, 5000)])
+def test_frames_of_extreme_aspect_register_instead_of_raising(size: tuple[int, int]) -> None:
+    """Scaled to the work width such a frame keeps a row or two: no room for a sky band, and no error (it used to
+    raise 'argmin of an empty sequence' on every frame)."""
+    frame = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    assert sky_rows(frame, (1, 320)) is None and sky_rows(frame, (2, 320)) is None
+    registrar = FrameRegistrar(RegistrationConfig())
+    registrar.register(frame)
+    second = registrar.register(frame)
+    assert second.reason != FIRST_FRAME  # registered, or failed with the registrar's own reason
