@@ -129,6 +129,22 @@ def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video
     assert ("warning", "skipped a frame (stale): 1050 ms old > max_age_ms 100") in transport.logs
 
 
+def hold_frames(segmenter) -> tuple:
+    """Make ``segmenter``'s worker hold each frame until ``release`` is set: the (entered, release) events."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    process = segmenter.process
+
+    def held(msg):
+        entered.set()
+        assert release.wait(HUNG_S)
+        process(msg)
+
+    segmenter.process = held
+    return entered, release
+
+
 def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_video) -> None:
     """The managed node's deactivate: the frame being processed still comes out, the subscription goes, a frame
     already waiting is dropped, the propagation state is dropped, and nothing is published until activate."""
@@ -140,15 +156,7 @@ def test_deactivate_waits_for_the_frame_in_flight_then_publishes_nothing(small_v
 
     transport = _MemoryTransport()
     segmenter = node.SegmentationNode(transport, SspConfig(model=ModelConfig(input_size=(32, 64))), active=False)
-    entered, release = threading.Event(), threading.Event()
-    process = segmenter.process
-
-    def held(msg):
-        entered.set()
-        assert release.wait(HUNG_S)
-        process(msg)
-
-    segmenter.process = held
+    entered, release = hold_frames(segmenter)
     try:
         assert transport.subscriptions == {}, "built inactive: not subscribed"
         segmenter.activate()
@@ -277,20 +285,12 @@ def test_close_closes_the_backend_once_its_worker_has_stopped(monkeypatch) -> No
 def test_close_says_which_thread_did_not_stop(small_video, monkeypatch) -> None:
     """A worker still inside a frame when close() gives up on it is named in the log (not left silently), and the
     backend is closed only once that frame is done."""
-    import threading
 
     from test_ros_stream import rgb8
 
     monkeypatch.setattr(node, "THREAD_STOP_WAIT_S", 0.2)
     transport, segmenter = _memory_segmenter()
-    entered, release = threading.Event(), threading.Event()
-    process = segmenter.process
-
-    def held(msg):
-        entered.set()
-        assert release.wait(HUNG_S)
-        process(msg)
-
+    entered, release = hold_frames(segmenter)
     log = transport.log
 
     def log_then_release(level: str, text: str) -> None:  # the frame finishes once close() gave up on the thread
@@ -298,7 +298,6 @@ def test_close_says_which_thread_did_not_stop(small_video, monkeypatch) -> None:
         if "did not stop" in text:
             release.set()
 
-    segmenter.process = held
     transport.log = log_then_release
     segmenter.activate()
     transport.subscriptions["/image"][2](rgb8(small_video[0].image, 1.0))
