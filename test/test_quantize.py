@@ -259,6 +259,8 @@ def test_cli_int8_export_and_eval_of_folders(tmp_path: Path, calib_dir: Path, ca
     assert "--calib, --calib-frames and --int8-cpu are only used with --int8" in capsys.readouterr().err
     assert main(["export", "--out", str(tmp_path / "y"), "--int8-cpu", "any"]) == 2
     assert "only used with --int8" in capsys.readouterr().err
+    assert main(["export", "--out", str(tmp_path / "z"), "--int8", "--int8-scheme", "s8s8", "--int8-cpu", "any"]) == 2
+    assert "'any' is for the u8s8 scheme" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
     cfg = load_config()
     scenario = small_scenario(height=64, width=96)

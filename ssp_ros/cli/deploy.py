@@ -29,8 +29,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SspError("--calib, --calib-frames and --int8-cpu are only used with --int8")
     if args.calib_frames is not None and args.calib_frames < 1:
         raise SspError(f"--calib-frames must be >= 1, got {args.calib_frames}")
-    if args.int8_scheme == "s8s8" and args.int8_cpu != "auto":
-        raise SspError("--int8-cpu is for the u8s8 scheme (ONNX Runtime on a CPU); s8s8 graphs are for TensorRT")
+    if args.int8:
+        from ssp_ros.deploy.quantize import weights_target
+
+        weights_target(args.int8_scheme, args.int8_cpu)  # refuse a bad combination before minutes of export
     if args.trt_version is not None:
         check_tensorrt_version(args.trt_version)
         if args.int8 and args.int8_scheme == "u8s8":
