@@ -135,10 +135,7 @@ class Viewer(NodeWatcher):
         if not client.wait_for_service(timeout_sec=HUNG_S):
             raise AssertionError(f"no {what} service after {HUNG_S:g} s")
         future = client.call_async(request)
-        deadline = time.monotonic() + HUNG_S
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert future.done(), f"{what} did not answer in {HUNG_S:g} s"
+        wait_until(future.done, f"the {what} service to answer")
         return future.result()
 
     def set_parameter(self, name: str, value) -> tuple[bool, str]:
