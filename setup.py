@@ -34,8 +34,8 @@ setup(
         (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),  # not an `ssp export` folder
     ],
     # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
-    install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "PyYAML>=6.0", "tqdm>=4.60",
-                      "matplotlib>=3.5", "rosbags>=0.10"],
+    install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "Pillow>=9.1", "PyYAML>=6.0",
+                      "tqdm>=4.60", "matplotlib>=3.5", "rosbags>=0.10"],
     extras_require={
         "torch": TORCH + VIDEO,  # the laptop's path: `ssp demo`, training, export
         "video": VIDEO,

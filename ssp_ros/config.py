@@ -230,6 +230,10 @@ class RuntimeConfig:
         return int(self.device.partition(":")[2] or 0)
 
 
+MAX_PIXELS_4K = 4096 * 2160  # DCI 4K, which also holds UHD (3840 x 2160)
+MAX_PIXELS_CAP = 8192 * 8192  # the largest frame the node can be told to take (below Pillow's bomb warning)
+
+
 @dataclass
 class NodeConfig:
     """The ROS 2 node's topics and stream policy."""
@@ -239,6 +243,13 @@ class NodeConfig:
     reliable: bool = setting(False, "reliable QoS for the input; False = sensor-data QoS (best effort, keep last 1)")
     max_age_ms: float = setting(500.0, "drop frames whose header stamp is older than this (ms); 0 keeps all",
                                 Bounds(0.0, 60_000.0), live=True)
+    max_future_ms: float = setting(1000.0, "drop frames stamped more than this ahead of the node's clock (ms): one "
+                                   "bad stamp must not hold up the frames after it; raise it for a camera on "
+                                   "another, unsynchronised clock", Bounds(0.0, 86_400_000.0, open_low=True),
+                                   live=True)
+    max_pixels: int = setting(MAX_PIXELS_4K, "largest input frame in pixels (width x height; the default fits "
+                              "DCI 4K); a compressed image's header is checked before it is decoded",
+                              Bounds(1, MAX_PIXELS_CAP), live=True)
     publish_similarity: bool = setting(False, "also publish ~/similarity (weight of the previous frame x 255)")
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics updates (s)", Bounds(0.05, 60.0))
 

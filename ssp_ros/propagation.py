@@ -7,7 +7,9 @@ and remembers, so the same rules serve every backend and the node's diagnostics.
 
 Per frame, in order:
 1. ``admit(stamp)``: None, or why the frame must be dropped before it touches any state (a stamp that
-   is not newer than the last one, when ``reset_on_backwards_time`` is off).
+   is not newer than the last one, when ``reset_on_backwards_time`` is off). One bad stamp must not hold up
+   the stream: a requested reset admits the next frame, and so does a run of ``NOT_NEWER_LIMIT`` refusals
+   (then the last stamp was the outlier, or the clock jumped back), which starts over as time going backwards.
 2. the caller registers the frame to the previous one;
 3. ``decide(stamp, size, registration)``: fuse with the previous state, or start over and say why
    (first frame, propagation disabled, reset requested, resolution change, time gap, time going
@@ -33,6 +35,7 @@ RESOLUTION_CHANGED = "resolution changed"
 TIME_GAP = "time gap"
 BACKWARDS_TIME = "time went backwards"
 REGISTRATION_FAILED = "registration failed"
+NOT_NEWER_LIMIT = 5  # frames refused in a row as not newer; the next one is admitted and starts over
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Propagator(Generic[State]):
         self.resets: Counter[str] = Counter()  # reason → count, for diagnostics
         self.dropped: Counter[str] = Counter()
         self._requested = False
+        self._refused_in_a_row = 0
 
     def request_reset(self) -> None:
         """Start over at the next frame (e.g. the node's ~/reset service)."""
@@ -62,10 +66,13 @@ class Propagator(Generic[State]):
 
     def admit(self, stamp: float) -> str | None:
         """None if the frame may be processed; else why it is dropped (it is counted, state untouched)."""
-        if self.stamp is not None and stamp <= self.stamp and not self.cfg.reset_on_backwards_time:
-            reason = f"stamp {stamp:.6f} s is not newer than the last frame's {self.stamp:.6f} s"
+        if (self.stamp is not None and stamp <= self.stamp and not self.cfg.reset_on_backwards_time
+                and not self._requested and self._refused_in_a_row < NOT_NEWER_LIMIT):
+            self._refused_in_a_row += 1
             self.dropped[BACKWARDS_TIME] += 1
-            return reason
+            return (f"stamp {stamp:.6f} s is not newer than the last frame's {self.stamp:.6f} s (refused "
+                    f"{self._refused_in_a_row} of {NOT_NEWER_LIMIT} in a row; then the stream starts over)")
+        self._refused_in_a_row = 0
         return None
 
     def decide(self, stamp: float, size: tuple[int, int], registration: Registration | None) -> Decision:

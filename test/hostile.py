@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from ssp_ros.ros.images import BAD_STEP, EMPTY_IMAGE, SHORT_DATA, UNSUPPORTED_ENCODING
+from ssp_ros.ros.images import BAD_STEP, EMPTY_IMAGE, SHORT_DATA, TOO_LARGE, UNSUPPORTED_ENCODING
 
 DAMAGE = ("encoding", "zero", "step", "short", "huge")
 
@@ -25,7 +25,7 @@ def damage_image(msg, case: str, rng: random.Random) -> str:
     if case == "short":
         msg.data = msg.data[: rng.randrange(0, len(msg.data))]
         return SHORT_DATA
-    if case == "huge":
+    if case == "huge":  # refused by node.max_pixels before the (short) data is looked at
         msg.height, msg.width, msg.step = 100_000, 100_000, 300_000
-        return SHORT_DATA
+        return TOO_LARGE
     raise ValueError(f"no Image damage '{case}' (known: {', '.join(DAMAGE)})")

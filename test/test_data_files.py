@@ -12,7 +12,7 @@ import pytest
 import setuptools
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml"}  # rosdep keys
+PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "PIL": "python3-pil"}  # rosdep
 OURS = {"ssp_ros", "ssp_train"}
 
 
@@ -58,7 +58,7 @@ def launched_packages(path: Path) -> set[str]:
 def test_package_xml_lists_what_the_node_and_launch_files_use() -> None:
     catkin_pkg = pytest.importorskip("catkin_pkg.package")
     depends = {dep.name for dep in catkin_pkg.parse_package(str(ROOT / "package.xml")).exec_depends}
-    node_files = ("node.py", "rclpy_transport.py", "main.py")
+    node_files = ("node.py", "rclpy_transport.py", "main.py", "images.py")
     needed = set().union(*(imported_packages(ROOT / "ssp_ros" / "ros" / f) for f in node_files))
     for launch_file in (ROOT / "launch").glob("*.launch.py"):
         needed |= imported_packages(launch_file) | launched_packages(launch_file)

@@ -69,3 +69,38 @@ def test_backwards_stamps_are_dropped_when_configured() -> None:
     assert "not newer" in prop.admit(0.0)
     assert prop.dropped == {P.BACKWARDS_TIME: 1} and prop.state == "state-0"
     assert running().admit(-1.0) is None, "by default an old stamp resets instead of being dropped"
+
+
+def test_a_reset_request_clears_the_not_newer_gate() -> None:
+    """~/reset after a frame stamped far in the future: the next frame is admitted and starts over."""
+    prop = running(PropagationConfig(reset_on_backwards_time=False))
+    prop.commit("future", 2.0**31 - 1, SIZE)
+    assert prop.admit(0.033) is not None
+    prop.request_reset()
+    assert prop.admit(0.066) is None
+    assert prop.decide(0.066, SIZE, OK).reason == P.REQUESTED
+    prop.commit("state-1", 0.066, SIZE)
+    assert prop.admit(0.1) is None and prop.decide(0.1, SIZE, OK).fuse
+
+
+def test_one_bad_stamp_never_blocks_the_stream() -> None:
+    """Whatever the settings, a run of NOT_NEWER_LIMIT refusals ends the gate: the last stamp was the outlier."""
+    prop = running(PropagationConfig(reset_on_backwards_time=False))
+    prop.commit("future", 2.0**31 - 1, SIZE)
+    stamps = [0.033 * k for k in range(1, P.NOT_NEWER_LIMIT + 3)]
+    refused = [prop.admit(t) is not None for t in stamps[:P.NOT_NEWER_LIMIT + 1]]
+    assert refused == [True] * P.NOT_NEWER_LIMIT + [False]
+    assert prop.dropped[P.BACKWARDS_TIME] == P.NOT_NEWER_LIMIT
+    assert prop.decide(stamps[P.NOT_NEWER_LIMIT], SIZE, OK).reason == P.BACKWARDS_TIME
+    prop.commit("state", stamps[P.NOT_NEWER_LIMIT], SIZE)
+    assert prop.admit(stamps[-1]) is None and prop.decide(stamps[-1], SIZE, OK).fuse
+
+
+def test_a_late_frame_among_newer_ones_is_still_dropped() -> None:
+    """The gate's purpose stands: one late frame between newer ones is refused, and the count starts again."""
+    prop = running(PropagationConfig(reset_on_backwards_time=False))
+    for k in range(1, 3 * P.NOT_NEWER_LIMIT):
+        assert prop.admit(0.033 * k) is None
+        prop.commit(f"state-{k}", 0.033 * k, SIZE)
+        assert prop.admit(0.033 * k - 0.01) is not None, "a late frame"
+    assert prop.dropped[P.BACKWARDS_TIME] == 3 * P.NOT_NEWER_LIMIT - 1

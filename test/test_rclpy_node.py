@@ -282,7 +282,7 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
     node took the one before it replaces that one in the middleware, where nothing counts it (on a loaded machine
     that lost one message in a thousand), or supersedes it in the node's slot. Paced so, every message is
     received and judged on its own, whatever the machine's load, and the counts must match exactly."""
-    from ssp_ros.ros.images import BAD_STAMP, BAD_STEP, EMPTY_IMAGE, SHORT_DATA, UNSUPPORTED_ENCODING
+    from ssp_ros.ros.images import BAD_STAMP, BAD_STEP, EMPTY_IMAGE, SHORT_DATA, TOO_LARGE, UNSUPPORTED_ENCODING
     from ssp_ros.ros.stream import DUPLICATE, NOT_NEWER, REJECTED, STALE
 
     config = node_config(tmp_path, propagation={"reset_on_backwards_time": False},
@@ -324,8 +324,8 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
     assert code == 0, log.read_text()
     assert len(good) >= 100 and set(good) <= set(viewer.order), "every good frame came out"
     assert not_output(viewer) - before == expected, "each bad message counted once, under its reason; none superseded"
-    assert set(expected) == {UNSUPPORTED_ENCODING, EMPTY_IMAGE, BAD_STEP, SHORT_DATA, REJECTED, BAD_STAMP, DUPLICATE,
-                             NOT_NEWER, STALE}, f"every kind of bad message was sent: {expected}"
+    assert set(expected) == {UNSUPPORTED_ENCODING, EMPTY_IMAGE, BAD_STEP, SHORT_DATA, TOO_LARGE, REJECTED, BAD_STAMP,
+                             DUPLICATE, NOT_NEWER, STALE}, f"every kind of bad message was sent: {expected}"
 
 
 @pytest.mark.slow

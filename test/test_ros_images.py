@@ -1,10 +1,13 @@
 import array
+import struct
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
+from ssp_ros.config import MAX_PIXELS_4K
 from ssp_ros.ros.images import (
     BAD_DATA,
     BAD_STAMP,
@@ -12,6 +15,7 @@ from ssp_ros.ros.images import (
     EMPTY_IMAGE,
     ENCODINGS,
     SHORT_DATA,
+    TOO_LARGE,
     TRUNCATED_JPEG,
     UNDECODABLE,
     UNSUPPORTED_ENCODING,
@@ -152,14 +156,96 @@ def test_truncated_jpeg_is_refused(cut: float, reason: str) -> None:
 
 @pytest.mark.parametrize("data, fmt, text", [
     (b"", "jpeg", "has no data"),
-    (b"not an image at all", "png", "OpenCV cannot decode it"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "png", "OpenCV cannot decode it"),
+    (b"not an image at all", "png", "Pillow cannot read it as an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "png", "Pillow cannot read it as an image"),
     (b"\x00" * 20, "16UC1; compressedDepth", "depth image"),
 ])
 def test_undecodable_compressed_images(data: bytes, fmt: str, text: str) -> None:
     with pytest.raises(MessageError, match=text) as err:
         message_to_rgb(compressed(data, fmt))
     assert err.value.reason == UNDECODABLE
+
+
+def _corrupt(data: bytes, at: int) -> bytes:
+    """``data`` with 40 bytes from ``at`` overwritten."""
+    return data[:at] + bytes(range(40)) + data[at + 40:]
+
+
+@pytest.mark.parametrize("ext, fmt", [(".png", "png"), (".jpg", "jpeg")])
+def test_a_corrupt_compressed_image_is_refused_without_printing(ext: str, fmt: str, capfd) -> None:
+    """OpenCV's libpng and libjpeg print a line on stderr per corrupt frame, past any throttle: the decoder we use
+    reports it as an exception, which the node counts and logs throttled. The PNG is cut in its pixel stream,
+    the JPEG in its first Huffman table."""
+    rng = np.random.default_rng(0)
+    ok, data = cv2.imencode(ext, rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    data = data.tobytes()
+    at = data.index(b"\xff\xc4") + 4 if fmt == "jpeg" else len(data) // 2
+    with pytest.raises(MessageError, match="cannot decode it") as err:
+        message_to_rgb(compressed(_corrupt(data, at), fmt))
+    assert err.value.reason == UNDECODABLE
+    assert capfd.readouterr().err == ""
+
+
+def test_a_jpeg_corrupt_in_its_pixels_decodes_without_printing(capfd) -> None:
+    """libjpeg conceals damage in the entropy-coded data (OpenCV does the same, with a line on stderr): the frame
+    is decoded and nothing is printed."""
+    rng = np.random.default_rng(0)
+    ok, data = cv2.imencode(".jpg", rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    data = data.tobytes()
+    assert message_to_rgb(compressed(_corrupt(data, len(data) // 2), "jpeg")).shape == (96, 128, 3)
+    assert capfd.readouterr().err == ""
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG claiming ``width``×``height`` grey pixels whose only pixel data is 16 bytes of garbage."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", bytes(range(16))) + _chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [5000, 12000])
+def test_a_decompression_bomb_is_refused_from_its_header(side: int) -> None:
+    """5000² and 12000² (what a 421 KB PNG can hold; past Pillow's own bomb limit too): refused as too large from
+    the header alone; the pixel data is garbage, so any attempt to decode it would fail as undecodable instead."""
+    msg = compressed(_png_header_only(side, side), "png")
+    with pytest.raises(MessageError, match=f"{side * side} pixels.*node.max_pixels 8847360|node.max_pixels "
+                                           f"8847360.*{side * side} pixels") as err:
+        message_to_rgb(msg, max_pixels=MAX_PIXELS_4K)
+    assert err.value.reason == TOO_LARGE
+    with pytest.raises(MessageError) as err:  # within the limit, the same kind of file goes on to the decoder
+        message_to_rgb(compressed(_png_header_only(64, 48), "png"), max_pixels=MAX_PIXELS_4K)
+    assert err.value.reason == UNDECODABLE
+
+
+def test_a_real_4k_png_fits_the_default_limit_and_one_pixel_more_does_not() -> None:
+    ok, png = cv2.imencode(".png", np.zeros((2160, 4096), np.uint8))
+    assert message_to_rgb(compressed(png.tobytes(), "png"), max_pixels=MAX_PIXELS_4K).shape == (2160, 4096, 3)
+    with pytest.raises(MessageError) as err:
+        message_to_rgb(compressed(png.tobytes(), "png"), max_pixels=MAX_PIXELS_4K - 1)
+    assert err.value.reason == TOO_LARGE
+
+
+def test_a_raw_image_over_the_limit_is_refused_before_its_data_is_read() -> None:
+    msg = image(smooth_rgb(), "rgb8")
+    msg.data = b""  # never read: the size check comes first
+    with pytest.raises(MessageError, match="64x48 = 3072 pixels") as err:
+        message_to_rgb(msg, max_pixels=3071)
+    assert err.value.reason == TOO_LARGE
+    msg.encoding = "8UC3"  # an encoding for the fallback (cv_bridge): checked before it too
+    with pytest.raises(MessageError) as err:
+        message_to_rgb(msg, fallback=lambda m: pytest.fail("the fallback ran"), max_pixels=3071)
+    assert err.value.reason == TOO_LARGE
+
+
+def test_a_16_bit_grey_png_is_stretched_as_mono16() -> None:
+    grey = np.tile(np.linspace(1000, 1255, 64).astype(np.uint16), (48, 1))
+    ok, png = cv2.imencode(".png", grey)
+    out = message_to_rgb(compressed(png.tobytes(), "png"))
+    assert out.shape == (48, 64, 3)
+    assert out.min() == 0 and out.max() == 255  # a plain shift to 8 bits would give 3..4 everywhere
 
 
 def test_stamps() -> None:

@@ -23,6 +23,7 @@ from ssp_ros.ros.images import (
     BAD_STEP,
     EMPTY_IMAGE,
     SHORT_DATA,
+    TOO_LARGE,
     TRUNCATED_JPEG,
     UNDECODABLE,
     UNSUPPORTED_ENCODING,
@@ -31,6 +32,7 @@ from ssp_ros.ros.images import (
 )
 from ssp_ros.ros.stream import (
     DUPLICATE,
+    FUTURE,
     NOT_NEWER,
     REJECTED,
     STALE,
@@ -141,6 +143,36 @@ def test_stale_duplicate_and_backwards_frames(backend, small_video) -> None:
     assert proc.process(rgb8(image, 1.0), now=1.05).reason == DUPLICATE
     assert proc.process(rgb8(image, 0.99), now=1.05).reason == NOT_NEWER
     assert proc.skipped == Counter({STALE: 1, DUPLICATE: 1, NOT_NEWER: 1}) and proc.outputs == 1
+
+
+@pytest.mark.parametrize("reset_on_backwards_time", [False, True])
+def test_a_frame_stamped_far_in_the_future_is_refused_and_blocks_nothing(backend, small_video,
+                                                                          reset_on_backwards_time: bool) -> None:
+    """#24 D1: sec = 2^31 - 1 is refused against the node's clock, and the frames after it go on as before."""
+    proc = processor(backend, NodeConfig(max_age_ms=0.0), reset_on_backwards_time=reset_on_backwards_time)
+    assert isinstance(proc.process(rgb8(small_video[0].image, 100.0), now=100.01), StreamOutput)
+    future = proc.process(rgb8(small_video[1].image, 2**31 - 1), now=100.04)
+    assert isinstance(future, Skipped) and future.reason == FUTURE
+    assert "ahead of the node's clock (100.040 s) > max_future_ms 1000" in future.detail
+    later = [proc.process(rgb8(small_video[k].image, 100.0 + 0.033 * k), now=100.05 + 0.033 * k) for k in (2, 3)]
+    assert all(isinstance(out, StreamOutput) for out in later)
+    assert later[1].result.fused, "the stream fuses on as if the bad frame had never come"
+    assert proc.skipped == Counter({FUTURE: 1})
+
+
+def test_the_future_bound_is_a_setting_and_a_stopped_clock_checks_nothing(backend, small_video) -> None:
+    proc = processor(backend, NodeConfig(max_age_ms=0.0, max_future_ms=5000.0))
+    assert isinstance(proc.process(rgb8(small_video[0].image, 104.0), now=100.0), StreamOutput)
+    assert proc.process(rgb8(small_video[1].image, 106.0), now=100.0).reason == FUTURE
+    assert isinstance(proc.process(rgb8(small_video[2].image, 107.0), now=0.0), StreamOutput), \
+        "sim time before the first /clock message reads 0: no stamp is in its future"
+
+
+def test_an_oversized_frame_is_a_counted_skip(backend, small_video) -> None:
+    proc = processor(backend, NodeConfig(max_pixels=100))
+    out = proc.process(rgb8(small_video[0].image, 1.0))
+    assert isinstance(out, Skipped) and out.reason == TOO_LARGE and "node.max_pixels 100" in out.detail
+    assert proc.skipped == Counter({TOO_LARGE: 1})
 
 
 def test_backwards_time_resets_when_configured(backend, small_video) -> None:
@@ -264,8 +296,8 @@ def test_a_thousand_hostile_messages(backend, small_video) -> None:
     good = sum(exp[0] == "out" for _, _, exp in stream)
     assert proc.outputs == good and sum(proc.skipped.values()) == len(stream) - good
     assert proc.skipped == expected_skips
-    kinds = {UNSUPPORTED_ENCODING, EMPTY_IMAGE, BAD_STEP, SHORT_DATA, TRUNCATED_JPEG, UNDECODABLE, REJECTED, BAD_STAMP,
-             DUPLICATE, NOT_NEWER, STALE}
+    kinds = {UNSUPPORTED_ENCODING, EMPTY_IMAGE, BAD_STEP, SHORT_DATA, TOO_LARGE, TRUNCATED_JPEG, UNDECODABLE,
+             REJECTED, BAD_STAMP, DUPLICATE, NOT_NEWER, STALE}
     assert set(expected_skips) == kinds, "every kind of bad message occurred"
     assert set(proc.last_problem) == set(expected_skips)
 

@@ -7,17 +7,26 @@ code takes rclpy messages on the drone and rosbags messages in replay and tests.
 
 16-bit images are stretched to 8 bits per frame (min → 0, max → 255), as image viewers show them: a
 12-bit sensor in a 16-bit container would be nearly black after a plain shift.
+
+Compressed images are decoded with Pillow, not OpenCV: Pillow reads the header first, so a frame larger than
+``max_pixels`` (a PNG of a few hundred KB can hold 12000×12000 pixels) is refused before any pixel is decoded,
+and it reports a corrupt stream as an exception where OpenCV's libpng and libjpeg print a line on stderr for
+every bad frame, past any throttling.
 """
 
 from __future__ import annotations
 
 import array
+import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from PIL import Image as PilImage
+from PIL import UnidentifiedImageError
 
 from ssp_ros.errors import FrameError
 
@@ -30,6 +39,7 @@ CONVERSION_FAILED = "conversion failed"
 UNDECODABLE = "undecodable compressed image"
 TRUNCATED_JPEG = "truncated JPEG"
 BAD_STAMP = "invalid stamp"
+TOO_LARGE = "too many pixels"
 
 JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 
@@ -93,10 +103,18 @@ def _buffer(data: Any, what: str) -> np.ndarray:
         raise MessageError(BAD_DATA, f"{what}.data is a {type(data).__name__}, not a byte buffer") from None
 
 
-def image_pixels(msg: Any) -> np.ndarray:
+def check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> None:
+    """MessageError (``TOO_LARGE``) if a ``width``×``height`` frame has more than ``max_pixels`` pixels."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise MessageError(TOO_LARGE, f"{what} is {width}x{height} = {width * height} pixels, more than "
+                                      f"node.max_pixels {max_pixels}")
+
+
+def image_pixels(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     """A sensor_msgs/Image's pixels in its own layout: H×W (one channel) or H×W×C, uint8 or uint16 native order.
 
-    Honours ``step`` (row padding) and ``is_bigendian``; checks sizes before touching the data.
+    Honours ``step`` (row padding) and ``is_bigendian``; checks sizes (and ``max_pixels``) before touching the
+    data.
     """
     encoding = str(msg.encoding)
     layout = ENCODINGS.get(encoding)
@@ -106,6 +124,7 @@ def image_pixels(msg: Any) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise MessageError(EMPTY_IMAGE, f"Image ({encoding}) is {height}x{width}: height and width must be > 0")
+    check_pixels(f"Image ({encoding})", width, height, max_pixels)
     row = width * layout.channels * layout.depth
     if step < row:
         raise MessageError(BAD_STEP, f"Image ({encoding}, {height}x{width}): step {step} < width × channels × "
@@ -129,9 +148,9 @@ def to_8bit(pixels: np.ndarray) -> np.ndarray:
     return cv2.normalize(pixels, None, 0, 255, cv2.NORM_MINMAX, dtype=cv2.CV_8U)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     """A sensor_msgs/Image in any supported encoding → H×W×3 uint8 RGB."""
-    pixels = image_pixels(msg)
+    pixels = image_pixels(msg, max_pixels)
     layout = ENCODINGS[str(msg.encoding)]
     try:
         pixels = to_8bit(pixels)
@@ -141,29 +160,43 @@ def image_to_rgb(msg: Any) -> np.ndarray:
                                               f"convert it to RGB ({err.err})") from None
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (JPEG, PNG, anything OpenCV decodes) → H×W×3 uint8 RGB.
+def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (JPEG, PNG, anything Pillow decodes) → H×W×3 uint8 RGB.
 
-    A JPEG without its end-of-image marker is refused: libjpeg would decode it with a grey lower part.
+    The header's size is checked against ``max_pixels`` before decoding. A JPEG without its end-of-image
+    marker is refused: libjpeg would decode it with a grey lower part. 16-bit grey PNGs are stretched to 8 bits
+    as ``mono16`` Images are.
     """
     fmt = str(msg.format)
     data = _buffer(msg.data, "CompressedImage")
+    what = f"CompressedImage (format '{fmt}', {data.size} bytes)"
     if "compresseddepth" in fmt.lower():
         raise MessageError(UNDECODABLE, f"CompressedImage format '{fmt}' is a depth image, not a camera image")
     if data.size == 0:
         raise MessageError(UNDECODABLE, f"CompressedImage (format '{fmt}') has no data")
     head, tail = data[:2].tobytes(), data[-64:].tobytes().rstrip(b"\0")
     if head == JPEG_SOI and not tail.endswith(JPEG_EOI):
-        raise MessageError(TRUNCATED_JPEG, f"CompressedImage (format '{fmt}', {data.size} bytes): JPEG has no "
-                                           "end-of-image marker (truncated)")
+        raise MessageError(TRUNCATED_JPEG, f"{what}: JPEG has no end-of-image marker (truncated)")
     try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as err:
-        raise MessageError(UNDECODABLE, f"CompressedImage (format '{fmt}', {data.size} bytes): {err.err}") from None
-    if bgr is None:
-        raise MessageError(UNDECODABLE, f"CompressedImage (format '{fmt}', {data.size} bytes): OpenCV cannot "
-                                        "decode it")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        with warnings.catch_warnings():  # Pillow's own bomb warning: a frame that size is refused below anyway
+            warnings.simplefilter("error", PilImage.DecompressionBombWarning)
+            image = PilImage.open(io.BytesIO(data))
+    except (PilImage.DecompressionBombWarning, PilImage.DecompressionBombError) as err:
+        raise MessageError(TOO_LARGE, f"{what} has more pixels than node.max_pixels {max_pixels}: {err}") from None
+    except UnidentifiedImageError:
+        raise MessageError(UNDECODABLE, f"{what}: Pillow cannot read it as an image (it starts with "
+                                        f"{data[:8].tobytes()!r})") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise MessageError(UNDECODABLE, f"{what}: cannot read its header ({err})") from None
+    with image:
+        check_pixels(f"{what}, {image.format}", *image.size, max_pixels)
+        try:
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (PNG): stretched, as mono16
+                return cv2.cvtColor(to_8bit(np.asarray(image).astype(np.uint16)), cv2.COLOR_GRAY2RGB)
+            return np.asarray(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise MessageError(UNDECODABLE, f"{what}, {image.format} {image.size[0]}x{image.size[1]}: cannot "
+                                            f"decode it ({err})") from None
 
 
 def is_compressed(msg: Any) -> bool:
@@ -171,14 +204,17 @@ def is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format")
 
 
-def message_to_rgb(msg: Any, fallback: Callable[[Any], np.ndarray] | None = None) -> np.ndarray:
+def message_to_rgb(msg: Any, fallback: Callable[[Any], np.ndarray] | None = None,
+                   max_pixels: int | None = None) -> np.ndarray:
     """An Image or CompressedImage → H×W×3 uint8 RGB; ``fallback`` (e.g. cv_bridge on the drone) converts
-    Image encodings missing from ``ENCODINGS`` and must raise MessageError itself."""
+    Image encodings missing from ``ENCODINGS`` and must raise MessageError itself. A frame of more than
+    ``max_pixels`` pixels is refused (MessageError ``TOO_LARGE``) before it is converted or decoded."""
     if is_compressed(msg):
-        return compressed_to_rgb(msg)
+        return compressed_to_rgb(msg, max_pixels)
     if fallback is not None and str(msg.encoding) not in ENCODINGS:
+        check_pixels(f"Image ({msg.encoding})", int(msg.width), int(msg.height), max_pixels)
         return fallback(msg)
-    return image_to_rgb(msg)
+    return image_to_rgb(msg, max_pixels)
 
 
 def image_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:

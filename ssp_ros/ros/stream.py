@@ -28,6 +28,7 @@ from ssp_ros.ros.params import check_dynamic, config_with_params
 
 SUPERSEDED = "superseded by a newer frame"  # the slot held it when a newer one arrived
 STALE = "stale"  # older than node.max_age_ms when its turn came
+FUTURE = "stamp in the future"  # stamped more than node.max_future_ms ahead of the node's clock
 DUPLICATE = "duplicate stamp"  # the same stamp as the last frame processed
 NOT_NEWER = "stamp not newer"  # older stamp with propagation.reset_on_backwards_time off
 REJECTED = "frame rejected"  # a converted frame the pipeline refuses (e.g. smaller than 16 px)
@@ -86,6 +87,12 @@ def frame_age_ms(stamp: float, now: float) -> float:
 def is_stale(stamp: float, now: float, max_age_ms: float) -> bool:
     """True if ``max_age_ms`` > 0 and the frame is older than that (0 keeps every frame)."""
     return max_age_ms > 0 and frame_age_ms(stamp, now) > max_age_ms
+
+
+def is_future(stamp: float, now: float, max_future_ms: float) -> bool:
+    """True if the frame is stamped more than ``max_future_ms`` ahead of ``now``. A clock at 0 has not started
+    (sim time before the first /clock message): nothing is in its future yet."""
+    return now > 0 and -frame_age_ms(stamp, now) > max_future_ms
 
 
 @dataclass(frozen=True)
@@ -159,9 +166,9 @@ class StreamProcessor:
     def process(self, msg: Any, now: float | None = None,
                 outputs: frozenset[str] | None = None) -> StreamOutput | Skipped:
         """Run one Image or CompressedImage message; ``now`` (seconds, the stamps' clock) enables the
-        ``max_age_ms`` check; ``outputs`` names the messages to build (default: all of ``OUTPUTS``, the
-        similarity only with ``node.publish_similarity``). Bad input comes back as a counted ``Skipped``, never
-        as an exception."""
+        ``max_age_ms`` and ``max_future_ms`` checks; ``outputs`` names the messages to build (default: all of
+        ``OUTPUTS``, the similarity only with ``node.publish_similarity``). Bad input comes back as a counted
+        ``Skipped``, never as an exception."""
         try:
             stamp = stamp_ns(msg.header)
         except MessageError as err:
@@ -170,6 +177,9 @@ class StreamProcessor:
         if now is not None and is_stale(seconds, now, self.node.max_age_ms):
             return self.skip(STALE, f"{frame_age_ms(seconds, now):.0f} ms old > max_age_ms "
                                     f"{self.node.max_age_ms:g}", stamp)
+        if now is not None and is_future(seconds, now, self.node.max_future_ms):
+            return self.skip(FUTURE, f"stamp {seconds:.9f} s is {-frame_age_ms(seconds, now):.0f} ms ahead of the "
+                                     f"node's clock ({now:.3f} s) > max_future_ms {self.node.max_future_ms:g}", stamp)
         if stamp == self._last_stamp_ns:
             return self.skip(DUPLICATE, f"stamp {seconds:.9f} s was already processed", stamp)
         wanted = frozenset(OUTPUTS) if outputs is None else outputs
@@ -177,7 +187,7 @@ class StreamProcessor:
             wanted -= {"similarity"}
         clock = time.perf_counter()
         try:
-            frame = message_to_rgb(msg, self.fallback)
+            frame = message_to_rgb(msg, self.fallback, self.node.max_pixels)
         except MessageError as err:
             return self.skip(err.reason, str(err), stamp)
         convert_ms = 1000.0 * (time.perf_counter() - clock)
