@@ -12,7 +12,8 @@ import pytest
 import setuptools
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "PIL": "python3-pil"}  # rosdep
+# import name -> rosdep key
+PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "PIL": "python3-pil"}
 OURS = {"ssp_ros", "ssp_train"}
 
 
