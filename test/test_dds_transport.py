@@ -149,3 +149,32 @@ def test_destroyed_reader_and_writer_deliver_nothing_more(loopback) -> None:
     finally:
         node.close()
         peer.close()
+
+
+def test_an_undecodable_sample_reaches_the_callback_as_a_bad_sample(loopback) -> None:
+    """A sample Cyclone accepts but that is no sensor_msgs/Image (its encoding is not UTF-8) is handed on as a
+    BadSample, so that the node counts it; a good sample after it still arrives (#24 D7)."""
+    from cyclonedds._clayer import ddspy_write
+
+    from ssp_ros.ros.transport import BadSample
+
+    node, peer = DdsTransport(loopback, "ssp"), DdsTransport(loopback, "camera")
+    received: list = []
+    qos = QosProfile(reliable=True, depth=10)
+    try:
+        node.subscribe("/image", "sensor_msgs/msg/Image", qos, received.append)
+        camera = peer.publisher("/image", "sensor_msgs/msg/Image", qos)
+        wait_until(camera.subscription_count, "the node to match the camera")
+        good = bytes(TS.serialize_cdr(node.image(header(sec=8), np.zeros((2, 2), np.uint8), "mono8"),
+                                      "sensor_msgs/msg/Image"))
+        assert b"mono8\x00" in good
+        assert ddspy_write(camera.writer._ref, good.replace(b"mono8\x00", b"\xff\xfe\xfd\xfc\xfb\x00")) >= 0
+        camera.publish(node.image(header(sec=9), np.zeros((2, 2), np.uint8), "mono8"))
+        wait_until(lambda: len(received) == 2, "the bad and the good sample")
+    finally:
+        node.close()
+        peer.close()
+    bad, good = received
+    assert isinstance(bad, BadSample) and bad.topic == "rt/image"
+    assert "sensor_msgs/msg/Image sample on rt/image does not decode" in bad.detail and "utf-8" in bad.detail
+    assert good.header.stamp.sec == 9

@@ -75,3 +75,20 @@ def test_propagation_warns_when_it_keeps_starting_over() -> None:
     for k in range(10):
         disabled.outcome(k / 10, output(False, DISABLED))
     assert by_name(disabled, 0.95)["propagation"].level == OK
+
+
+def test_cumulative_counters_account_for_every_message() -> None:
+    """received = published + skipped + in flight, from the counters alone (#24): no arithmetic on rates."""
+    monitor = StreamMonitor("torch", "/cam", window_s=1.0)
+    for k in range(7):
+        monitor.received(k / 10)
+    monitor.superseded(0.1)  # the slot replaced one unprocessed frame
+    for k in range(3):
+        monitor.outcome(0.2 + k / 10, output(k > 0))
+    monitor.outcome(0.6, Skipped(STALE, "900 ms old"))
+    monitor.outcome(0.6, Skipped(UNSUPPORTED_ENCODING, "32FC1"))
+    values = dict(by_name(monitor, 0.7)["input"].values)
+    assert (values["received"], values["published"], values["skipped"], values["in flight"]) == ("7", "3", "3", "1")
+    assert values["dropped (newer frame waiting)"] == "1" and values["skipped: unsupported encoding"] == "1"
+    later = dict(by_name(monitor, 60.0)["input"].values)  # long after the window: the totals stay
+    assert later["received"] == "7" and later["published"] == "3"

@@ -1,10 +1,12 @@
 
 import time
 
+import numpy as np
 import pytest
 from node_harness import HUNG_S, wait_until
 
 from ssp_ros.ros import main, node, rclpy_transport
+from ssp_ros.ros.stream import Skipped
 
 
 def test_node_without_ros_explains_what_to_source(capsys, monkeypatch) -> None:
@@ -45,6 +47,7 @@ class _MemoryTransport:
         self.logs: list[tuple[str, str]] = []
         self.subscribers = subscribers  # per topic, or one count for every topic
         self.clock = 0.0
+        self.running = True  # ok(): False once "the middleware" is shutting down
 
     def resolve(self, topic):
         from ssp_ros.ros.transport import resolve_name
@@ -78,6 +81,9 @@ class _MemoryTransport:
             del self.subscriptions[entity]
         else:
             entity.closed = True
+
+    def ok(self):
+        return self.running
 
     def now(self):
         return self.clock
@@ -127,6 +133,84 @@ def test_node_logic_on_a_transport_publishes_outputs_and_diagnostics(small_video
     assert latency == [f"latency {stage} ms (median / max)" for stage in
                        ("transit", "wait", "convert", *stages, "total", "messages", "publish")]
     assert ("warning", "skipped a frame (stale): 1050 ms old > max_age_ms 100") in transport.logs
+
+
+def _small_node(transport):
+    from ssp_ros.config import ModelConfig, SspConfig
+
+    return node.SegmentationNode(transport, SspConfig(model=ModelConfig(input_size=(32, 64))))
+
+
+def test_undecodable_samples_are_counted_and_their_log_is_throttled() -> None:
+    """A transport's undecodable sample is received and skipped on /diagnostics; the log says it once per
+    LOG_THROTTLE_S with a count of the lines held back (#24 D7)."""
+    from ssp_ros.ros.transport import BadSample
+
+    transport = _MemoryTransport()
+    segmenter = _small_node(transport)
+    try:
+        callback = transport.subscriptions["/image"][2]
+        for k in range(30):
+            callback(BadSample("/image", f"a 12-byte sample on /image does not decode ({k})"))
+        values = dict(segmenter.monitor.items(time.monotonic())[0].values)
+    finally:
+        segmenter.close()
+    assert (values["received"], values["skipped"], values["skipped: undecodable sample"]) == ("30", "30", "30")
+    assert values["in flight"] == "0" and values["published"] == "0"
+    warnings = [text for level, text in transport.logs if level == "warning"]
+    assert warnings == ["skipped a frame (undecodable sample): a 12-byte sample on /image does not decode (0)"]
+    throttle = segmenter._throttle
+    throttle._last["skipped: undecodable sample"] -= node.LOG_THROTTLE_S  # the period has passed
+    segmenter._log_skip(Skipped("undecodable sample", "the next one"))
+    assert transport.logs[-1] == ("warning", "skipped a frame (undecodable sample): the next one (and 29 more like "
+                                             f"it in the last {node.LOG_THROTTLE_S:g} s)")
+
+
+def test_each_kind_of_skip_is_logged_on_its_own(small_video) -> None:
+    """A flood of one bad kind does not hide another kind: throttled per reason."""
+    from test_ros_stream import rgb8
+
+    transport = _MemoryTransport()
+    segmenter = _small_node(transport)
+    try:
+        for k in range(20):
+            bad = rgb8(small_video[0].image, 1.0 + k)
+            bad.encoding = "32FC1"
+            segmenter.process(bad)
+        tiny = rgb8(np.zeros((4, 20, 3), np.uint8), 50.0)
+        segmenter.process(tiny)
+    finally:
+        segmenter.close()
+    warnings = [text.split(":")[0] for level, text in transport.logs if level == "warning"]
+    assert warnings == ["skipped a frame (unsupported encoding)", "skipped a frame (frame rejected)"]
+
+
+def test_a_publish_that_fails_in_a_shutdown_is_not_an_error(small_video) -> None:
+    """#24 D6: SIGINT shuts the middleware down under a frame in flight; its failed publish is not logged as an
+    error. The same failure while the middleware runs is one."""
+    from test_ros_stream import rgb8
+
+    class Closed(Exception):
+        pass
+
+    transport = _MemoryTransport()
+    segmenter = _small_node(transport)
+    try:
+        def refuse(msg):
+            raise Closed("publisher's context is invalid")
+
+        for publisher in segmenter.publishers.values():
+            publisher.publish = refuse
+        transport.running = False
+        segmenter.process(rgb8(small_video[0].image, 1.0))
+        assert segmenter.publish_errors == 0 and not [log for log in transport.logs if log[0] == "error"]
+        transport.running = True
+        segmenter.process(rgb8(small_video[1].image, 1.033))
+        assert segmenter.publish_errors == 1
+        assert [text for level, text in transport.logs if level == "error"] == [
+            "publishing the outputs of stamp 1033000000 failed: Closed(\"publisher's context is invalid\")"]
+    finally:
+        segmenter.close()
 
 
 def hold_frames(segmenter) -> tuple:

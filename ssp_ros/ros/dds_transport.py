@@ -21,12 +21,14 @@ from rosbags.typesys import Stores, get_typestore
 
 from ssp_ros.errors import SspError
 from ssp_ros.ros.images import RosbagsMessages
-from ssp_ros.ros.transport import DiagnosticItem, QosProfile, resolve_name
+from ssp_ros.ros.log_throttle import LogThrottle, with_held_back
+from ssp_ros.ros.transport import BadSample, DiagnosticItem, QosProfile, resolve_name
 
 LOG = logging.getLogger("ssp.node")
 MAX_TAKE = 16  # samples taken per reader per wake-up (keep-last readers hold fewer)
 WAIT_S = 0.2  # reader thread wake-up period when nothing arrives (checks for shutdown)
 RELIABLE_BLOCKING_S = 0.1  # max_blocking_time of reliable writers (ROS 2's default)
+LOG_THROTTLE_S = 5.0  # a failing reader logs once in this long, with a count of what it held back
 # CYCLONEDDS_URI for a private domain on the loopback interface only (the node tests, ``ssp bench-node``)
 LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface name='lo'/></Interfaces>"
             "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
@@ -112,6 +114,7 @@ class DdsTransport:
         self._waitset.attach(self._guard)
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._throttle = LogThrottle(LOG_THROTTLE_S)
 
     def resolve(self, topic: str) -> str:
         return resolve_name(topic, self.node_name, self.namespace)
@@ -170,7 +173,10 @@ class DdsTransport:
                 for reader, condition, msg_type, callback in self._readers:
                     samples = ddspy_take(reader._ref, condition.mask, MAX_TAKE)
                     if isinstance(samples, int):
-                        LOG.error("taking from %s failed (DDS return code %d)", reader.topic.name, samples)
+                        held = self._throttle.check(f"take {reader.topic.name}", time.monotonic())
+                        if held is not None:
+                            LOG.error(with_held_back(f"taking from {reader.topic.name} failed (DDS return code "
+                                                     f"{samples})", held, LOG_THROTTLE_S))
                         continue
                     for data, info in samples:
                         if info.valid_data:
@@ -180,12 +186,14 @@ class DdsTransport:
         try:
             msg = self.typestore.deserialize_cdr(data, msg_type)
         except Exception as err:  # noqa: BLE001 - a corrupt sample from the network must not stop the reader
-            LOG.warning("dropped an undecodable %s sample on %s: %r", msg_type, topic, err)
-            return
+            msg = BadSample(topic, f"a {len(data)}-byte {msg_type} sample on {topic} does not decode: {err!r}")
         try:
             callback(msg)
         except Exception:  # noqa: BLE001 - one failing callback must not stop the reader thread
             LOG.exception("subscription callback for %s failed", topic)
+
+    def ok(self) -> bool:
+        return not self._closed
 
     def now(self) -> float:
         return time.time()

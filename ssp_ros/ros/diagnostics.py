@@ -90,9 +90,11 @@ class StreamMonitor:
 
     def _input(self, received: list[float], skips: Counter, totals: Counter, problems: dict) -> DiagnosticItem:
         bad = {r: n for r, n in skips.items() if r not in (SUPERSEDED, STALE)}
+        skipped = sum(n for reason, n in totals.items() if reason not in ("received", "output"))
         values = [("topic", self.topic), ("input fps", f"{self._fps(len(received)):.1f}"),
-                  ("received", str(totals["received"])), ("dropped (newer frame waiting)", str(totals[SUPERSEDED])),
-                  ("dropped (stale)", str(totals[STALE]))]
+                  ("received", str(totals["received"])), ("published", str(totals["output"])),
+                  ("skipped", str(skipped)), ("in flight", str(totals["received"] - totals["output"] - skipped)),
+                  ("dropped (newer frame waiting)", str(totals[SUPERSEDED])), ("dropped (stale)", str(totals[STALE]))]
         values += [(f"skipped: {reason}", str(n)) for reason, n in sorted(totals.items())
                    if reason not in ("received", "output", SUPERSEDED, STALE)]
         values += [(f"last problem: {reason}", detail) for reason, detail in sorted(problems.items())]

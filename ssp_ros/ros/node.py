@@ -31,14 +31,15 @@ from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.ros.diagnostics import StreamMonitor
-from ssp_ros.ros.stream import OUTPUTS, PIPELINE_ERROR, FrameSlot, StreamOutput, StreamProcessor
-from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, Transport
+from ssp_ros.ros.log_throttle import LogThrottle, with_held_back
+from ssp_ros.ros.stream import OUTPUTS, PIPELINE_ERROR, FrameSlot, Skipped, StreamOutput, StreamProcessor
+from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, BadSample, Transport
 
 NODE_NAME = "ssp"
 IMAGE, COMPRESSED_IMAGE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-LOG_THROTTLE_S = 5.0
+LOG_THROTTLE_S = 5.0  # a per-frame problem is logged once in this long per kind, with a count of the rest
 THREAD_STOP_WAIT_S = 5.0  # close() waits this long for each of its threads before it says one did not stop
 BACKEND_CLOSE_WAIT_S = 30.0  # close() waits this long for a frame still in flight before it frees the backend
 
@@ -83,7 +84,7 @@ class SegmentationNode:
         self._subscription: Any = None
         self.failure: BaseException | None = None  # what stopped the worker, if anything did
         self.publish_errors = 0
-        self._last_warning = -LOG_THROTTLE_S
+        self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._threads = [threading.Thread(target=self._work, name="ssp_worker", daemon=True),
                          threading.Thread(target=self._report, name="ssp_diagnostics", daemon=True)]
         for thread in self._threads:
@@ -136,7 +137,11 @@ class SegmentationNode:
     def _on_image(self, msg: Any) -> None:
         now = time.monotonic()
         self.monitor.received(now)
-        if self.slot.put(msg):
+        if isinstance(msg, BadSample):  # the transport could not decode it: received, and skipped
+            outcome = Skipped(BadSample.REASON, msg.detail)
+            self.monitor.outcome(now, outcome)
+            self._log_skip(outcome)
+        elif self.slot.put(msg):
             self.monitor.superseded(now)
 
     def _work(self) -> None:
@@ -158,6 +163,21 @@ class SegmentationNode:
         except Exception as err:  # noqa: BLE001 - nothing left to log to but stderr
             print(f"[{level}] {text} (logging failed: {err!r})", file=sys.stderr)
 
+    def _log_throttled(self, level: str, key: str, text: str) -> None:
+        """Log a per-frame event at most once per ``LOG_THROTTLE_S`` for its ``key``, with a count of the lines of
+        that kind held back since the last one."""
+        held = self._throttle.check(key, time.monotonic())
+        if held is not None:
+            self._log(level, with_held_back(text, held, LOG_THROTTLE_S))
+
+    def _log_skip(self, outcome: Skipped) -> None:
+        self._log_throttled("warning", f"skipped: {outcome.reason}",
+                            f"skipped a frame ({outcome.reason}): {outcome.detail}")
+
+    def _stopping(self) -> bool:
+        """True once the node or the middleware is shutting down: what fails then is not an error."""
+        return self._stop.is_set() or not self.transport.ok()
+
     def process(self, msg: Any) -> None:
         """Run one input message and publish its outputs (or count and log why it was skipped). Raises nothing
         that one frame could cause: conversion, pipeline, publishing and logging errors are counted and logged.
@@ -168,7 +188,7 @@ class SegmentationNode:
                                if publisher.subscription_count() > 0)
             outcome = self.processor.process(msg, now=self.transport.now(), outputs=wanted)
         except Exception as err:  # noqa: BLE001 - the worker must outlive one bad frame; logged and counted
-            self._log("error", f"processing failed: {err!r}")
+            self._log_throttled("error", "processing", f"processing failed: {err!r}")
             outcome = self.processor.skip(PIPELINE_ERROR, repr(err))
         if isinstance(outcome, StreamOutput):
             clock = time.perf_counter()
@@ -178,14 +198,15 @@ class SegmentationNode:
                     if message is not None:
                         publisher.publish(message)
             except Exception as err:  # noqa: BLE001 - e.g. the middleware shutting down under us
-                self.publish_errors += 1
-                self._log("error", f"publishing the outputs of stamp {outcome.stamp_ns} failed: {err!r}")
+                if not self._stopping():  # SIGINT shuts the context down under a frame in flight: no error
+                    self.publish_errors += 1
+                    self._log_throttled("error", "publish",
+                                        f"publishing the outputs of stamp {outcome.stamp_ns} failed: {err!r}")
             outcome.timings_ms.update(wait=waited_ms, publish=1000.0 * (time.perf_counter() - clock))
             if "age" in outcome.timings_ms:  # camera stamp → callback: the age when taken, less the wait
                 outcome.timings_ms["transit"] = outcome.timings_ms["age"] - waited_ms
-        elif time.monotonic() - self._last_warning >= LOG_THROTTLE_S:
-            self._last_warning = time.monotonic()
-            self._log("warning", f"skipped a frame ({outcome.reason}): {outcome.detail}")
+        else:
+            self._log_skip(outcome)
         self.monitor.outcome(time.monotonic(), outcome)
 
     @property
@@ -207,7 +228,8 @@ class SegmentationNode:
                 try:
                     self.publish_diagnostics()
                 except Exception as err:  # noqa: BLE001 - diagnostics must never stop the node
-                    self._log("error", f"publishing diagnostics failed: {err!r}")
+                    if not self._stopping():
+                        self._log_throttled("error", "diagnostics", f"publishing diagnostics failed: {err!r}")
 
     def close(self) -> None:
         """Unsubscribe, stop the worker and diagnostics threads (the frame being processed finishes first),

@@ -171,6 +171,9 @@ class RclpyTransport:
         else:
             self.node.destroy_subscription(entity)
 
+    def ok(self) -> bool:
+        return self.node.context.ok()
+
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
 

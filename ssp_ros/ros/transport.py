@@ -31,6 +31,17 @@ DEFAULT = QosProfile(reliable=True, depth=10)  # ROS 2's default profile (/diagn
 
 
 @dataclass(frozen=True)
+class BadSample:
+    """A sample the transport received on a subscription but could not decode. It reaches the subscription's
+    callback in place of a message, so that the node counts it as received and skipped, under ``REASON``."""
+
+    REASON = "undecodable sample"
+
+    topic: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class DiagnosticItem:
     """One DiagnosticStatus: name, level (OK/WARN/ERROR/STALE_LEVEL), summary message, key/values."""
 
@@ -59,14 +70,19 @@ class Transport(Protocol):
         """The fully qualified name of ``topic`` (``~/mask`` → ``/ssp/mask``)."""
 
     def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> Any:
-        """Call ``callback(msg)`` for each message on ``topic`` (from a transport thread, never concurrently);
-        returns the subscription, for ``destroy``."""
+        """Call ``callback(msg)`` for each message on ``topic`` (from a transport thread, never concurrently), or
+        ``callback(BadSample(...))`` for a sample the transport cannot decode; returns the subscription, for
+        ``destroy``."""
 
     def publisher(self, topic: str, msg_type: str, qos: QosProfile) -> Publisher:
         """A publisher of ``msg_type`` on ``topic``."""
 
     def destroy(self, entity: Any) -> None:
         """Remove a subscription or publisher made by this transport: no callback and no sample after it returns."""
+
+    def ok(self) -> bool:
+        """False once the middleware is shutting down (SIGINT, SIGTERM, close): a publish that fails then is
+        part of the shutdown, not an error."""
 
     def now(self) -> float:
         """Seconds on the clock of the header stamps (ROS time on the drone, sim time in replays)."""
