@@ -50,7 +50,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ssp = ssp_ros.cli.main:main",
-            "ssp_node = ssp_ros.ros.main:main",
+            "ssp_node = ssp_ros.ros.main:entry",
         ],
         "ssp_ros.commands": ["training = ssp_train.cli:add_commands"],  # the `ssp` command's training commands
     },

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -22,6 +24,8 @@ from ssp_ros.ros.rclpy_transport import RclpyTransport, add_ros_interfaces, cv_b
 
 LOG = logging.getLogger("ssp.node")
 WORKER_CHECK_S = 0.5  # how often the main thread checks that the worker is still running
+STOP_GRACE_S = 2.0  # after SIGINT/SIGTERM, how long the node's own stop may take before the process exits anyway
+SIGNAL_CHECK_S = 0.1  # how often the main thread looks for a shutdown (rclpy's SIGTERM handler only flags it)
 
 
 def _exit_status(failure: BaseException | None) -> int:
@@ -43,11 +47,25 @@ def _node_arguments(args: list[str]) -> argparse.Namespace:
     return parser.parse_args(remove_ros_args(args)[1:])
 
 
+def ros_arguments_problem(args: list[str], err: Exception) -> str:
+    """One line saying why rcl refused the command line: a ``--params-file`` that does not exist is named; else
+    rcl's own message, without the C source locations it appends."""
+    for flag, value in zip(args, args[1:]):
+        if flag == "--params-file" and not Path(value).is_file():
+            return f"--params-file {value}: no such file"
+    text = str(err).replace("Failed to parse ROS arguments: ", "")
+    return re.sub(r", at /\S+:\d+", "", text).strip()
+
+
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``ros2 run ssp_ros ssp_node``: spins until Ctrl-C or an external shutdown."""
+    """Entry point of ``ros2 run ssp_ros ssp_node``: runs until Ctrl-C (SIGINT), SIGTERM or an external shutdown.
+
+    The node (model loading included) runs in its own thread and this one only waits, so that a signal is acted
+    on at any moment: SIGINT and SIGTERM shut rclpy's context down and the node's thread stops and closes
+    everything. A node still starting up (loading the model) is not waited for, and one that has not closed
+    within ``STOP_GRACE_S`` (a frame in a long GPU call) is abandoned: the process is exiting anyway."""
     try:
         import rclpy
-        from rclpy.executors import ExternalShutdownException
     except ImportError as err:
         print(f"ssp_node: rclpy is not importable: source a ROS 2 installation (e.g. /opt/ros/humble/setup.bash; a "
               "venv needs --system-site-packages), or install ROS 2 Jazzy's rclpy as PyPI wheels with the ros extra "
@@ -55,39 +73,99 @@ def main(args: list[str] | None = None) -> int:
               f"'.[dds]'`) runs the same node with `ssp node --transport dds` ({err})", file=sys.stderr)
         return 1
     args = sys.argv if args is None else args
-    options = _node_arguments(args)
-    rclpy.init(args=args)
-    ros_node = segmenter = None
     try:
-        if options.lifecycle:
-            from ssp_ros.ros.lifecycle import LifecycleSegmentationNode
-
-            ros_node = segmenter = LifecycleSegmentationNode()  # ``failure`` tells whether its worker died
-        else:
-            ros_node = rclpy.create_node(NODE_NAME)
-            segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
-                                         fallback=cv_bridge_fallback())
-            add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
-        while rclpy.ok() and segmenter.failure is None:  # SIGINT and SIGTERM shut the context down
-            rclpy.spin_once(ros_node, timeout_sec=WORKER_CHECK_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SspError as err:
-        print(f"ssp_node: error: {err}", file=sys.stderr)
+        options = _node_arguments(args)
+        rclpy.init(args=args)
+    except Exception as err:  # noqa: BLE001 - rcl's RCLInvalidROSArgsError and kin: a bad command line, one line
+        print(f"ssp_node: error: {ros_arguments_problem(args, err)}", file=sys.stderr)
         return 2
-    except Exception:  # noqa: BLE001 - re-raised unless the context was shut down under us
-        if rclpy.ok():
-            raise
-        # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
-        # fails; that is a requested stop, not an error
-    finally:
-        failure = None if segmenter is None else segmenter.failure
-        if segmenter is not None:
-            segmenter.close()
-        if ros_node is not None:
-            ros_node.destroy_node()
-        rclpy.try_shutdown()
-    return _exit_status(failure)
+    node = _NodeThread(options.lifecycle)
+    node.start()
+    try:
+        while not node.done.is_set() and rclpy.ok():  # Event.wait, not Thread.join: a Ctrl-C inside join()
+            node.done.wait(SIGNAL_CHECK_S)             # leaves Python 3.11's thread state wrong
+    except KeyboardInterrupt:  # SIGINT: rclpy's handler has shut the context down too
+        pass
+    rclpy.try_shutdown()  # wakes the node thread's spin: it closes the node and returns
+    if not node.started.is_set():
+        print("ssp_node: stopped during start-up", file=sys.stderr)
+        return 0
+    try:
+        finished = node.done.wait(STOP_GRACE_S)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+        finished = False
+    if not finished:
+        print(f"ssp_node: the node did not stop within {STOP_GRACE_S:g} s (a frame in flight?); exiting without it",
+              file=sys.stderr)
+        return 0
+    return node.status
+
+
+class _NodeThread(threading.Thread):
+    """The node's thread: builds the node (``lifecycle``: the managed one), spins it until the context is shut
+    down or its worker dies, and closes it. ``started`` is set once the node is built, ``done`` once it is
+    closed, with the exit status in ``status`` (1 after an unexpected error, whose traceback threading prints)."""
+
+    def __init__(self, lifecycle: bool) -> None:
+        super().__init__(name="ssp_node", daemon=True)  # daemon: abandoned if it cannot stop in time
+        self.lifecycle = lifecycle
+        self.started, self.done = threading.Event(), threading.Event()
+        self.status = 1
+
+    def run(self) -> None:
+        import rclpy
+        from rclpy.executors import ExternalShutdownException
+
+        ros_node = segmenter = None
+        code: int | None = None  # set where the outcome is not the worker's
+        try:
+            if self.lifecycle:
+                from ssp_ros.ros.lifecycle import LifecycleSegmentationNode
+
+                ros_node = segmenter = LifecycleSegmentationNode()  # ``failure`` tells whether its worker died
+            else:
+                ros_node = rclpy.create_node(NODE_NAME)
+                segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
+                                             fallback=cv_bridge_fallback())
+                add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
+            self.started.set()
+            while rclpy.ok() and segmenter.failure is None:
+                rclpy.spin_once(ros_node, timeout_sec=WORKER_CHECK_S)
+        except ExternalShutdownException:
+            pass
+        except SspError as err:
+            print(f"ssp_node: error: {err}", file=sys.stderr)
+            code = 2
+        except Exception:  # noqa: BLE001 - re-raised unless the context was shut down under us
+            if rclpy.ok():
+                code = 1
+                raise
+            # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
+            # fails; that is a requested stop, not an error
+        finally:
+            self.started.set()  # built or not, it is past start-up: its stop is waited for
+            failure = None if segmenter is None else segmenter.failure
+            if segmenter is not None:
+                segmenter.close()
+            if ros_node is not None:
+                ros_node.destroy_node()
+            rclpy.try_shutdown()
+            self.status = _exit_status(failure) if code is None else code
+            self.done.set()
+
+
+def entry() -> None:
+    """The ``ssp_node`` console script: ``main``, then the process exits at once. The node has released what it
+    holds (publishers, threads, the backend's memory) before ``main`` returns; the interpreter's own teardown
+    afterwards (unloading torch's modules) takes 1–4 s of CPU on a loaded machine and has nothing of ours left
+    to free, so it is skipped: a stop requested at any moment ends within ``STOP_GRACE_S`` and a little."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C before rclpy's handlers were installed: a requested stop too
+        code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_dds_node(config: Path | None, domain_id: int) -> int:
@@ -120,4 +198,4 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
