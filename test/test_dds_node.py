@@ -190,3 +190,21 @@ def test_node_process_drops_stale_frames_under_overload_with_flat_memory(tmp_pat
     assert viewer.order == sorted(viewer.order), "newest frames, in stamp order"
     growth = max(memory) - memory[0]  # queueing the ~700 frames the burst drops would take ~50 MB
     assert len(memory) >= 5 and growth < 25.0, f"node memory grew {growth:.1f} MB under overload: {memory}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_model_loads_ends_the_node_at_once(tmp_path, domain, sig: int) -> None:
+    """#24 D4 on the DDS transport: SIGTERM used to wait for the model to load. The signal comes after the node
+    said it is loading the model and before it is ready; the process must be gone within 3 s, status 0."""
+    log = tmp_path / "node.log"
+    node = start_node(node_config(tmp_path), domain, log)
+    try:
+        wait_for_start(node, log, lambda: "loading the model" in log.read_text(), "the node to start loading")
+        start = time.monotonic()
+        code = stop_node(node, sig)
+        exit_s = time.monotonic() - start
+    finally:
+        stop_node(node, signal.SIGKILL)
+    assert "ready; outputs on" not in log.read_text(), "the model had loaded before the signal: nothing was tested"
+    assert code == 0 and exit_s < 3.0, (code, exit_s, log.read_text())

@@ -46,13 +46,13 @@ def cmd_node(args: argparse.Namespace) -> int:
     import importlib.util
     import os
 
-    from ssp_ros.ros.main import run_dds_node
+    from ssp_ros.ros.main import exit_now, run_dds_node
 
     if importlib.util.find_spec("cyclonedds") is None:
         raise SspError("--transport dds needs the cyclonedds package, the dds extra: pip install -e '.[dds]' "
                        "(in this repository)")
     domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
-    return run_dds_node(args.config, domain)
+    exit_now(run_dds_node(args.config, domain))  # the node has closed everything: skip the interpreter's teardown
 
 
 def cmd_bench_node(args: argparse.Namespace) -> int:

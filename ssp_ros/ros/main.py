@@ -15,7 +15,9 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import NoReturn
 
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
@@ -163,6 +165,12 @@ def entry() -> None:
         code = main()
     except KeyboardInterrupt:  # Ctrl-C before rclpy's handlers were installed: a requested stop too
         code = 0
+    exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` once stdout and stderr are flushed, without the interpreter's teardown:
+    for a node that has already released what it holds (see ``entry``)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -174,19 +182,20 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
 
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(asctime)s] [ssp]: %(message)s")
     cfg = load_config(config)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    # Ctrl-C and `ros2 launch` stop the node with SIGINT, as they stop rclpy's, even where the node was started
-    # with SIGINT ignored (a background job of a non-interactive shell inherits that, and Python then keeps it)
+    # SIGTERM stops the node as Ctrl-C does, by raising KeyboardInterrupt in this thread: at any moment, model
+    # loading included. SIGINT gets its default handler back even where the node was started with it ignored (a
+    # background job of a non-interactive shell inherits that, and Python then keeps it).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     transport = DdsTransport(domain_id, NODE_NAME)
     segmenter = None
     try:
+        LOG.info("DDS domain %d; loading the model (%s backend)", domain_id, cfg.runtime.backend)
         segmenter = SegmentationNode(transport, cfg)
-        LOG.info("DDS domain %d; outputs on %s", domain_id,
+        LOG.info("ready; outputs on %s",
                  ", ".join(f"rt{transport.resolve(f'~/{name}')}" for name in segmenter.publishers))
-        while segmenter.alive and not stop.wait(WORKER_CHECK_S):  # timed, so SIGINT's KeyboardInterrupt lands
-            pass
+        while segmenter.alive:
+            time.sleep(WORKER_CHECK_S)  # a signal's KeyboardInterrupt lands here
     except KeyboardInterrupt:
         pass
     finally:
