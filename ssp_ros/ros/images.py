@@ -142,7 +142,7 @@ def image_pixels(msg: Any, max_pixels: int | None = None) -> np.ndarray:
 
 
 def to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """uint8 as is; uint16 stretched per frame so its min → 0 and max → 255 (a flat frame → 0)."""
+    """uint8 as is; uint16 (or int32) stretched per frame so its min → 0 and max → 255 (a flat frame → 0)."""
     if pixels.dtype == np.uint8:
         return pixels
     return cv2.normalize(pixels, None, 0, 255, cv2.NORM_MINMAX, dtype=cv2.CV_8U)
@@ -191,8 +191,8 @@ def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     with image:
         check_pixels(f"{what}, {image.format}", *image.size, max_pixels)
         try:
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (PNG): stretched, as mono16
-                return cv2.cvtColor(to_8bit(np.asarray(image).astype(np.uint16)), cv2.COLOR_GRAY2RGB)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16- or 32-bit grey: stretched, as mono16
+                return cv2.cvtColor(to_8bit(np.asarray(image).astype(np.int32)), cv2.COLOR_GRAY2RGB)
             return np.asarray(image.convert("RGB"))
         except (OSError, ValueError, SyntaxError, EOFError) as err:
             raise MessageError(UNDECODABLE, f"{what}, {image.format} {image.size[0]}x{image.size[1]}: cannot "
