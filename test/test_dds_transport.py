@@ -18,7 +18,7 @@ from cyclonedds.qos import Policy  # noqa: E402 - after the skip
 from node_harness import HUNG_S, wait_until  # noqa: E402
 
 from ssp_ros.ros import dds_types  # noqa: E402
-from ssp_ros.ros.dds_transport import LOOPBACK, DdsTransport, dds_qos  # noqa: E402
+from ssp_ros.ros.dds_transport import FAST_DDS_COMPAT, LOOPBACK, DdsTransport, cyclone_config, dds_qos  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T = TS.types
@@ -78,6 +78,16 @@ def loopback(monkeypatch) -> int:
     """A private domain on the loopback interface only."""
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
     return 150 + os.getpid() % 70
+
+
+def test_the_users_cyclone_config_follows_the_fast_dds_setting_and_the_environment_is_left_alone(loopback) -> None:
+    """Cyclone applies configuration sources in order, so the user's CYCLONEDDS_URI (here LOOPBACK) comes after
+    ``FAST_DDS_COMPAT`` and wins where both set something; the participant reads it once, and the variable is the
+    user's again afterwards (child processes inherit it). test_interop checks the setting against Fast DDS 3."""
+    assert cyclone_config(None) == cyclone_config("") == FAST_DDS_COMPAT
+    assert cyclone_config(LOOPBACK) == f"{FAST_DDS_COMPAT},{LOOPBACK}"
+    DdsTransport(loopback, "env").close()
+    assert os.environ["CYCLONEDDS_URI"] == LOOPBACK
 
 
 def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback) -> None:

@@ -21,6 +21,7 @@ locally.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 
 import numpy as np
@@ -34,7 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from node_harness import NodeWatcher, assert_outputs, reference_masks, stop_node, wait_for_progress  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from test_dds_node import FRAME_NS, START_NS  # noqa: E402
+from test_dds_node import FRAME_NS, START_NS, rgb8  # noqa: E402
 from test_dds_node import Viewer as DdsViewer  # noqa: E402
 from test_dds_node import start_node as start_dds_node  # noqa: E402
 from test_dds_transport import LOOPBACK  # noqa: E402
@@ -210,3 +211,51 @@ def test_every_message_type_crosses_to_rclpy_and_back_field_for_field(domain) ->
         want = [plain(msg) for msg in sent[kind]]
         assert [plain(msg) for msg in decoded[kind]] == want, f"rclpy decoded {kind} differently"
         assert [plain(msg) for msg in echoed[kind]] == want, f"{kind} came back from rclpy differently"
+
+
+def fast_dds_version() -> str | None:
+    """The Fast DDS of the ROS 2 wheels under rclpy (Kilted's ``ros-fastdds``); None for Jazzy's (``ros-fastrtps``,
+    Fast DDS 2) or a sourced ROS 2 install, which pip does not know."""
+    try:
+        return importlib.metadata.version("ros-fastdds")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@pytest.mark.skipif(not (fast_dds_version() or "").startswith("3."),
+                    reason="rclpy does not run on Fast DDS 3 from the ROS 2 Kilted wheels (pip install -e "
+                           "'.[ros-kilted]'): no peer here announces the type information this checks")
+def test_fast_dds_3_type_information_does_not_keep_the_transport_from_matching(domain, capfd) -> None:
+    """Fast DDS 3 (Kilted's RMW) announces XTypes type information that Cyclone DDS 11 cannot use (``FAST_DDS_COMPAT``
+    says why): without that setting Cyclone logs 'invalid type object' and never matches rclpy's endpoints. Both
+    directions must match and carry an image, and Cyclone must not log that line."""
+    dds, ros = DdsTransport(domain, "xtypes"), RclpyViewer(domain)
+    stamps: dict[str, list[int]] = {"dds": [], "ros": []}
+
+    def record(side: str, msg) -> None:
+        with ros.changed:
+            stamps[side].append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+            ros.changed.notify_all()
+
+    try:
+        ros_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        dds_qos = QosProfile(reliable=True, depth=1)
+        to_dds = ros.node.create_publisher(Image, "/xtypes/to_dds", ros_qos)
+        from_dds = ros.node.create_subscription(Image, "/xtypes/to_ros", lambda msg: record("ros", msg), ros_qos)
+        reader = dds.subscribe("/xtypes/to_dds", "sensor_msgs/msg/Image", dds_qos, lambda msg: record("dds", msg))
+        writer = dds.publisher("/xtypes/to_ros", "sensor_msgs/msg/Image", dds_qos)
+
+        def matched() -> tuple[bool, ...]:
+            return (bool(writer.subscription_count()), bool(reader.get_subscription_matched_status().current_count),
+                    bool(to_dds.get_subscription_count()), bool(from_dds.get_publisher_count()))
+
+        wait_for_progress(lambda: all(matched()), matched, "Cyclone DDS and Fast DDS 3 to match both ways")
+        frame = np.zeros((2, 3, 3), np.uint8)
+        to_dds.publish(ros.image(frame, START_NS))
+        writer.publish(rgb8(dds, frame, START_NS + FRAME_NS))
+        ros.wait_for(lambda: stamps["dds"] and stamps["ros"], "an image each way")
+    finally:
+        dds.close()
+        ros.close()
+    assert stamps == {"dds": [START_NS], "ros": [START_NS + FRAME_NS]}
+    assert "invalid type object" not in capfd.readouterr().err

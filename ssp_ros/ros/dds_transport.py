@@ -11,6 +11,7 @@ and calls their callbacks. ``ssp node --transport dds`` runs the node on it (``m
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,13 @@ LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface
             "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
             "<MaxAutoParticipantIndex>50</MaxAutoParticipantIndex><Peers><Peer address='127.0.0.1'/></Peers>"
             "</Discovery></Domain></CycloneDDS>")
+# Fast DDS 3 (ROS 2 Kilted's default RMW) announces XTypes type information that Cyclone DDS 11 cannot use: its
+# sequences' element flags lack the try-construct bits (Cyclone rejects the type object), and its type lookup answers
+# with complete type objects only, which Cyclone cannot find assignable to our final structs; Cyclone then never
+# matches its endpoints. Ignoring the type information of eProsima's vendor id (1.15) matches them by type name and
+# QoS, as Fast DDS 2 (Jazzy), which announces none, always was.
+FAST_DDS_COMPAT = ("<CycloneDDS><Domain Id='any'><Compatibility><IgnoreTypeInformation>1.15</IgnoreTypeInformation>"
+                   "</Compatibility></Domain></CycloneDDS>")
 
 
 def dds_qos(qos: QosProfile) -> Any:
@@ -45,6 +53,28 @@ def dds_qos(qos: QosProfile) -> Any:
                    else Policy.Reliability.BestEffort)
     durability = Policy.Durability.TransientLocal if qos.transient_local else Policy.Durability.Volatile
     return Qos(reliability, Policy.History.KeepLast(qos.depth), durability)
+
+
+def cyclone_config(user: str | None) -> str:
+    """The participant's Cyclone configuration: ``FAST_DDS_COMPAT``, then the user's CYCLONEDDS_URI (files or XML
+    fragments), whose settings win where both set one."""
+    return f"{FAST_DDS_COMPAT},{user}" if user else FAST_DDS_COMPAT
+
+
+def participant(domain_id: int) -> Any:
+    """A DomainParticipant with ``cyclone_config``: Cyclone reads CYCLONEDDS_URI when a process's first participant
+    creates the domain, so it is set for that call and restored after."""
+    from cyclonedds.domain import DomainParticipant
+
+    user = os.environ.get("CYCLONEDDS_URI")
+    os.environ["CYCLONEDDS_URI"] = cyclone_config(user)
+    try:
+        return DomainParticipant(domain_id)
+    finally:
+        if user is None:
+            del os.environ["CYCLONEDDS_URI"]
+        else:
+            os.environ["CYCLONEDDS_URI"] = user
 
 
 class DdsPublisher:
@@ -100,10 +130,9 @@ class DdsTransport:
 
     def __init__(self, domain_id: int = 0, node_name: str = "ssp", namespace: str = "/") -> None:
         from cyclonedds.core import GuardCondition, WaitSet
-        from cyclonedds.domain import DomainParticipant
 
         self.node_name, self.namespace = node_name, namespace
-        self.participant = DomainParticipant(domain_id)
+        self.participant = participant(domain_id)
         self.typestore = get_typestore(Stores.ROS2_HUMBLE)
         self._messages = RosbagsBuilder(self.typestore, node_name)
         self._topics: dict[str, Any] = {}
