@@ -13,6 +13,11 @@ ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}`
 on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``. A
 relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is overridden with ROS parameters in
 ``params_file`` (``qos_overrides./camera/image_raw.subscription.reliability: reliable``).
+
+``fastdds_profile`` (default: the installed config/fastdds.xml) is the Fast DDS XML profile the node runs with:
+shared memory sized for 4K frames, without which Fast DDS loses most best-effort frames above 512 KB between
+processes. The camera driver's process needs it too (README). ``fastdds_profile:=`` leaves the node the launching
+shell's environment; CycloneDDS and Zenoh ignore the profile.
 """
 
 from pathlib import Path
@@ -24,6 +29,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from ssp_ros.config import flatten, read_yaml
+from ssp_ros.ros.dds_delivery import PROFILE_ENV
 from ssp_ros.ros.rviz import layout_for
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
@@ -69,16 +75,22 @@ def _node_parameters(context: LaunchContext) -> dict:
     return params
 
 
+def _fastdds_env(profile: str) -> dict[str, str]:
+    """The variables that make Fast DDS 2.x (Humble, Jazzy) and 3.x load ``profile``; none for an empty one."""
+    return {name: profile for name in PROFILE_ENV} if profile else {}
+
+
 def _nodes(context: LaunchContext) -> list[Node]:
-    """The segmentation node (managed with ``lifecycle:=true``) and, with ``use_rviz:=true``, RViz on its topics,
-    both in the namespace ``ns``."""
+    """The segmentation node (managed with ``lifecycle:=true``, with the Fast DDS profile in its environment) and,
+    with ``use_rviz:=true``, RViz on its topics, both in the namespace ``ns``."""
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
     namespace = arg("ns")
     options = dict(package="ssp_ros", executable="ssp_node", name=NODE_NAME, namespace=namespace, output="screen",
                    parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
-                   respawn=_flag(arg("respawn")), respawn_delay=2.0)
+                   respawn=_flag(arg("respawn")), respawn_delay=2.0,
+                   additional_env=_fastdds_env(arg("fastdds_profile")))
     if _flag(arg("lifecycle")):
         nodes = [LifecycleNode(arguments=["--lifecycle"], **options)]
     else:
@@ -122,5 +134,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="open RViz with the overlay and mask (config/ssp.rviz)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (bag replay with `ros2 bag play --clock`)"),
+        DeclareLaunchArgument("fastdds_profile", default_value=PathJoinSubstitution([share, "config", "fastdds.xml"]),
+                              description="Fast DDS XML profile of the node (shared memory for frames up to 4K; "
+                                          "the camera's process needs it too); empty: the shell's environment"),
         OpaqueFunction(function=_nodes),
     ])

@@ -4,6 +4,7 @@ discovery and delivery are bounded by node_harness.HUNG_S: long enough for a loa
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from cyclonedds.qos import Policy  # noqa: E402 - after the skip
 from node_harness import HUNG_S, wait_until  # noqa: E402
 
 from ssp_ros.ros import dds_types  # noqa: E402
+from ssp_ros.ros.dds_delivery import PROFILE_ENV  # noqa: E402
 from ssp_ros.ros.dds_transport import FAST_DDS_COMPAT, LOOPBACK, DdsTransport, cyclone_config, dds_qos  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
@@ -90,7 +92,13 @@ def test_the_users_cyclone_config_follows_the_fast_dds_setting_and_the_environme
     assert os.environ["CYCLONEDDS_URI"] == LOOPBACK
 
 
-def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback) -> None:
+@pytest.mark.parametrize("fastdds_profile", [False, True], ids=["plain", "fastdds_profile_set"])
+def test_loopback_round_trip_keeps_pixels_header_and_diagnostics(loopback, monkeypatch, fastdds_profile) -> None:
+    """Also with the Fast DDS profile in the environment, as ssp.launch.py gives it to the node: Cyclone DDS does
+    not read it."""
+    if fastdds_profile:
+        for name in PROFILE_ENV:
+            monkeypatch.setenv(name, str(Path(__file__).resolve().parents[1] / "config" / "fastdds.xml"))
     node, peer = DdsTransport(loopback, "ssp"), DdsTransport(loopback, "viewer")
     received: list = []
     got = threading.Event()

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
 EXPECTED = {
     "ssp.launch.py": {"config", "params_file", "image", "ns", "lifecycle", "respawn", "compressed", "backend",
-                      "device", "export_dir", "use_rviz", "use_sim_time"},
+                      "device", "export_dir", "use_rviz", "use_sim_time", "fastdds_profile"},
     "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
 }
 
@@ -126,7 +126,8 @@ def _launch_nodes(monkeypatch, **args: str) -> list[dict]:
     tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
     defaults = {first_string(c): keyword(c, "default_value").value for c in calls(tree, "DeclareLaunchArgument")
                 if isinstance(keyword(c, "default_value"), ast.Constant)}
-    values = {**defaults, "config": str(ROOT / "config" / "ssp.yaml"), **args}
+    values = {**defaults, "config": str(ROOT / "config" / "ssp.yaml"),
+              "fastdds_profile": str(ROOT / "config" / "fastdds.xml"), **args}  # FindPackageShare's defaults
     stubs = {name: types.ModuleType(name) for name in ("launch", "launch.actions", "launch.substitutions",
                                                        "launch_ros", "launch_ros.actions", "launch_ros.substitutions")}
     stubs["launch"].LaunchContext = stubs["launch"].LaunchDescription = object
@@ -179,6 +180,23 @@ def test_tensorrt_backend_from_the_launch_file_gives_a_valid_config(monkeypatch,
     cfg = config(params_file=str(params_file), backend="tensorrt", export_dir="/x")
     assert cfg.runtime.backend == "tensorrt", "the launch argument wins over the file's node-specific key"
     assert cfg.propagation.max_time_gap_s == 3.0, "the node's own section wins over the wildcard one"
+
+
+def test_the_node_runs_with_the_fast_dds_profile_unless_it_is_emptied(monkeypatch) -> None:
+    """``fastdds_profile`` (default: the installed config/fastdds.xml) reaches the node as the variable Fast DDS 2.x
+    reads and the one 3.x reads; ``fastdds_profile:=`` leaves the node the shell's environment; RViz gets none."""
+    tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
+    (declared,) = [c for c in calls(tree, "DeclareLaunchArgument") if first_string(c) == "fastdds_profile"]
+    assert ast.unparse(keyword(declared, "default_value")) == "PathJoinSubstitution([share, 'config', 'fastdds.xml'])"
+    node, rviz = _launch_nodes(monkeypatch, use_rviz="true")
+    shipped = str(ROOT / "config" / "fastdds.xml")
+    assert node["additional_env"] == {"FASTRTPS_DEFAULT_PROFILES_FILE": shipped,
+                                      "FASTDDS_DEFAULT_PROFILES_FILE": shipped}
+    assert "additional_env" not in rviz
+    (managed,) = _launch_nodes(monkeypatch, lifecycle="true", fastdds_profile="/etc/mine.xml")
+    assert set(managed["additional_env"].values()) == {"/etc/mine.xml"}
+    (plain,) = _launch_nodes(monkeypatch, fastdds_profile="")
+    assert plain["additional_env"] == {}
 
 
 def test_replay_launch_plays_the_bag_into_the_node() -> None:

@@ -58,6 +58,8 @@ def cmd_node(args: argparse.Namespace) -> int:
 def cmd_bench_node(args: argparse.Namespace) -> int:
     """Measure the node process from outside: camera-stamp -> mask latency, throughput and RSS, per transport and
     frame size (plus optional overload runs); JSON + Markdown. Exit status 1 when a run failed."""
+    if args.delivery:
+        return bench_delivery(args)
     from ssp_ros.config import load_config
     from ssp_ros.ros.node_bench import DEFAULT_SIZES, TRANSPORTS, plan_runs, run_node_bench, write_report
 
@@ -73,6 +75,26 @@ def cmd_bench_node(args: argparse.Namespace) -> int:
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
     return 1 if any("error" in run for run in report["runs"]) else 0
+
+
+def bench_delivery(args: argparse.Namespace) -> int:
+    """``ssp bench-node --delivery``: best-effort frames from an rclpy publisher process to an rclpy subscriber
+    process on Fast DDS, without and with the Fast DDS profile; JSON + Markdown."""
+    import tempfile
+
+    from ssp_ros.resources import share_dir
+    from ssp_ros.ros.dds_delivery import markdown, run_delivery_bench
+    from ssp_ros.ros.node_bench import default_domain, write_report
+
+    profile = args.fastdds_profile or share_dir() / "config" / "fastdds.xml"
+    with tempfile.TemporaryDirectory(prefix="ssp-delivery-") as logs:
+        report = run_delivery_bench(profile.resolve(), args.size or [(720, 1280)], args.rate, args.duration,
+                                    default_domain() if args.domain_id is None else args.domain_id, Path(logs),
+                                    progress=print)
+    json_path, md_path = write_report(report, args.out, markdown)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -136,6 +158,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "1-9 from the process id)")
     bench.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
     bench.add_argument("--seed", type=int, default=2000, help="synthetic seed (default 2000)")
+    bench.add_argument("--delivery", action="store_true", help="instead of the node: the share of best-effort "
+                       "rgb8 frames (--size, default 720x1280; --rate; --duration) an rclpy publisher process "
+                       "delivers to an rclpy subscriber process on Fast DDS, without and with --fastdds-profile")
+    bench.add_argument("--fastdds-profile", type=Path, help="--delivery: the Fast DDS XML profile (default: the "
+                       "shipped config/fastdds.xml)")
     bench.add_argument("--config", type=Path, help="base config YAML for the node (default: the shipped "
                        "config/ssp.yaml); model input, backend, export folder and input topic are set by the bench")
     bench.set_defaults(func=cmd_bench_node)

@@ -771,10 +771,11 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """Write the JSON to ``out`` and the Markdown table beside it (same name, ``.md``)."""
+def write_report(report: dict[str, Any], out: Path,
+                 render: Callable[[dict[str, Any]], str] = markdown) -> tuple[Path, Path]:
+    """Write the JSON to ``out`` and its Markdown (``render``) beside it (same name, ``.md``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     md = out.with_suffix(".md")
     out.write_text(json.dumps(report, indent=2) + "\n")
-    md.write_text(markdown(report))
+    md.write_text(render(report))
     return out, md
