@@ -6,13 +6,17 @@
     ros2 launch ssp_ros ssp.launch.py ns:=left use_rviz:=true     # one per camera: /left/camera/image_raw in,
     ros2 launch ssp_ros ssp.launch.py ns:=right use_rviz:=true    # /left/ssp/mask out, its own RViz layout
     ros2 launch ssp_ros ssp.launch.py lifecycle:=true             # managed: ros2 lifecycle set /ssp configure
+    ros2 launch ssp_ros ssp.launch.py enclave:=/ssp               # SROS2 (ROS_SECURITY_* set; README, Security)
 
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
 ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
 ``export_dir`` and ``compressed`` override single keys when given, and win over both files. TensorRT runs
 on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``. A
 relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is overridden with ROS parameters in
-``params_file`` (``qos_overrides./camera/image_raw.subscription.reliability: reliable``).
+``params_file`` (``qos_overrides./camera/image_raw.subscription.reliability: reliable``). ``enclave`` is the
+node's SROS2 enclave, passed as ``--ros-args --enclave`` (launch_ros has no enclave option in Humble or Jazzy; rcl
+reads the argument, and ``ROS_SECURITY_ENCLAVE_OVERRIDE`` in the environment still wins over it):
+``config/security/policy.xml`` has ``/ssp`` for the plain node and ``/ssp_lifecycle`` for ``lifecycle:=true``.
 """
 
 from pathlib import Path
@@ -79,6 +83,8 @@ def _nodes(context: LaunchContext) -> list[Node]:
     options = dict(package="ssp_ros", executable="ssp_node", name=NODE_NAME, namespace=namespace, output="screen",
                    parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
                    respawn=_flag(arg("respawn")), respawn_delay=2.0)
+    if arg("enclave"):
+        options["ros_arguments"] = ["--enclave", arg("enclave")]
     if _flag(arg("lifecycle")):
         nodes = [LifecycleNode(arguments=["--lifecycle"], **options)]
     else:
@@ -107,6 +113,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="true: a managed node that starts unconfigured; configure loads the "
                                           "model, activate subscribes (ros2 lifecycle set /<ns>/ssp configure)"),
+        DeclareLaunchArgument("enclave", default_value="",
+                              description="SROS2 enclave of the node (/ssp, or /ssp_lifecycle with lifecycle:=true; "
+                                          "config/security/policy.xml); empty: none (rcl's default, /)"),
         DeclareLaunchArgument("respawn", default_value="false",
                               description="true: restart the node 2 s after it exits (it exits 1 if its worker "
                                           "dies)"),

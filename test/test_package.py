@@ -75,6 +75,7 @@ def test_colcon_build_installs_node_index_and_data(tmp_path: Path) -> None:
     assert (share / "launch" / "ssp.launch.py").is_file()
     assert (share / "config" / "ssp.yaml").is_file() and (share / "config" / "datasets" / "uavid.yaml").is_file()
     assert (share / "config" / "scenarios" / "default.yaml").is_file()
+    assert (share / "config" / "security" / "policy.xml").is_file()
     assert (share / "models" / "README.md").is_file()
 
 

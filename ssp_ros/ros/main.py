@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
+from ssp_ros.ros import security
 from ssp_ros.ros.node import NODE_NAME, SegmentationNode
 from ssp_ros.ros.rclpy_transport import RclpyTransport, add_ros_interfaces, cv_bridge_fallback, declare_parameters
 
@@ -56,6 +57,10 @@ def main(args: list[str] | None = None) -> int:
         return 1
     args = sys.argv if args is None else args
     options = _node_arguments(args)
+    refused = security.check(args)  # SROS2: what rcl would refuse, or a warning where it would run unsecured
+    if refused is not None:
+        print(f"ssp_node: error: {refused}", file=sys.stderr)
+        return 2
     rclpy.init(args=args)
     ros_node = segmenter = None
     try:
@@ -75,7 +80,11 @@ def main(args: list[str] | None = None) -> int:
     except SspError as err:
         print(f"ssp_node: error: {err}", file=sys.stderr)
         return 2
-    except Exception:  # noqa: BLE001 - re-raised unless the context was shut down under us
+    except Exception as err:  # noqa: BLE001 - re-raised unless the context was shut down under us
+        refused = security.refusal(err, args) if rclpy.ok() else None
+        if refused is not None:  # the rmw cannot make the secured participant SROS2 asks for
+            print(f"ssp_node: error: {refused}", file=sys.stderr)
+            return 2
         if rclpy.ok():
             raise
         # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
