@@ -35,6 +35,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/datasets", glob("config/datasets/*.yaml")),
         (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
+        (f"share/{PACKAGE}/config/security", glob("config/security/*.xml")),  # the SROS2 policy
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),  # not an `ssp export` folder
     ],

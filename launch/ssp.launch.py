@@ -6,6 +6,7 @@
     ros2 launch ssp_ros ssp.launch.py ns:=left use_rviz:=true     # one per camera: /left/camera/image_raw in,
     ros2 launch ssp_ros ssp.launch.py ns:=right use_rviz:=true    # /left/ssp/mask out, its own RViz layout
     ros2 launch ssp_ros ssp.launch.py lifecycle:=true             # managed: ros2 lifecycle set /ssp configure
+    ros2 launch ssp_ros ssp.launch.py enclave:=/ssp               # SROS2 (ROS_SECURITY_* set; README, Security)
 
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
 ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
@@ -18,6 +19,10 @@ relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is ove
 shared memory sized for 4K frames, without which Fast DDS loses most best-effort frames above 512 KB between
 processes. The camera driver's process needs it too (README). ``fastdds_profile:=`` leaves the node the launching
 shell's environment; CycloneDDS and Zenoh ignore the profile.
+
+``enclave`` is the node's SROS2 enclave, passed as ``--ros-args --enclave`` (launch_ros has no enclave option in
+Humble or Jazzy; rcl reads the argument, and ``ROS_SECURITY_ENCLAVE_OVERRIDE`` in the environment still wins over
+it): ``config/security/policy.xml`` has ``/ssp`` for the plain node and ``/ssp_lifecycle`` for ``lifecycle:=true``.
 """
 
 from pathlib import Path
@@ -91,6 +96,8 @@ def _nodes(context: LaunchContext) -> list[Node]:
                    parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
                    respawn=_flag(arg("respawn")), respawn_delay=2.0,
                    additional_env=_fastdds_env(arg("fastdds_profile")))
+    if arg("enclave"):
+        options["ros_arguments"] = ["--enclave", arg("enclave")]
     if _flag(arg("lifecycle")):
         nodes = [LifecycleNode(arguments=["--lifecycle"], **options)]
     else:
@@ -119,6 +126,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="true: a managed node that starts unconfigured; configure loads the "
                                           "model, activate subscribes (ros2 lifecycle set /<ns>/ssp configure)"),
+        DeclareLaunchArgument("enclave", default_value="",
+                              description="SROS2 enclave of the node (/ssp, or /ssp_lifecycle with lifecycle:=true; "
+                                          "config/security/policy.xml); empty: none (rcl's default, /)"),
         DeclareLaunchArgument("respawn", default_value="false",
                               description="true: restart the node 2 s after it exits (it exits 1 if its worker "
                                           "dies)"),

@@ -16,8 +16,8 @@ from ssp_ros.ros.stream import OUTPUTS
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
 EXPECTED = {
-    "ssp.launch.py": {"config", "params_file", "image", "ns", "lifecycle", "respawn", "compressed", "backend",
-                      "device", "export_dir", "use_rviz", "use_sim_time", "fastdds_profile"},
+    "ssp.launch.py": {"config", "params_file", "image", "ns", "lifecycle", "enclave", "respawn", "compressed",
+                      "backend", "device", "export_dir", "use_rviz", "use_sim_time", "fastdds_profile"},
     "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
 }
 
@@ -104,6 +104,24 @@ def test_lifecycle_argument_starts_the_managed_node(monkeypatch) -> None:
     launched = ["ssp_node", "--lifecycle", "--ros-args", "-r", "__ns:=/left", "-r", "__node:=ssp"]
     assert _node_arguments(launched).lifecycle
     assert not _node_arguments(["ssp_node", "--ros-args", "-p", "config_file:=x.yaml"]).lifecycle
+
+
+def test_enclave_argument_gives_the_node_alone_its_sros2_enclave(monkeypatch) -> None:
+    """``enclave:=/ssp`` becomes ``--ros-args --enclave /ssp`` through launch_ros's ``ros_arguments`` (Humble and
+    Jazzy have it; neither has an enclave option), for the segmentation node and not for RViz; the default, empty,
+    passes none (rcl's default enclave, /)."""
+    from ssp_ros.ros.security import read
+
+    node, rviz = _launch_nodes(monkeypatch, use_rviz="true")
+    assert "ros_arguments" not in node and "ros_arguments" not in rviz
+    node, rviz = _launch_nodes(monkeypatch, enclave="/ssp", use_rviz="true")
+    assert node["ros_arguments"] == ["--enclave", "/ssp"] and "ros_arguments" not in rviz
+    (managed,) = _launch_nodes(monkeypatch, enclave="/ssp_lifecycle", lifecycle="true")
+    assert managed["ros_arguments"] == ["--enclave", "/ssp_lifecycle"] and managed["arguments"] == ["--lifecycle"]
+    # launch_ros runs ``<executable> <arguments> --ros-args <ros_arguments> --ros-args <its own>``
+    launched = ["ssp_node", "--lifecycle", "--ros-args", "--enclave", "/ssp_lifecycle", "--ros-args", "-r",
+                "__node:=ssp"]
+    assert read(launched, {}).enclave == "/ssp_lifecycle"
 
 
 def test_overridden_keys_are_node_parameters() -> None:

@@ -76,6 +76,7 @@ def test_colcon_build_installs_node_index_and_data(tmp_path: Path) -> None:
     assert (share / "config" / "ssp.yaml").is_file() and (share / "config" / "datasets" / "uavid.yaml").is_file()
     assert (share / "config" / "scenarios" / "default.yaml").is_file()
     assert (share / "config" / "fastdds.xml").is_file(), "ssp.launch.py's default fastdds_profile"
+    assert (share / "config" / "security" / "policy.xml").is_file()
     assert (share / "models" / "README.md").is_file()
 
 

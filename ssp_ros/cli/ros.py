@@ -47,10 +47,14 @@ def cmd_node(args: argparse.Namespace) -> int:
     import os
 
     from ssp_ros.ros.main import exit_now, run_dds_node
+    from ssp_ros.ros.security import check_dds
 
     if importlib.util.find_spec("cyclonedds") is None:
         raise SspError("--transport dds needs the cyclonedds package, the dds extra: pip install -e '.[dds]' "
                        "(in this repository)")
+    refused = check_dds()  # SROS2's variables: the cyclonedds wheel cannot secure the node
+    if refused is not None:
+        raise SspError(refused)
     domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     exit_now(run_dds_node(args.config, domain))  # the node has closed everything: skip the interpreter's teardown
 

@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
+from ssp_ros.ros import security
 from ssp_ros.ros.node import NODE_NAME, SegmentationNode
 from ssp_ros.ros.rclpy_transport import RclpyTransport, add_ros_interfaces, cv_bridge_fallback, declare_parameters
 
@@ -77,11 +78,16 @@ def main(args: list[str] | None = None) -> int:
     args = sys.argv if args is None else args
     try:
         options = _node_arguments(args)
-        rclpy.init(args=args)
+        refused = security.check(args)  # SROS2: what rcl would refuse, or a warning where it would run unsecured
+        if refused is None:
+            rclpy.init(args=args)
     except Exception as err:  # noqa: BLE001 - rcl's RCLInvalidROSArgsError and kin: a bad command line, one line
         print(f"ssp_node: error: {ros_arguments_problem(args, err)}", file=sys.stderr)
         return 2
-    node = _NodeThread(options.lifecycle)
+    if refused is not None:
+        print(f"ssp_node: error: {refused}", file=sys.stderr)
+        return 2
+    node = _NodeThread(options.lifecycle, args)
     node.start()
     try:
         while not node.done.is_set() and rclpy.ok():  # Event.wait, not Thread.join: a Ctrl-C inside join()
@@ -108,9 +114,9 @@ class _NodeThread(threading.Thread):
     down or its worker dies, and closes it. ``started`` is set once the node is built, ``done`` once it is
     closed, with the exit status in ``status`` (1 after an unexpected error, whose traceback threading prints)."""
 
-    def __init__(self, lifecycle: bool) -> None:
+    def __init__(self, lifecycle: bool, args: list[str]) -> None:
         super().__init__(name="ssp_node", daemon=True)  # daemon: abandoned if it cannot stop in time
-        self.lifecycle = lifecycle
+        self.lifecycle, self.args = lifecycle, args
         self.started, self.done = threading.Event(), threading.Event()
         self.status = 1
 
@@ -138,8 +144,12 @@ class _NodeThread(threading.Thread):
         except SspError as err:
             print(f"ssp_node: error: {err}", file=sys.stderr)
             code = 2
-        except Exception:  # noqa: BLE001 - re-raised unless the context was shut down under us
-            if rclpy.ok():
+        except Exception as err:  # noqa: BLE001 - re-raised unless the context was shut down under us
+            refused = security.refusal(err, self.args) if rclpy.ok() else None
+            if refused is not None:  # the rmw cannot make the secured participant SROS2 asks for
+                print(f"ssp_node: error: {refused}", file=sys.stderr)
+                code = 2
+            elif rclpy.ok():
                 code = 1
                 raise
             # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
