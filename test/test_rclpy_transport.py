@@ -109,12 +109,15 @@ def test_the_transport_logs_at_every_level_again_and_again(segmenter) -> None:
 def test_skipped_frames_are_logged_and_the_worker_goes_on(segmenter, capfd) -> None:
     from sensor_msgs.msg import Image
 
+    from ssp_ros.ros.log_throttle import LogThrottle
+    from ssp_ros.ros.node import LOG_THROTTLE_S
+
     node, seg = segmenter
     for _ in range(2):  # the same line of the node logs each skip: rclpy's per-call-site rule holds
         bad = Image(encoding="32FC1", height=2, width=2, step=8, data=bytes(16))
         bad.header.stamp = node.get_clock().now().to_msg()
         seg.process(bad)
-        seg._last_warning = -1e9  # let the next skip log again (the warning is throttled)
+        seg._throttle = LogThrottle(LOG_THROTTLE_S)  # let the next skip log again (the warning is throttled)
     assert seg.alive and seg.processor.skipped["unsupported encoding"] == 2
     err = capfd.readouterr().err
     assert "logging failed" not in err and err.count("skipped a frame (unsupported encoding)") == 2
