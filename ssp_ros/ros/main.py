@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
@@ -94,7 +94,7 @@ def main(args: list[str] | None = None) -> int:
             node.done.wait(SIGNAL_CHECK_S)             # leaves Python 3.11's thread state wrong
     except KeyboardInterrupt:  # SIGINT: rclpy's handler has shut the context down too
         pass
-    rclpy.try_shutdown()  # wakes the node thread's spin: it closes the node and returns
+    _shutdown(rclpy)  # wakes the node thread's spin: it closes the node and returns
     if not node.started.is_set():
         print("ssp_node: stopped during start-up", file=sys.stderr)
         return 0
@@ -107,6 +107,17 @@ def main(args: list[str] | None = None) -> int:
               file=sys.stderr)
         return 0
     return node.status
+
+
+def _shutdown(rclpy: Any) -> None:
+    """Shut rclpy's default context down unless that is done already. rclpy's signal handler shuts it down from
+    its own thread, so the ``ok()`` check inside ``try_shutdown`` can pass just before the context goes, and
+    rcl then raises that shutdown was already called."""
+    try:
+        rclpy.try_shutdown()
+    except Exception:  # noqa: BLE001 - RCLError lives in rclpy's private binding module; re-raised if not that race
+        if rclpy.ok():
+            raise
 
 
 class _NodeThread(threading.Thread):
@@ -161,7 +172,6 @@ class _NodeThread(threading.Thread):
                 segmenter.close()
             if ros_node is not None:
                 ros_node.destroy_node()
-            rclpy.try_shutdown()
             self.status = _exit_status(failure) if code is None else code
             self.done.set()
 
