@@ -37,9 +37,9 @@ from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.eval.report import cell, plot_tc_over_time
 from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
-from ssp_ros.ros.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
 from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
 from ssp_ros.ros.stream import SUPERSEDED, StreamOutput, StreamProcessor
+from ssp_ros.tools.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
 
 MODES = ("deterministic", "realtime")
 CORRUPT = "corrupt record"  # bytes that do not deserialise to the topic's type
