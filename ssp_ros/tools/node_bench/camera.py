@@ -47,6 +47,7 @@ class MaskLog:
         self.changed = threading.Condition()
 
     def on_mask(self, msg: Any) -> None:
+        """Record a mask's stamp and its arrival (wall clock)."""
         arrival = time.time_ns()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.changed:
@@ -55,16 +56,19 @@ class MaskLog:
             self.changed.notify_all()
 
     def on_diagnostics(self, msg: Any) -> None:
+        """Keep a DiagnosticArray that holds the node's statuses."""
         statuses = diagnostics_dict(msg)
         if any(name.startswith(f"{NODE_NAME}: ") for name in statuses):
             with self.changed:
                 self.diagnostics = statuses
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Until ``predicate()`` holds (checked on every change) or ``timeout`` s; whether it holds."""
         with self.changed:
             return self.changed.wait_for(predicate, timeout)
 
     def snapshot(self) -> list[tuple[int, int]]:
+        """A copy of the (stamp, arrival) pairs so far."""
         with self.changed:
             return list(self.masks)
 

@@ -176,6 +176,7 @@ class Child:
             self.changed.notify_all()
 
     def tell(self, line: str) -> None:
+        """Write ``line`` to the child's stdin."""
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 

@@ -146,6 +146,7 @@ class RssSampler:
                 return
 
     def stop(self) -> list[tuple[float, float, float | None]]:
+        """Stop sampling; the samples (t, VmRSS, RssAnon)."""
         self._stop.set()
         self._thread.join(timeout=5.0)
         return list(self.samples)
