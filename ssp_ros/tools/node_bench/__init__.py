@@ -23,8 +23,8 @@ An overload run is a run with the camera faster than the node: frames must be dr
 drift after the warm-up (max − min) stays within ``rss_limit_mb``. Speed targets live here, in JSON, never in
 timed tests.
 
-Modules, lowest first: ``plan`` (transports, sizes, topics, the run matrix), ``run_numbers`` (percentiles, windows,
-RSS; pure), ``node_process`` (the node's process and domain), ``camera`` (the camera and viewer on the node's
-transports), ``run`` (one run), ``matrix`` (every run into one report), ``report`` (machine, summary, Markdown),
-``delivery`` (``--delivery``).
+Modules, lowest first: ``plan`` (transports, sizes, topics, the run matrix), ``run_numbers`` (percentiles,
+windows, RSS; pure), ``node_process`` (the node's process and domain), ``camera`` (the camera and viewer on the
+node's transports), ``run`` (one run), ``report`` (machine, summary, Markdown), ``matrix`` (every run into one
+report), ``delivery`` (``--delivery``).
 """

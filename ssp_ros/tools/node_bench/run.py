@@ -93,7 +93,7 @@ def drain(masks: MaskLog, last_ns: int | None) -> None:
 
 def run_once(plan: RunPlan, config: Path, frames: Sequence[np.ndarray], domain: int, warmup_s: float,
              rss_limit_mb: float, logs: Path) -> dict[str, Any]:
-    """Steps 1-5 of the module docstring for one plan; the run's record (without its settings). The camera
+    """Steps 1-5 of the package docstring for one plan; the run's record (without its settings). The camera
     publishes with the QoS the node subscribes with (``node.reliable`` of ``config``)."""
     log = logs / f"node_{plan.kind}_{plan.transport}_{plan.frame_size[0]}x{plan.frame_size[1]}.log"
     masks = MaskLog()
