@@ -7,7 +7,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from ssp_ros.errors import SspError
-from ssp_ros.ros.bag import (
+from ssp_ros.ros.images import image_pixels, message_to_rgb, stamp_ns
+from ssp_ros.tools.bag import (
     SYNTH_IMAGE_TOPIC,
     SYNTH_LABELS_TOPIC,
     SYNTH_START_NS,
@@ -18,7 +19,6 @@ from ssp_ros.ros.bag import (
     topic_connections,
     write_synthetic_bag,
 )
-from ssp_ros.ros.images import image_pixels, message_to_rgb, stamp_ns
 
 
 @pytest.mark.parametrize("name", ["drone.mcap", "drone.db3"])

@@ -19,8 +19,8 @@ from cyclonedds.qos import Policy  # noqa: E402 - after the skip
 from node_harness import HUNG_S, wait_until  # noqa: E402
 
 from ssp_ros.ros import dds_types  # noqa: E402
-from ssp_ros.ros.dds_delivery import PROFILE_ENV  # noqa: E402
 from ssp_ros.ros.dds_transport import FAST_DDS_COMPAT, LOOPBACK, DdsTransport, cyclone_config, dds_qos  # noqa: E402
+from ssp_ros.ros.fastdds import PROFILE_ENV  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T = TS.types

@@ -2,7 +2,7 @@
 wheels) loads it, and that with it best-effort 1280x720 rgb8 frames at 30 Hz reach another process on this host
 (issue #24: without it Fast DDS loses most of them, ros2/rmw_fastrtps#739).
 
-The processes run on loopback in a private ROS_DOMAIN_ID; no wait is a short fixed timeout (dds_delivery waits as
+The processes run on loopback in a private ROS_DOMAIN_ID; no wait is a short fixed timeout (the delivery bench waits as
 long as its children print progress)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ssp_ros.ros.dds_delivery import START_TIMEOUT_S, Child, child_env, measure
+from ssp_ros.tools.node_bench.delivery import START_TIMEOUT_S, Child, child_env, measure
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "config" / "fastdds.xml"

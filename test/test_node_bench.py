@@ -15,19 +15,10 @@ import yaml
 from ssp_ros.cli.main import build_parser
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
-from ssp_ros.ros.node_bench import (
-    RunPlan,
-    environment,
-    latency_stats,
-    pingpong,
-    plan_runs,
-    read_rss_mb,
-    rss_numbers,
-    window_numbers,
-    with_env,
-    write_node_config,
-    write_report,
-)
+from ssp_ros.tools.node_bench.node_process import environment, with_env, write_node_config
+from ssp_ros.tools.node_bench.plan import RunPlan, plan_runs
+from ssp_ros.tools.node_bench.report import write_report
+from ssp_ros.tools.node_bench.run_numbers import latency_stats, pingpong, read_rss_mb, rss_numbers, window_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = (128, 224)
@@ -142,7 +133,8 @@ def test_a_few_seconds_over_each_transport_give_real_numbers(tmp_path, small_exp
     pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: pip install -e '.[dds]'")
     from conftest import small_scenario
 
-    from ssp_ros.ros.node_bench import BREAKDOWN, node_breakdown, run_node_bench
+    from ssp_ros.tools.node_bench.matrix import run_node_bench
+    from ssp_ros.tools.node_bench.report import BREAKDOWN, node_breakdown
 
     plans = plan_runs(["rclpy", "dds"], [SMALL], rate_hz=20, duration_s=3, warmup_s=1)
     report = run_node_bench(load_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,

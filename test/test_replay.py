@@ -10,7 +10,9 @@ import yaml
 from ssp_ros.cli.main import main
 from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
 from ssp_ros.models import build_ssp, save_weights
-from ssp_ros.ros.bag import (
+from ssp_ros.ros.images import UNSUPPORTED_ENCODING, image_pixels, stamp_ns
+from ssp_ros.ros.stream import STALE, SUPERSEDED
+from ssp_ros.tools.bag import (
     SYNTH_IMAGE_TOPIC,
     SYNTH_START_NS,
     BagWriter,
@@ -19,9 +21,7 @@ from ssp_ros.ros.bag import (
     topic_connections,
     write_synthetic_bag,
 )
-from ssp_ros.ros.images import UNSUPPORTED_ENCODING, image_pixels, stamp_ns
-from ssp_ros.ros.replay import CORRUPT, run_replay
-from ssp_ros.ros.stream import STALE, SUPERSEDED
+from ssp_ros.tools.replay import CORRUPT, run_replay
 
 INPUT = (32, 64)  # the smallest model input: these tests check the replay, not the model
 OUTPUTS = ("/ssp/mask", "/ssp/overlay", "/ssp/confidence")

@@ -1,8 +1,9 @@
 """The ``ssp`` command: one sub-command per job, each a small function over the library.
 
-Each wing has its own module here (``synthetic``, ``eval``, ``deploy``, ``ros``) with an ``add_commands``
-function. The companion training package adds its commands (``train``, ``flow-cache``, ``ablate``) through
-the ``ssp_ros.commands`` entry-point group declared in ``setup.py``, so the runtime never imports it.
+Each wing has its own module here (``synthetic``, ``eval``, ``deploy``, ``ros``, ``tools``) with an
+``add_commands`` function. The companion training package adds its commands (``train``, ``flow-cache``,
+``ablate``) through the ``ssp_ros.commands`` entry-point group declared in ``setup.py``, so the runtime never
+imports it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ssp_ros.cli import deploy as deploy_commands
 from ssp_ros.cli import eval as eval_commands
 from ssp_ros.cli import ros as ros_commands
 from ssp_ros.cli import synthetic as synthetic_commands
+from ssp_ros.cli import tools as tools_commands
 from ssp_ros.errors import SspError
 
 COMMAND_GROUP = "ssp_ros.commands"  # entry points: callables taking the sub-parsers object, like add_commands
@@ -24,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``ssp`` parser with the runtime's commands and those of every installed companion package."""
     parser = argparse.ArgumentParser(prog="ssp", description="Temporally consistent drone segmentation (SSP).")
     sub = parser.add_subparsers(dest="command", required=True)
-    for wing in (synthetic_commands, eval_commands, deploy_commands, ros_commands):
+    for wing in (synthetic_commands, eval_commands, deploy_commands, ros_commands, tools_commands):
         wing.add_commands(sub)
     for plugin in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
         plugin.load()(sub)

@@ -39,7 +39,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             "world_build_s": round(world_s, 2), "total_s": round(time.perf_counter() - start, 2)}}
 
     if args.bag is not None:
-        from ssp_ros.ros.bag import SYNTH_IMAGE_TOPIC, SYNTH_LABELS_TOPIC, write_synthetic_bag
+        from ssp_ros.tools.bag import SYNTH_IMAGE_TOPIC, SYNTH_LABELS_TOPIC, write_synthetic_bag
 
         write_synthetic_bag(frames(), args.bag, overwrite=args.overwrite)
         out = f"{args.bag} ({SYNTH_IMAGE_TOPIC} rgb8, {SYNTH_LABELS_TOPIC} mono8)"

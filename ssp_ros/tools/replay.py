@@ -37,9 +37,9 @@ from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.eval.report import cell, plot_tc_over_time
 from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
-from ssp_ros.ros.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
 from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
 from ssp_ros.ros.stream import SUPERSEDED, StreamOutput, StreamProcessor
+from ssp_ros.tools.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
 
 MODES = ("deterministic", "realtime")
 CORRUPT = "corrupt record"  # bytes that do not deserialise to the topic's type
@@ -116,6 +116,7 @@ class Scorer:
         return truth
 
     def add(self, frame: np.ndarray, mask: np.ndarray, stamp: int) -> None:
+        """Score the previous output against this frame (TC by flow; mIoU where labelled), then keep this one."""
         truth = self._truth(stamp, mask)
         if self._previous is not None:
             prev_frame, prev_mask, prev_truth = self._previous
@@ -124,6 +125,7 @@ class Scorer:
         self._previous = (frame, mask, truth)
 
     def report(self) -> dict:
+        """Score the last output and return the metrics' report."""
         if self._previous is not None:
             self.metrics.add(self._previous[1], self._previous[2])
             self._previous = None
@@ -183,6 +185,7 @@ class _Realtime:
             self.run.end_to_end_ms.append(1000.0 * (self.busy_until - time_ns * 1e-9))
 
     def arrive(self, msg: Any, time_ns: int) -> None:
+        """A message arrives at bag time ``time_ns``: start it, keep it in the slot, or drop the one waiting."""
         arrival = time_ns * 1e-9
         if self.waiting is not None and self.busy_until <= arrival:
             waiting, self.waiting = self.waiting, None
@@ -196,6 +199,7 @@ class _Realtime:
         self.waiting = (msg, time_ns)
 
     def finish(self) -> None:
+        """Process the frame still waiting in the slot."""
         if self.waiting is not None:
             waiting, self.waiting = self.waiting, None
             self._start(*waiting, max(self.busy_until, waiting[1] * 1e-9))

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ssp_ros.errors import SspError
+from ssp_ros.ros.fastdds import PROFILE_ENV
+from ssp_ros.tools.node_bench.report import machine_info
 
 TOPIC = "/ssp_delivery/image_raw"
-PROFILE_ENV = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")  # Fast DDS 2.x, 3.x
 START_TIMEOUT_S = 120.0  # process start to both sides matched: imports and discovery, on a loaded machine
 STALL_S = 60.0  # a child that prints nothing for this long while it should is stuck
 TRAILER_S = 2.0  # after the counted frames: trailer frames for at most this long, until one arrives
@@ -175,6 +176,7 @@ class Child:
             self.changed.notify_all()
 
     def tell(self, line: str) -> None:
+        """Write ``line`` to the child's stdin."""
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 
@@ -257,7 +259,6 @@ def run_delivery_bench(profile: Path, sizes: Sequence[tuple[int, int]], rate_hz:
                        domain: int, logs: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Per frame size a run without, then with ``profile``: ``duration_s`` of frames at ``rate_hz``, the children's
     stderr in ``logs``; the report (machine, settings, runs)."""
-    from ssp_ros.ros.node_bench import machine_info
 
     if not profile.is_file():
         raise SspError(f"{profile}: no such Fast DDS profile")
