@@ -17,7 +17,7 @@ PACKAGES = ("ssp_ros", "ssp_train")
 # "pkg.*" stands for a package and every module in it; any other entry is one module.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("ssp_ros", "ssp_ros.errors", "ssp_ros.resources"),
-    ("ssp_ros.config",),
+    ("ssp_ros.schema", "ssp_ros.config"),
     ("ssp_ros.classes", "ssp_ros.geometry", "ssp_ros.frames"),
     ("ssp_ros.models.*", "ssp_ros.synthetic.*", "ssp_ros.sky_band", "ssp_ros.matching", "ssp_ros.registration",
      "ssp_ros.letterbox", "ssp_ros.propagation", "ssp_ros.io", "ssp_ros.backends.*"),
@@ -129,6 +129,25 @@ def test_imports_point_down_the_map():
     up = sorted(f"{a} (floor {floor_of(a)}) -> {b} (floor {floor_of(b)})"
                 for a, targets in import_graph().items() for b in targets if (floor_of(b) or 0) > (floor_of(a) or 0))
     assert up == []
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_drone_config_and_the_sequence_io_import_nothing_synthetic():
+    """The scene schema and the generator stay out of the drone's config, the node and the core's frame I/O."""
+    graph = import_graph()
+    for module in ("ssp_ros.schema", "ssp_ros.config", "ssp_ros.io", "ssp_ros.pipeline", "ssp_ros.ros.main"):
+        assert sorted(m for m in reachable(graph, module) if m.startswith("ssp_ros.synthetic")) == [], module
 
 
 def test_the_map_catches_an_upward_import():

@@ -28,6 +28,7 @@ from ssp_ros.ros.node_bench import (
     write_node_config,
     write_report,
 )
+from ssp_ros.synthetic.config import load_sim_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = (128, 224)
@@ -145,7 +146,7 @@ def test_a_few_seconds_over_each_transport_give_real_numbers(tmp_path, small_exp
     from ssp_ros.ros.node_bench import BREAKDOWN, node_breakdown, run_node_bench
 
     plans = plan_runs(["rclpy", "dds"], [SMALL], rate_hz=20, duration_s=3, warmup_s=1)
-    report = run_node_bench(load_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,
+    report = run_node_bench(load_sim_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,
                             domain=1 + os.getpid() % 9, scenario=small_scenario(height=SMALL[0], width=SMALL[1]),
                             seed=7)
     out, md = write_report(report, tmp_path / "bench.json")

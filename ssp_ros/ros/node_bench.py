@@ -48,14 +48,16 @@ import yaml
 
 import ssp_ros
 from ssp_ros.backends.export_info import load_export_info
-from ssp_ros.config import SspConfig, SyntheticConfig, load_config, to_dict
+from ssp_ros.config import SspConfig, load_config
 from ssp_ros.errors import SspError
 from ssp_ros.eval.bench import input_size_for
 from ssp_ros.resources import resolve_data_path
 from ssp_ros.ros.dds_transport import LOOPBACK
 from ssp_ros.ros.node import DIAGNOSTICS_TOPIC, NODE_NAME
 from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, QosProfile, resolve_name
+from ssp_ros.schema import to_dict
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import SimConfig, SyntheticConfig
 
 TRANSPORTS = ("rclpy", "dds")  # rclpy: ssp_node on Fast DDS; dds: ssp node --transport dds on Cyclone DDS
 DEFAULT_SIZES = ((368, 640), (736, 1280))
@@ -636,7 +638,7 @@ def export_folders(given: Sequence[Path], needed: Sequence[tuple[int, int]], bac
     return out
 
 
-def run_node_bench(cfg: SspConfig, plans: Sequence[RunPlan], *, backend: str = "onnxruntime",
+def run_node_bench(cfg: SimConfig, plans: Sequence[RunPlan], *, backend: str = "onnxruntime",
                    export_dirs: Sequence[Path] = (), warmup_s: float = 5.0, input_size: tuple[int, int] | None = None,
                    threads: int | None = None, domain: int | None = None, scenario: SyntheticConfig | None = None,
                    seed: int = 2000, rss_limit_mb: float = RSS_LIMIT_MB, reliable: bool | None = None,
