@@ -2,9 +2,10 @@
 and ``SimConfig``, the runtime configuration together with the scenario it is run on.
 
 A scenario file (``config/scenarios/*.yaml``) holds the keys of ``SyntheticConfig`` at its top level
-(``load_section(SyntheticConfig, path)``). ``ssp demo``, ``ssp eval``, ``ssp bench`` and ``ssp bench-node``
-read a whole config file as ``SimConfig`` (``load_sim_config``): the drone's sections plus ``synthetic:``,
-the scenario they fly by default; the node reads the same file as ``SspConfig`` and leaves ``synthetic:`` alone.
+(``load_section(SyntheticConfig, path)``). ``ssp demo``, ``eval``, ``bench``, ``bench-node`` and ``export --int8``
+read a whole config file as ``SimConfig`` (``load_sim_config``): the drone's sections plus ``synthetic:``, the
+scenario they fly (or calibrate on) by default; the node reads the same file as ``SspConfig`` and skips
+``synthetic:``.
 """
 
 from __future__ import annotations
