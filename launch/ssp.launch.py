@@ -33,9 +33,9 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
-from ssp_ros.config import flatten, read_yaml
 from ssp_ros.ros.fastdds import PROFILE_ENV
 from ssp_ros.ros.rviz import layout_for
+from ssp_ros.schema import flatten, read_yaml
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
              "compressed": "node.input_compressed"}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ssp_ros.config import read_yaml
 from ssp_ros.errors import ConfigError
 from ssp_ros.resources import resolve_resource
+from ssp_ros.schema import read_yaml
 
 IGNORE_COLOR = (255, 255, 255)  # how ignore-label pixels are drawn
 

@@ -1,93 +1,25 @@
-"""The one configuration schema: typed dataclasses, loaded from YAML and validated strictly.
+"""The drone's configuration: the runtime sections (model, registration, propagation, runtime, node) as
+dataclasses of ``setting`` fields (``schema.py``), loaded from YAML and validated strictly.
 
-Every section is a dataclass whose fields are ``setting``s: the default, a description (with its unit),
-the allowed ``Bounds`` and whether the value may change while the node runs. That is the one place a
-tunable is described: the loader checks the bounds, and the node's ROS parameters (``ros/params.py``),
-their descriptors and ``ssp params`` read all three from the field. ``load_config`` turns a YAML file into
-``SspConfig``; unknown keys, wrong types, out-of-range values and a keypoint detector the installed OpenCV
-lacks raise ``ConfigError`` naming the file and the dotted key. Dataclasses also validate when built in code
-(``__post_init__``).
-
-We use stdlib dataclasses plus a small strict converter rather than pydantic so the drone image needs
-no extra compiled dependency for what is about a hundred lines.
+Each field is the one place a tunable is described: the loader checks its bounds, and the node's ROS parameters
+(``ros/params.py``), their descriptors and ``ssp params`` read all three from the field. ``load_config`` turns
+a YAML file into ``SspConfig``; unknown keys, wrong types, out-of-range values and a keypoint detector the
+installed OpenCV lacks raise ``ConfigError`` naming the file and the dotted key. Dataclasses also validate
+when built in code (``__post_init__``). The synthetic scenario a config file may carry for the offline tools
+is not the drone's: ``synthetic/config.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
 import re
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
-
-import yaml
+from typing import Any, Literal, get_args
 
 from ssp_ros.errors import ConfigError
 from ssp_ros.resources import share_dir
-
-
-def require(ok: bool, key: str, message: str) -> None:
-    """Raise a ConfigError for ``key`` unless ``ok``; used by the ``__post_init__`` checks that span fields."""
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The allowed interval of a number; either end may be open (the value itself excluded)."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    open_low: bool = False
-    open_high: bool = False
-
-    def contains(self, value: float) -> bool:
-        return (self.low < value if self.open_low else self.low <= value) and \
-            (value < self.high if self.open_high else value <= self.high)
-
-    @property
-    def finite(self) -> bool:
-        return math.isfinite(self.low) and math.isfinite(self.high)
-
-    def __str__(self) -> str:
-        return f"{'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
-
-
-def setting(default: Any, doc: str, bounds: Bounds | None = None, live: bool = False) -> Any:
-    """A config field that carries its own documentation: ``doc`` (meaning and unit), ``bounds`` (checked on
-    every load, and the range of its ROS parameter) and ``live`` (may change while the node runs). The
-    loader, the ROS parameter descriptors and ``ssp params`` all read these; nothing else restates them."""
-    return field(default=default, metadata={"doc": doc, "bounds": bounds, "live": live})
-
-
-def _check(section: object, key: str, bounds: Bounds) -> None:
-    value = getattr(section, key)
-    if not bounds.contains(value):
-        raise ConfigError(f"{key}: must be in {bounds}, got {value}")
-
-
-def check_bounds(section: object) -> None:
-    """ConfigError naming the first field of the dataclass ``section`` whose value is outside its ``bounds``."""
-    for f in dataclasses.fields(section):
-        if f.metadata.get("bounds") is not None:
-            _check(section, f.name, f.metadata["bounds"])
-
-
-def check_range(section: object, key: str, low: float, high: float = math.inf, *, open_low: bool = False,
-                open_high: bool = False) -> None:
-    """Require ``section.key`` in [low, high] (either end open by its flag): for schemas whose fields are not
-    ``setting``s (the training recipe)."""
-    _check(section, key, Bounds(low, high, open_low, open_high))
-
-
-def check_pair(value: tuple[float, float], key: str, low: float, high: float) -> None:
-    """A (min, max) pair inside [low, high] with min <= max."""
-    require(low <= value[0] <= value[1] <= high, key, f"expected {low} <= min <= max <= {high}, got {list(value)}")
-
+from ssp_ros.schema import Bounds, check_bounds, config_from_dict, read_yaml, require, setting
 
 Backend = Literal["torch", "onnxruntime", "tensorrt"]
 BACKENDS: tuple[str, ...] = get_args(Backend)  # the inference runtimes, in the order we recommend trying them
@@ -257,248 +189,32 @@ class NodeConfig:
         require(bool(self.image_topic), "image_topic", "must not be empty")
         check_bounds(self)
 
-
-MAX_PITCH_DEG = 75.0  # forward pitch of the synthetic camera from nadir
-MAX_VIEW_DEG = 80.0  # pitch + wobble: the optical axis stays 10° below the horizon
-
-
-@dataclass
-class CameraMotion:
-    """How the synthetic drone flies: a pinhole camera over a flat world."""
-
-    hfov_deg: float = setting(70.0, "horizontal field of view (deg)", Bounds(0.0, 150.0, open_low=True,
-                                                                             open_high=True))
-    altitude_m: tuple[float, float] = setting((45.0, 75.0), "altitude oscillates in this range (m; zoom)")
-    altitude_period_s: float = setting(14.0, "one climb + descent (s)", Bounds(0.0, open_low=True))
-    speed_mps: float = setting(8.0, "mean ground speed (m/s)", Bounds(0.0, 60.0))
-    speed_jitter: float = setting(0.3, "relative slow variation of the speed", Bounds(0.0, 1.0, open_high=True))
-    turn_rate_dps: float = setting(12.0, "max heading change rate of the flight path (deg/s)", Bounds(0.0, 90.0))
-    yaw_offset_deg: float = setting(25.0, "camera yaw swings up to this much around the flight heading (deg)",
-                                    Bounds(0.0, 180.0))
-    tilt_deg: float = setting(6.0, "max pitch/roll wobble around the mean view (deg; mild perspective)",
-                              Bounds(0.0, 20.0))
-    pitch_deg: tuple[float, float] = setting((0.0, 0.0), "the camera looks forward, this far from nadir (deg): "
-                                             "oscillates in this range; 0 = nadir, 90 - hfov/2·h/w ≈ horizon")
-    pitch_period_s: float = setting(20.0, "one swing of the forward pitch through its range (s)",
-                                    Bounds(0.0, open_low=True))
-
-    def __post_init__(self) -> None:
-        check_pair(self.altitude_m, "altitude_m", 5.0, 500.0)
-        check_pair(self.pitch_deg, "pitch_deg", 0.0, MAX_PITCH_DEG)
-        check_bounds(self)
-        require(self.pitch_deg[1] + self.tilt_deg <= MAX_VIEW_DEG, "tilt_deg",
-                f"pitch_deg max {self.pitch_deg[1]:g} + tilt_deg {self.tilt_deg:g} must stay <= {MAX_VIEW_DEG:g}° "
-                "from nadir (the optical axis must see the ground)")
-
-
-@dataclass
-class Atmosphere:
-    """Haze and sky of the synthetic world: what an oblique camera sees towards the horizon."""
-
-    visibility_m: float = setting(0.0, "meteorological visibility (m): ground this far away keeps 2 % of its "
-                                  "contrast (Koschmieder); 0 = clear air", Bounds(0.0))
-    airlight_rgb: tuple[float, float, float] = setting((206.0, 214.0, 222.0), "colour of the haze, and of the sky "
-                                                        "at the horizon (RGB 0..255)")
-    zenith_rgb: tuple[float, float, float] = setting((92.0, 140.0, 205.0), "colour of the sky high above the "
-                                                      "horizon (RGB 0..255)")
-    cloud_cover: float = setting(0.3, "share of the sky covered by clouds", Bounds(0.0, 1.0))
-    sky_texture: float = setting(0.0, "contrast of fine detail in the sky (grey levels; 0 = soft clouds only): broken "
-                                 "cloud or a skyline, the stress case for registration", Bounds(0.0, 128.0))
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        for key in ("airlight_rgb", "zenith_rgb"):
-            value = getattr(self, key)
-            require(len(value) == 3 and all(0.0 <= c <= 255.0 for c in value), key,
-                    f"expected three values in [0, 255], got {list(value)}")
-
-
-@dataclass
-class WorldLayout:
-    """What the procedural world holds. Counts are per square kilometre so they scale with the world."""
-
-    size_m: float = setting(360.0, "side of the square world (m)", Bounds(50.0, 5000.0))
-    gsd_m: float = setting(0.08, "ground size of one world-texture pixel (m)", Bounds(0.01, 1.0))
-    roads: int = setting(5, "roads crossing the world", Bounds(0))
-    buildings_per_km2: float = setting(1400.0, "buildings per km²", Bounds(0))
-    tree_clusters_per_km2: float = setting(600.0, "tree clusters per km²", Bounds(0))
-    parked_cars_per_km2: float = setting(900.0, "parked cars per km²", Bounds(0))
-    moving_cars_per_km2: float = setting(300.0, "moving cars per km²", Bounds(0))
-    people_per_km2: float = setting(700.0, "people per km²", Bounds(0))
-    clutter_patches_per_km2: float = setting(250.0, "clutter patches per km²", Bounds(0))
-    flat_roof_share: float = setting(0.5, "share of flat grey roofs, which look like road from above: the "
-                                     "ambiguity we want", Bounds(0.0, 1.0))
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        require(self.size_m / self.gsd_m <= 16384, "size_m",
-                 f"world texture would be {self.size_m / self.gsd_m:.0f} px wide (max 16384): raise gsd_m")
-
-
-@dataclass
-class Nuisances:
-    """Per-frame camera artefacts; each strength 0 switches it off."""
-
-    exposure_drift: float = setting(0.15, "amplitude of the slow log-gain drift", Bounds(0.0))
-    white_balance_drift: float = setting(0.06, "amplitude of the slow per-channel gain drift", Bounds(0.0))
-    noise_sigma: float = setting(3.0, "max std of Gaussian sensor noise (grey levels)", Bounds(0.0))
-    motion_blur_prob: float = setting(0.15, "share of frames with motion blur along the image motion",
-                                      Bounds(0.0, 1.0))
-    motion_blur_px: float = setting(6.0, "max blur length in pixels at 640 px width", Bounds(0.0))
-    jpeg_prob: float = setting(0.3, "share of frames passed through JPEG", Bounds(0.0, 1.0))
-    jpeg_quality: tuple[int, int] = setting((35, 85), "JPEG quality range")
-    drop_prob: float = setting(0.02, "share of time steps lost (the next frame comes two steps later)",
-                               Bounds(0.0, 0.5, open_high=True))
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        check_pair(self.jpeg_quality, "jpeg_quality", 1, 100)
-
-
-@dataclass
-class SyntheticConfig:
-    """A synthetic aerial video scenario: resolution, flight, world and nuisances."""
-
-    height: int = setting(368, "frame height in pixels", Bounds(16, 4320))
-    width: int = setting(640, "frame width in pixels", Bounds(16, 7680))
-    fps: float = setting(30.0, "frame rate of the time steps", Bounds(0.0, 240.0, open_low=True))
-    camera: CameraMotion = field(default_factory=CameraMotion)
-    world: WorldLayout = field(default_factory=WorldLayout)
-    nuisances: Nuisances = field(default_factory=Nuisances)
-    atmosphere: Atmosphere = field(default_factory=Atmosphere)
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-
-
 @dataclass
 class SspConfig:
-    """The whole runtime configuration (config/ssp.yaml)."""
+    """The drone's whole configuration: config/ssp.yaml less its ``synthetic:`` scenario (``load_config``)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
-T = TypeVar("T")
+# Sections a config file may hold for the offline tools, which the node leaves unread: ``synthetic`` is the
+# scenario ``ssp demo``, eval and bench fly (SimConfig, ssp_ros/synthetic/config.py).
+OFFLINE_SECTIONS = ("synthetic",)
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML value to ``tp`` or raise ConfigError naming ``key``. Handles the types our schema uses."""
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
-        return _build(tp, value, key)
-    origin, args = get_origin(tp), get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, key)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }.get(tp)
-    if ok is None:
-        raise TypeError(f"config schema uses unsupported type {tp!r} at {key}")
-    if not ok:
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    return float(value) if tp is float else value
-
-
-def _build(cls: type[T], data: dict, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping: unknown keys and bad values raise ConfigError with dotted keys."""
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    dotted = (prefix + ".") if prefix else ""
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
-            raise ConfigError(f"{dotted}{key}: unknown key{hint}")
-        kwargs[key] = _convert(value, hints[key], dotted + key)
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:
-        raise ConfigError(f"{dotted}{err}") from None
-
-
-def config_from_dict(cls: type[T], data: dict | None, source: str = "<dict>") -> T:
-    """Build ``cls`` from a plain mapping; errors are prefixed with ``source`` (usually a file name)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return _build(cls, data)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error raises ConfigError naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+def default_config_path() -> Path:
+    """The shipped config/ssp.yaml."""
+    return share_dir() / "config" / "ssp.yaml"
 
 
 def load_config(path: str | Path | None = None) -> SspConfig:
-    """Load the whole runtime configuration from YAML (default: the shipped config/ssp.yaml)."""
-    if path is None:
-        path = share_dir() / "config" / "ssp.yaml"
-    return config_from_dict(SspConfig, read_yaml(path), str(path))
-
-
-def load_section(cls: type[T], path: str | Path) -> T:
-    """Load one section's dataclass from a YAML file whose top level holds that section's keys."""
-    return config_from_dict(cls, read_yaml(path), str(path))
-
-
-def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested YAML data as ``{"section.key": value}`` (how ROS parameters and recipe diffs name keys)."""
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def to_dict(config: Any) -> dict:
-    """A dataclass config as plain YAML-ready data (tuples become lists), to save next to each run."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value
-    return plain(dataclasses.asdict(config))
+    """Load the drone's configuration from YAML (default: the shipped config/ssp.yaml). ``OFFLINE_SECTIONS``
+    are skipped unread, so one file serves the node and ``ssp demo``; any other unknown key is refused."""
+    path = default_config_path() if path is None else path
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in OFFLINE_SECTIONS}
+    return config_from_dict(SspConfig, data, str(path))

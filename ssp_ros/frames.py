@@ -1,12 +1,29 @@
-"""What a camera frame must be before anything runs on it, checked in one place (pipeline and registration)."""
+"""What a camera frame must be before anything runs on it, checked in one place (pipeline and registration), and
+a frame with its ground truth (``SyntheticFrame``: made by ``synthetic/``, written and read back by ``io.py``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ssp_ros.errors import FrameError
+
+
+@dataclass
+class SyntheticFrame:
+    """One frame of synthetic video with its ground truth (generated, or read back from a sequence folder)."""
+
+    index: int  # frame number in the video
+    step: int  # time step; frames skip a step where the camera dropped one
+    stamp: float  # seconds since the first time step
+    image: np.ndarray  # H×W×3 uint8 RGB, with nuisances
+    labels: np.ndarray  # H×W uint8 class ids (UAVid)
+    world_to_image: np.ndarray  # 3×3 homography, world-texture pixels → image pixels
+    flow: np.ndarray | None  # H×W×2 float32 forward flow (dx, dy) to the next frame; None on the last frame
+    valid: np.ndarray | None  # H×W bool, where ``flow`` lands on the same surface inside the next frame
+    sky: np.ndarray | None = None  # H×W bool, the sky (labelled clutter); None when not known (loaded frames)
 
 
 def check_frame(frame: Any, name: str = "frame", min_side: int = 1) -> None:

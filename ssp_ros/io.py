@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from ssp_ros.errors import SspError
-from ssp_ros.synthetic.video import SyntheticFrame
+from ssp_ros.frames import SyntheticFrame
 
 FORMAT = "ssp-labelled-sequence/1"
 

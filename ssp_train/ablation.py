@@ -26,10 +26,11 @@ from pathlib import Path
 
 from ssp_ros.backends.export_info import sha256_file
 from ssp_ros.classes import load_class_set
-from ssp_ros.config import SspConfig, config_from_dict, load_config, read_yaml, to_dict
+from ssp_ros.config import SspConfig, load_config
 from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, Candidate, candidate_backend, mean_of_known
 from ssp_ros.eval.report import cell
+from ssp_ros.schema import config_from_dict, read_yaml, to_dict
 from ssp_train.config import TrainConfig, load_train_config
 
 PLAN_KEYS = ("base", "image_weights", "out", "seeds", "frames", "runtime", "variants")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssp_ros.config import flatten
 from ssp_ros.errors import SspError
+from ssp_ros.schema import flatten
 from ssp_train.config import RESUME_FREE_KEYS
 
 FORMAT = "ssp_train.checkpoint/2"

@@ -14,17 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from ssp_ros.config import (
-    ModelConfig,
-    SyntheticConfig,
-    check_range,
-    config_from_dict,
-    load_section,
-    read_yaml,
-    require,
-)
+from ssp_ros.config import ModelConfig
 from ssp_ros.eval.flow import FlowName
 from ssp_ros.resources import resolve_resource
+from ssp_ros.schema import check_range, config_from_dict, load_section, read_yaml, require
+from ssp_ros.synthetic.config import SyntheticConfig
 
 
 @dataclass

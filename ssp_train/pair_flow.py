@@ -19,7 +19,8 @@ import numpy as np
 
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import FlowEstimator
-from ssp_ros.synthetic import SyntheticFrame, relative_homography
+from ssp_ros.frames import SyntheticFrame
+from ssp_ros.synthetic import relative_homography
 
 ROUND_TRIP_PX = 1.0  # backward flow kept where forward(backward(p)) returns within this distance of p
 

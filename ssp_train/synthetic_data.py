@@ -12,8 +12,10 @@ import hashlib
 import json
 import time
 
-from ssp_ros.config import SyntheticConfig, to_dict
-from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo
+from ssp_ros.frames import SyntheticFrame
+from ssp_ros.schema import to_dict
+from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import SyntheticConfig
 
 Sequence = list[SyntheticFrame]  # one video's frames, in order
 

@@ -28,7 +28,6 @@ from torch.utils.data import Dataset
 
 from ssp_ros.backends.export_info import sha256_file
 from ssp_ros.classes import ClassSet, load_class_set
-from ssp_ros.config import to_dict
 from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.models import (
     SSP,
@@ -41,6 +40,7 @@ from ssp_ros.models import (
     save_weights,
     similarity_description,
 )
+from ssp_ros.schema import to_dict
 from ssp_train.config import ImageStageConfig, KdStageConfig, SspStageConfig, TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset, batches, video_source
 from ssp_train.distributed import ProcessGroup, process_group

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ssp_ros.config import CameraMotion, SyntheticConfig, WorldLayout
-from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo
+from ssp_ros.frames import SyntheticFrame
+from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import CameraMotion, SyntheticConfig, WorldLayout
 
 
 def small_scenario(**overrides) -> SyntheticConfig:

@@ -20,10 +20,10 @@ PACKAGES = ("ssp_ros", "ssp_train")
 # (no cycle, though). Each core module sits on the lowest floor its imports allow.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("ssp_ros", "ssp_ros.errors", "ssp_ros.geometry", "ssp_ros.sky_band"),
-    ("ssp_ros.resources", "ssp_ros.frames", "ssp_ros.letterbox"),
-    ("ssp_ros.config",),
-    ("ssp_ros.classes", "ssp_ros.matching", "ssp_ros.models.*", "ssp_ros.synthetic.*"),
-    ("ssp_ros.registration", "ssp_ros.io", "ssp_ros.backends.*"),
+    ("ssp_ros.resources", "ssp_ros.frames", "ssp_ros.letterbox", "ssp_ros.schema"),
+    ("ssp_ros.config", "ssp_ros.classes", "ssp_ros.io"),
+    ("ssp_ros.matching", "ssp_ros.models.*", "ssp_ros.synthetic.*"),
+    ("ssp_ros.registration", "ssp_ros.backends.*"),
     ("ssp_ros.propagation",),
     ("ssp_ros.pipeline",),
     ("ssp_ros.deploy.*",),
@@ -207,9 +207,8 @@ def test_the_check_catches_an_upward_import_inside_the_core(tmp_path):
 
 
 def test_the_check_catches_an_import_between_two_rooms_of_one_floor(tmp_path):
-    tree = _tree(tmp_path, {**CLEAN, "ssp_ros/matching.py": "from ssp_ros.classes import ClassSet\n",
-                            "ssp_ros/classes.py": "ClassSet = 1\n"})
-    assert misplaced_imports(import_graph(tree)) == ["ssp_ros.matching (floor 4) -> ssp_ros.classes (floor 4)"]
+    tree = _tree(tmp_path, {**CLEAN, "ssp_ros/matching.py": "from ssp_ros.models import warp\n"})
+    assert misplaced_imports(import_graph(tree)) == ["ssp_ros.matching (floor 4) -> ssp_ros.models.warp (floor 4)"]
 
 
 def test_the_check_catches_training_importing_the_node_or_the_runtime_importing_training(tmp_path):
@@ -226,6 +225,25 @@ def test_the_map_orders_core_wings_and_cli():
         floor_of("ssp_ros.ros.node") < floor_of("ssp_ros.tools.replay") < floor_of("ssp_ros.cli.main")
     assert floor_of("ssp_train.engine") is None and room_of("ssp_train.engine") == TRAINING
     assert room_of("ssp_ros.nowhere") is None
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_drone_config_and_the_sequence_io_import_nothing_synthetic():
+    """The scene schema and the generator stay out of the drone's config, the node and the core's frame I/O."""
+    graph = import_graph()
+    for module in ("ssp_ros.schema", "ssp_ros.config", "ssp_ros.io", "ssp_ros.pipeline", "ssp_ros.ros.main"):
+        assert sorted(m for m in reachable(graph, module) if m.startswith("ssp_ros.synthetic")) == [], module
 
 
 def test_the_walker_sees_what_python_imports(tmp_path):

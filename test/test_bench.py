@@ -4,10 +4,11 @@ import json
 import pytest
 from conftest import small_scenario
 
-from ssp_ros.config import ModelConfig, SspConfig
+from ssp_ros.config import ModelConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.bench import input_size_for, markdown, ratios, run_bench, variants, write_report
 from ssp_ros.pipeline import STAGES
+from ssp_ros.synthetic.config import SimConfig
 
 
 def test_input_size_rounds_frames_up_to_the_backbone_multiple() -> None:
@@ -15,7 +16,7 @@ def test_input_size_rounds_frames_up_to_the_backbone_multiple() -> None:
 
 
 def test_bench_reports_every_backend_and_model(tmp_path) -> None:
-    cfg = SspConfig(model=ModelConfig(decoder_channels=16), synthetic=small_scenario())
+    cfg = SimConfig(model=ModelConfig(decoder_channels=16), synthetic=small_scenario())
     report = run_bench(cfg, [(120, 200)], ["torch", "onnxruntime", "tensorrt"], frames=3, warmup=1)
     runs = {(r["backend"], r["model"]): r for r in report["runs"]}
     assert set(runs) == {(b, m) for b in ("torch", "onnxruntime") for m in ("image", "ssp")}
@@ -81,14 +82,14 @@ def test_ratios_compare_ssp_with_the_image_model_of_the_same_backend_and_size() 
 
 def test_int8_is_measured_on_onnxruntime_only() -> None:
     with pytest.raises(SspError, match="INT8 is measured on ONNX Runtime; add --backend onnxruntime"):
-        variants(["torch"], SspConfig(), int8=True)
-    assert variants(["torch", "onnxruntime", "tensorrt"], SspConfig(), int8=True) == [
+        variants(["torch"], SimConfig(), int8=True)
+    assert variants(["torch", "onnxruntime", "tensorrt"], SimConfig(), int8=True) == [
         ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tensorrt", "fp16")]
 
 
 @pytest.mark.slow
 def test_bench_measures_onnxruntime_int8_beside_fp32() -> None:
-    cfg = SspConfig(model=ModelConfig(decoder_channels=16), synthetic=small_scenario())
+    cfg = SimConfig(model=ModelConfig(decoder_channels=16), synthetic=small_scenario())
     report = run_bench(cfg, [(120, 200)], ["onnxruntime"], frames=2, warmup=1, int8=True)
     assert [(r["precision"], r["model"]) for r in report["runs"]] == [
         ("fp32", "image"), ("fp32", "ssp"), ("int8", "image"), ("int8", "ssp")]

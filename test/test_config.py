@@ -1,20 +1,23 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from ssp_ros.classes import load_class_set
 from ssp_ros.config import (
     ModelConfig,
+    NodeConfig,
     RegistrationConfig,
     SspConfig,
-    SyntheticConfig,
     available_detectors,
-    config_from_dict,
     load_config,
-    load_section,
     opencv_detector,
-    to_dict,
 )
 from ssp_ros.errors import ConfigError
+from ssp_ros.schema import config_from_dict, load_section, read_yaml, to_dict
+from ssp_ros.synthetic.config import SimConfig, SyntheticConfig, load_sim_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -27,10 +30,29 @@ def test_shipped_default_loads_and_matches_schema_defaults() -> None:
     cfg = load_config()
     # config/ssp.yaml documents the defaults and adds the shipped weights; they must not drift apart
     assert cfg == SspConfig(model=ModelConfig(weights="models/ssp_default.safetensors"))
+    assert load_sim_config() == SimConfig(model=ModelConfig(weights="models/ssp_default.safetensors"))
+
+
+def test_the_drone_config_has_no_synthetic_section() -> None:
+    assert "synthetic" not in {f.name for f in dataclasses.fields(SspConfig)}
+    assert not hasattr(load_config(), "synthetic")
+    with pytest.raises(ConfigError, match=r"src: synthetic: unknown key \(valid keys: model, registration, "
+                                          r"propagation, runtime, node\)"):
+        config_from_dict(SspConfig, {"synthetic": {}}, "src")
+
+
+def test_the_node_leaves_the_scenario_of_a_config_file_unread(tmp_path: Path) -> None:
+    """One file serves the node and ``ssp demo``: the drone's loader skips ``synthetic:``, the demo's checks it."""
+    path = write(tmp_path, "node:\n  reliable: true\nsynthetic:\n  height: -3\n")
+    assert load_config(path) == SspConfig(node=NodeConfig(reliable=True))
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: synthetic\.height: must be in \[16, 4320\], got -3"):
+        load_sim_config(path)
+    scenario = load_sim_config(write(tmp_path, "node:\n  reliable: true\nsynthetic:\n  height: 96\n"))
+    assert scenario.node.reliable and scenario.synthetic == SyntheticConfig(height=96)
 
 
 def test_shipped_scenarios_load() -> None:
-    root = Path(__file__).resolve().parent.parent / "config" / "scenarios"
+    root = ROOT / "config" / "scenarios"
     assert load_section(SyntheticConfig, root / "default.yaml") == SyntheticConfig()
     calm = load_section(SyntheticConfig, root / "calm.yaml")
     assert calm.nuisances.noise_sigma == 0.0 and calm.camera.tilt_deg == 0.0
@@ -59,7 +81,10 @@ def test_unknown_section_lists_valid_keys(tmp_path: Path) -> None:
 ])
 def test_wrong_types_name_the_key_and_file(tmp_path: Path, text: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=r"cfg\.yaml: " + pattern):
-        load_config(write(tmp_path, text))
+        load_sim_config(write(tmp_path, text))
+    if not text.startswith("synthetic"):
+        with pytest.raises(ConfigError, match=r"cfg\.yaml: " + pattern):
+            load_config(write(tmp_path, text))
 
 
 @pytest.mark.parametrize("text, pattern", [
@@ -72,7 +97,10 @@ def test_wrong_types_name_the_key_and_file(tmp_path: Path, text: str, pattern: s
 ])
 def test_out_of_range_values_name_the_key(tmp_path: Path, text: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=r"cfg\.yaml: " + pattern):
-        load_config(write(tmp_path, text))
+        load_sim_config(write(tmp_path, text))
+    if not text.startswith("synthetic"):
+        with pytest.raises(ConfigError, match=r"cfg\.yaml: " + pattern):
+            load_config(write(tmp_path, text))
 
 
 def test_float_fields_accept_ints_and_null_optionals(tmp_path: Path) -> None:
@@ -116,9 +144,28 @@ def test_dataclasses_validate_when_built_in_code() -> None:
         ModelConfig(decoder_channels=0)
 
 
-def test_every_shipped_config_loads() -> None:
-    for path in sorted((Path(__file__).resolve().parent.parent / "config").glob("*.yaml")):
-        load_config(path)
+def _load_train_yaml(path: Path) -> object:
+    """A training recipe, or an ablation plan (which names its base recipe and variants)."""
+    from ssp_train.ablation import load_plan
+    from ssp_train.config import load_train_config
+
+    return (load_plan if "variants" in read_yaml(path) else load_train_config)(path)
+
+
+LOADERS = {  # folder under config/ -> how its files are read
+    ".": lambda path: (load_config(path), load_sim_config(path)),
+    "scenarios": lambda path: load_section(SyntheticConfig, path),
+    "datasets": load_class_set,
+    "train": _load_train_yaml,
+}
+
+
+def test_every_shipped_yaml_loads_with_its_type() -> None:
+    paths = sorted((ROOT / "config").rglob("*.y*ml"))
+    folders = {str(path.parent.relative_to(ROOT / "config")) for path in paths}
+    assert folders <= set(LOADERS), f"no loader for config/{sorted(folders - set(LOADERS))}"
+    for path in paths:
+        assert LOADERS[str(path.parent.relative_to(ROOT / "config"))](path) is not None, path
 
 
 @pytest.fixture

@@ -12,12 +12,13 @@ from ssp_ros.backends.cpu_warp import StateWarper, precise_warp, use_cpu_warp, v
 from ssp_ros.backends.export_info import load_export_info
 from ssp_ros.backends.onnx_backend import OnnxRuntimeBackend
 from ssp_ros.backends.torch_backend import TorchBackend
-from ssp_ros.config import ModelConfig, load_config
+from ssp_ros.config import ModelConfig
 from ssp_ros.errors import SspError
 from ssp_ros.models import build_ssp
 from ssp_ros.models.warp import warp
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import load_sim_config
 
 HOMOGRAPHIES = {  # current → previous stride-4 cells
     "identity": np.eye(3),
@@ -114,7 +115,7 @@ def test_torch_backend_fuses_alike_with_either_warp() -> None:
 def test_onnxruntime_cpu_fusion_matches_the_graph_over_100_recursive_frames(shipped_export) -> None:
     """The issue's parity bar: ≤ 1e-3 per logit of the fused state and ≥ 99.9 % mask agreement, frame after
     frame for 100 fused frames, with registration on (the shipped model, a held-aside flight)."""
-    cfg = load_config()
+    cfg = load_sim_config()
     info = load_export_info(shipped_export)
     pipes = [Pipeline(cfg, OnnxRuntimeBackend(info, cpu_warp=flag)) for flag in (False, True)]
     video = SyntheticVideo(dataclasses.replace(cfg.synthetic), frames=101, seed=2003)

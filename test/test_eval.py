@@ -10,10 +10,11 @@ import torch
 from conftest import small_scenario
 
 from ssp_ros.cli.main import build_parser
-from ssp_ros.config import ModelConfig, SspConfig
+from ssp_ros.config import ModelConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, Candidate, run_eval
 from ssp_ros.models import build_segmenter, build_ssp, save_weights
+from ssp_ros.synthetic.config import SimConfig
 
 K = 8
 TINY = ModelConfig(decoder_channels=16, input_size=(64, 96))
@@ -30,7 +31,7 @@ def weights(tmp_path):
 
 def test_eval_scores_every_weights_file(tmp_path, weights):
     ssp, image = weights
-    cfg = SspConfig(model=TINY)
+    cfg = SimConfig(model=TINY)
     out = tmp_path / "eval"
     report = run_eval(cfg, [Candidate("ssp", ssp), Candidate("teacher", image)], out, seeds=[5, 6], frames=4,
                       scenarios={"small": small_scenario()})
@@ -49,7 +50,7 @@ def test_eval_scores_every_weights_file(tmp_path, weights):
 def test_eval_gives_rows_per_scenario(tmp_path, weights):
     from test_oblique import oblique_scenario
 
-    report = run_eval(SspConfig(model=TINY), [Candidate("ssp", weights[0])], tmp_path / "eval", seeds=[5], frames=3,
+    report = run_eval(SimConfig(model=TINY), [Candidate("ssp", weights[0])], tmp_path / "eval", seeds=[5], frames=3,
                       scenarios={"small": small_scenario(), "oblique": oblique_scenario(pitch=70.0)})
     assert [(r["scenario"], r["model"]) for r in report["rows"]] == [("small", "image"), ("small", "ssp"),
                                                                     ("oblique", "image"), ("oblique", "ssp")]
@@ -59,7 +60,7 @@ def test_eval_gives_rows_per_scenario(tmp_path, weights):
 
 
 def test_eval_errors_name_the_weights(tmp_path, weights):
-    cfg = SspConfig(model=TINY)
+    cfg = SimConfig(model=TINY)
     with pytest.raises(SspError, match="missing.safetensors: weights file not found"):
         run_eval(cfg, [Candidate("x", tmp_path / "missing.safetensors")], tmp_path, [5], 2,
                  scenarios={"small": small_scenario()})

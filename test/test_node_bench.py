@@ -15,6 +15,7 @@ import yaml
 from ssp_ros.cli.main import build_parser
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
+from ssp_ros.synthetic.config import load_sim_config
 from ssp_ros.tools.node_bench.node_process import environment, with_env, write_node_config
 from ssp_ros.tools.node_bench.plan import RunPlan, plan_runs
 from ssp_ros.tools.node_bench.report import write_report
@@ -137,7 +138,7 @@ def test_a_few_seconds_over_each_transport_give_real_numbers(tmp_path, small_exp
     from ssp_ros.tools.node_bench.report import BREAKDOWN, node_breakdown
 
     plans = plan_runs(["rclpy", "dds"], [SMALL], rate_hz=20, duration_s=3, warmup_s=1)
-    report = run_node_bench(load_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,
+    report = run_node_bench(load_sim_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,
                             domain=1 + os.getpid() % 9, scenario=small_scenario(height=SMALL[0], width=SMALL[1]),
                             seed=7)
     out, md = write_report(report, tmp_path / "bench.json")

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from conftest import small_scenario
 
-from ssp_ros.config import Atmosphere, CameraMotion, Nuisances, SyntheticConfig, WorldLayout, load_section
 from ssp_ros.errors import ConfigError
 from ssp_ros.resources import share_dir
+from ssp_ros.schema import load_section
 from ssp_ros.synthetic import SyntheticVideo
 from ssp_ros.synthetic import labels as L
+from ssp_ros.synthetic.config import Atmosphere, CameraMotion, Nuisances, SyntheticConfig, WorldLayout
 from ssp_ros.synthetic.sampling import FOOTPRINT_STEP, MipMap, fold_reflect
 from ssp_ros.synthetic.video import SKY_ID
 

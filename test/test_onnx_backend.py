@@ -9,15 +9,16 @@ import pytest
 from ssp_ros.backends import make_backend
 from ssp_ros.backends.export_info import load_export_info
 from ssp_ros.backends.onnx_backend import OnnxRuntimeBackend, providers_for
-from ssp_ros.config import RuntimeConfig, load_config
+from ssp_ros.config import RuntimeConfig
 from ssp_ros.errors import SspError
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import load_sim_config
 
 
 @pytest.fixture(scope="module")
 def configs(shipped_export):
-    cfg = load_config()
+    cfg = load_sim_config()
     return cfg, dataclasses.replace(cfg, runtime=RuntimeConfig(backend="onnxruntime", export_dir=str(shipped_export)))
 
 

@@ -369,8 +369,8 @@ def test_registrar_is_no_worse_than_the_opencv_pipeline_it_replaces():
     """Parity with the library: on 40 consecutive pairs of a synthetic flight (known ground-plane homography),
     our registrar's corner error is no worse than BFMatcher + ratio test + cv2.findHomography (USAC) on the
     same keypoints for at least 95 % of pairs, and it fails no more often. Speed: ``ssp bench``."""
-    from ssp_ros.config import SyntheticConfig
     from ssp_ros.eval.registration_check import compare, summary, synthetic_pairs
+    from ssp_ros.synthetic.config import SyntheticConfig
 
     report = summary(compare(synthetic_pairs(SyntheticConfig(), 40, seed=3000)))
     assert report["ours_no_worse_share"] >= 0.95, report

@@ -12,12 +12,14 @@ from dataclasses import replace
 import pytest
 
 from ssp_ros.backends import make_backend
-from ssp_ros.config import SyntheticConfig, load_config, load_section
+from ssp_ros.config import load_config
 from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.models import read_weights_metadata
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.resources import share_dir
+from ssp_ros.schema import load_section
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import SyntheticConfig, load_sim_config
 from ssp_ros.synthetic.labels import CLUTTER
 
 WEIGHTS = share_dir() / "models" / "ssp_default.safetensors"
@@ -46,7 +48,7 @@ def run_flight(scenario: SyntheticConfig, frames: int = 40, seed: int = 2000) ->
 
 @pytest.fixture(scope="module")
 def results() -> dict:
-    return run_flight(load_config().synthetic)
+    return run_flight(load_sim_config().synthetic)
 
 
 @pytest.fixture(scope="module")

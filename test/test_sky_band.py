@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from test_oblique import oblique_scenario
 
-from ssp_ros.config import Atmosphere, RegistrationConfig
+from ssp_ros.config import RegistrationConfig
 from ssp_ros.eval.registration_check import tilt_sweep
 from ssp_ros.registration import FIRST_FRAME, FrameRegistrar
 from ssp_ros.sky_band import SKY_MAX_DEPTH, ground_mask, sky_rows
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import Atmosphere
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 from conftest import small_scenario
 
-from ssp_ros.config import CameraMotion, Nuisances, SyntheticConfig, WorldLayout
 from ssp_ros.errors import ConfigError
 from ssp_ros.eval.flow import warp_nearest
-from ssp_ros.synthetic import SyntheticFrame, SyntheticVideo, relative_homography
+from ssp_ros.frames import SyntheticFrame
+from ssp_ros.synthetic import SyntheticVideo, relative_homography
 from ssp_ros.synthetic import labels as L
 from ssp_ros.synthetic.camera import CameraPose, intrinsics, world_to_image
+from ssp_ros.synthetic.config import CameraMotion, Nuisances, SyntheticConfig, WorldLayout
 from ssp_ros.synthetic.video import apply_homography
 
 MOVERS = (L.MOVING_CAR, L.HUMAN)

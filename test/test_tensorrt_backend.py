@@ -177,10 +177,10 @@ def fp32_export(gpu, request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
 
 @pytest.fixture(scope="module")
 def flight():
-    from ssp_ros.config import load_config
     from ssp_ros.synthetic import SyntheticVideo
+    from ssp_ros.synthetic.config import load_sim_config
 
-    return list(SyntheticVideo(load_config().synthetic, frames=10, seed=2001))
+    return list(SyntheticVideo(load_sim_config().synthetic, frames=10, seed=2001))
 
 
 def reference(folder: Path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssp_ros.config import SyntheticConfig, config_from_dict, load_section, to_dict
+from ssp_ros.schema import config_from_dict, load_section, to_dict
+from ssp_ros.synthetic.config import SyntheticConfig
 
 
 def size(text: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from ssp_ros.cli.args import size
 from ssp_ros.errors import SspError
 
 if TYPE_CHECKING:
-    from ssp_ros.config import SspConfig
+    from ssp_ros.synthetic.config import SimConfig
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -22,8 +22,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ssp_ros.backends.export_info import load_export_info
     from ssp_ros.backends.tensorrt_common import check_tensorrt_version
-    from ssp_ros.config import load_config
     from ssp_ros.deploy.export import check_graph, export_config
+    from ssp_ros.synthetic.config import load_sim_config
 
     if not args.int8 and (args.calib is not None or args.calib_frames is not None or args.int8_cpu != "auto"):
         raise SspError("--calib, --calib-frames and --int8-cpu are only used with --int8")
@@ -38,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.int8 and args.int8_scheme == "u8s8":
             raise SspError("--int8-scheme u8s8 is for ONNX Runtime only (unsigned activations, zero point 128): "
                            "TensorRT takes the s8s8 scheme; use --int8-scheme s8s8 with --trt-version")
-    cfg = load_config(args.config)
+    cfg = load_sim_config(args.config)
     model_cfg = cfg.model
     if args.weights is not None:
         model_cfg = dataclasses.replace(model_cfg, weights=str(args.weights))
@@ -61,7 +61,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantize(args: argparse.Namespace, cfg: SspConfig) -> None:
+def _quantize(args: argparse.Namespace, cfg: SimConfig) -> None:
     """``ssp export --int8``: quantize the fresh export's segmenter and say what it was calibrated on."""
     from ssp_ros.deploy.quantize import DEFAULT_FRAMES, describe, quantize_export
 

@@ -14,11 +14,11 @@ from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, parse_candidate
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Image model vs SSP on a synthetic drone sequence (default) or a video: report, overlay, plot."""
-    from ssp_ros.config import load_config
     from ssp_ros.eval.clips import file_clip, synthetic_clip
     from ssp_ros.eval.demo import run_demo
+    from ssp_ros.synthetic.config import load_sim_config
 
-    cfg = load_config(args.config)
+    cfg = load_sim_config(args.config)
     if cfg.model.weights is None:
         raise SspError(f"{args.config or 'config/ssp.yaml'}: model.weights is not set: the demo needs trained "
                        "weights (ssp train --config config/train/default.yaml)")
@@ -50,10 +50,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Latency per stage, params, GFLOPs and memory of the image model vs SSP, per backend and size."""
-    from ssp_ros.config import load_config
     from ssp_ros.eval.bench import run_bench, write_report
+    from ssp_ros.synthetic.config import load_sim_config
 
-    cfg = load_config(args.config)
+    cfg = load_sim_config(args.config)
     report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(BACKENDS), args.frames,
                        args.warmup, paper=args.paper, int8=args.int8)
     json_path, md_path, png_path = write_report(report, args.out)
@@ -64,12 +64,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``ssp eval``: evaluate weights files and exported folders, print the table, write eval.json / eval.md."""
-    from ssp_ros.config import load_config
     from ssp_ros.eval.evaluate import run_eval
     from ssp_ros.eval.report import cell
     from ssp_ros.resources import share_dir
+    from ssp_ros.synthetic.config import load_sim_config
 
-    cfg = load_config(args.config)
+    cfg = load_sim_config(args.config)
     paths = args.scenario or [None, share_dir() / "config" / "scenarios" / "oblique.yaml"]
     scenarios = {("default" if path is None else path.stem): args_scenario(path, args.size, cfg.synthetic)
                  for path in paths}

@@ -15,11 +15,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Generate a synthetic drone sequence (frames, labels, exact flow) into a folder."""
     from tqdm import tqdm
 
-    from ssp_ros.config import SyntheticConfig, to_dict
     from ssp_ros.eval.metrics import SequenceMetrics
     from ssp_ros.io import write_sequence
+    from ssp_ros.schema import to_dict
     from ssp_ros.synthetic import SyntheticVideo
     from ssp_ros.synthetic import labels as L
+    from ssp_ros.synthetic.config import SyntheticConfig
 
     cfg = args_scenario(args.scenario, args.size, SyntheticConfig())
     start = time.perf_counter()

@@ -38,12 +38,12 @@ def cmd_bench_node(args: argparse.Namespace) -> int:
     frame size (plus optional overload runs); JSON + Markdown. Exit status 1 when a run failed."""
     if args.delivery:
         return bench_delivery(args)
-    from ssp_ros.config import load_config
+    from ssp_ros.synthetic.config import load_sim_config
     from ssp_ros.tools.node_bench.matrix import run_node_bench
     from ssp_ros.tools.node_bench.plan import DEFAULT_SIZES, TRANSPORTS, plan_runs
     from ssp_ros.tools.node_bench.report import write_report
 
-    cfg = load_config(args.config)
+    cfg = load_sim_config(args.config)
     plans = plan_runs(args.transport or TRANSPORTS, args.size or DEFAULT_SIZES, args.rate, args.duration,
                       args.warmup, args.overload_rate, args.overload_duration, args.overload_size)
     report = run_node_bench(cfg, plans, backend=args.backend, export_dirs=args.export_dir or (),

@@ -40,10 +40,10 @@ import numpy as np
 
 from ssp_ros.backends.export_info import SEGMENTER_INPUTS, load_export_info, sha256_file, write_export_info
 from ssp_ros.backends.int8_cpu import ANY_CPU, CPU_TARGETS, VNNI, this_cpu
-from ssp_ros.config import SyntheticConfig
 from ssp_ros.deploy.calibration import CalibrationSet, model_input
 from ssp_ros.deploy.export import check_graph, keep_used_domains
 from ssp_ros.errors import SspError
+from ssp_ros.synthetic.config import SyntheticConfig
 
 TRAINING_SEEDS = tuple(range(1000, 1012))  # the shipped recipe's training flights (config/train/default.yaml)
 HELD_ASIDE_SEEDS = frozenset(range(2000, 2005))  # `ssp eval`'s test flights: never calibrate on them

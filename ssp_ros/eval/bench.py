@@ -37,6 +37,7 @@ from ssp_ros.errors import SspError
 from ssp_ros.eval.registration_check import compare, summary
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo, relative_homography
+from ssp_ros.synthetic.config import SimConfig
 
 PAPER_GFLOPS = {"image": 210.6, "ssp": 322.8}  # SSP paper, Hiera-S + UPerNet 256 at 736×1280
 PAPER_FPS_A100 = {"image": 104.0, "ssp": 95.0}  # the same models on an A100 (the paper's table)
@@ -128,7 +129,7 @@ def variants(backends: list[str], cfg: SspConfig, int8: bool) -> list[tuple[str,
     return pairs
 
 
-def _backend_for(name: str, precision: str, cfg: SspConfig, num_classes: int, scratch: Path) -> tuple[Any, SspConfig]:
+def _backend_for(name: str, precision: str, cfg: SimConfig, num_classes: int, scratch: Path) -> tuple[Any, SimConfig]:
     """A backend of ``name`` for ``cfg.model`` (ONNX Runtime gets a fresh export at the model's input size, and in
     INT8 a quantized copy of it, calibrated on synthetic training flights)."""
     if name == "onnxruntime":
@@ -156,7 +157,7 @@ def _backend_for(name: str, precision: str, cfg: SspConfig, num_classes: int, sc
     return make_backend(cfg, num_classes), cfg
 
 
-def run_bench(cfg: SspConfig, sizes: list[tuple[int, int]], backends: list[str], frames: int, warmup: int,
+def run_bench(cfg: SimConfig, sizes: list[tuple[int, int]], backends: list[str], frames: int, warmup: int,
               seed: int = 2000, paper: bool = False, int8: bool = False) -> dict[str, Any]:
     """Benchmark every (size, backend, precision); a backend that cannot run here is listed with the reason."""
     num_classes = load_class_set(cfg.model.dataset).num_classes

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssp_ros.config import SspConfig, SyntheticConfig
+from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import DISFlow
 from ssp_ros.eval.metrics import SequenceMetrics
@@ -19,6 +19,7 @@ from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.io import LabelledSequence, iter_video
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import SyntheticConfig
 
 
 @dataclass

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ssp_ros.classes import load_class_set
-from ssp_ros.config import SspConfig, SyntheticConfig
+from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.report import cell
+from ssp_ros.synthetic.config import SimConfig, SyntheticConfig
 
 HELD_ASIDE_SEEDS = (2000, 2001, 2002, 2003, 2004)  # synthetic seeds no shipped recipe trains or validates on
 METRICS = ("miou", "tc", "flicker", "vc8", "vc16", "fps")
@@ -99,7 +100,7 @@ def mean_of_known(values: list[float | None]) -> float | None:
     return round(float(np.mean(known)), 3) if known else None
 
 
-def run_eval(cfg: SspConfig, candidates: list[Candidate], out: Path, seeds: list[int], frames: int,
+def run_eval(cfg: SimConfig, candidates: list[Candidate], out: Path, seeds: list[int], frames: int,
              input_path: Path | None = None, scenarios: dict[str, SyntheticConfig] | None = None) -> dict:
     """Evaluate every candidate on the clips (``input_path``, else one synthetic clip per seed of each of
     ``scenarios``, name → scenario; default: the config's synthetic); write ``eval.json`` / ``eval.md`` into

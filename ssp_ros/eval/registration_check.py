@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ssp_ros.config import RegistrationConfig, SyntheticConfig
+from ssp_ros.config import RegistrationConfig
 from ssp_ros.geometry import corner_shift
 from ssp_ros.registration import MIN_THRESHOLD_WORK_PX, FrameFeatures, FrameRegistrar
 from ssp_ros.synthetic import SyntheticVideo, relative_homography
+from ssp_ros.synthetic.config import SyntheticConfig
 
 
 @dataclass(frozen=True)

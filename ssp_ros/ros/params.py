@@ -17,8 +17,9 @@ import types
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from ssp_ros.config import Bounds, SspConfig, config_from_dict, to_dict
+from ssp_ros.config import SspConfig
 from ssp_ros.errors import ConfigError
+from ssp_ros.schema import Bounds, config_from_dict, to_dict
 
 SECTIONS = ("node", "runtime", "propagation", "registration")  # the config sections a running node uses
 

@@ -17,7 +17,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from ssp_ros.config import Atmosphere
+from ssp_ros.synthetic.config import Atmosphere
 
 CLOUD_TERMS = 14  # sinusoids summed for the cloud field
 DETAIL_TERMS = 2  # products of sinusoids for the fine sky detail (Atmosphere.sky_texture)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssp_ros.config import CameraMotion
+from ssp_ros.synthetic.config import CameraMotion
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ssp_ros.config import Nuisances
+from ssp_ros.synthetic.config import Nuisances
 
 
 class NuisanceModel:

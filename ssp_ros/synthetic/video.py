@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ssp_ros.config import SyntheticConfig
 from ssp_ros.errors import ConfigError
+from ssp_ros.frames import SyntheticFrame
 from ssp_ros.synthetic import labels as L
 from ssp_ros.synthetic.atmosphere import AtmosphereModel
 from ssp_ros.synthetic.camera import (
@@ -35,6 +35,7 @@ from ssp_ros.synthetic.camera import (
     sky_to_image,
     world_to_image,
 )
+from ssp_ros.synthetic.config import SyntheticConfig
 from ssp_ros.synthetic.movers import Mover, spawn_movers
 from ssp_ros.synthetic.nuisances import NuisanceModel
 from ssp_ros.synthetic.sampling import MipMap, fold_reflect, footprint_points, homography_jacobian, world_positions
@@ -43,21 +44,6 @@ from ssp_ros.synthetic.world import World, build_world
 
 SKY_ID = np.iinfo(np.uint16).max  # the sky in a frame's surface-id map (0 ground, i + 1 mover i)
 MIN_GROUND_SINE = 1e-3  # a ray this close to the horizon (sine of its angle below it) counts as sky
-
-
-@dataclass
-class SyntheticFrame:
-    """One frame of the synthetic video with its ground truth."""
-
-    index: int  # frame number in the video
-    step: int  # time step; frames skip a step where the camera dropped one
-    stamp: float  # seconds since the first time step
-    image: np.ndarray  # H×W×3 uint8 RGB, with nuisances
-    labels: np.ndarray  # H×W uint8 class ids (UAVid)
-    world_to_image: np.ndarray  # 3×3 homography, world-texture pixels → image pixels
-    flow: np.ndarray | None  # H×W×2 float32 forward flow (dx, dy) to the next frame; None on the last frame
-    valid: np.ndarray | None  # H×W bool, where ``flow`` lands on the same surface inside the next frame
-    sky: np.ndarray | None = None  # H×W bool, the sky (labelled clutter); None when not known (loaded frames)
 
 
 @dataclass

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ssp_ros.config import WorldLayout
 from ssp_ros.synthetic import labels as L
+from ssp_ros.synthetic.config import WorldLayout
 from ssp_ros.synthetic.shapes import Part, car_parts, transform_points
 from ssp_ros.synthetic.textures import fill_polygon, grain, rectangle, smooth_noise
 

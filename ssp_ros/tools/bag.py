@@ -26,8 +26,8 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from ssp_ros.errors import SspError
+from ssp_ros.frames import SyntheticFrame
 from ssp_ros.ros.images import RosbagsMessages
-from ssp_ros.synthetic.video import SyntheticFrame
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

@@ -47,12 +47,12 @@ def parity(device: str, size: tuple[int, int], frames: int, seed: int = 2003) ->
     """Section 1: the same weights on ``device`` and on the CPU, each recursive on its own state."""
     from ssp_ros.backends.torch_backend import TorchBackend
     from ssp_ros.classes import load_class_set
-    from ssp_ros.config import load_config
     from ssp_ros.models import build_ssp
     from ssp_ros.pipeline import Pipeline
     from ssp_ros.synthetic import SyntheticVideo
+    from ssp_ros.synthetic.config import load_sim_config
 
-    cfg = load_config()
+    cfg = load_sim_config()
     cfg = dataclasses.replace(cfg, synthetic=dataclasses.replace(cfg.synthetic, height=size[0], width=size[1]))
     classes = load_class_set(cfg.model.dataset)
     model = build_ssp(cfg.model, classes.num_classes).eval()

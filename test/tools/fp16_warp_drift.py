@@ -30,11 +30,11 @@ import torch
 
 from ssp_ros.backends.torch_backend import TorchBackend
 from ssp_ros.classes import load_class_set
-from ssp_ros.config import SspConfig, load_config
 from ssp_ros.models import SSP, build_ssp
 from ssp_ros.models.warp import homography_grid, warp
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import SimConfig, load_sim_config
 
 VARIANTS = ("fp16", "fp16-head")
 
@@ -86,7 +86,7 @@ class Drift:
                 "agreement_min": float(min(self.agreement)), "agreement_mean": float(np.mean(self.agreement))}
 
 
-def measure(cfg: SspConfig, frames: int = 100, seed: int = 2003,
+def measure(cfg: SimConfig, frames: int = 100, seed: int = 2003,
             variants: tuple[str, ...] = VARIANTS) -> dict[str, object]:
     """Run ``frames`` + 1 frames of a synthetic flight through an FP32 pipeline and one per variant; return the
     per-frame drift, a summary per variant and the float16 grid's largest error in cells."""
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the per-frame figures here")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    report = measure(load_config(), args.frames, args.seed)
+    report = measure(load_sim_config(), args.frames, args.seed)
     print(f"{report['fused']} fused frames, model input {report['input_size']}, stride-4 map "
           f"{report['stride_size']}; float16 sampling grid off by up to {report['grid_error_cells']:.3f} cells")
     print("| variant | max abs dlogit | mean abs dlogit | mean, first tenth | mean, last tenth | slope / frame | "

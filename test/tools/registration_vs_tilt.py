@@ -14,9 +14,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ssp_ros.config import RegistrationConfig, SyntheticConfig, load_section
+from ssp_ros.config import RegistrationConfig
 from ssp_ros.eval.registration_check import tilt_sweep
 from ssp_ros.resources import share_dir
+from ssp_ros.schema import load_section
+from ssp_ros.synthetic.config import SyntheticConfig
 
 
 def main() -> None:

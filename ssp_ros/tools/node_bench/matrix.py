@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from ssp_ros.backends.export_info import load_export_info
-from ssp_ros.config import SspConfig, SyntheticConfig
+from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.bench import input_size_for
 from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import SimConfig, SyntheticConfig
 from ssp_ros.tools.node_bench.node_process import default_domain, write_node_config
 from ssp_ros.tools.node_bench.plan import CAMERA_TOPIC, MASK_TOPIC, RunPlan
 from ssp_ros.tools.node_bench.report import machine_info, summary_line
@@ -53,7 +54,7 @@ def export_folders(given: Sequence[Path], needed: Sequence[tuple[int, int]], bac
     return out
 
 
-def run_node_bench(cfg: SspConfig, plans: Sequence[RunPlan], *, backend: str = "onnxruntime",
+def run_node_bench(cfg: SimConfig, plans: Sequence[RunPlan], *, backend: str = "onnxruntime",
                    export_dirs: Sequence[Path] = (), warmup_s: float = 5.0, input_size: tuple[int, int] | None = None,
                    threads: int | None = None, domain: int | None = None, scenario: SyntheticConfig | None = None,
                    seed: int = 2000, rss_limit_mb: float = RSS_LIMIT_MB, reliable: bool | None = None,

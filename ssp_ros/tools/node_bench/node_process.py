@@ -16,9 +16,10 @@ from pathlib import Path
 import yaml
 
 import ssp_ros
-from ssp_ros.config import SspConfig, load_config, to_dict
+from ssp_ros.config import SspConfig, load_config
 from ssp_ros.resources import resolve_data_path
 from ssp_ros.ros.dds_transport import LOOPBACK
+from ssp_ros.schema import to_dict
 from ssp_ros.tools.node_bench.plan import CAMERA_TOPIC
 from ssp_ros.tools.node_bench.run_numbers import RSS_PERIOD_S, read_rss_mb
 
