@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import runpy
 import shlex
 import shutil
 import subprocess
@@ -15,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import setuptools
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from test_data_files import setup_kwargs
 
 from ssp_ros.config import BACKENDS
 
@@ -107,14 +106,6 @@ def dockerignored(path: str, rules: list[tuple[bool, re.Pattern]]) -> bool:
         if any(regex.match(candidate) for candidate in candidates):
             excluded = not negated
     return excluded
-
-
-def setup_kwargs(monkeypatch) -> dict:
-    captured: dict = {}
-    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
-    monkeypatch.chdir(ROOT)
-    runpy.run_path(str(ROOT / "setup.py"))
-    return captured
 
 
 def test_both_images_are_there() -> None:
