@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -89,30 +90,43 @@ def main(args: list[str] | None = None) -> int:
         return 2
     node = _NodeThread(options.lifecycle, args)
     node.start()
+    signalled = False
     try:
         while not node.done.is_set() and rclpy.ok():  # Event.wait, not Thread.join: a Ctrl-C inside join()
             node.done.wait(SIGNAL_CHECK_S)             # leaves Python 3.11's thread state wrong
-    except KeyboardInterrupt:  # SIGINT: rclpy's handler has shut the context down too
-        pass
-    _shutdown(rclpy)  # wakes the node thread's spin: it closes the node and returns
+    except KeyboardInterrupt:
+        signalled = True
+    if signalled or not rclpy.ok():
+        # SIGINT or SIGTERM: rclpy's handler shuts the context down from its own thread, which wakes the node
+        # thread's spin. A shutdown from here at the same time races it inside rcl, so it is only the fallback.
+        if not _wait_until(lambda: not rclpy.ok(), STOP_GRACE_S):
+            _shutdown(rclpy)
     if not node.started.is_set():
         print("ssp_node: stopped during start-up", file=sys.stderr)
         return 0
-    try:
-        finished = node.done.wait(STOP_GRACE_S)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-        finished = False
-    if not finished:
+    if not _wait_until(node.done.is_set, STOP_GRACE_S):
         print(f"ssp_node: the node did not stop within {STOP_GRACE_S:g} s (a frame in flight?); exiting without it",
               file=sys.stderr)
         return 0
+    _shutdown(rclpy)  # the node closed itself (its worker died, or an error): the context goes too
     return node.status
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes (its value then); a second Ctrl-C ends the wait."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(SIGNAL_CHECK_S / 10)
+    except KeyboardInterrupt:
+        pass
+    return condition()
 
 
 def _shutdown(rclpy: Any) -> None:
     """Shut rclpy's default context down unless that is done already. rclpy's signal handler shuts it down from
-    its own thread, so the ``ok()`` check inside ``try_shutdown`` can pass just before the context goes, and
-    rcl then raises that shutdown was already called."""
+    its own thread, so the ``ok()`` check inside ``try_shutdown`` can pass just before the context goes, and rcl
+    then raises that shutdown was already called: not an error."""
     try:
         rclpy.try_shutdown()
     except Exception:  # noqa: BLE001 - RCLError lives in rclpy's private binding module; re-raised if not that race
