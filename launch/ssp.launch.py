@@ -25,6 +25,7 @@ Humble or Jazzy; rcl reads the argument, and ``ROS_SECURITY_ENCLAVE_OVERRIDE`` i
 it): ``config/security/policy.xml`` has ``/ssp`` for the plain node and ``/ssp_lifecycle`` for ``lifecycle:=true``.
 """
 
+import os
 from pathlib import Path
 
 from launch import LaunchContext, LaunchDescription
@@ -33,7 +34,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
-from ssp_ros.ros.fastdds import PROFILE_ENV
+from ssp_ros.ros.fastdds import profile_env
 from ssp_ros.ros.rviz import layout_for
 from ssp_ros.schema import flatten, read_yaml
 
@@ -80,11 +81,6 @@ def _node_parameters(context: LaunchContext) -> dict:
     return params
 
 
-def _fastdds_env(profile: str) -> dict[str, str]:
-    """The variables that make Fast DDS 2.x (Humble, Jazzy) and 3.x load ``profile``; none for an empty one."""
-    return {name: profile for name in PROFILE_ENV} if profile else {}
-
-
 def _nodes(context: LaunchContext) -> list[Node]:
     """The segmentation node (managed with ``lifecycle:=true``, with the Fast DDS profile in its environment) and,
     with ``use_rviz:=true``, RViz on its topics, both in the namespace ``ns``."""
@@ -95,7 +91,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
     options = dict(package="ssp_ros", executable="ssp_node", name=NODE_NAME, namespace=namespace, output="screen",
                    parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
                    respawn=_flag(arg("respawn")), respawn_delay=2.0,
-                   additional_env=_fastdds_env(arg("fastdds_profile")))
+                   additional_env=profile_env(arg("fastdds_profile"), os.environ.get("ROS_DISTRO")))
     if arg("enclave"):
         options["ros_arguments"] = ["--enclave", arg("enclave")]
     if _flag(arg("lifecycle")):

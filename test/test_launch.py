@@ -58,6 +58,7 @@ def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz(monkeypatch) ->
     assert node["action"] == "Node" and node["executable"] == "ssp_node" and node["name"] == NODE_NAME
     assert node["namespace"] == "" and node["remappings"] == [("image", "camera/image_raw")]
     assert node["parameters"][0]["config_file"].endswith("ssp.yaml") and not node["respawn"]
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
     node, rviz = _launch_nodes(monkeypatch, use_rviz="true")
     assert rviz["executable"] == "rviz2" and rviz["arguments"] == ["-d", str(ROOT / "config" / "ssp.rviz")]
     tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
@@ -112,6 +113,7 @@ def test_enclave_argument_gives_the_node_alone_its_sros2_enclave(monkeypatch) ->
     passes none (rcl's default enclave, /)."""
     from ssp_ros.ros.security import read
 
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
     node, rviz = _launch_nodes(monkeypatch, use_rviz="true")
     assert "ros_arguments" not in node and "ros_arguments" not in rviz
     node, rviz = _launch_nodes(monkeypatch, enclave="/ssp", use_rviz="true")
@@ -201,11 +203,13 @@ def test_tensorrt_backend_from_the_launch_file_gives_a_valid_config(monkeypatch,
 
 
 def test_the_node_runs_with_the_fast_dds_profile_unless_it_is_emptied(monkeypatch) -> None:
-    """``fastdds_profile`` (default: the installed config/fastdds.xml) reaches the node as the variable Fast DDS 2.x
-    reads and the one 3.x reads; ``fastdds_profile:=`` leaves the node the shell's environment; RViz gets none."""
+    """``fastdds_profile`` (default: the installed config/fastdds.xml) reaches the node as the variable its
+    distro's Fast DDS reads (both where ROS_DISTRO is unset); ``fastdds_profile:=`` leaves the node the shell's
+    environment; RViz gets none."""
     tree = ast.parse((LAUNCH / "ssp.launch.py").read_text())
     (declared,) = [c for c in calls(tree, "DeclareLaunchArgument") if first_string(c) == "fastdds_profile"]
     assert ast.unparse(keyword(declared, "default_value")) == "PathJoinSubstitution([share, 'config', 'fastdds.xml'])"
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
     node, rviz = _launch_nodes(monkeypatch, use_rviz="true")
     shipped = str(ROOT / "config" / "fastdds.xml")
     assert node["additional_env"] == {"FASTRTPS_DEFAULT_PROFILES_FILE": shipped,
@@ -215,6 +219,11 @@ def test_the_node_runs_with_the_fast_dds_profile_unless_it_is_emptied(monkeypatc
     assert set(managed["additional_env"].values()) == {"/etc/mine.xml"}
     (plain,) = _launch_nodes(monkeypatch, fastdds_profile="")
     assert plain["additional_env"] == {}
+    for distro, name in (("humble", "FASTRTPS_DEFAULT_PROFILES_FILE"), ("jazzy", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+                         ("kilted", "FASTDDS_DEFAULT_PROFILES_FILE"), ("rolling", "FASTDDS_DEFAULT_PROFILES_FILE")):
+        monkeypatch.setenv("ROS_DISTRO", distro)
+        (node,) = _launch_nodes(monkeypatch)
+        assert node["additional_env"] == {name: shipped}, distro
 
 
 def test_replay_launch_plays_the_bag_into_the_node() -> None:
