@@ -24,6 +24,7 @@ import numpy as np
 from ssp_ros.classes import load_class_set, overlay
 from ssp_ros.config import load_config
 from ssp_ros.ros.images import rgb_to_bgr
+from ssp_ros.tools.node_bench.node_process import stop_node as bench_stop_node
 
 STALL_S = 60.0  # a wait on progress fails once nothing it watches has moved for this long
 CEILING_S = 300.0  # ... and after this long in all, moving or not
@@ -173,17 +174,9 @@ class NodeWatcher:
 
 
 def stop_node(node: subprocess.Popen, sig: int = signal.SIGINT) -> int | None:
-    """Send ``sig`` (SIGINT: Ctrl-C; SIGTERM: what ``ros2 launch`` sends), then the exit status (None if the
-    node had to be killed after ``HUNG_S``: a stop that is merely slow is the caller's to judge)."""
-    if node.poll() is None:
-        node.send_signal(sig)
-        try:
-            return node.wait(timeout=HUNG_S)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-            return None
-    return node.returncode
+    """Send ``sig``, then the exit status (None if the node had to be killed after ``HUNG_S``: a stop that is
+    merely slow is the caller's to judge). The node bench's stop, with the tests' bound."""
+    return bench_stop_node(node, sig, HUNG_S)
 
 
 def reference_masks(config: Path, frames: list[np.ndarray], stamps_ns: list[int]) -> list[np.ndarray]:

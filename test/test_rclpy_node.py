@@ -177,16 +177,11 @@ def timed_stop(viewer: Viewer, node: subprocess.Popen, sig: int) -> tuple[int | 
     the process had exited. Its publishers (outputs, /diagnostics) must have left the viewer's graph by then:
     the node closes them before the process ends, skipping only the interpreter's teardown (ros.main.entry)."""
     start = time.monotonic()
-    node.send_signal(sig)
-    try:
-        code = node.wait(timeout=HUNG_S)
-    except subprocess.TimeoutExpired:
-        node.kill()
-        node.wait()
-        return None, time.monotonic() - start
+    code = stop_node(node, sig)
     stopped_s = time.monotonic() - start
-    wait_until(lambda: not any(s.get_publisher_count() for s in viewer.subscriptions),
-               "the node's publishers to leave the graph")
+    if code is not None:
+        wait_until(lambda: not any(s.get_publisher_count() for s in viewer.subscriptions),
+                   "the node's publishers to leave the graph")
     return code, stopped_s
 
 

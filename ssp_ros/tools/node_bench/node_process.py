@@ -106,12 +106,13 @@ def start_node(transport: str, config: Path, domain: int, log: Path) -> subproce
                                 stderr=subprocess.STDOUT)
 
 
-def stop_node(node: subprocess.Popen) -> int | None:
-    """SIGINT (Ctrl-C), then the exit status; None when it had to be killed after ``STOP_TIMEOUT_S``."""
+def stop_node(node: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+    """Send ``sig`` (SIGINT: Ctrl-C; SIGTERM: what ``ros2 launch`` sends), then the exit status; None when the node
+    had to be killed after ``timeout_s``."""
     if node.poll() is None:
-        node.send_signal(signal.SIGINT)
+        node.send_signal(sig)
         try:
-            return node.wait(timeout=STOP_TIMEOUT_S)
+            return node.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             node.kill()
             node.wait()
