@@ -11,7 +11,9 @@ PACKAGE = "ssp_ros"
 TORCH = ["torch>=2.1,<3", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
 VIDEO = ["av>=12"]  # H.264 overlay videos that browsers play (PyAV bundles FFmpeg with libx264); OpenCV otherwise
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
-DDS = ["cyclonedds>=11,<12"]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
+PLOTS = ["matplotlib>=3.5"]  # the PNG plots of `ssp demo`, `ssp eval`, `ssp bench` and `ssp replay`
+BAG = ["rosbags>=0.10"]  # ROS 2 bags without ROS: `ssp replay`, `ssp synth --bag`; the DDS node's CDR
+DDS = ["cyclonedds>=11,<12", *BAG]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
 # A ROS 2 distro's rclpy, the node's messages and its default RMW (Fast DDS) as PyPI wheels, for machines without a
 # ROS install (and CI); on a sourced ROS 2 (Humble on the drone) the system's rclpy is used and no such extra is
 # installed. One extra per distro, one distro per venv: their wheels install the same packages (ros-rclpy, ...).
@@ -37,20 +39,26 @@ setup(
         (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
         (f"share/{PACKAGE}/config/security", glob("config/security/*.xml")),  # the SROS2 policy
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
-        (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),  # not an `ssp export` folder
+        (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),
+        # the shipped model's ONNX export (`ssp export --compact`), which runs without torch; no other export folder
+        (f"share/{PACKAGE}/models/ssp_default", glob("models/ssp_default/*")),
     ],
     # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
+    # The base is what the drone's node needs besides its runtime (TensorRT, or onnxruntime) and ROS.
     install_requires=["setuptools", "numpy>=1.23", "opencv-python-headless>=4.7", "Pillow>=9.1", "PyYAML>=6.0",
-                      "tqdm>=4.60", "matplotlib>=3.5", "rosbags>=0.10"],
+                      "tqdm>=4.60"],
     extras_require={
-        "torch": TORCH + VIDEO,  # the laptop's path: `ssp demo`, training, export
+        "demo": ["onnxruntime>=1.16", *VIDEO, *PLOTS],  # `ssp demo` / `ssp eval` on the shipped export, no torch
+        "torch": TORCH + VIDEO + PLOTS,  # the torch backend, `ssp export`, and what training builds on
         "video": VIDEO,
         "onnx": ONNX,
+        "plots": PLOTS,
+        "bag": BAG,
         "dds": DDS,
         "ros-jazzy": ROS_JAZZY,
         "ros-kilted": ROS_KILTED,
         "ros": ROS_JAZZY,  # the name the README, docs and `ssp node`'s remedy line use
-        "test": TORCH + VIDEO + ONNX + DDS + ROS_JAZZY + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
+        "test": TORCH + VIDEO + ONNX + PLOTS + DDS + ROS_JAZZY + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
                                                           "colcon-common-extensions>=0.3", HADOLINT],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it

@@ -21,8 +21,10 @@ from ssp_ros.errors import ConfigError
 from ssp_ros.resources import share_dir
 from ssp_ros.schema import Bounds, check_bounds, config_from_dict, read_yaml, require, setting
 
-Backend = Literal["torch", "onnxruntime", "tensorrt"]
-BACKENDS: tuple[str, ...] = get_args(Backend)  # the inference runtimes, in the order we recommend trying them
+Runtime = Literal["torch", "onnxruntime", "tensorrt"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)  # the inference runtimes, in the order we recommend trying them
+Backend = Literal["auto", Runtime]  # auto: torch where installed, else onnxruntime (backends/choice.py)
+BACKENDS: tuple[str, ...] = get_args(Backend)
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)  # TensorRT engine precisions
 Detector = Literal["orb", "akaze", "sift"]
@@ -138,7 +140,8 @@ class PropagationConfig:
 class RuntimeConfig:
     """Which inference runtime runs the model, and where its exported graphs or engines are."""
 
-    backend: Backend = setting("torch", "inference runtime: torch, onnxruntime or tensorrt (the drone)")
+    backend: Backend = setting("auto", "inference runtime: torch, onnxruntime, tensorrt (the drone), or auto: "
+                               "torch where installed, else onnxruntime on export_dir (an export of model.weights)")
     device: str = setting("cpu", "cpu, cuda or cuda:N (onnxruntime: CUDA provider; tensorrt: always a GPU)")
     export_dir: str | None = setting(None, "folder written by `ssp export` (onnxruntime, tensorrt); relative to "
                                      "here or share/; empty = none")
@@ -149,7 +152,7 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         require(self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None, "device",
                 f"expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        require(self.backend == "torch" or bool(self.export_dir), "export_dir",
+        require(self.backend in ("auto", "torch") or bool(self.export_dir), "export_dir",
                 f"backend '{self.backend}' runs exported graphs: set runtime.export_dir to a folder written by "
                 "`ssp export` (e.g. models/ssp_export)")
         require(self.backend != "tensorrt" or self.device != "cpu", "device",

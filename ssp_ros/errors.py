@@ -1,4 +1,7 @@
-"""The project's one error type, so callers catch our failures without catching everyone's."""
+"""The project's one error type, so callers catch our failures without catching everyone's; and the error for a
+missing optional package, which names the extra that installs it."""
+
+import importlib.util
 
 
 class SspError(Exception):
@@ -12,3 +15,11 @@ class ConfigError(SspError):
 class FrameError(SspError, ValueError):
     """A camera frame that cannot be processed (wrong type, shape, dtype or size): the caller counts it and goes
     on. Also a ValueError, as numpy and OpenCV callers expect for a malformed array."""
+
+
+def require_package(module: str, extra: str, what: str) -> None:
+    """Raise an ``SspError`` saying that ``what`` needs ``module`` and which extra of ssp_ros installs it, when
+    ``module`` cannot be imported here (checked before work starts, not minutes into it)."""
+    if importlib.util.find_spec(module) is None:
+        raise SspError(f"{what} needs the {module} package: pip install 'ssp_ros[{extra}]' (in a clone of the "
+                       f"repository: pip install -e '.[{extra}]')")

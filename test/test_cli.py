@@ -115,3 +115,23 @@ def test_params_says_which_detectors_this_opencv_has(monkeypatch: pytest.MonkeyP
     out = capsys.readouterr().out
     assert "| `registration.detector` | `\"orb\"` | one of: orb, akaze, sift |" in out
     assert out.rstrip().endswith(f"registration.detector: this OpenCV ({cv2.__version__}) has orb, sift.")
+
+
+@pytest.mark.parametrize(("argv", "module", "says"), [
+    (["replay", "in.mcap", "--out", "out.mcap"], "rosbags", "ssp replay needs the rosbags package: pip install "
+                                                            "'ssp_ros[bag]'"),
+    (["synth", "--bag", "x.mcap", "--frames", "2"], "rosbags", "ssp synth --bag needs the rosbags package"),
+    (["demo", "--frames", "2"], "matplotlib", "ssp demo's TC plot needs the matplotlib package: pip install "
+                                              "'ssp_ros[demo]'"),
+    (["node", "--transport", "dds"], "rosbags", "ssp node --transport dds needs the rosbags package: pip install "
+                                                "'ssp_ros[dds]'"),
+])
+def test_a_command_without_its_extra_names_the_extra_before_any_work(monkeypatch: pytest.MonkeyPatch, capsys,
+                                                                     tmp_path, argv, module, says) -> None:
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # as without the extra: find_spec says None
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err
+    assert not any(tmp_path.iterdir()), "nothing written"

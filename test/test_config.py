@@ -8,6 +8,7 @@ from ssp_ros.config import (
     ModelConfig,
     NodeConfig,
     RegistrationConfig,
+    RuntimeConfig,
     SspConfig,
     available_detectors,
     load_config,
@@ -29,8 +30,10 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_default_loads_and_matches_schema_defaults() -> None:
     cfg = load_config()
     # config/ssp.yaml documents the defaults and adds the shipped weights; they must not drift apart
-    assert cfg == SspConfig(model=ModelConfig(weights="models/ssp_default.safetensors"))
-    assert load_sim_config() == SimConfig(model=ModelConfig(weights="models/ssp_default.safetensors"))
+    assert cfg == SspConfig(model=ModelConfig(weights="models/ssp_default.safetensors"),
+                            runtime=RuntimeConfig(export_dir="models/ssp_default"))
+    assert load_sim_config() == SimConfig(model=ModelConfig(weights="models/ssp_default.safetensors"),
+                                          runtime=RuntimeConfig(export_dir="models/ssp_default"))
 
 
 def test_the_drone_config_has_no_synthetic_section() -> None:
@@ -73,7 +76,8 @@ def test_unknown_section_lists_valid_keys(tmp_path: Path) -> None:
     ("model:\n  decoder_channels: wide\n", r"model\.decoder_channels: expected int, got 'wide'"),
     ("model:\n  decoder_channels: 1.5\n", r"model\.decoder_channels: expected int, got 1\.5"),
     ("propagation:\n  enabled: 'yes'\n", r"propagation\.enabled: expected bool"),
-    ("runtime:\n  backend: cuda\n", r"runtime\.backend: expected one of \['torch', 'onnxruntime', 'tensorrt'\]"),
+    ("runtime:\n  backend: cuda\n",
+     r"runtime\.backend: expected one of \['auto', 'torch', 'onnxruntime', 'tensorrt'\]"),
     ("model:\n  input_size: [384]\n", r"model\.input_size: expected a list of 2 values"),
     ("synthetic:\n  camera: 3\n", r"synthetic\.camera: expected a mapping"),
     ("synthetic:\n  nuisances:\n    jpeg_quality: [90, 'x']\n",

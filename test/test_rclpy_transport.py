@@ -42,7 +42,7 @@ def test_parameters_come_from_the_config_file_then_overrides(context, tmp_path) 
         (inliers,) = node.describe_parameters(["registration.min_inliers"])
         assert (inliers.integer_range[0].from_value, inliers.integer_range[0].to_value) == (4, 10_000)
         (backend,) = node.describe_parameters(["runtime.backend"])
-        assert backend.read_only and "one of: torch, onnxruntime, tensorrt" in backend.additional_constraints
+        assert backend.read_only and "one of: auto, torch, onnxruntime, tensorrt" in backend.additional_constraints
     finally:
         node.destroy_node()
 

@@ -24,7 +24,7 @@ def test_every_parameter_is_a_config_key_with_a_ros_value() -> None:
         section, key = name.split(".")
         assert key in {f.name for f in dataclasses.fields(getattr(cfg, section))}, name
         assert isinstance(value, (bool, int, float, str)), f"{name}: ROS parameters cannot hold {value!r}"
-    assert values["runtime.export_dir"] == "", "None travels as an empty string"
+    assert param_values(SspConfig())["runtime.export_dir"] == "", "None travels as an empty string"
 
 
 def test_values_round_trip_to_the_same_config() -> None:
@@ -92,7 +92,7 @@ def test_descriptions_and_liveness_come_from_the_schema() -> None:
     assert set(SPECS) == set(fields)
     for name, spec in SPECS.items():
         assert spec.description == fields[name].metadata["doc"] and spec.dynamic == fields[name].metadata["live"]
-    assert SPECS["runtime.backend"].choices == ("torch", "onnxruntime", "tensorrt")
+    assert SPECS["runtime.backend"].choices == ("auto", "torch", "onnxruntime", "tensorrt")
     assert SPECS["runtime.export_dir"].optional and "empty = none" in SPECS["runtime.export_dir"].constraints
 
 

@@ -4,13 +4,16 @@ drone's TensorRT path and the ONNX Runtime path never import torch."""
 from __future__ import annotations
 
 from ssp_ros.backends.base import Backend
+from ssp_ros.backends.choice import choose_backend
 from ssp_ros.config import BACKENDS, SspConfig
 from ssp_ros.errors import SspError
 
 
 def make_backend(cfg: SspConfig, num_classes: int) -> Backend:
-    """The backend named by ``cfg.runtime.backend``: torch builds ``cfg.model``; the others run the graphs
-    or engines of ``cfg.runtime.export_dir``, which must have been exported for ``num_classes`` classes."""
+    """The backend named by ``cfg.runtime.backend`` (``auto``: see ``choice.py``): torch builds ``cfg.model``; the
+    others run the graphs or engines of ``cfg.runtime.export_dir``, which must have been exported for
+    ``num_classes`` classes."""
+    cfg = choose_backend(cfg)
     name = cfg.runtime.backend
     if name == "torch":
         from ssp_ros.backends.torch_backend import TorchBackend

@@ -25,6 +25,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ssp_ros.deploy.export import check_graph, export_config
     from ssp_ros.synthetic.config import load_sim_config
 
+    if args.compact and args.int8:
+        raise SspError("--compact stores the FP32 weights that float16 holds exactly; --int8 quantizes them: "
+                       "choose one")
     if not args.int8 and (args.calib is not None or args.calib_frames is not None or args.int8_cpu != "auto"):
         raise SspError("--calib, --calib-frames and --int8-cpu are only used with --int8")
     if args.calib_frames is not None and args.calib_frames < 1:
@@ -44,7 +47,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, weights=str(args.weights))
     if args.size is not None:
         model_cfg = dataclasses.replace(model_cfg, input_size=args.size)
-    export_config(model_cfg, args.out, dynamic_batch=args.dynamic_batch, trt_version=args.trt_version)
+    export_config(model_cfg, args.out, dynamic_batch=args.dynamic_batch, trt_version=args.trt_version,
+                  compact=args.compact)
     if args.int8:
         _quantize(args, cfg)
         if args.trt_version is not None:  # the quantized segmenter, with its Q/DQ form, against that version
@@ -53,8 +57,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     for graph in info.graphs.values():
         print(f"{graph.file}: {', '.join(f'{k} {v}' for k, v in graph.inputs.items())} -> "
               f"{', '.join(f'{k} {v}' for k, v in graph.outputs.items())}")
-    engines = (f", or `ssp build-engine --onnx {args.out} --fp16` on the drone" if not args.int8
-               else "; build TensorRT engines from an FP32 export (ssp build-engine calibrates INT8 itself)")
+    engines = (f", or `ssp build-engine --onnx {args.out} --fp16` on the drone" if not (args.int8 or args.compact)
+               else "; build TensorRT engines from a plain FP32 export (ssp build-engine calibrates INT8 itself)")
     print(f"wrote {args.out}/export.json (opset {info.opset}, {info.num_classes} classes, input "
           f"{info.input_size[0]}x{info.input_size[1]}); use it with runtime.backend: onnxruntime and "
           f"runtime.export_dir: {args.out}{engines}")
@@ -99,6 +103,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--trt-version", metavar="X.Y", help="check the graphs against the ONNX parser of this "
                         "TensorRT version (e.g. 8.6 for JetPack 6.0, 10.3 for JetPack 6.1/6.2) instead of every "
                         "supported one (8.6 through 10.x)")
+    export.add_argument("--compact", action="store_true", help="keep BatchNorm unfolded and store the weights "
+                        "that float16 holds exactly as float16: for fp16-trained weights like the shipped model's, "
+                        "half the size and the same numbers on ONNX Runtime; TensorRT builds from a plain export")
     export.add_argument("--int8", action="store_true", help="quantize the segmenter to INT8 (ONNX Runtime static "
                         "QDQ, per-channel weights); the fusion graphs stay FP32")
     export.add_argument("--int8-scheme", choices=("u8s8", "s8s8"), default="u8s8",

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from ssp_ros.cli.args import positive, size
 from ssp_ros.cli.args import scenario as args_scenario
-from ssp_ros.config import BACKENDS
-from ssp_ros.errors import SspError
+from ssp_ros.config import RUNTIMES
+from ssp_ros.errors import SspError, require_package
 from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, parse_candidate
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Image model vs SSP on a synthetic drone sequence (default) or a video: report, overlay, plot."""
+    require_package("matplotlib", "demo", "ssp demo's TC plot")
     from ssp_ros.eval.clips import file_clip, synthetic_clip
     from ssp_ros.eval.demo import run_demo
     from ssp_ros.synthetic.config import load_sim_config
@@ -50,11 +51,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Latency per stage, params, GFLOPs and memory of the image model vs SSP, per backend and size."""
+    require_package("matplotlib", "demo", "ssp bench's plot")
     from ssp_ros.eval.bench import run_bench, write_report
     from ssp_ros.synthetic.config import load_sim_config
 
     cfg = load_sim_config(args.config)
-    report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(BACKENDS), args.frames,
+    report = run_bench(cfg, args.size or [(368, 640), (736, 1280)], args.backend or list(RUNTIMES), args.frames,
                        args.warmup, paper=args.paper, int8=args.int8)
     json_path, md_path, png_path = write_report(report, args.out)
     print(md_path.read_text())
@@ -101,7 +103,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
     bench.add_argument("--size", type=size, action="append", help="frame size HxW; repeat for several "
                        "(default 368x640 and 736x1280)")
-    bench.add_argument("--backend", choices=BACKENDS, action="append",
+    bench.add_argument("--backend", choices=RUNTIMES, action="append",
                        help="backend to measure; repeat for several (default: every one installed)")
     bench.add_argument("--frames", type=positive, default=30, help="timed frames per run (default 30)")
     bench.add_argument("--warmup", type=positive, default=5, help="untimed frames first (default 5)")

@@ -2,8 +2,8 @@
 
 Each wing has its own module here (``synthetic``, ``eval``, ``deploy``, ``ros``, ``tools``) with an
 ``add_commands`` function. The companion training package adds its commands (``train``, ``flow-cache``,
-``ablate``) through the ``ssp_ros.commands`` entry-point group declared in ``setup.py``, so the runtime never
-imports it.
+``ablate``) through the ``ssp_ros.commands`` entry-point group declared in its ``training/setup.py``, so the
+runtime never imports it; where it is not installed, those commands say how to install it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from ssp_ros.cli import tools as tools_commands
 from ssp_ros.errors import SspError
 
 COMMAND_GROUP = "ssp_ros.commands"  # entry points: callables taking the sub-parsers object, like add_commands
+TRAINING_COMMANDS = ("train", "flow-cache", "ablate")  # the training package's, named when it is not installed
+
+
+def missing_training(args: argparse.Namespace) -> int:
+    """What ``ssp train`` (``flow-cache``, ``ablate``) does where the training package is not installed."""
+    raise SspError(f"'ssp {args.command}' comes with the training package ssp_train, which is not installed here: "
+                   "in a clone of the repository, pip install -e ./training (it brings torch)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         wing.add_commands(sub)
     for plugin in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
         plugin.load()(sub)
+    for name in TRAINING_COMMANDS:
+        if name not in sub.choices:
+            missing = sub.add_parser(name, help="needs the training package: pip install -e ./training")
+            missing.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            missing.set_defaults(func=missing_training)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssp_ros.errors import SspError
+from ssp_ros.errors import SspError, require_package
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -17,15 +17,13 @@ def cmd_node(args: argparse.Namespace) -> int:
             raise SspError("--config and --domain-id are for --transport dds; with rclpy use ROS arguments "
                            "(--ros-args -p config_file:=...) and ROS_DOMAIN_ID")
         return ros_main(["ssp_node", *args.ros_args])
-    import importlib.util
     import os
 
     from ssp_ros.ros.main import exit_now, run_dds_node
     from ssp_ros.ros.security import check_dds
 
-    if importlib.util.find_spec("cyclonedds") is None:
-        raise SspError("--transport dds needs the cyclonedds package, the dds extra: pip install -e '.[dds]' "
-                       "(in this repository)")
+    for module in ("cyclonedds", "rosbags"):  # rosbags: the messages' CDR
+        require_package(module, "dds", "ssp node --transport dds")
     refused = check_dds()  # SROS2's variables: the cyclonedds wheel cannot secure the node
     if refused is not None:
         raise SspError(refused)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ssp_ros.cli.args import positive, size
 from ssp_ros.cli.args import scenario as args_scenario
+from ssp_ros.errors import require_package
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -40,6 +41,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             "world_build_s": round(world_s, 2), "total_s": round(time.perf_counter() - start, 2)}}
 
     if args.bag is not None:
+        require_package("rosbags", "bag", "ssp synth --bag")
         from ssp_ros.tools.bag import SYNTH_IMAGE_TOPIC, SYNTH_LABELS_TOPIC, write_synthetic_bag
 
         write_synthetic_bag(frames(), args.bag, overwrite=args.overwrite)

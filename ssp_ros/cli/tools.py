@@ -7,11 +7,14 @@ from pathlib import Path
 
 from ssp_ros.cli.args import scenario as args_scenario
 from ssp_ros.cli.args import size
-from ssp_ros.config import BACKENDS
+from ssp_ros.config import RUNTIMES
+from ssp_ros.errors import require_package
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run SSP over an image topic of a ROS 2 bag: results into a new bag, plus a report."""
+    require_package("rosbags", "bag", "ssp replay")
+    require_package("matplotlib", "demo", "ssp replay's report")
     from ssp_ros.config import load_config
     from ssp_ros.tools.replay import run_replay
 
@@ -104,7 +107,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "DDS; dds: ssp node --transport dds on Cyclone DDS; repeat for both (default both)")
     bench.add_argument("--size", type=size, action="append", help="camera frame size HxW; repeat for several "
                        "(default 368x640 and 736x1280)")
-    bench.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="the node's runtime.backend "
+    bench.add_argument("--backend", choices=RUNTIMES, default="onnxruntime", help="the node's runtime.backend "
                        "(default onnxruntime)")
     bench.add_argument("--export-dir", type=Path, action="append", help="an `ssp export` folder; repeat, one per "
                        "model input size (default: export the configured model once per size into a temp folder)")

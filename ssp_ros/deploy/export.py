@@ -37,6 +37,7 @@ from ssp_ros.backends.export_info import (
 from ssp_ros.backends.tensorrt_common import SUPPORTED_TENSORRT, check_tensorrt_version, parse_tensorrt_version
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig
+from ssp_ros.deploy.compact import WEIGHT_REWRITES, store_exact_fp16
 from ssp_ros.errors import SspError
 from ssp_ros.models import SSP, build_ssp
 from ssp_ros.models.ssp import WarpFusionStep
@@ -251,26 +252,34 @@ def _shapes(model: onnx.ModelProto, kind: str) -> dict[str, list[int | str]]:
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: tuple[str, ...],
-            outputs: tuple[str, ...], dynamic_batch: bool) -> None:
+            outputs: tuple[str, ...], dynamic_batch: bool, keep_batchnorm: bool = False) -> None:
+    """``keep_batchnorm``: export BatchNorm as its own operator instead of folding it into the convolutions (the
+    module is in eval mode, so PRESERVE exports BatchNorm in inference form; the exporter folds constants only in
+    EVAL mode, and ``fold_constants`` does it afterwards)."""
     axes = {name: {0: "batch"} for name in inputs + outputs} if dynamic_batch else None
+    mode = torch.onnx.TrainingMode.PRESERVE if keep_batchnorm else torch.onnx.TrainingMode.EVAL
     with warnings.catch_warnings():
         # the tracer warns where Python ints are taken from shapes: deliberate, spatial sizes are static
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                          opset_version=OPSET, do_constant_folding=True, dynamic_axes=axes, dynamo=False)
+                          opset_version=OPSET, do_constant_folding=not keep_batchnorm, training=mode,
+                          dynamic_axes=axes, dynamo=False)
 
 
-def fold_constants(path: Path) -> None:
+def fold_constants(path: Path, keep_weights: bool = False) -> None:
     """Rewrite ``path`` with its shape arithmetic folded into constants (ONNX Runtime's basic, platform-
     independent optimisation level, which emits only standard ONNX operators; polygraphy's ``--fold-constants``
     does the same). timm backbones compute sizes in the graph (Shape → Gather → Mod → If …); with static
-    spatial sizes these are constants, and TensorRT's parser does not take every such operator."""
+    spatial sizes these are constants, and TensorRT's parser does not take every such operator.
+    ``keep_weights``: leave out the rewrites that fold BatchNorm, Mul or Add into convolution weights
+    (``compact.WEIGHT_REWRITES``), so the stored weights stay the trained values."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = str(path)
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=list(WEIGHT_REWRITES) if keep_weights else None)
     keep_used_domains(path)
 
 
@@ -287,12 +296,13 @@ def keep_used_domains(path: Path) -> None:
 
 def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes: tuple[str, ...],
                  dynamic_batch: bool = False, extra: dict[str, Any] | None = None,
-                 trt_version: str | None = None) -> Path:
+                 trt_version: str | None = None, compact: bool = False) -> Path:
     """Write ``segmenter.onnx``, ``fusion.onnx``, ``blend.onnx`` and ``export.json`` for ``model`` into ``out``.
 
     The graphs are exported into a temporary folder next to ``out`` and moved in only when all pass the
     checks, so a failed export never leaves a half-written model folder behind. ``trt_version``: check the graphs
-    against that TensorRT version instead of every supported one (see ``check_graph``).
+    against that TensorRT version instead of every supported one (see ``check_graph``). ``compact``: BatchNorm
+    unfolded and exactly-representable weights stored as float16 (``compact.py``); export.json says how many.
     """
     if trt_version is not None:
         check_tensorrt_version(trt_version)
@@ -309,6 +319,7 @@ def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes:
     blend_args = (*fusion_args[:4], torch.ones(1, 1, *cells[0][2:]))
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, Any] = {}
+    storage: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp, torch.no_grad():
         staged = Path(tmp)
         for name, module, args, inputs, outputs in (
@@ -316,8 +327,10 @@ def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes:
                 ("fusion", fusion, fusion_args, FUSION_INPUTS, FUSION_OUTPUTS),
                 ("blend", model.fusion_step().eval(), blend_args, BLEND_INPUTS, BLEND_OUTPUTS)):
             path = staged / f"{name}.onnx"
-            _export(module, args, path, inputs, outputs, dynamic_batch)
-            fold_constants(path)
+            _export(module, args, path, inputs, outputs, dynamic_batch, keep_batchnorm=compact)
+            fold_constants(path, keep_weights=compact)
+            if compact:
+                storage[name] = store_exact_fp16(path)
             counts = check_graph(path, trt_version)
             graph = onnx.load(str(path), load_external_data=False)
             unused = [i for i in inputs if i not in {v.name for v in graph.graph.input}]
@@ -334,7 +347,7 @@ def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes:
             "input": "image: RGB float32 in 0..255, N×3×H×W; normalisation is inside the graph",
             "mean": [v / 255.0 for v in segmenter.pixel_mean.flatten().tolist()],
             "std": [v / 255.0 for v in segmenter.pixel_std.flatten().tolist()],
-            "model": segmenter.describe(), "graphs": graphs,
+            "model": segmenter.describe(), "graphs": graphs, "compact": storage or None,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(extra or {})}
     write_export_info(out, info)
@@ -342,9 +355,9 @@ def export_model(model: SSP, input_size: tuple[int, int], out: Path, *, classes:
 
 
 def export_config(model_cfg: ModelConfig, out: Path, dynamic_batch: bool = False,
-                  trt_version: str | None = None) -> Path:
-    """Build the model of ``model_cfg`` (with its weights, if set) and export it into ``out`` (``trt_version``:
-    see ``export_model``)."""
+                  trt_version: str | None = None, compact: bool = False) -> Path:
+    """Build the model of ``model_cfg`` (with its weights, if set) and export it into ``out`` (``trt_version``,
+    ``compact``: see ``export_model``)."""
     from ssp_ros.backends.torch_backend import resolve_weights
 
     model_cfg = resolve_weights(model_cfg)
@@ -353,6 +366,6 @@ def export_config(model_cfg: ModelConfig, out: Path, dynamic_batch: bool = False
     weights = None
     if model_cfg.weights is not None:
         weights = {"file": Path(model_cfg.weights).name, "sha256": sha256_file(model_cfg.weights)}
+    extra = {"dataset": classes.name, "weights": weights, "model_config": dataclasses.asdict(model_cfg)}
     return export_model(model, model_cfg.input_size, out, classes=classes.names, dynamic_batch=dynamic_batch,
-                        trt_version=trt_version, extra={"dataset": classes.name, "weights": weights,
-                               "model_config": dataclasses.asdict(model_cfg)})
+                        trt_version=trt_version, compact=compact, extra=extra)

@@ -170,6 +170,8 @@ def quantize_export(folder: str | Path, calib_dir: str | Path | None = None, cal
     if info.raw.get("precision", {}).get("segmenter", "fp32") != "fp32":
         raise SspError(f"{source}: already quantized ({folder / 'export.json'} precision.segmenter is "
                        f"{info.raw['precision']['segmenter']}): quantize a fresh FP32 export")
+    if info.raw.get("compact"):
+        raise SspError(f"{source}: a compact export (`ssp export --compact`): quantize a plain FP32 export")
     if scheme not in SCHEMES:
         raise SspError(f"INT8 scheme '{scheme}': expected one of {', '.join(SCHEMES)}")
     if calib_frames < 1:

@@ -262,6 +262,7 @@ def build_engines(folder: str | Path, options: BuildOptions, progress: Progress 
         raise SspError(f"--workspace-mb must be >= 1, got {options.workspace_mb}")
     info = load_export_info(folder)
     _refuse_quantized(info)
+    _refuse_compact(info)
     frames = _calibration_set(info, options)
     trt, cuda = require_tensorrt()
     with cuda_context(cuda, options.device_index) as device:
@@ -282,6 +283,15 @@ def _refuse_quantized(info: ExportInfo) -> None:
     raise SspError(f"{info.folder / 'export.json'}: the segmenter was quantized to {quantized} by `ssp export "
                    f"--int8` (scheme {scheme}){hint}; ssp build-engine builds from an FP32 export and calibrates "
                    "INT8 itself: re-export without --int8, then `ssp build-engine --int8 --calib DIR`")
+
+
+def _refuse_compact(info: ExportInfo) -> None:
+    """Engines are built from a plain export: a compact one (``ssp export --compact``, weights behind ``Cast``
+    nodes, BatchNorm unfolded) is a build path TensorRT has not been measured on here (``deploy/compact.py``)."""
+    if info.raw.get("compact"):
+        raise SspError(f"{info.folder / 'export.json'}: a compact export (`ssp export --compact`, float16 weight "
+                       "storage for ONNX Runtime); ssp build-engine builds from a plain export: run `ssp export "
+                       "--out DIR` without --compact, then `ssp build-engine --onnx DIR`")
 
 
 def _build_graphs(trt: ModuleType, cuda: ModuleType, device: Any, info: ExportInfo, options: BuildOptions,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssp_ros.backends.choice import torch_installed
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
@@ -70,13 +71,17 @@ def candidate_backend(cfg: SspConfig, candidate: Candidate, dataset: str):
     """``(config, backend, kind)`` for a candidate. A weights file runs on the torch backend: its architecture comes
     from the file's metadata, everything else (input size, registration) from ``cfg``. A folder holding an
     ``export.json`` runs its graphs on ONNX Runtime (``export_backend``)."""
-    from ssp_ros.backends.torch_backend import TorchBackend
-    from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata
-
     if candidate.path.is_dir():
         return export_backend(cfg, candidate, dataset)
     if not candidate.path.is_file():
         raise SspError(f"--weights {candidate.name}: {candidate.path}: weights file not found")
+    if not torch_installed():
+        raise SspError(f"--weights {candidate.name}: {candidate.path} is a weights file, which runs on torch, and "
+                       "torch is not installed here: give an `ssp export` folder instead (the shipped model's is "
+                       "models/ssp_default), or pip install 'ssp_ros[torch]'")
+    from ssp_ros.backends.torch_backend import TorchBackend
+    from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata
+
     meta = read_weights_metadata(candidate.path)
     if meta.get("dataset", dataset) != dataset:
         raise SspError(f"--weights {candidate.name}: {candidate.path} was trained for '{meta['dataset']}' classes, "
