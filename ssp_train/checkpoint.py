@@ -5,7 +5,7 @@ One ``torch.save`` file per stage (``<output.dir>/<stage>_last.pt``, written ato
 optimiser steps done, the resolved recipe, the number of processes, and every process's RNG states (torch,
 CUDA, numpy, python). Resuming checks that the stage, the model, the recipe (except ``RESUME_FREE_KEYS`` and the
 other stage's section) and the process count are the same, naming what differs; an unreadable file is an
-error naming it. Data order needs no state: it is a function of the step (``ssp_train.sampler``).
+error naming it. Data order needs no state: it is a function of the step (``ssp_train.data.StepBatchSampler``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Estimated optical flow of real training pairs, computed on the fly or cached to disk, and the ``flow-cache``
-command that fills the cache ahead of training.
+"""Estimated optical flow of real training pairs (``PairFlow``; its conventions in ``ssp_train.sources``),
+computed on the fly or cached to disk, and the ``flow-cache`` command that fills the cache ahead of training.
 
 DIS (OpenCV) is the default estimator; RAFT runs only with a local weights file (``ssp_ros.eval.flow``). A cache
 file holds one pair's flow in both directions at the training frame size::
@@ -20,7 +20,14 @@ import numpy as np
 
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import FLOW_ESTIMATORS, FlowEstimator, make_flow_estimator
-from ssp_train.pair_flow import PairFlow, estimated_pair_flow
+from ssp_train.sources import PairFlow
+
+
+def estimated_pair_flow(estimator: FlowEstimator, prev: np.ndarray, cur: np.ndarray) -> PairFlow:
+    """Both directions with a flow estimator of ``ssp_ros.eval.flow`` (validity: its forward-backward check)."""
+    forward, forward_valid = estimator(prev, cur)
+    backward, backward_valid = estimator(cur, prev)
+    return PairFlow(forward, forward_valid, backward, backward_valid)
 
 
 class EstimatedFlow:

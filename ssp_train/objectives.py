@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssp_ros.models import SSP, Segmenter, warp
-from ssp_train.flow_warp import flow_warp
 from ssp_train.losses import (
     distillation_loss,
+    flow_warp,
     fused_teacher_targets,
     occlusion_weight,
     segmentation_loss,

@@ -44,13 +44,18 @@ from ssp_ros.schema import to_dict
 from ssp_train.config import ImageStageConfig, KdStageConfig, SspStageConfig, TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset, batches, video_source
 from ssp_train.distributed import ProcessGroup, process_group
-from ssp_train.engine import RunLog, StageSettings, run_stage
+from ssp_train.engine import RunLog, StageSettings, evaluate, run_stage
 from ssp_train.flow_cache import EstimatedFlow
 from ssp_train.objectives import ImageObjective, ImagePairObjective, KdObjective, SspObjective
-from ssp_train.sources import FrameSource, SyntheticSource
-from ssp_train.synthetic_data import Sequence, generate_sequence, generate_sequences, sequence_keys
+from ssp_train.sources import (
+    FrameSource,
+    Sequence,
+    SyntheticSource,
+    generate_sequence,
+    generate_sequences,
+    sequence_keys,
+)
 from ssp_train.teacher import TeacherCache, load_teacher
-from ssp_train.validation import evaluate
 
 ALONE = ProcessGroup()  # a single process on the CPU
 

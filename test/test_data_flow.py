@@ -1,5 +1,5 @@
-"""Tests of training flow (ssp_train.pair_flow, ssp_train.flow_cache), clip augmentation (ssp_train.augment) and
-resumable sharded sampling (ssp_train.sampler)."""
+"""Tests of training flow (ssp_train.sources.synthetic_pair_flow, ssp_train.flow_cache), clip augmentation
+(ssp_train.augment) and resumable sharded sampling (ssp_train.data.StepBatchSampler)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from ssp_ros.cli.main import build_parser
 from ssp_ros.errors import ConfigError, SspError
 from ssp_ros.eval.flow import warp_nearest
 from ssp_train.augment import Jitter, random_jitter
-from ssp_train.data import ClipDataset, PairDataset
+from ssp_train.data import ClipDataset, PairDataset, StepBatchSampler
 from ssp_train.flow_cache import EstimatedFlow, pair_frames
-from ssp_train.pair_flow import synthetic_pair_flow
-from ssp_train.sampler import StepBatchSampler
-from ssp_train.sources import SyntheticSource
+from ssp_train.sources import SyntheticSource, synthetic_pair_flow
 
 
 def _agreement(values_a: np.ndarray, values_b: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> float:

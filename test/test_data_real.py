@@ -1,4 +1,4 @@
-"""Tests of the real data-set layouts (ssp_train.datasets), strict label decoding (ssp_train.labels) and the
+"""Tests of the real data-set layouts and strict label decoding (ssp_train.datasets), and the
 datasets over them (ssp_train.sources.VideoSource), on tiny fake trees with the real folder and file naming,
 built from synthetic frames so that registration between video frames works as on real video.
 
@@ -24,8 +24,7 @@ from ssp_ros.classes import load_class_set
 from ssp_ros.errors import ConfigError, SspError
 from ssp_train.config import DataConfig, TrainConfig
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset, video_source
-from ssp_train.datasets import RURALSCAPES_SPLITS, index_dataset, label_encoding
-from ssp_train.labels import LabelDecoder
+from ssp_train.datasets import RURALSCAPES_SPLITS, LabelDecoder, index_dataset, label_encoding
 
 UAVID = load_class_set("uavid")
 # The UAVid toolkit's colour table (colorTransformer.py at the commit above), in its train-id order, RGB, with

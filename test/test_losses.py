@@ -1,4 +1,4 @@
-"""Tests of ssp_train.losses and ssp_train.flow_warp: every formula against a small case computed by hand."""
+"""Tests of ssp_train.losses (its flow warping too): every formula against a small case computed by hand."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from ssp_train.flow_warp import flow_warp, occlusion_mask
 from ssp_train.losses import (
     distillation_loss,
+    flow_warp,
     fused_teacher_targets,
+    occlusion_mask,
     occlusion_weight,
     segmentation_loss,
     teacher_probabilities,
