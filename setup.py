@@ -29,7 +29,7 @@ setup(
     version="0.1.0",
     description="Temporally consistent semantic segmentation for drones (Semantic Similarity Propagation), ROS 2",
     python_requires=">=3.10",
-    packages=find_packages(include=["ssp_ros", "ssp_ros.*", "ssp_train", "ssp_train.*"]),
+    packages=find_packages(include=["ssp_ros", "ssp_ros.*"]),  # training is its own package: training/
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -68,6 +68,5 @@ setup(
             "ssp = ssp_ros.cli.main:main",
             "ssp_node = ssp_ros.ros.main:entry",
         ],
-        "ssp_ros.commands": ["training = ssp_train.cli:add_commands"],  # the `ssp` command's training commands
     },
 )

@@ -4,7 +4,7 @@ A section is a dataclass whose fields are ``setting``s: the default, a descripti
 ``Bounds`` and whether the value may change while the node runs. ``config_from_dict`` builds a dataclass from
 plain data: unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the source and the
 dotted key. The runtime sections are in ``config.py``, the synthetic scene's in ``synthetic/config.py``, the
-training recipe's in ``ssp_train/config.py``.
+training recipe's in ``training/ssp_train/config.py``.
 
 We use stdlib dataclasses plus a small strict converter rather than pydantic so the drone image needs
 no extra compiled dependency for what is about a hundred lines.

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("ssp_ros", "ssp_train")
+PACKAGES = {"ssp_ros": ".", "ssp_train": "training"}  # package → the folder (under the repository) that holds it
 
 # Floors of the map, lowest first; each entry is a room: "pkg.*" stands for a package and every module in it, any
 # other entry is one module. An import between two rooms points to a lower floor; inside a room it may go anywhere
@@ -39,9 +39,9 @@ TRAINING_REACH = "ssp_ros.eval"  # the highest floor training imports from
 def modules(root: Path = ROOT) -> dict[str, Path]:
     """Dotted module name → file, for every module of the two packages (a package is its ``__init__``)."""
     found = {}
-    for package in PACKAGES:
-        for path in (root / package).rglob("*.py"):
-            parts = path.relative_to(root).with_suffix("").parts
+    for package, folder in PACKAGES.items():
+        for path in (root / folder / package).rglob("*.py"):
+            parts = path.relative_to(root / folder).with_suffix("").parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
@@ -191,7 +191,7 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 CLEAN = {"ssp_ros/registration.py": "from ssp_ros import matching\n", "ssp_ros/matching.py": "",
          "ssp_ros/models/warp.py": "import numpy\n", "ssp_ros/ros/node.py": "from ssp_ros.pipeline import P\n",
-         "ssp_ros/pipeline.py": "P = 1\n", "ssp_train/engine.py": "from ssp_ros.eval import metrics\n",
+         "ssp_ros/pipeline.py": "P = 1\n", "training/ssp_train/engine.py": "from ssp_ros.eval import metrics\n",
          "ssp_ros/eval/metrics.py": ""}
 
 
@@ -212,7 +212,7 @@ def test_the_check_catches_an_import_between_two_rooms_of_one_floor(tmp_path):
 
 
 def test_the_check_catches_training_importing_the_node_or_the_runtime_importing_training(tmp_path):
-    tree = _tree(tmp_path, {**CLEAN, "ssp_train/engine.py": "from ssp_ros.ros import node\n",
+    tree = _tree(tmp_path, {**CLEAN, "training/ssp_train/engine.py": "from ssp_ros.ros import node\n",
                             "ssp_ros/tools/bench.py": "import ssp_train.engine\n"})
     assert misplaced_imports(import_graph(tree)) == [
         "ssp_ros.tools.bench (floor 11) -> ssp_train.engine (training)",
@@ -255,8 +255,8 @@ def test_the_walker_sees_what_python_imports(tmp_path):
     (pkg / "sub" / "__init__.py").write_text("from .a import A\n")
     (pkg / "sub" / "a.py").write_text("A = 1\ndef f():\n    from ssp_ros.b import B\n")
     (pkg / "b.py").write_text("from ssp_ros.sub import a\nB = 2\n")
-    (tmp_path / "ssp_train").mkdir()
-    (tmp_path / "ssp_train" / "__init__.py").write_text("")
+    (tmp_path / "training" / "ssp_train").mkdir(parents=True)
+    (tmp_path / "training" / "ssp_train" / "__init__.py").write_text("")
     graph = import_graph(tmp_path)
     assert graph["ssp_ros.sub"] == {"ssp_ros.sub.a"}
     assert graph["ssp_ros.b"] == {"ssp_ros.sub.a"}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from fake_export import write_fake_export
 
-from ssp_ros.cli.main import main
+from ssp_ros.cli.main import build_parser, main
 from ssp_ros.io import LabelledSequence
 
 SMALL = {"height": 64, "width": 96, "world": {"size_m": 120.0, "gsd_m": 0.12},
@@ -135,3 +135,23 @@ def test_a_command_without_its_extra_names_the_extra_before_any_work(monkeypatch
     assert main(argv) == 2
     assert says in capsys.readouterr().err
     assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_training_commands_without_the_training_package_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
+                                                                               capsys) -> None:
+    import ssp_ros.cli.main as cli_main
+
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [])  # as where ./training is not installed
+    assert main(["train", "--config", "config/train/default.yaml"]) == 2
+    assert ("'ssp train' comes with the training package ssp_train, which is not installed here: in a clone of the "
+            "repository, pip install -e ./training") in capsys.readouterr().err
+    assert main(["ablate"]) == 2 and "'ssp ablate' comes with the training package" in capsys.readouterr().err
+
+
+def test_the_training_package_adds_its_commands_through_the_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (plugin,) = [ep for ep in entry_points(group="ssp_ros.commands") if ep.name == "training"]
+    assert plugin.value == "ssp_train.cli:add_commands"
+    help_text = build_parser().format_help()
+    assert "train" in help_text and "needs the training package" not in help_text

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["package.xml", "setup.py", "setup.cfg", "resource", "ssp_ros", "ssp_train", "launch", "config", "models"]
+SOURCES = ["package.xml", "setup.py", "setup.cfg", "resource", "ssp_ros", "launch", "config", "models"]
 
 
 def test_package_xml_is_valid_format_3_ament_python() -> None:
@@ -22,6 +22,16 @@ def test_package_xml_is_valid_format_3_ament_python() -> None:
     needed = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "cv_bridge", "python3-numpy", "python3-opencv",
               "ros2bag", "rosbag2_storage_default_plugins", "rosbag2_storage_mcap"}  # Humble: sqlite3 only by default
     assert needed <= {dep.name for dep in package.exec_depends}
+
+
+def test_the_training_package_is_its_own_ament_python_package() -> None:
+    catkin_pkg = pytest.importorskip("catkin_pkg.package")
+    package = catkin_pkg.parse_package(str(ROOT / "training" / "package.xml"))
+    package.validate()
+    assert package.name == "ssp_train" and package.get_build_type() == "ament_python"
+    assert "ssp_ros" in {dep.name for dep in package.exec_depends}
+    assert package.version == catkin_pkg.parse_package(str(ROOT / "package.xml")).version
+    assert f'version="{package.version}"' in (ROOT / "training" / "setup.py").read_text()
 
 
 def test_package_version_matches_setup_and_module() -> None:
@@ -52,6 +62,12 @@ def copy_sources(source: Path) -> Path:
     return source
 
 
+def copy_training(source: Path) -> Path:
+    """The training package's folder as a second colcon source folder."""
+    shutil.copytree(ROOT / "training", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    return source
+
+
 def colcon_build(colcon: str, workspace: Path) -> subprocess.CompletedProcess:
     return subprocess.run([colcon, "build", "--base-paths", str(workspace / "src"),
                            "--build-base", str(workspace / "build"), "--install-base", str(workspace / "install"),
@@ -64,9 +80,14 @@ def test_colcon_build_installs_node_index_and_data(tmp_path: Path) -> None:
     if not Path(colcon).exists():
         pytest.skip("colcon is not installed (pip install -e '.[test]')")
     copy_sources(tmp_path / "src" / "ssp_ros")
+    copy_training(tmp_path / "src" / "ssp_train")
     result = colcon_build(colcon, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     install = tmp_path / "install" / "ssp_ros"
+    assert not list(install.rglob("ssp_train")), "the runtime's install holds no training code"
+    training = tmp_path / "install" / "ssp_train"
+    assert (training / "share" / "ament_index" / "resource_index" / "packages" / "ssp_train").is_file()
+    assert list(training.glob("lib/python3*/site-packages/ssp_train/train.py"))
     assert (install / "lib" / "ssp_ros" / "ssp_node").is_file(), "ros2 run needs lib/ssp_ros/ssp_node"
     assert (install / "lib" / "ssp_ros" / "ssp").is_file()
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "ssp_ros").is_file()
@@ -78,6 +99,7 @@ def test_colcon_build_installs_node_index_and_data(tmp_path: Path) -> None:
     assert (share / "config" / "fastdds.xml").is_file(), "ssp.launch.py's default fastdds_profile"
     assert (share / "config" / "security" / "policy.xml").is_file()
     assert (share / "models" / "README.md").is_file()
+    assert (share / "models" / "ssp_default" / "export.json").is_file(), "the export auto runs without torch"
 
 
 def test_colcon_build_after_an_export_into_models(tmp_path: Path) -> None:

@@ -40,14 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in TRAINING_COMMANDS:
         if name not in sub.choices:
             missing = sub.add_parser(name, help="needs the training package: pip install -e ./training")
-            missing.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-            missing.set_defaults(func=missing_training)
+            missing.set_defaults(func=missing_training)  # its arguments are left unparsed (main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ssp`` command; errors we can explain exit with status 2 and one line."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.func is not missing_training:  # the training commands' arguments are unknown without it
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except SspError as err:

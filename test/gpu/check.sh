@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 PY=${PYTHON:-python3}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD:$PWD/training${PYTHONPATH:+:$PYTHONPATH}"  # the runtime and the training package
 missing=$("$PY" - <<'PY'
 import importlib.util
 print(" ".join(m for m in ("torch", "timm", "cv2", "yaml", "numpy", "safetensors", "ssp_ros", "ssp_train")
@@ -14,7 +14,7 @@ print(" ".join(m for m in ("torch", "timm", "cv2", "yaml", "numpy", "safetensors
 PY
 )
 if [ -n "$missing" ]; then
-    echo "FAIL: python modules missing: $missing (install the package's dependencies: pip install -e '.[torch]')"
+    echo "FAIL: python modules missing: $missing (install the packages' dependencies: pip install -e '.[torch]' -e ./training)"
     exit 1
 fi
 timeout "${SSP_GPU_CHECK_TIMEOUT:-290}" "$PY" test/gpu/gpu_check.py "$@"
