@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,37 @@ def test_eval_of_a_weights_file_without_torch_says_to_give_an_export(tmp_path) -
     assert done.returncode == 2, done.stderr[-3000:]
     assert "is a weights file, which runs on torch, and torch is not installed here: give an `ssp export` " \
            "folder instead" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_node_runs_the_shipped_export_without_torch() -> None:
+    """The node's own code path (SegmentationNode on the shipped config) in a Python without the torch stack."""
+    script = NO_TORCH + textwrap.dedent(f"""
+        sys.path.insert(0, {str(ROOT / "test")!r})
+        import numpy as np
+        from rosbags.typesys import Stores, get_typestore
+        from test_node import _MemoryTransport
+        from ssp_ros.config import load_config
+        from ssp_ros.ros.node import SegmentationNode
+        from ssp_ros.synthetic import SyntheticVideo
+        from ssp_ros.synthetic.config import load_sim_config
+
+        frame = next(iter(SyntheticVideo(load_sim_config().synthetic, frames=1, seed=2000)))
+        types = get_typestore(Stores.ROS2_HUMBLE).types
+        h, w = frame.image.shape[:2]
+        header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=10, nanosec=0),
+                                               frame_id="camera")
+        image = types["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
+                                               step=3 * w, data=np.ascontiguousarray(frame.image).reshape(-1))
+        transport = _MemoryTransport(subscribers={{"/ssp/mask": 1}})
+        transport.clock = 10.0
+        segmenter = SegmentationNode(transport, load_config())
+        try:
+            segmenter.process(image)
+        finally:
+            segmenter.close()
+        print(segmenter.hardware_id, len(transport.sent["/ssp/mask"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["onnxruntime", "1"]
