@@ -11,7 +11,7 @@ PACKAGE = "ssp_ros"
 TORCH = ["torch>=2.1,<3", "torchvision>=0.16", "timm>=1.0", "safetensors>=0.4"]
 VIDEO = ["av>=12"]  # H.264 overlay videos that browsers play (PyAV bundles FFmpeg with libx264); OpenCV otherwise
 ONNX = ["onnx>=1.14", "onnxruntime>=1.16"]  # export (with torch) and the ONNX Runtime backend
-PLOTS = ["matplotlib>=3.5"]  # the PNG plots of `ssp demo`, `ssp eval`, `ssp bench` and `ssp replay`
+PLOTS = ["matplotlib>=3.5"]  # the PNG plots of `ssp demo`, `ssp bench` and `ssp replay`
 BAG = ["rosbags>=0.10"]  # ROS 2 bags without ROS: `ssp replay`, `ssp synth --bag`; the DDS node's CDR
 DDS = ["cyclonedds>=11,<12", *BAG]  # `ssp node --transport dds` (binary wheel; uses its ddspy_write/ddspy_take)
 # A ROS 2 distro's rclpy, the node's messages and its default RMW (Fast DDS) as PyPI wheels, for machines without a

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ssp_ros.backends import choice
 from ssp_ros.backends.choice import TORCH_STACK, choose_backend
 from ssp_ros.backends.export_info import load_export_info, sha256_file
 from ssp_ros.config import load_config
@@ -30,7 +29,7 @@ NO_TORCH = f"import sys\nfor name in {TORCH_STACK}: sys.modules[name] = None\n"
 def without_torch(monkeypatch):
     """``choice`` sees no torch stack (the rest of the test process keeps its torch)."""
     real = importlib.util.find_spec
-    monkeypatch.setattr(choice.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name in TORCH_STACK else real(name, *args))
 
 
@@ -60,6 +59,26 @@ def test_auto_without_torch_refuses_an_export_of_other_weights(without_torch, tm
         choose_backend(cfg)
 
 
+@pytest.mark.parametrize(("model", "says"), [
+    ({"weights": None}, r"an export of ssp_default.safetensors, and model.weights is not set \(an untrained model\)"),
+    ({"decoder_channels": 128}, r"exported with decoder_channels 64, model.decoder_channels is 128"),
+    ({"backbone": "resnet18"}, r"exported with backbone 'mobilenetv3_large_100', model.backbone is 'resnet18'"),
+])
+def test_auto_without_torch_refuses_an_export_of_another_model(without_torch, model, says) -> None:
+    cfg = load_config()
+    with pytest.raises(SspError, match=says):
+        choose_backend(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model)))
+
+
+def test_a_package_imported_without_a_spec_counts_as_installed(monkeypatch) -> None:
+    import types
+
+    from ssp_ros.errors import package_installed
+
+    monkeypatch.setitem(sys.modules, "ssp_fake_stub", types.ModuleType("ssp_fake_stub"))  # __spec__ is None
+    assert package_installed("ssp_fake_stub") and not package_installed("ssp_no_such_package")
+
+
 def test_auto_without_torch_refuses_another_input_size(without_torch) -> None:
     cfg = load_config()
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_size=(736, 1280)))
@@ -69,11 +88,11 @@ def test_auto_without_torch_refuses_another_input_size(without_torch) -> None:
 
 def test_auto_without_torch_or_an_export_says_what_to_install(without_torch, monkeypatch) -> None:
     cfg = load_config()
-    with pytest.raises(SspError, match=r"torch is not installed \(torch, timm, safetensors missing\) and "
+    with pytest.raises(SspError, match=r"torch is not installed \(torch, torchvision, timm, safetensors missing\) and "
                                        r"runtime.export_dir is not set"):
         choose_backend(runtime(cfg, export_dir=None))
-    real = choice.importlib.util.find_spec
-    monkeypatch.setattr(choice.importlib.util, "find_spec",
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name == "onnxruntime" else real(name, *args))
     with pytest.raises(SspError, match=r"neither torch \(.*\) nor onnxruntime is installed"):
         choose_backend(cfg)

@@ -10,22 +10,20 @@ size: an export of other weights never stands in silently.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 
 from ssp_ros.backends.export_info import load_export_info, sha256_file
 from ssp_ros.config import SspConfig
-from ssp_ros.errors import SspError
+from ssp_ros.errors import SspError, package_installed
 from ssp_ros.resources import resolve_data_path
 
 LOG = logging.getLogger(__name__)
-TORCH_STACK = ("torch", "timm", "safetensors")  # what the torch backend imports to build a model
+TORCH_STACK = ("torch", "torchvision", "timm", "safetensors")  # what the torch backend imports (timm needs torchvision)
 
 
 def torch_installed() -> bool:
-    """Whether the torch backend's packages can be imported here (found, not imported: importing torch takes
-    seconds)."""
-    return all(importlib.util.find_spec(name) is not None for name in TORCH_STACK)
+    """Whether the torch backend's packages can be imported here."""
+    return all(package_installed(name) for name in TORCH_STACK)
 
 
 def choose_backend(cfg: SspConfig) -> SspConfig:
@@ -37,8 +35,8 @@ def choose_backend(cfg: SspConfig) -> SspConfig:
         return cfg
     if torch_installed():
         return dataclasses.replace(cfg, runtime=dataclasses.replace(runtime, backend="torch"))
-    missing = ", ".join(name for name in TORCH_STACK if importlib.util.find_spec(name) is None)
-    if importlib.util.find_spec("onnxruntime") is None:
+    missing = ", ".join(name for name in TORCH_STACK if not package_installed(name))
+    if not package_installed("onnxruntime"):
         raise SspError(f"runtime.backend 'auto': neither torch ({missing} missing) nor onnxruntime is installed: "
                        "pip install 'ssp_ros[onnx]' to run the exported model, or 'ssp_ros[torch]'")
     if not runtime.export_dir:
@@ -47,15 +45,25 @@ def choose_backend(cfg: SspConfig) -> SspConfig:
                        "pip install 'ssp_ros[torch]'")
     folder = resolve_data_path(runtime.export_dir, "runtime.export_dir", "exported model folder")
     info = load_export_info(folder)
-    if cfg.model.weights is not None:
+    remedy = ("torch is not installed, so the configured model cannot run as it is: export it on a machine with "
+              "torch (`ssp export --compact --out DIR`) and set runtime.export_dir to DIR, or pip install "
+              "'ssp_ros[torch]'")
+    recorded = info.raw.get("weights") or {}
+    exported = recorded.get("file") or "an untrained model"
+    if cfg.model.weights is None:
+        if recorded:
+            raise SspError(f"runtime.export_dir {folder}: an export of {exported}, and model.weights is not set (an "
+                           f"untrained model); {remedy}")
+    else:
         weights = resolve_data_path(cfg.model.weights, "model.weights", "model weights file")
-        recorded = info.raw.get("weights") or {}
         if recorded.get("sha256") != sha256_file(weights):
-            exported = recorded.get("file") or "an untrained model"
             raise SspError(f"runtime.export_dir {folder}: an export of {exported}, not of model.weights {weights} "
-                           "(their SHA-256 differ); torch is not installed, so the weights cannot run as they are: "
-                           "export them on a machine with torch (`ssp export --compact --out DIR`) and set "
-                           "runtime.export_dir to DIR, or pip install 'ssp_ros[torch]'")
+                           f"(their SHA-256 differ); {remedy}")
+    architecture = info.raw.get("model", {})
+    for key in ("backbone", "decoder_channels"):
+        if architecture.get(key) != getattr(cfg.model, key):
+            raise SspError(f"runtime.export_dir {folder}: exported with {key} {architecture.get(key)!r}, "
+                           f"model.{key} is {getattr(cfg.model, key)!r}; {remedy}")
     if info.input_size != cfg.model.input_size:
         raise SspError(f"runtime.export_dir {folder}: exported at input {info.input_size[0]}x{info.input_size[1]}, "
                        f"model.input_size is {cfg.model.input_size[0]}x{cfg.model.input_size[1]}: re-export with "

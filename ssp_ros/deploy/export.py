@@ -253,17 +253,18 @@ def _shapes(model: onnx.ModelProto, kind: str) -> dict[str, list[int | str]]:
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: tuple[str, ...],
             outputs: tuple[str, ...], dynamic_batch: bool, keep_batchnorm: bool = False) -> None:
-    """``keep_batchnorm``: export BatchNorm as its own operator instead of folding it into the convolutions (the
-    module is in eval mode, so PRESERVE exports BatchNorm in inference form; the exporter folds constants only in
-    EVAL mode, and ``fold_constants`` does it afterwards)."""
+    """``keep_batchnorm``: export BatchNorm as its own operator instead of folding it into the convolutions. The
+    exporter folds Conv + BatchNorm as part of its constant folding, so that is left to ``fold_constants``, which
+    can keep the weights as they are."""
+    if module.training:
+        raise SspError(f"{path.name}: the module is in training mode; export an eval() module")
     axes = {name: {0: "batch"} for name in inputs + outputs} if dynamic_batch else None
-    mode = torch.onnx.TrainingMode.PRESERVE if keep_batchnorm else torch.onnx.TrainingMode.EVAL
     with warnings.catch_warnings():
         # the tracer warns where Python ints are taken from shapes: deliberate, spatial sizes are static
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                          opset_version=OPSET, do_constant_folding=not keep_batchnorm, training=mode,
-                          dynamic_axes=axes, dynamo=False)
+                          opset_version=OPSET, do_constant_folding=not keep_batchnorm, dynamic_axes=axes,
+                          dynamo=False)
 
 
 def fold_constants(path: Path, keep_weights: bool = False) -> None:
