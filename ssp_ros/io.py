@@ -46,7 +46,7 @@ def read_png(path: Path, color: bool) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color else image
 
 
-def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
+def prepare_output(out_dir: Path, overwrite: bool) -> Path:
     """Check that ``out_dir`` may be written and return a fresh temporary folder beside it."""
     if out_dir.exists() and not out_dir.is_dir():
         raise SspError(f"{out_dir}: exists and is not a folder")
@@ -60,7 +60,7 @@ def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
         raise SspError(f"{parent}: cannot create the output folder here ({err.strerror})") from None
 
 
-def _commit_output(tmp: Path, out_dir: Path) -> None:
+def commit_output(tmp: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by the finished temporary folder."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -75,7 +75,7 @@ def write_sequence(frames: Iterable[SyntheticFrame], out_dir: str | Path, metada
     and goes into sequence.yaml. Nothing is left at ``out_dir`` if writing fails part-way.
     """
     out_dir = Path(out_dir)
-    tmp = _prepare_output(out_dir, overwrite)
+    tmp = prepare_output(out_dir, overwrite)
     try:
         for sub in ("images", "labels", "flow"):
             (tmp / sub).mkdir()
@@ -97,7 +97,7 @@ def write_sequence(frames: Iterable[SyntheticFrame], out_dir: str | Path, metada
                  world_to_image=np.array(homographies))
         header = {"format": FORMAT, "frames": len(stamps), "size": size, **metadata()}
         (tmp / "sequence.yaml").write_text(yaml.safe_dump(header, sort_keys=False))
-        _commit_output(tmp, out_dir)
+        commit_output(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -25,7 +25,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("ssp_ros.matching", "ssp_ros.models.*", "ssp_ros.synthetic.*"),
     ("ssp_ros.registration", "ssp_ros.backends.*"),
     ("ssp_ros.propagation",),
-    ("ssp_ros.pipeline",),
+    ("ssp_ros.pipeline", "ssp_ros.stabiliser"),
     ("ssp_ros.deploy.*",),
     ("ssp_ros.eval.*",),
     ("ssp_ros.ros.*",),

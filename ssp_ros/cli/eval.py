@@ -84,8 +84,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stabilise(args: argparse.Namespace) -> int:
+    """``ssp stabilise``: another segmenter's label images over a clip, made temporally consistent."""
+    from ssp_ros.config import load_config
+    from ssp_ros.eval.report import cell
+    from ssp_ros.eval.stabilise import run_stabilise
+
+    report = run_stabilise(load_config(args.config), args.input, args.masks, args.out, args.num_classes,
+                           args.confidence, args.labels, args.overwrite)
+    before, after = report["before"], report["after"]
+    print(f"{report['frames']} frames, {report['num_classes']} classes: TC {cell(before['tc'])} -> "
+          f"{cell(after['tc'])}, change rate {cell(before['change_rate'])} -> {cell(after['change_rate'])} %, "
+          f"mIoU {cell(before['miou'])} -> {cell(after['miou'])}; {report['ms_per_frame']} ms per frame")
+    print(f"wrote {args.out}/masks/, report.json, report.md")
+    return 0
+
+
+def confidence(text: str) -> float:
+    """A probability for argparse: a float in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``ssp demo``, ``ssp bench`` and ``ssp eval``."""
+    """Register ``ssp demo``, ``ssp bench``, ``ssp eval`` and ``ssp stabilise``."""
+    stab = sub.add_parser("stabilise", help="make another segmenter's label images temporally consistent (SSP's "
+                          "registration and fusion over any segmenter)")
+    stab.add_argument("--input", type=Path, required=True, help="the frames: a video, a folder of images or an "
+                      "`ssp synth` folder")
+    stab.add_argument("--masks", type=Path, required=True, help="folder of label PNGs (8- or 16-bit class ids, 255 "
+                      "= unknown), one per frame in sorted order, each of its frame's size")
+    stab.add_argument("--out", type=Path, required=True, help="output folder (masks/, report.json, report.md)")
+    stab.add_argument("--num-classes", type=int, help="K, 2..256 (default: the largest label in the masks + 1)")
+    stab.add_argument("--confidence", type=confidence, default=0.9, help="probability a hard label gives its class "
+                      "(default 0.9; the other classes share the rest)")
+    stab.add_argument("--labels", type=Path, help="folder of ground-truth label PNGs (one per frame) for mIoU")
+    stab.add_argument("--config", type=Path, help="ssp_ros config YAML (registration, propagation, runtime)")
+    stab.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    stab.set_defaults(func=cmd_stabilise)
+
     demo = sub.add_parser("demo", help="image model vs SSP on a synthetic drone video (default) or your video")
     demo.add_argument("--input", type=Path, help="video file, image folder or `ssp synth` folder (default: "
                       "a held-aside synthetic sequence)")

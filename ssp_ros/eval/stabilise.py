@@ -1,0 +1,183 @@
+"""``ssp stabilise``: another segmenter's label images over a clip, made temporally consistent, with a report.
+
+FRAMES is a video, a folder of images or an ``ssp synth`` folder; MASKS a folder of label PNGs (8- or 16-bit,
+one channel), matched to the frames by sorted file name, one per frame, each of its frame's size. Every mask is
+read and checked before anything runs, and the output folder is written beside OUT and moved into place only
+when complete, so a bad input or a failure leaves nothing half-written. OUT gets ``masks/`` (the stabilised
+labels, under the input masks' file names and dtype), ``report.json`` and ``report.md``: TC and the label-free
+change rate before and after (flow: exact for an ``ssp synth`` folder, DIS otherwise), mIoU before and after
+where ground truth is given (``--labels`` or the ``ssp synth`` folder's), and how registration went.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ssp_ros.backends import make_backend
+from ssp_ros.classes import load_class_set
+from ssp_ros.config import SspConfig
+from ssp_ros.errors import FrameError, SspError
+from ssp_ros.eval.clips import file_clip
+from ssp_ros.eval.flow import warp_nearest
+from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.eval.registration_health import RegistrationLog
+from ssp_ros.eval.report import cell
+from ssp_ros.io import commit_output, prepare_output, read_png, write_png
+from ssp_ros.stabiliser import VOID, Stabiliser, check_labels
+
+
+class ChangeRate:
+    """Label-free flicker: the share of flow-tracked pixels whose class changes from one frame to the next."""
+
+    def __init__(self, ignore_index: int = VOID) -> None:
+        self.ignore_index = ignore_index
+        self.changed = 0
+        self.tracked = 0
+
+    def update(self, pred: np.ndarray, next_pred: np.ndarray, flow: np.ndarray, valid: np.ndarray | None) -> None:
+        warped, ok = warp_nearest(next_pred, flow, valid)
+        ok &= (pred != self.ignore_index) & (warped != self.ignore_index)
+        self.tracked += int(ok.sum())
+        self.changed += int((ok & (pred != warped)).sum())
+
+    def value(self) -> float | None:
+        """Percent, None when no pixel was tracked."""
+        return round(100.0 * self.changed / self.tracked, 3) if self.tracked else None
+
+
+def mask_files(folder: Path) -> list[Path]:
+    """The label PNGs of ``folder``, sorted by name."""
+    if not folder.is_dir():
+        raise SspError(f"{folder}: no such folder of label images (--masks)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    if not files:
+        raise SspError(f"{folder}: no label images (.png) in this folder (--masks)")
+    return files
+
+
+def read_masks(files: list[Path]) -> list[np.ndarray]:
+    """The label images, each one channel of class ids; errors name the file."""
+    masks = [read_png(path, color=False) for path in files]
+    for path, labels in zip(files, masks):
+        if labels.ndim != 2:
+            raise SspError(f"{path}: {labels.shape[2]} channels; a label image has one (class ids)")
+    return masks
+
+
+def check_mask(path: Path, labels: np.ndarray, frame_size: tuple[int, int], num_classes: int) -> np.ndarray:
+    """``labels`` (read from ``path``) checked against its frame's size and the class count."""
+    if labels.ndim != 2:
+        raise SspError(f"{path}: {labels.shape[2]} channels; a label image has one (class ids)")
+    try:
+        check_labels(labels, num_classes, frame_size)
+    except FrameError as err:
+        raise SspError(f"{path}: {err}") from None
+    return labels
+
+
+def infer_num_classes(masks: list[np.ndarray]) -> int:
+    """The class count the masks imply: one more than the largest label other than ``VOID`` (at least 2)."""
+    top = max(int(m[m != VOID].max(initial=0)) for m in masks)
+    return max(top + 1, 2)
+
+
+def _ground_truth(labels_dir: Path | None, clip_labels: list | None, frames: list[np.ndarray], num_classes: int
+                  ) -> list[np.ndarray] | None:
+    if labels_dir is None:
+        return clip_labels
+    files = mask_files(labels_dir)
+    if len(files) != len(frames):
+        raise SspError(f"{labels_dir}: {len(files)} label images for {len(frames)} frames (--labels: one per frame)")
+    return [check_mask(f, m, image.shape[:2], num_classes) for f, m, image in zip(files, read_masks(files), frames)]
+
+
+def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path, num_classes: int | None = None,
+                  confidence: float = 0.9, labels_dir: Path | None = None, overwrite: bool = False) -> dict:
+    """Stabilise ``masks_path``'s label images over the frames of ``frames_path`` into ``out``; return the
+    report (also written as ``report.json`` and ``report.md``)."""
+    files = mask_files(masks_path)
+    clip = file_clip(frames_path, None)
+    if len(files) != len(clip.images):
+        raise SspError(f"{masks_path}: {len(files)} label images for the {len(clip.images)} frames of {frames_path}: "
+                       "one mask per frame, matched by sorted file name")
+    raw = read_masks(files)
+    k = num_classes if num_classes is not None else infer_num_classes(raw)
+    masks = [check_mask(f, m, image.shape[:2], k) for f, m, image in zip(files, raw, clip.images)]
+    truth = _ground_truth(labels_dir, clip.labels, clip.images, k)
+    backend = make_backend(cfg, load_class_set(cfg.model.dataset).num_classes)
+    stabiliser = Stabiliser(cfg, backend, k, confidence)
+    tmp = prepare_output(out, overwrite)
+    try:
+        report = _run(stabiliser, clip, masks, truth, files, tmp / "masks", k)
+        report.update({"frames_input": str(frames_path), "masks_input": str(masks_path), "num_classes": k,
+                       "confidence": confidence, "backend": backend.name})
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "report.md").write_text(markdown(report))
+        commit_output(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray], truth: list[np.ndarray] | None, files: list[Path],
+         folder: Path, k: int) -> dict:
+    folder.mkdir(parents=True)
+    metrics = {name: SequenceMetrics(k, ignore_index=VOID if k <= VOID else -1, vc_lengths=())
+               for name in ("before", "after")}
+    changes = {name: ChangeRate() for name in metrics}
+    previous: dict[str, np.ndarray] = {}
+    registrations = RegistrationLog()
+    changed, times = [], []
+    for i in tqdm(range(len(clip.images)), desc="stabilise", unit="frame"):
+        start = time.perf_counter()
+        result = stabiliser.process(clip.images[i], masks[i], clip.stamps[i])
+        times.append(time.perf_counter() - start)
+        if result is None:
+            raise SspError(f"{files[i]}: its frame's stamp {clip.stamps[i]} is not newer than the previous one")
+        write_png(folder / files[i].name, result.labels)
+        changed.append(result.changed)
+        registrations.add(result.registration, result.labels.shape)
+        flow = clip.flows[i - 1] if i > 0 else None
+        for name, labels in (("before", masks[i]), ("after", result.labels)):
+            if flow is not None:
+                changes[name].update(previous[name], labels, *flow)
+            previous[name] = labels
+            step = clip.flows[i]
+            metrics[name].add(labels, None if truth is None else truth[i], None if step is None else step[0],
+                              None if step is None else step[1])
+    reports = {name: m.report() for name, m in metrics.items()}
+    return {
+        "frames": len(clip.images), "size": list(clip.images[0].shape[:2]),
+        **{name: {"tc": reports[name]["tc"], "change_rate": changes[name].value(), "miou": reports[name]["miou"]}
+           for name in metrics},
+        "changed_pixels_percent": round(100.0 * float(np.mean(changed)), 3),
+        "ms_per_frame": round(1000.0 * float(np.median(times[1:] or times)), 1),
+        "registration": registrations.summary(stabiliser.propagator.resets),
+    }
+
+
+def markdown(report: dict) -> str:
+    """``report.md``: before and after side by side, then registration."""
+    rows = ["| | TC | change rate | mIoU |", "|---|---|---|---|"]
+    for name in ("before", "after"):
+        m = report[name]
+        rows.append(f"| {name} | {cell(m['tc'])} | {cell(m['change_rate'])} | {cell(m['miou'])} |")
+    reg = report["registration"]
+    return "\n".join([
+        f"# ssp stabilise: {report['masks_input']}", "",
+        f"{report['frames']} frames of {report['size'][0]}x{report['size'][1]} ({report['frames_input']}), "
+        f"{report['num_classes']} classes, hard-label confidence {report['confidence']}; similarity from "
+        f"the {report['backend']} backend; {report['ms_per_frame']} ms per frame (median).", "",
+        *rows, "",
+        "TC: mIoU of consecutive masks along the flow (percent); change rate: the share of flow-tracked pixels whose "
+        "class changes from one frame to the next (label-free flicker, percent). "
+        f"Propagation changed {report['changed_pixels_percent']} % of the pixels.", "",
+        f"Registration: registered {reg['registered']} of {reg['pairs']} frame pairs, failed {reg['failed']}; "
+        f"resets: {', '.join(f'{r} {n}' for r, n in reg['resets'].items()) or 'none'}.", ""])

@@ -1,0 +1,166 @@
+"""SSP over another segmenter: its label images made temporally consistent by our registration and fusion.
+
+``Stabiliser.process(frame, labels, stamp)`` takes a camera frame and the class ids another segmenter gave it
+(values 0..K−1; ``VOID`` = unknown where K ≤ 255) and returns stabilised class ids of the same size and dtype.
+Per frame:
+
+1. the labels become class probabilities on the stride-4 cells of the model input (``cell_probabilities``):
+   a labelled pixel gives its class ``confidence`` and the other classes the rest, evenly; unknown pixels give
+   every class the same;
+2. the previous frame is registered to this one (the same registrar, reset rules and letterbox as ``Pipeline``);
+3. the previous *fused* probabilities are warped into this frame (OpenCV, ``backends/cpu_warp.py``) and blended
+   with the current ones by the similarity ``s`` of our model's similarity head, which compares the stride-4
+   features of our image model in the two frames: what it reads is the frame's appearance, not the other
+   segmenter's output, so it needs no retraining for it;
+4. a pixel takes the fused class only where the fused decision of its cell differs from the current labels'
+   decision, so the other segmenter's full-resolution boundaries stay wherever propagation changes nothing.
+
+This first version reads appearance through the shipped image model (a full segmenter run per frame); a small
+appearance encoder trained for this is to replace it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ssp_ros.backends.base import Backend
+from ssp_ros.backends.cpu_warp import validity, warp_planes
+from ssp_ros.config import SspConfig
+from ssp_ros.errors import FrameError, SspError
+from ssp_ros.frames import check_frame
+from ssp_ros.geometry import cells_to_previous
+from ssp_ros.letterbox import Letterbox
+from ssp_ros.propagation import Propagator
+from ssp_ros.registration import FrameRegistrar, Registration
+
+VOID = 255  # the label of an unknown pixel, where the class count leaves it free (K ≤ 255)
+MAX_CLASSES = 256
+STRIDE = 4  # the cells the similarity head compares, and the fused state's resolution
+
+
+@dataclass
+class StabilisedFrame:
+    """One frame's result at the camera frame's size."""
+
+    stamp: float
+    labels: np.ndarray  # H×W, the input labels' dtype
+    changed: float  # share of known pixels whose class propagation changed
+    fused: bool  # False: started over (first frame, failed registration, time gap, ...)
+    reset_reason: str
+    registration: Registration | None
+
+
+@dataclass
+class _State:
+    probabilities: np.ndarray  # 1×K×h×w float32, the fused class probabilities on the stride-4 cells
+    logits: Any  # our image model's, for the similarity head
+    feats: Any
+
+
+def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, int]) -> None:
+    """Refuse a label image that does not fit: not 2-D uint8/uint16, another size than its frame, or a value that
+    is neither a class (0..K−1) nor ``VOID``; ``FrameError`` names the problem."""
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
+        raise FrameError(f"labels must be a 2-D uint8 or uint16 image, got {getattr(labels, 'dtype', type(labels))} "
+                         f"{getattr(labels, 'shape', '')}")
+    if labels.shape != tuple(frame_size):
+        raise FrameError(f"labels are {labels.shape[1]}x{labels.shape[0]}, the frame is "
+                         f"{frame_size[1]}x{frame_size[0]}: masks must have their frame's size")
+    top = int(labels.max(initial=0))
+    if top >= num_classes and not (top == VOID and num_classes <= VOID):
+        bad = int(labels[(labels >= num_classes) & (labels != VOID if num_classes <= VOID else True)].max())
+        raise FrameError(f"label {bad} is not a class of {num_classes} (0..{num_classes - 1}"
+                         + (f", {VOID} = unknown)" if num_classes <= VOID else ")"))
+
+
+def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, confidence: float) -> np.ndarray:
+    """Class probabilities (1×K×h/4×w/4 float32) of each 4×4 cell of a label image (h×w, both multiples of 4):
+    the mean over its pixels of ``confidence`` for the pixel's class and ``(1 − confidence)/(K − 1)`` for each
+    other class, or ``1/K`` for every class where ``known`` is False."""
+    h, w = labels.shape
+    hc, wc = h // STRIDE, w // STRIDE
+    cell = (np.arange(h)[:, None] // STRIDE) * wc + np.arange(w)[None, :] // STRIDE
+    k = num_classes
+    counts = np.bincount((cell[known] * k + labels[known]).ravel(), minlength=hc * wc * k).reshape(hc * wc, k)
+    labelled = counts.sum(axis=1, keepdims=True)
+    unknown = STRIDE * STRIDE - labelled
+    other = (1.0 - confidence) / (k - 1)
+    p = (confidence * counts + other * (labelled - counts) + unknown / k) / (STRIDE * STRIDE)
+    return np.ascontiguousarray(p.T.reshape(1, k, hc, wc), dtype=np.float32)
+
+
+class Stabiliser:
+    """One stream of (frame, labels) pairs through one backend; ``process`` runs in one thread at a time."""
+
+    def __init__(self, cfg: SspConfig, backend: Backend, num_classes: int, confidence: float = 0.9) -> None:
+        if not 2 <= num_classes <= MAX_CLASSES:
+            raise SspError(f"number of classes {num_classes}: must be 2..{MAX_CLASSES}")
+        if not 1.0 / num_classes < confidence <= 1.0:
+            raise SspError(f"confidence {confidence}: must be above 1/K ({1.0 / num_classes:.3g}) and at most 1")
+        self.cfg, self.backend = cfg, backend
+        self.num_classes, self.confidence = num_classes, confidence
+        self.propagator: Propagator[_State] = Propagator(cfg.propagation)
+        self.registrar = FrameRegistrar(cfg.registration)
+        self._letterbox: Letterbox | None = None
+
+    def _to_input(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels fitted into the model input like the frame (nearest), and where they are known."""
+        ch, cw = self._letterbox.content_size
+        fitted = np.zeros(self.backend.input_size, labels.dtype)
+        fitted[:ch, :cw] = cv2.resize(labels, (cw, ch), interpolation=cv2.INTER_NEAREST)
+        known = np.zeros(self.backend.input_size, bool)
+        known[:ch, :cw] = fitted[:ch, :cw] != VOID if self.num_classes <= VOID else True
+        return fitted.astype(np.int64), known
+
+    def _similarity(self, logits: Any, feats: Any, prev: _State, to_previous: np.ndarray) -> np.ndarray:
+        """``s`` (1×1×h×w float32 on the stride-4 cells) of our similarity head for this frame pair."""
+        _, s = self.backend.fuse(logits, feats, prev.logits, prev.feats, to_previous)
+        image = self.backend.similarity(s).astype(np.float32) / 255.0  # at input size, whatever the backend
+        h, w = (size // STRIDE for size in self.backend.input_size)
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)[None, None]
+
+    def process(self, frame: np.ndarray, labels: np.ndarray, stamp: float) -> StabilisedFrame | None:
+        """Stabilise one frame's labels (see the module docstring); None if the frame is dropped (an old stamp
+        with ``reset_on_backwards_time`` off); FrameError for a frame or label image that cannot be used."""
+        check_frame(frame, min_side=16)
+        check_labels(labels, self.num_classes, frame.shape[:2])
+        if self.propagator.admit(stamp) is not None:
+            return None
+        size = frame.shape[:2]
+        if self._letterbox is None or self._letterbox.frame_size != size:
+            self._letterbox = Letterbox(size, self.backend.input_size)
+        registration = None
+        if self.cfg.propagation.enabled:
+            registration = self.registrar.commit(self.registrar.prepare(frame))
+        logits, feats = self.backend.segment(self._letterbox.apply(frame))
+        fitted, known = self._to_input(labels)
+        current = cell_probabilities(fitted, known, self.num_classes, self.confidence)
+        decision = self.propagator.decide(stamp, size, registration)
+        fused = current
+        if decision.fuse:
+            prev = self.propagator.state
+            to_previous = cells_to_previous(self._letterbox.homography_to_input(registration.homography), STRIDE)
+            s = self._similarity(logits, feats, prev, to_previous)
+            weight = s * validity(to_previous, *current.shape[-2:])
+            fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * current
+        self.propagator.commit(_State(fused, logits, feats), stamp, size)
+        return self._result(labels, fused, current, known, stamp, decision, registration)
+
+    def _result(self, labels: np.ndarray, fused: np.ndarray, current: np.ndarray, known: np.ndarray, stamp: float,
+                decision: Any, registration: Registration | None) -> StabilisedFrame:
+        """Give each pixel of a cell whose decision propagation changed the fused class; keep the rest."""
+        winner = fused[0].argmax(axis=0)
+        changed = winner != current[0].argmax(axis=0)
+        up = np.ones((STRIDE, STRIDE), np.uint8)
+        winner_in = np.kron(winner.astype(np.uint16), up)
+        changed_in = np.kron(changed.astype(np.uint8), up) & known  # unknown pixels stay unknown
+        winner_frame = self._letterbox.restore(winner_in, nearest=True)
+        changed_frame = self._letterbox.restore(changed_in.astype(np.uint8), nearest=True).astype(bool)
+        out = np.where(changed_frame, winner_frame.astype(labels.dtype), labels)
+        share = float(changed_frame.mean()) if changed_frame.size else 0.0
+        return StabilisedFrame(stamp=stamp, labels=out, changed=share, fused=decision.fuse,
+                               reset_reason=decision.reason, registration=registration)
