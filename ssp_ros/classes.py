@@ -5,6 +5,7 @@ Images are RGB inside ssp_ros; conversion to BGR happens only where OpenCV or RO
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,17 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
         raise ConfigError(f"{path}: ignore_index must be an int in [{len(names)}, 255], got {ignore!r}")
     name = str(data.get("name", path.stem))
     return ClassSet(name=name, names=tuple(names), colors=tuple(colors), ignore_index=ignore)
+
+
+def numbered_class_set(num_classes: int) -> ClassSet:
+    """Classes ``class_0`` … of a segmenter that came without a class list, in well-spread colours (golden-angle
+    hues at three brightnesses); ignore index 255 (for 256 classes, class 255 is then drawn as ignored)."""
+    if not 1 <= num_classes <= 256:
+        raise ConfigError(f"number of classes {num_classes}: must be 1..256")
+    hsv = [((i * 0.381966) % 1.0, 0.75, (1.0, 0.75, 0.5)[i % 3]) for i in range(num_classes)]
+    colors = [tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(*value)) for value in hsv]
+    return ClassSet(name=f"{num_classes} classes", names=tuple(f"class_{i}" for i in range(num_classes)),
+                    colors=tuple(colors), ignore_index=255)
 
 
 def colorize(mask: np.ndarray, class_set: ClassSet) -> np.ndarray:

@@ -73,8 +73,10 @@ def test_stabilise_makes_flickering_labels_consistent_and_more_accurate(flight, 
     synth, masks = flight
     out = tmp_path / "out"
     assert main(["stabilise", "--input", str(synth), "--masks", str(masks), "--out", str(out),
-                 "--num-classes", "8"]) == 0
+                 "--classes", "uavid"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["num_classes"] == 8 and report["classes"][1] == "building"
+    assert (out / report["overlay"]).exists()
     before, after = report["before"], report["after"]
     assert after["tc"] > before["tc"] + 8, (before, after)  # measured: 48.1 -> 61.0
     assert after["change_rate"] < 0.7 * before["change_rate"], (before, after)  # 18.0 -> 9.1
@@ -133,6 +135,21 @@ def test_bad_masks_fail_with_the_file_named_and_nothing_written(flight, tmp_path
                 "a readable PNG", "channels": f"{victim}: 3 channels; a label image has one"}[damage]
     assert expected in err, err
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_a_class_list_and_a_class_count_that_disagree_are_refused(flight, tmp_path, capsys) -> None:
+    synth, masks = flight
+    assert main(["stabilise", "--input", str(synth), "--masks", str(masks), "--out", str(tmp_path / "out"),
+                 "--classes", "uavid", "--num-classes", "9"]) == 2
+    assert "--num-classes 9, but" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_numbered_classes_have_distinct_colours() -> None:
+    from ssp_ros.classes import numbered_class_set
+
+    for k in (2, 8, 256):
+        classes = numbered_class_set(k)
+        assert classes.num_classes == k and len(set(classes.colors)) == k
 
 
 def test_a_stabiliser_refuses_class_counts_and_confidences_it_cannot_use() -> None:

@@ -91,12 +91,12 @@ def cmd_stabilise(args: argparse.Namespace) -> int:
     from ssp_ros.eval.stabilise import run_stabilise
 
     report = run_stabilise(load_config(args.config), args.input, args.masks, args.out, args.num_classes,
-                           args.confidence, args.labels, args.overwrite)
+                           args.confidence, args.labels, args.overwrite, args.classes)
     before, after = report["before"], report["after"]
     print(f"{report['frames']} frames, {report['num_classes']} classes: TC {cell(before['tc'])} -> "
           f"{cell(after['tc'])}, change rate {cell(before['change_rate'])} -> {cell(after['change_rate'])} %, "
           f"mIoU {cell(before['miou'])} -> {cell(after['miou'])}; {report['ms_per_frame']} ms per frame")
-    print(f"wrote {args.out}/masks/, report.json, report.md")
+    print(f"wrote {args.out}/masks/, {report['overlay']}, report.json, report.md")
     return 0
 
 
@@ -117,7 +117,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     stab.add_argument("--masks", type=Path, required=True, help="folder of label PNGs (8- or 16-bit class ids, 255 "
                       "= unknown), one per frame in sorted order, each of its frame's size")
     stab.add_argument("--out", type=Path, required=True, help="output folder (masks/, report.json, report.md)")
-    stab.add_argument("--num-classes", type=int, help="K, 2..256 (default: the largest label in the masks + 1)")
+    stab.add_argument("--num-classes", type=int, help="K, 2..256 (default: from --classes, else the largest label "
+                      "in the masks + 1)")
+    stab.add_argument("--classes", type=Path, help="the segmenter's class list (YAML as config/datasets/*.yaml: "
+                      "names and colours for the overlay)")
     stab.add_argument("--confidence", type=confidence, default=0.9, help="probability a hard label gives its class "
                       "(default 0.9; the other classes share the rest)")
     stab.add_argument("--labels", type=Path, help="folder of ground-truth label PNGs (one per frame) for mIoU")

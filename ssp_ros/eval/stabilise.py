@@ -4,7 +4,8 @@ FRAMES is a video, a folder of images or an ``ssp synth`` folder; MASKS a folder
 one channel), matched to the frames by sorted file name, one per frame, each of its frame's size. Every mask is
 read and checked before anything runs, and the output folder is written beside OUT and moved into place only
 when complete, so a bad input or a failure leaves nothing half-written. OUT gets ``masks/`` (the stabilised
-labels, under the input masks' file names and dtype), ``report.json`` and ``report.md``: TC and the label-free
+labels, under the input masks' file names and dtype), ``overlay.mp4`` (before | after, in the colours of
+``--classes`` or numbered ones), ``report.json`` and ``report.md``: TC and the label-free
 change rate before and after (flow: exact for an ``ssp synth`` folder, DIS otherwise), mIoU before and after
 where ground truth is given (``--labels`` or the ``ssp synth`` folder's), and how registration went.
 """
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ssp_ros.backends import make_backend
-from ssp_ros.classes import load_class_set
+from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
 from ssp_ros.eval.clips import file_clip
@@ -28,7 +29,8 @@ from ssp_ros.eval.flow import warp_nearest
 from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.eval.report import cell
-from ssp_ros.io import commit_output, prepare_output, read_png, write_png
+from ssp_ros.eval.strip import titled
+from ssp_ros.io import VideoWriter, commit_output, prepare_output, read_png, write_png
 from ssp_ros.stabiliser import VOID, Stabiliser, check_labels
 
 
@@ -97,8 +99,20 @@ def _ground_truth(labels_dir: Path | None, clip_labels: list | None, frames: lis
     return [check_mask(f, m, image.shape[:2], num_classes) for f, m, image in zip(files, read_masks(files), frames)]
 
 
+def class_set_for(classes: Path | None, num_classes: int | None, masks: list[np.ndarray]) -> ClassSet:
+    """The input segmenter's classes: ``classes`` (a class list YAML, as in config/datasets/), else ``num_classes``
+    numbered ones, else as many numbered ones as the masks imply."""
+    if classes is None:
+        return numbered_class_set(num_classes if num_classes is not None else infer_num_classes(masks))
+    class_set = load_class_set(classes)
+    if num_classes is not None and num_classes != class_set.num_classes:
+        raise SspError(f"--num-classes {num_classes}, but {classes} lists {class_set.num_classes} classes")
+    return class_set
+
+
 def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path, num_classes: int | None = None,
-                  confidence: float = 0.9, labels_dir: Path | None = None, overwrite: bool = False) -> dict:
+                  confidence: float = 0.9, labels_dir: Path | None = None, overwrite: bool = False,
+                  classes: Path | None = None) -> dict:
     """Stabilise ``masks_path``'s label images over the frames of ``frames_path`` into ``out``; return the
     report (also written as ``report.json`` and ``report.md``)."""
     files = mask_files(masks_path)
@@ -107,16 +121,22 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path
         raise SspError(f"{masks_path}: {len(files)} label images for the {len(clip.images)} frames of {frames_path}: "
                        "one mask per frame, matched by sorted file name")
     raw = read_masks(files)
-    k = num_classes if num_classes is not None else infer_num_classes(raw)
+    class_set = class_set_for(classes, num_classes, raw)
+    k = class_set.num_classes
     masks = [check_mask(f, m, image.shape[:2], k) for f, m, image in zip(files, raw, clip.images)]
     truth = _ground_truth(labels_dir, clip.labels, clip.images, k)
     backend = make_backend(cfg, load_class_set(cfg.model.dataset).num_classes)
     stabiliser = Stabiliser(cfg, backend, k, confidence)
     tmp = prepare_output(out, overwrite)
     try:
-        report = _run(stabiliser, clip, masks, truth, files, tmp / "masks", k)
+        video = VideoWriter(tmp / "overlay.mp4", clip.fps, (clip.images[0].shape[0], 2 * clip.images[0].shape[1]))
+        try:
+            report = _run(stabiliser, clip, masks, truth, files, tmp / "masks", class_set, video)
+        finally:
+            video.close()
         report.update({"frames_input": str(frames_path), "masks_input": str(masks_path), "num_classes": k,
-                       "confidence": confidence, "backend": backend.name})
+                       "classes": list(class_set.names), "confidence": confidence, "backend": backend.name,
+                       "overlay": video.output.name})
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))
         commit_output(tmp, out)
@@ -126,9 +146,16 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path
     return report
 
 
+def _side_by_side(image: np.ndarray, before: np.ndarray, after: np.ndarray, classes: ClassSet) -> np.ndarray:
+    """One overlay video frame: the input labels | the stabilised labels, over the frame."""
+    panels = [overlay(image, labels.astype(np.uint8), classes) for labels in (before, after)]
+    return titled(np.concatenate(panels, axis=1), ("input segmenter", "stabilised"))
+
+
 def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray], truth: list[np.ndarray] | None, files: list[Path],
-         folder: Path, k: int) -> dict:
+         folder: Path, classes: ClassSet, video: VideoWriter) -> dict:
     folder.mkdir(parents=True)
+    k = classes.num_classes
     metrics = {name: SequenceMetrics(k, ignore_index=VOID if k <= VOID else -1, vc_lengths=())
                for name in ("before", "after")}
     changes = {name: ChangeRate() for name in metrics}
@@ -142,6 +169,8 @@ def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray], truth: list[np.n
         if result is None:
             raise SspError(f"{files[i]}: its frame's stamp {clip.stamps[i]} is not newer than the previous one")
         write_png(folder / files[i].name, result.labels)
+        if clip.images[i].shape[:2] == clip.images[0].shape[:2]:  # the video keeps the first frame's size
+            video.write(_side_by_side(clip.images[i], masks[i], result.labels, classes))
         changed.append(result.changed)
         registrations.add(result.registration, result.labels.shape)
         flow = clip.flows[i - 1] if i > 0 else None
