@@ -1,12 +1,13 @@
-"""SSP over another segmenter: its label images made temporally consistent by our registration and fusion.
+"""SSP over another segmenter: its output made temporally consistent by our registration and fusion.
 
 ``Stabiliser.process(frame, labels, stamp)`` takes a camera frame and the class ids another segmenter gave it
-(values 0..K−1; ``VOID`` = unknown where K ≤ 255) and returns stabilised class ids of the same size and dtype.
-Per frame:
+(values 0..K−1; ``VOID`` = unknown where K ≤ 255) and returns stabilised class ids of the same size and dtype;
+``process_scores(frame, scores, stamp, logits)`` takes its soft output instead (K×h×w probabilities or logits,
+any h×w) and returns class ids (uint8). Per frame:
 
-1. the labels become class probabilities on the stride-4 cells of the model input (``cell_probabilities``):
-   a labelled pixel gives its class ``confidence`` and the other classes the rest, evenly; unknown pixels give
-   every class the same;
+1. the segmenter's output becomes class probabilities on the stride-4 cells of the model input: a labelled pixel
+   gives its class ``confidence`` and the other classes the rest, evenly, and unknown pixels give every class the
+   same (``cell_probabilities``); soft scores are resized onto the cells (``score_cells``);
 2. the previous frame is registered to this one (the same registrar, reset rules and letterbox as ``Pipeline``);
 3. the previous *fused* probabilities are warped into this frame (OpenCV, ``backends/cpu_warp.py``) and blended
    with the current ones by the similarity ``s`` of our model's similarity head, which compares the stride-4
@@ -21,6 +22,7 @@ appearance encoder trained for this is to replace it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,7 @@ class StabilisedFrame:
 
     stamp: float
     labels: np.ndarray  # H×W, the input labels' dtype
+    input_labels: np.ndarray  # H×W, the other segmenter's own class ids (for soft scores: their argmax)
     changed: float  # share of known pixels whose class propagation changed
     fused: bool  # False: started over (first frame, failed registration, time gap, ...)
     reset_reason: str
@@ -75,6 +78,41 @@ def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, in
         bad = int(labels[(labels >= num_classes) & (labels != VOID if num_classes <= VOID else True)].max())
         raise FrameError(f"label {bad} is not a class of {num_classes} (0..{num_classes - 1}"
                          + (f", {VOID} = unknown)" if num_classes <= VOID else ")"))
+
+
+def check_scores(scores: np.ndarray, num_classes: int, logits: bool) -> None:
+    """Refuse soft scores that do not fit: not a K×h×w float array, not finite, or (probabilities) outside [0, 1]
+    or not summing to 1 over the classes (within 1 %); ``FrameError`` names the problem."""
+    if not isinstance(scores, np.ndarray) or scores.ndim != 3 or scores.dtype.kind != "f":
+        raise FrameError(f"scores must be a K×h×w float array, got {getattr(scores, 'dtype', type(scores))} "
+                         f"{getattr(scores, 'shape', '')}")
+    if scores.shape[0] != num_classes:
+        raise FrameError(f"scores have {scores.shape[0]} classes (first axis), expected {num_classes}")
+    if not np.isfinite(scores).all():
+        raise FrameError("scores hold NaN or infinite values")
+    if not logits:
+        total = scores.sum(axis=0, dtype=np.float64)
+        if scores.min() < 0 or scores.max() > 1 or np.abs(total - 1).max() > 0.01:
+            raise FrameError(f"probabilities must lie in [0, 1] and sum to 1 over the classes (sums "
+                             f"{total.min():.3f}..{total.max():.3f}); pass logits as logits")
+
+
+def score_cells(scores: np.ndarray, logits: bool, content: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
+    """Soft scores (K×h×w) → class probabilities on the stride-4 cells of the model input (1×K×hc×wc float32):
+    softmax for logits, then each class plane resized onto the cells that the letterboxed frame (``content``:
+    its h×w in the model input) covers; cells outside it are uniform."""
+    x = scores.astype(np.float32)
+    if logits:
+        x = np.exp(x - x.max(axis=0, keepdims=True))
+        x /= x.sum(axis=0, keepdims=True)
+    k = x.shape[0]
+    ch, cw = (min(-(-size // STRIDE), total) for size, total in zip(content, cells))
+    interpolation = cv2.INTER_AREA if x.shape[1] >= ch else cv2.INTER_LINEAR
+    out = np.full((1, k, *cells), 1.0 / k, np.float32)
+    for plane, target in zip(x, out[0]):
+        target[:ch, :cw] = cv2.resize(plane, (cw, ch), interpolation=interpolation)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
 
 
 def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, confidence: float) -> np.ndarray:
@@ -128,6 +166,33 @@ class Stabiliser:
         with ``reset_on_backwards_time`` off); FrameError for a frame or label image that cannot be used."""
         check_frame(frame, min_side=16)
         check_labels(labels, self.num_classes, frame.shape[:2])
+
+        def cells() -> tuple[np.ndarray, np.ndarray]:
+            fitted, known = self._to_input(labels)
+            return cell_probabilities(fitted, known, self.num_classes, self.confidence), known
+
+        return self._step(frame, labels, stamp, cells)
+
+    def process_scores(self, frame: np.ndarray, scores: np.ndarray, stamp: float, logits: bool = False
+                       ) -> StabilisedFrame | None:
+        """Stabilise one frame's soft output (K×h×w probabilities, or ``logits``): class ids (uint8) at the
+        frame's size, the scores' own argmax wherever propagation changes nothing. As ``process`` otherwise."""
+        check_frame(frame, min_side=16)
+        check_scores(scores, self.num_classes, logits)
+        own = scores.argmax(axis=0).astype(np.uint8)
+        labels = cv2.resize(own, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+        def cells() -> tuple[np.ndarray, np.ndarray]:
+            grid = tuple(size // STRIDE for size in self.backend.input_size)
+            current = score_cells(scores, logits, self._letterbox.content_size, grid)
+            return current, np.ones(self.backend.input_size, bool)
+
+        return self._step(frame, labels, stamp, cells)
+
+    def _step(self, frame: np.ndarray, labels: np.ndarray, stamp: float,
+              cells: Callable[[], tuple[np.ndarray, np.ndarray]]) -> StabilisedFrame | None:
+        """Register, fuse and decide, given the current output as ``cells()``: (cell probabilities, where the
+        model input's pixels are known); ``labels`` are the current class ids at the frame's size."""
         if self.propagator.admit(stamp) is not None:
             return None
         size = frame.shape[:2]
@@ -137,8 +202,7 @@ class Stabiliser:
         if self.cfg.propagation.enabled:
             registration = self.registrar.commit(self.registrar.prepare(frame))
         logits, feats = self.backend.segment(self._letterbox.apply(frame))
-        fitted, known = self._to_input(labels)
-        current = cell_probabilities(fitted, known, self.num_classes, self.confidence)
+        current, known = cells()
         decision = self.propagator.decide(stamp, size, registration)
         fused = current
         if decision.fuse:
@@ -162,5 +226,5 @@ class Stabiliser:
         changed_frame = self._letterbox.restore(changed_in.astype(np.uint8), nearest=True).astype(bool)
         out = np.where(changed_frame, winner_frame.astype(labels.dtype), labels)
         share = float(changed_frame.mean()) if changed_frame.size else 0.0
-        return StabilisedFrame(stamp=stamp, labels=out, changed=share, fused=decision.fuse,
+        return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,
                                reset_reason=decision.reason, registration=registration)

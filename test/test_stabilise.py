@@ -158,3 +158,59 @@ def test_a_stabiliser_refuses_class_counts_and_confidences_it_cannot_use() -> No
         Stabiliser(cfg, None, 1)
     with pytest.raises(SspError, match=r"confidence 0.2: must be above 1/K \(0.25\)"):
         Stabiliser(cfg, None, 4, 0.2)
+
+
+def test_soft_scores_cells_follow_the_letterboxed_frame_and_logits_are_softmaxed() -> None:
+    from ssp_ros.stabiliser import score_cells
+
+    logits = np.zeros((3, 8, 16), np.float32)
+    logits[1, :, :8] = 10.0  # class 1 left, uniform right
+    cells = score_cells(logits, True, content=(8, 16), cells=(4, 8))  # the frame: the top-left 2x4 cells
+    assert cells.shape == (1, 3, 4, 8)
+    np.testing.assert_allclose(cells.sum(axis=1), 1.0, atol=1e-5)
+    assert (cells[0, 1, :2, :2] > 0.99).all() and np.allclose(cells[0, :, :2, 2:4], 1 / 3, atol=1e-4)
+    assert np.allclose(cells[0, :, 2:], 1 / 3) and np.allclose(cells[0, :, :, 4:], 1 / 3), "outside: uniform"
+
+
+@pytest.mark.parametrize(("scores", "says"), [
+    (np.full((3, 4, 4), 0.5, np.float32), r"sum to 1 over the classes \(sums 1.500..1.500\)"),
+    (np.full((2, 4, 4), 0.5, np.float32), "scores have 2 classes"),
+    (np.full((3, 4, 4), np.nan, np.float32), "NaN or infinite"),
+    (np.zeros((3, 4, 4), np.int64), "scores must be a K×h×w float array"),
+])
+def test_scores_that_do_not_fit_are_refused_by_name(scores, says) -> None:
+    from ssp_ros.stabiliser import check_scores
+
+    with pytest.raises(FrameError, match=says):
+        check_scores(scores, 3, logits=False)
+
+
+@pytest.mark.slow
+def test_stabilise_takes_soft_scores_of_any_size(flight, tmp_path) -> None:
+    """Probabilities at half resolution, from the flickering labels: the same gain as from the labels."""
+    synth, masks = flight
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for path in sorted(masks.iterdir()):
+        labels = cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (320, 184), interpolation=cv2.INTER_NEAREST)
+        probs = np.full((8, 184, 320), 0.1 / 7, np.float32)
+        np.put_along_axis(probs, labels[None].astype(np.int64), 0.9, axis=0)
+        np.save(scores / f"{path.stem}.npy", probs)
+    out = tmp_path / "out"
+    assert main(["stabilise", "--input", str(synth), "--masks", str(scores), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"] == "probabilities" and report["num_classes"] == 8
+    assert report["after"]["tc"] > report["before"]["tc"] + 8 and report["after"]["miou"] > report["before"]["miou"]
+    assert sorted(p.name for p in (out / "masks").iterdir())[0] == "frame_0000.png"
+
+
+def test_score_files_of_another_kind_are_refused_before_anything_runs(flight, tmp_path, capsys) -> None:
+    synth, _ = flight
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for i in range(16):
+        np.save(scores / f"{i:02d}.npy", np.full((4, 8, 8), 0.25, np.float32 if i != 3 else np.int32))
+    assert main(["stabilise", "--input", str(synth), "--masks", str(scores), "--out", str(tmp_path / "out")]) == 2
+    assert f"{scores / '03.npy'}: a int32 array of shape (4, 8, 8); soft scores are K×h×w floats" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -91,7 +91,7 @@ def cmd_stabilise(args: argparse.Namespace) -> int:
     from ssp_ros.eval.stabilise import run_stabilise
 
     report = run_stabilise(load_config(args.config), args.input, args.masks, args.out, args.num_classes,
-                           args.confidence, args.labels, args.overwrite, args.classes)
+                           args.confidence, args.labels, args.overwrite, args.classes, args.scores == "logits")
     before, after = report["before"], report["after"]
     print(f"{report['frames']} frames, {report['num_classes']} classes: TC {cell(before['tc'])} -> "
           f"{cell(after['tc'])}, change rate {cell(before['change_rate'])} -> {cell(after['change_rate'])} %, "
@@ -115,7 +115,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     stab.add_argument("--input", type=Path, required=True, help="the frames: a video, a folder of images or an "
                       "`ssp synth` folder")
     stab.add_argument("--masks", type=Path, required=True, help="folder of label PNGs (8- or 16-bit class ids, 255 "
-                      "= unknown), one per frame in sorted order, each of its frame's size")
+                      "= unknown; each of its frame's size) or of .npy soft scores (K×h×w floats, any h×w), one per "
+                      "frame in sorted order")
+    stab.add_argument("--scores", choices=("probabilities", "logits"), default="probabilities",
+                      help=".npy masks hold probabilities (default) or logits")
     stab.add_argument("--out", type=Path, required=True, help="output folder (masks/, report.json, report.md)")
     stab.add_argument("--num-classes", type=int, help="K, 2..256 (default: from --classes, else the largest label "
                       "in the masks + 1)")

@@ -1,8 +1,9 @@
 """``ssp stabilise``: another segmenter's label images over a clip, made temporally consistent, with a report.
 
 FRAMES is a video, a folder of images or an ``ssp synth`` folder; MASKS a folder of label PNGs (8- or 16-bit,
-one channel), matched to the frames by sorted file name, one per frame, each of its frame's size. Every mask is
-read and checked before anything runs, and the output folder is written beside OUT and moved into place only
+one channel, each of its frame's size) or of ``.npy`` soft scores (K×h×w float probabilities or logits, any h×w),
+matched to the frames by sorted file name, one per frame. Every mask (every score file's shape and type) is read
+and checked before anything runs, and the output folder is written beside OUT and moved into place only
 when complete, so a bad input or a failure leaves nothing half-written. OUT gets ``masks/`` (the stabilised
 labels, under the input masks' file names and dtype), ``overlay.mp4`` (before | after, in the colours of
 ``--classes`` or numbered ones), ``report.json`` and ``report.md``: TC and the label-free
@@ -53,14 +54,31 @@ class ChangeRate:
         return round(100.0 * self.changed / self.tracked, 3) if self.tracked else None
 
 
-def mask_files(folder: Path) -> list[Path]:
-    """The label PNGs of ``folder``, sorted by name."""
+def mask_files(folder: Path, suffixes: tuple[str, ...] = (".png",)) -> list[Path]:
+    """The label PNGs (or score files) of ``folder``, sorted by name: of the first suffix any file has."""
     if not folder.is_dir():
         raise SspError(f"{folder}: no such folder of label images (--masks)")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
-    if not files:
-        raise SspError(f"{folder}: no label images (.png) in this folder (--masks)")
-    return files
+    for suffix in suffixes:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == suffix)
+        if files:
+            return files
+    raise SspError(f"{folder}: no label images ({' or '.join(suffixes)}) in this folder (--masks)")
+
+
+def score_shapes(files: list[Path]) -> int:
+    """Check every score file's header (a K×h×w float array, one K for all) without reading its values; → K."""
+    classes = set()
+    for path in files:
+        try:
+            scores = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise SspError(f"{path}: not a readable .npy array ({err})") from None
+        if scores.ndim != 3 or scores.dtype.kind != "f":
+            raise SspError(f"{path}: a {scores.dtype} array of shape {scores.shape}; soft scores are K×h×w floats")
+        classes.add(scores.shape[0])
+    if len(classes) > 1:
+        raise SspError(f"{files[0].parent}: the score files disagree on the number of classes: {sorted(classes)}")
+    return classes.pop()
 
 
 def read_masks(files: list[Path]) -> list[np.ndarray]:
@@ -112,18 +130,25 @@ def class_set_for(classes: Path | None, num_classes: int | None, masks: list[np.
 
 def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path, num_classes: int | None = None,
                   confidence: float = 0.9, labels_dir: Path | None = None, overwrite: bool = False,
-                  classes: Path | None = None) -> dict:
-    """Stabilise ``masks_path``'s label images over the frames of ``frames_path`` into ``out``; return the
-    report (also written as ``report.json`` and ``report.md``)."""
-    files = mask_files(masks_path)
+                  classes: Path | None = None, logits: bool = False) -> dict:
+    """Stabilise ``masks_path``'s label images (or soft scores; ``logits``: they are logits) over the frames of
+    ``frames_path`` into ``out``; return the report (also written as ``report.json`` and ``report.md``)."""
+    files = mask_files(masks_path, (".png", ".npy"))
     clip = file_clip(frames_path, None)
     if len(files) != len(clip.images):
         raise SspError(f"{masks_path}: {len(files)} label images for the {len(clip.images)} frames of {frames_path}: "
                        "one mask per frame, matched by sorted file name")
-    raw = read_masks(files)
-    class_set = class_set_for(classes, num_classes, raw)
+    if files[0].suffix.lower() == ".npy":
+        masks, found = None, score_shapes(files)
+        class_set = class_set_for(classes, num_classes if num_classes is not None else found, [])
+        if found != class_set.num_classes:
+            raise SspError(f"{masks_path}: scores of {found} classes, {class_set.num_classes} expected")
+    else:
+        raw = read_masks(files)
+        class_set = class_set_for(classes, num_classes, raw)
+        masks = [check_mask(f, m, image.shape[:2], class_set.num_classes)
+                 for f, m, image in zip(files, raw, clip.images)]
     k = class_set.num_classes
-    masks = [check_mask(f, m, image.shape[:2], k) for f, m, image in zip(files, raw, clip.images)]
     truth = _ground_truth(labels_dir, clip.labels, clip.images, k)
     backend = make_backend(cfg, load_class_set(cfg.model.dataset).num_classes)
     stabiliser = Stabiliser(cfg, backend, k, confidence)
@@ -131,11 +156,12 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path
     try:
         video = VideoWriter(tmp / "overlay.mp4", clip.fps, (clip.images[0].shape[0], 2 * clip.images[0].shape[1]))
         try:
-            report = _run(stabiliser, clip, masks, truth, files, tmp / "masks", class_set, video)
+            report = _run(stabiliser, clip, masks, logits, truth, files, tmp / "masks", class_set, video)
         finally:
             video.close()
         report.update({"frames_input": str(frames_path), "masks_input": str(masks_path), "num_classes": k,
                        "classes": list(class_set.names), "confidence": confidence, "backend": backend.name,
+                       "input": "labels" if masks is not None else ("logits" if logits else "probabilities"),
                        "overlay": video.output.name})
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))
@@ -152,8 +178,23 @@ def _side_by_side(image: np.ndarray, before: np.ndarray, after: np.ndarray, clas
     return titled(np.concatenate(panels, axis=1), ("input segmenter", "stabilised"))
 
 
-def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray], truth: list[np.ndarray] | None, files: list[Path],
-         folder: Path, classes: ClassSet, video: VideoWriter) -> dict:
+def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, file: Path, labels: np.ndarray | None,
+               logits: bool):
+    """One frame through the stabiliser: its label image, or the scores read from ``file``."""
+    if labels is not None:
+        result = stabiliser.process(image, labels, stamp)
+    else:
+        try:
+            result = stabiliser.process_scores(image, np.load(file, allow_pickle=False), stamp, logits)
+        except FrameError as err:
+            raise SspError(f"{file}: {err}") from None
+    if result is None:
+        raise SspError(f"{file}: its frame's stamp {stamp} is not newer than the previous one")
+    return result
+
+
+def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray] | None, logits: bool, truth: list[np.ndarray] | None,
+         files: list[Path], folder: Path, classes: ClassSet, video: VideoWriter) -> dict:
     folder.mkdir(parents=True)
     k = classes.num_classes
     metrics = {name: SequenceMetrics(k, ignore_index=VOID if k <= VOID else -1, vc_lengths=())
@@ -164,17 +205,16 @@ def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray], truth: list[np.n
     changed, times = [], []
     for i in tqdm(range(len(clip.images)), desc="stabilise", unit="frame"):
         start = time.perf_counter()
-        result = stabiliser.process(clip.images[i], masks[i], clip.stamps[i])
+        result = _stabilise(stabiliser, clip.images[i], clip.stamps[i], files[i], None if masks is None else masks[i],
+                            logits)
         times.append(time.perf_counter() - start)
-        if result is None:
-            raise SspError(f"{files[i]}: its frame's stamp {clip.stamps[i]} is not newer than the previous one")
-        write_png(folder / files[i].name, result.labels)
+        write_png(folder / files[i].with_suffix(".png").name, result.labels)
         if clip.images[i].shape[:2] == clip.images[0].shape[:2]:  # the video keeps the first frame's size
-            video.write(_side_by_side(clip.images[i], masks[i], result.labels, classes))
+            video.write(_side_by_side(clip.images[i], result.input_labels, result.labels, classes))
         changed.append(result.changed)
         registrations.add(result.registration, result.labels.shape)
         flow = clip.flows[i - 1] if i > 0 else None
-        for name, labels in (("before", masks[i]), ("after", result.labels)):
+        for name, labels in (("before", result.input_labels), ("after", result.labels)):
             if flow is not None:
                 changes[name].update(previous[name], labels, *flow)
             previous[name] = labels
