@@ -155,3 +155,17 @@ def test_the_training_package_adds_its_commands_through_the_entry_point() -> Non
     assert plugin.value == "ssp_train.cli:add_commands"
     help_text = build_parser().format_help()
     assert "train" in help_text and "needs the training package" not in help_text
+
+
+def test_a_plugin_that_cannot_be_imported_does_not_take_the_command_down(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys) -> None:
+    from importlib.metadata import EntryPoint
+
+    import ssp_ros.cli.main as cli_main
+
+    stale = EntryPoint(name="training", value="ssp_no_such_package.cli:add_commands", group="ssp_ros.commands")
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [stale])  # metadata left by an old install
+    assert main(["train", "--config", "x.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "the 'training' commands (ssp_no_such_package.cli:add_commands) cannot be loaded" in err
+    assert "'ssp train' comes with the training package ssp_train" in err

@@ -36,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     for wing in (synthetic_commands, eval_commands, deploy_commands, ros_commands, tools_commands):
         wing.add_commands(sub)
     for plugin in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
-        plugin.load()(sub)
+        try:
+            add_commands = plugin.load()
+        except ImportError as err:  # e.g. an install whose metadata outlived its package: the rest still works
+            print(f"ssp: the '{plugin.name}' commands ({plugin.value}) cannot be loaded ({err}); reinstall the "
+                  "package that provides them", file=sys.stderr)
+            continue
+        add_commands(sub)
     for name in TRAINING_COMMANDS:
         if name not in sub.choices:
             missing = sub.add_parser(name, help="needs the training package: pip install -e ./training")
