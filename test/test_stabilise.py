@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -214,3 +215,44 @@ def test_score_files_of_another_kind_are_refused_before_anything_runs(flight, tm
     assert f"{scores / '03.npy'}: a int32 array of shape (4, 8, 8); soft scores are K×h×w floats" in \
         capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+SHIPPED_SEGMENTER = Path(__file__).resolve().parent.parent / "models" / "ssp_default" / "segmenter.onnx"
+
+
+def spec(tmp_path: Path, **changes) -> Path:
+    """A segmenter YAML for the shipped segmenter graph, as a user would write one for their own model: it takes
+    RGB 0..255 (so mean 0, std 1/255), 384x640, and its first output is the logits."""
+    values = {"model": str(SHIPPED_SEGMENTER), "input_size": [384, 640], "mean": [0.0, 0.0, 0.0],
+              "std": [1 / 255] * 3, "output": "logits", "output_name": "logits", "classes": "uavid", **changes}
+    path = tmp_path / "segmenter.yaml"
+    path.write_text(json.dumps(values))  # JSON is YAML
+    return path
+
+
+@pytest.mark.slow
+def test_stabilise_runs_an_onnx_segmenter_given_by_a_yaml(flight, tmp_path) -> None:
+    synth, _ = flight
+    out = tmp_path / "out"
+    assert main(["stabilise", "--input", str(synth), "--segmenter", str(spec(tmp_path)), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"] == "logits" and report["num_classes"] == 8 and report["classes"][0] == "clutter"
+    assert report["before"]["miou"] > 40, "the segmenter ran: its labels are right more often than not"
+    assert report["after"]["tc"] > report["before"]["tc"]
+    assert sorted(p.name for p in (out / "masks").iterdir())[:2] == ["000000.png", "000001.png"]
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"output_name": "scores"}, r"output_name 'scores' is not an output of segmenter.onnx \(outputs: logits, feats\)"),
+    ({"classes": "ruralscapes"}, r"output 'logits' of segmenter.onnx has 8 classes, the class list 'ruralscapes' "),
+    ({"model": "missing.onnx"}, r"model: .*missing.onnx not found"),
+    ({"output": "scores"}, r"output: expected one of \['logits', 'probabilities', 'labels'\]"),
+])
+def test_a_segmenter_yaml_that_does_not_match_its_model_is_refused_by_name(flight, tmp_path, capsys, changes,
+                                                                          says) -> None:
+    synth, _ = flight
+    out = tmp_path / "out"
+    assert main(["stabilise", "--input", str(synth), "--segmenter", str(spec(tmp_path, **changes)),
+                 "--out", str(out)]) == 2
+    assert re.search(says, capsys.readouterr().err)
+    assert not out.exists()

@@ -91,7 +91,8 @@ def cmd_stabilise(args: argparse.Namespace) -> int:
     from ssp_ros.eval.stabilise import run_stabilise
 
     report = run_stabilise(load_config(args.config), args.input, args.masks, args.out, args.num_classes,
-                           args.confidence, args.labels, args.overwrite, args.classes, args.scores == "logits")
+                           args.confidence, args.labels, args.overwrite, args.classes, args.scores == "logits",
+                           args.segmenter)
     before, after = report["before"], report["after"]
     print(f"{report['frames']} frames, {report['num_classes']} classes: TC {cell(before['tc'])} -> "
           f"{cell(after['tc'])}, change rate {cell(before['change_rate'])} -> {cell(after['change_rate'])} %, "
@@ -114,9 +115,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                           "registration and fusion over any segmenter)")
     stab.add_argument("--input", type=Path, required=True, help="the frames: a video, a folder of images or an "
                       "`ssp synth` folder")
-    stab.add_argument("--masks", type=Path, required=True, help="folder of label PNGs (8- or 16-bit class ids, 255 "
-                      "= unknown; each of its frame's size) or of .npy soft scores (K×h×w floats, any h×w), one per "
-                      "frame in sorted order")
+    given = stab.add_mutually_exclusive_group(required=True)
+    given.add_argument("--segmenter", type=Path, help="YAML of an ONNX segmenter to run on the frames (model, "
+                       "input_size, mean, std, output: logits|probabilities|labels, output_name, classes)")
+    given.add_argument("--masks", type=Path, help="folder of label PNGs (8- or 16-bit class ids, 255 "
+                       "= unknown; each of its frame's size) or of .npy soft scores (K×h×w floats, any h×w), one per "
+                       "frame in sorted order")
     stab.add_argument("--scores", choices=("probabilities", "logits"), default="probabilities",
                       help=".npy masks hold probabilities (default) or logits")
     stab.add_argument("--out", type=Path, required=True, help="output folder (masks/, report.json, report.md)")

@@ -1,14 +1,15 @@
 """``ssp stabilise``: another segmenter's label images over a clip, made temporally consistent, with a report.
 
-FRAMES is a video, a folder of images or an ``ssp synth`` folder; MASKS a folder of label PNGs (8- or 16-bit,
-one channel, each of its frame's size) or of ``.npy`` soft scores (K×h×w float probabilities or logits, any h×w),
-matched to the frames by sorted file name, one per frame. Every mask (every score file's shape and type) is read
-and checked before anything runs, and the output folder is written beside OUT and moved into place only
-when complete, so a bad input or a failure leaves nothing half-written. OUT gets ``masks/`` (the stabilised
+The segmentation comes from a folder (MASKS) or from a segmenter run here (``--segmenter``: a YAML of an ONNX model,
+``backends/external.py``). FRAMES is a video, a folder of images or an ``ssp synth`` folder; MASKS a folder of label
+PNGs (8- or 16-bit, one channel, each of its frame's size) or of ``.npy`` soft scores (K×h×w float probabilities or
+logits, any h×w), matched to the frames by sorted file name, one per frame. Every mask (every score file's shape and
+type) is read and checked before anything runs, and the output folder is written beside OUT and moved into place
+only when complete, so a bad input or a failure leaves nothing half-written. OUT gets ``masks/`` (the stabilised
 labels, under the input masks' file names and dtype), ``overlay.mp4`` (before | after, in the colours of
-``--classes`` or numbered ones), ``report.json`` and ``report.md``: TC and the label-free
-change rate before and after (flow: exact for an ``ssp synth`` folder, DIS otherwise), mIoU before and after
-where ground truth is given (``--labels`` or the ``ssp synth`` folder's), and how registration went.
+``--classes`` or numbered ones), ``report.json`` and ``report.md``: TC and the label-free change rate before and
+after (flow: exact for an ``ssp synth`` folder, DIS otherwise), mIoU before and after where ground truth is given
+(``--labels`` or the ``ssp synth`` folder's), and how registration went.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,27 +131,61 @@ def class_set_for(classes: Path | None, num_classes: int | None, masks: list[np.
     return class_set
 
 
-def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path, num_classes: int | None = None,
-                  confidence: float = 0.9, labels_dir: Path | None = None, overwrite: bool = False,
-                  classes: Path | None = None, logits: bool = False) -> dict:
-    """Stabilise ``masks_path``'s label images (or soft scores; ``logits``: they are logits) over the frames of
-    ``frames_path`` into ``out``; return the report (also written as ``report.json`` and ``report.md``)."""
+@dataclass
+class _Source:
+    """Where each frame's segmentation comes from: label images, score files, or a segmenter run here."""
+
+    kind: str  # labels | probabilities | logits
+    names: list[str]  # the output file of each frame
+    get: Callable[[int, np.ndarray], np.ndarray]  # (frame index, frame) → class ids or K×h×w scores
+    where: Callable[[int], str]  # what an error about frame i names
+    classes: ClassSet
+
+
+def _mask_source(masks_path: Path, frames: list[np.ndarray], num_classes: int | None, classes: Path | None,
+                 logits: bool) -> _Source:
+    """Label PNGs (all read and checked now) or ``.npy`` scores (headers checked now) of ``masks_path``."""
     files = mask_files(masks_path, (".png", ".npy"))
-    clip = file_clip(frames_path, None)
-    if len(files) != len(clip.images):
-        raise SspError(f"{masks_path}: {len(files)} label images for the {len(clip.images)} frames of {frames_path}: "
-                       "one mask per frame, matched by sorted file name")
+    if len(files) != len(frames):
+        raise SspError(f"{masks_path}: {len(files)} label images for the {len(frames)} frames: one mask per frame, "
+                       "matched by sorted file name")
+    names = [f.with_suffix(".png").name for f in files]
     if files[0].suffix.lower() == ".npy":
-        masks, found = None, score_shapes(files)
+        found = score_shapes(files)
         class_set = class_set_for(classes, num_classes if num_classes is not None else found, [])
         if found != class_set.num_classes:
             raise SspError(f"{masks_path}: scores of {found} classes, {class_set.num_classes} expected")
-    else:
-        raw = read_masks(files)
-        class_set = class_set_for(classes, num_classes, raw)
-        masks = [check_mask(f, m, image.shape[:2], class_set.num_classes)
-                 for f, m, image in zip(files, raw, clip.images)]
-    k = class_set.num_classes
+        return _Source("logits" if logits else "probabilities", names,
+                       lambda i, _: np.load(files[i], allow_pickle=False), lambda i: str(files[i]), class_set)
+    raw = read_masks(files)
+    class_set = class_set_for(classes, num_classes, raw)
+    masks = [check_mask(f, m, image.shape[:2], class_set.num_classes) for f, m, image in zip(files, raw, frames)]
+    return _Source("labels", names, lambda i, _: masks[i], lambda i: str(files[i]), class_set)
+
+
+def _segmenter_source(spec: Path, count: int) -> _Source:
+    """The segmenter of ``spec`` (``backends/external.py``), run on each frame."""
+    from ssp_ros.backends.external import OnnxSegmenter
+
+    segmenter = OnnxSegmenter(spec)
+    kind = segmenter.spec.output
+    return _Source(kind, [f"{i:06d}.png" for i in range(count)], lambda _, frame: segmenter(frame),
+                   lambda i: f"{segmenter.model} on frame {i}", segmenter.classes)
+
+
+def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, out: Path,
+                  num_classes: int | None = None, confidence: float = 0.9, labels_dir: Path | None = None,
+                  overwrite: bool = False, classes: Path | None = None, logits: bool = False,
+                  segmenter: Path | None = None) -> dict:
+    """Stabilise ``masks_path``'s label images or soft scores (``logits``: they are logits), or the output of the
+    ONNX segmenter of the YAML ``segmenter``, over the frames of ``frames_path`` into ``out``; return the report
+    (also written as ``report.json`` and ``report.md``)."""
+    if (masks_path is None) == (segmenter is None):
+        raise SspError("give either --masks (the segmenter's saved output) or --segmenter (a YAML of an ONNX model)")
+    clip = file_clip(frames_path, None)
+    source = (_mask_source(masks_path, clip.images, num_classes, classes, logits) if masks_path is not None
+              else _segmenter_source(segmenter, len(clip.images)))
+    k = source.classes.num_classes
     truth = _ground_truth(labels_dir, clip.labels, clip.images, k)
     backend = make_backend(cfg, load_class_set(cfg.model.dataset).num_classes)
     stabiliser = Stabiliser(cfg, backend, k, confidence)
@@ -156,13 +193,12 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path, out: Path
     try:
         video = VideoWriter(tmp / "overlay.mp4", clip.fps, (clip.images[0].shape[0], 2 * clip.images[0].shape[1]))
         try:
-            report = _run(stabiliser, clip, masks, logits, truth, files, tmp / "masks", class_set, video)
+            report = _run(stabiliser, clip, source, truth, tmp / "masks", video)
         finally:
             video.close()
-        report.update({"frames_input": str(frames_path), "masks_input": str(masks_path), "num_classes": k,
-                       "classes": list(class_set.names), "confidence": confidence, "backend": backend.name,
-                       "input": "labels" if masks is not None else ("logits" if logits else "probabilities"),
-                       "overlay": video.output.name})
+        report.update({"frames_input": str(frames_path), "masks_input": str(masks_path or segmenter),
+                       "num_classes": k, "classes": list(source.classes.names), "confidence": confidence,
+                       "backend": backend.name, "input": source.kind, "overlay": video.output.name})
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))
         commit_output(tmp, out)
@@ -178,24 +214,25 @@ def _side_by_side(image: np.ndarray, before: np.ndarray, after: np.ndarray, clas
     return titled(np.concatenate(panels, axis=1), ("input segmenter", "stabilised"))
 
 
-def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, file: Path, labels: np.ndarray | None,
-               logits: bool):
-    """One frame through the stabiliser: its label image, or the scores read from ``file``."""
-    if labels is not None:
-        result = stabiliser.process(image, labels, stamp)
-    else:
-        try:
-            result = stabiliser.process_scores(image, np.load(file, allow_pickle=False), stamp, logits)
-        except FrameError as err:
-            raise SspError(f"{file}: {err}") from None
+def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, source: _Source, i: int):
+    """Frame ``i`` through the stabiliser, with what ``source`` gives for it."""
+    try:
+        output = source.get(i, image)
+        if source.kind == "labels":
+            result = stabiliser.process(image, output, stamp)
+        else:
+            result = stabiliser.process_scores(image, output, stamp, source.kind == "logits")
+    except FrameError as err:
+        raise SspError(f"{source.where(i)}: {err}") from None
     if result is None:
-        raise SspError(f"{file}: its frame's stamp {stamp} is not newer than the previous one")
+        raise SspError(f"{source.where(i)}: its frame's stamp {stamp} is not newer than the previous one")
     return result
 
 
-def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray] | None, logits: bool, truth: list[np.ndarray] | None,
-         files: list[Path], folder: Path, classes: ClassSet, video: VideoWriter) -> dict:
+def _run(stabiliser: Stabiliser, clip, source: _Source, truth: list[np.ndarray] | None, folder: Path,
+         video: VideoWriter) -> dict:
     folder.mkdir(parents=True)
+    classes = source.classes
     k = classes.num_classes
     metrics = {name: SequenceMetrics(k, ignore_index=VOID if k <= VOID else -1, vc_lengths=())
                for name in ("before", "after")}
@@ -205,10 +242,9 @@ def _run(stabiliser: Stabiliser, clip, masks: list[np.ndarray] | None, logits: b
     changed, times = [], []
     for i in tqdm(range(len(clip.images)), desc="stabilise", unit="frame"):
         start = time.perf_counter()
-        result = _stabilise(stabiliser, clip.images[i], clip.stamps[i], files[i], None if masks is None else masks[i],
-                            logits)
+        result = _stabilise(stabiliser, clip.images[i], clip.stamps[i], source, i)
         times.append(time.perf_counter() - start)
-        write_png(folder / files[i].with_suffix(".png").name, result.labels)
+        write_png(folder / source.names[i], result.labels)
         if clip.images[i].shape[:2] == clip.images[0].shape[:2]:  # the video keeps the first frame's size
             video.write(_side_by_side(clip.images[i], result.input_labels, result.labels, classes))
         changed.append(result.changed)

@@ -1,0 +1,120 @@
+"""A drone team's own segmenter, exported to ONNX, run on ONNX Runtime (``ssp stabilise --segmenter``).
+
+A small YAML says how to feed it and what it returns (``SegmenterSpec``)::
+
+    model: road_seg.onnx          # relative to this file
+    input_size: [512, 512]        # H, W of the model input; frames are resized to it (stretched)
+    mean: [0.485, 0.456, 0.406]   # the input is (RGB / 255 − mean) / std, 1×3×H×W float32
+    std: [0.229, 0.224, 0.225]
+    output: logits                # logits | probabilities | labels
+    output_name: ""               # which output; empty: the first
+    classes: ""                   # a class list (dataset name or YAML as in config/datasets/); empty: numbered
+
+The model is checked against the YAML when it loads (one image input of 3 channels, the named output of the rank
+its kind has, as many classes as the class list) and its output again on the first frame, so a mismatch is one
+sentence naming the file, not a wrong mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set
+from ssp_ros.errors import SspError
+from ssp_ros.schema import Bounds, check_bounds, load_section, require, setting
+
+OutputKind = Literal["logits", "probabilities", "labels"]
+
+
+@dataclass
+class SegmenterSpec:
+    """How to run an ONNX segmenter: its file, input size and normalisation, and what its output is."""
+
+    model: str = setting("", "the ONNX file, relative to the YAML")
+    input_size: tuple[int, int] = setting((512, 512), "(H, W) of the model input; frames are resized to it")
+    mean: tuple[float, float, float] = setting((0.485, 0.456, 0.406), "per-channel mean of RGB / 255")
+    std: tuple[float, float, float] = setting((0.229, 0.224, 0.225), "per-channel std of RGB / 255")
+    output: OutputKind = setting("logits", "logits or probabilities (1×K×h×w) or labels (1×h×w or 1×1×h×w)")
+    output_name: str = setting("", "the output to read; empty: the model's first")
+    classes: str = setting("", "class list (dataset name or YAML path); empty: numbered classes")
+    threads: int = setting(0, "ONNX Runtime intra-op threads; 0 = all cores", Bounds(0))
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "the ONNX file is not set")
+        require(all(v > 0 for v in self.input_size), "input_size", f"must be positive, got {self.input_size}")
+        require(all(v > 0 for v in self.std), "std", f"must be positive, got {self.std}")
+        check_bounds(self)
+
+
+class OnnxSegmenter:
+    """The segmenter of a ``SegmenterSpec`` YAML: ``segmenter(frame)`` → K×h×w scores (float32) or h×w labels."""
+
+    def __init__(self, spec_path: str | Path) -> None:
+        import onnxruntime as ort
+
+        self.spec_path = Path(spec_path)
+        self.spec = spec = load_section(SegmenterSpec, self.spec_path)
+        self.model = (self.spec_path.parent / spec.model).resolve()
+        if not self.model.is_file():
+            raise SspError(f"{self.spec_path}: model: {self.model} not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = spec.threads
+        try:
+            self.session = ort.InferenceSession(str(self.model), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors derive from Exception
+            raise SspError(f"{self.model}: ONNX Runtime cannot load it: {err}") from None
+        inputs = self.session.get_inputs()
+        image = len(inputs) == 1 and len(inputs[0].shape) == 4
+        if not image or isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3:
+            raise SspError(f"{self.model}: expected one image input N×3×H×W, got "
+                           f"{[(i.name, i.shape) for i in inputs]}")
+        self.input_name = inputs[0].name
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        self.output_name = spec.output_name or next(iter(outputs))
+        if self.output_name not in outputs:
+            raise SspError(f"{self.spec_path}: output_name {self.output_name!r} is not an output of {self.model.name} "
+                           f"(outputs: {', '.join(outputs)})")
+        shape = outputs[self.output_name]
+        ranks = (3, 4) if spec.output == "labels" else (4,)
+        if len(shape) not in ranks:
+            raise SspError(f"{self.spec_path}: output {self.output_name!r} of {self.model.name} has shape {shape}; "
+                           f"{spec.output} are {' or '.join(f'rank {r}' for r in ranks)}")
+        declared = shape[1] if spec.output != "labels" and isinstance(shape[1], int) else None
+        self.classes = self._classes(declared)
+        self.num_classes = self.classes.num_classes
+
+    def _classes(self, declared: int | None) -> ClassSet:
+        if self.spec.classes:
+            classes = load_class_set(self.spec.classes)
+            if declared is not None and declared != classes.num_classes:
+                raise SspError(f"{self.spec_path}: output {self.output_name!r} of {self.model.name} has {declared} "
+                               f"classes, the class list {self.spec.classes!r} {classes.num_classes}")
+            return classes
+        if declared is None:
+            raise SspError(f"{self.spec_path}: classes: set the class list (output {self.output_name!r} does not say "
+                           "how many classes there are)")
+        return numbered_class_set(declared)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """One RGB frame (H×W×3 uint8) → K×h×w float32 scores, or h×w class ids (uint8 or uint16)."""
+        h, w = self.spec.input_size
+        x = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if frame.shape[0] > h else cv2.INTER_LINEAR)
+        x = (x.astype(np.float32) / 255.0 - np.asarray(self.spec.mean, np.float32)) / np.asarray(self.spec.std,
+                                                                                                  np.float32)
+        (out,) = self.session.run([self.output_name], {self.input_name: x.transpose(2, 0, 1)[None]})
+        out = np.asarray(out)[0]
+        if self.spec.output == "labels":
+            out = out[0] if out.ndim == 3 else out
+            if out.ndim != 2 or out.dtype.kind not in "iu":
+                raise SspError(f"{self.model}: output {self.output_name!r} gave {out.dtype} {out.shape}, not integer "
+                               "class ids (output: labels)")
+            return out.astype(np.uint8 if self.num_classes <= 256 else np.uint16)
+        if out.ndim != 3 or out.shape[0] != self.num_classes:
+            raise SspError(f"{self.model}: output {self.output_name!r} gave shape {out.shape}, expected "
+                           f"{self.num_classes}×h×w {self.spec.output}")
+        return out.astype(np.float32, copy=False)
