@@ -13,8 +13,8 @@ any h×w) and returns class ids (uint8). Per frame:
    with the current ones by the similarity ``s`` of our model's similarity head, which compares the stride-4
    features of our image model in the two frames: what it reads is the frame's appearance, not the other
    segmenter's output, so it needs no retraining for it;
-4. a pixel takes the fused class only where the fused decision of its cell differs from the current labels'
-   decision, so the other segmenter's full-resolution boundaries stay wherever propagation changes nothing.
+4. where the fused decision of a cell differs from the current one, the cell's pixels of the current class take
+   the fused class; every other pixel keeps its label, so the other segmenter's full-resolution boundaries stay.
 
 This first version reads appearance through the shipped image model (a full segmenter run per frame); a small
 appearance encoder trained for this is to replace it.
@@ -216,14 +216,16 @@ class Stabiliser:
 
     def _result(self, labels: np.ndarray, fused: np.ndarray, current: np.ndarray, known: np.ndarray, stamp: float,
                 decision: Any, registration: Registration | None) -> StabilisedFrame:
-        """Give each pixel of a cell whose decision propagation changed the fused class; keep the rest."""
-        winner = fused[0].argmax(axis=0)
-        changed = winner != current[0].argmax(axis=0)
+        """In a cell whose decision propagation changed, the pixels of the cell's current class (those that made the
+        decision) take the fused class; every other pixel keeps its label, boundaries within a cell included."""
+        winner, loser = fused[0].argmax(axis=0), current[0].argmax(axis=0)
+        changed = winner != loser
         up = np.ones((STRIDE, STRIDE), np.uint8)
-        winner_in = np.kron(winner.astype(np.uint16), up)
+        planes = [np.kron(plane.astype(np.uint16), up) for plane in (winner, loser)]
         changed_in = np.kron(changed.astype(np.uint8), up) & known  # unknown pixels stay unknown
-        winner_frame = self._letterbox.restore(winner_in, nearest=True)
+        winner_frame, loser_frame = (self._letterbox.restore(plane, nearest=True) for plane in planes)
         changed_frame = self._letterbox.restore(changed_in.astype(np.uint8), nearest=True).astype(bool)
+        changed_frame &= labels == loser_frame
         out = np.where(changed_frame, winner_frame.astype(labels.dtype), labels)
         share = float(changed_frame.mean()) if changed_frame.size else 0.0
         return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,

@@ -79,9 +79,9 @@ def test_stabilise_makes_flickering_labels_consistent_and_more_accurate(flight, 
     assert report["num_classes"] == 8 and report["classes"][1] == "building"
     assert (out / report["overlay"]).exists()
     before, after = report["before"], report["after"]
-    assert after["tc"] > before["tc"] + 8, (before, after)  # measured: 48.1 -> 61.0
+    assert after["tc"] > before["tc"] + 8, (before, after)  # measured: 48.1 -> 60.9
     assert after["change_rate"] < 0.7 * before["change_rate"], (before, after)  # 18.0 -> 9.1
-    assert after["miou"] > before["miou"] + 5, (before, after)  # 53.6 -> 63.9: the blobs do not persist
+    assert after["miou"] > before["miou"] + 5, (before, after)  # 53.6 -> 64.0: the blobs do not persist
     assert report["registration"]["failed"] == 0
     written = sorted(p.name for p in (out / "masks").iterdir())
     assert written == sorted(p.name for p in masks.iterdir())
@@ -256,3 +256,24 @@ def test_a_segmenter_yaml_that_does_not_match_its_model_is_refused_by_name(fligh
                  "--out", str(out)]) == 2
     assert re.search(says, capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_a_changed_cell_changes_only_the_pixels_of_its_current_class() -> None:
+    """The other segmenter's boundary inside a cell survives a change of that cell's decision."""
+    from types import SimpleNamespace
+
+    from ssp_ros.letterbox import Letterbox
+
+    stabiliser = Stabiliser(load_config(), SimpleNamespace(input_size=(8, 8)), 3)
+    stabiliser._letterbox = Letterbox((8, 8), (8, 8))
+    labels = np.ones((8, 8), np.uint8)
+    labels[0, :4] = 2  # cell (0, 0): twelve pixels of class 1, four of class 2
+    current = cell_probabilities(labels.astype(np.int64), np.ones((8, 8), bool), 3, 0.9)
+    fused = current.copy()
+    fused[0, :, 0, 0] = (0.8, 0.1, 0.1)  # propagation turns cell (0, 0) to class 0
+    result = stabiliser._result(labels, fused, current, np.ones((8, 8), bool), 0.0,
+                                SimpleNamespace(fuse=True, reason=""), None)
+    expected = labels.copy()
+    expected[1:4, :4] = 0
+    np.testing.assert_array_equal(result.labels, expected)
+    assert result.changed == 12 / 64
