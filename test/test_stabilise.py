@@ -277,3 +277,31 @@ def test_a_changed_cell_changes_only_the_pixels_of_its_current_class() -> None:
     expected[1:4, :4] = 0
     np.testing.assert_array_equal(result.labels, expected)
     assert result.changed == 12 / 64
+
+
+def test_a_segmenter_that_outputs_labels_needs_and_uses_a_class_list(flight, tmp_path, capsys) -> None:
+    """A tiny ONNX 'segmenter' whose class is the brightest RGB channel (ArgMax over channels, int64 labels)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("ArgMax", ["image"], ["labels"], axis=1, keepdims=1)], "argmax",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 96])],
+                              [helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1, 64, 96])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "argmax.onnx"))
+    synth, _ = flight
+    unlisted = spec(tmp_path, model="argmax.onnx", input_size=[64, 96], output="labels", output_name="", classes="")
+    assert main(["stabilise", "--input", str(synth), "--segmenter", str(unlisted), "--out", str(tmp_path / "o")]) == 2
+    assert "classes: set the class list (output 'labels' does not say how many classes there are)" in \
+        capsys.readouterr().err
+    (tmp_path / "rgb.yaml").write_text("name: rgb\nclasses:\n" + "".join(
+        f"  - {{id: {i}, name: {name}, color: {color}}}\n"
+        for i, (name, color) in enumerate([("red", [255, 0, 0]), ("green", [0, 255, 0]), ("blue", [0, 0, 255])])))
+    listed = spec(tmp_path, model="argmax.onnx", input_size=[64, 96], output="labels", output_name="",
+                  classes=str(tmp_path / "rgb.yaml"))
+    assert main(["stabilise", "--input", str(synth), "--segmenter", str(listed), "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["input"] == "labels" and report["classes"] == ["red", "green", "blue"]
+    assert report["before"]["miou"] is None and "use class 7, beyond the segmenter's 3 classes" in \
+        report["miou_missing"], "the synth folder's UAVid labels are not this segmenter's classes"
+    mask = cv2.imread(str(tmp_path / "o" / "masks" / "000000.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (368, 640) and set(np.unique(mask)) <= {0, 1, 2}

@@ -101,7 +101,8 @@ class OnnxSegmenter:
         return numbered_class_set(declared)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """One RGB frame (H×W×3 uint8) → K×h×w float32 scores, or h×w class ids (uint8 or uint16)."""
+        """One RGB frame (H×W×3 uint8) → K×h×w float32 scores at the model's resolution, or class ids (uint8 or
+        uint16) at the frame's size."""
         h, w = self.spec.input_size
         x = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if frame.shape[0] > h else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) / 255.0 - np.asarray(self.spec.mean, np.float32)) / np.asarray(self.spec.std,
@@ -113,7 +114,8 @@ class OnnxSegmenter:
             if out.ndim != 2 or out.dtype.kind not in "iu":
                 raise SspError(f"{self.model}: output {self.output_name!r} gave {out.dtype} {out.shape}, not integer "
                                "class ids (output: labels)")
-            return out.astype(np.uint8 if self.num_classes <= 256 else np.uint16)
+            labels = out.astype(np.uint8 if self.num_classes <= 256 else np.uint16)
+            return cv2.resize(labels, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
         if out.ndim != 3 or out.shape[0] != self.num_classes:
             raise SspError(f"{self.model}: output {self.output_name!r} gave shape {out.shape}, expected "
                            f"{self.num_classes}×h×w {self.spec.output}")

@@ -111,13 +111,21 @@ def infer_num_classes(masks: list[np.ndarray]) -> int:
 
 
 def _ground_truth(labels_dir: Path | None, clip_labels: list | None, frames: list[np.ndarray], num_classes: int
-                  ) -> list[np.ndarray] | None:
+                  ) -> tuple[list[np.ndarray] | None, str]:
+    """The ground truth for mIoU, and why there is none: ``--labels`` (checked like the masks), else the ``ssp synth``
+    folder's labels when they use the segmenter's classes (ids below K)."""
     if labels_dir is None:
-        return clip_labels
+        if clip_labels is None:
+            return None, "no ground truth (--labels)"
+        top = max(int(labels[labels != VOID].max(initial=0)) for labels in clip_labels)
+        if top >= num_classes:
+            return None, (f"the frames' own labels use class {top}, beyond the segmenter's {num_classes} classes: "
+                          "give --labels in its classes")
+        return clip_labels, ""
     files = mask_files(labels_dir)
     if len(files) != len(frames):
         raise SspError(f"{labels_dir}: {len(files)} label images for {len(frames)} frames (--labels: one per frame)")
-    return [check_mask(f, m, image.shape[:2], num_classes) for f, m, image in zip(files, read_masks(files), frames)]
+    return [check_mask(f, m, image.shape[:2], num_classes) for f, m, image in zip(files, read_masks(files), frames)], ""
 
 
 def class_set_for(classes: Path | None, num_classes: int | None, masks: list[np.ndarray]) -> ClassSet:
@@ -186,7 +194,7 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, ou
     source = (_mask_source(masks_path, clip.images, num_classes, classes, logits) if masks_path is not None
               else _segmenter_source(segmenter, len(clip.images)))
     k = source.classes.num_classes
-    truth = _ground_truth(labels_dir, clip.labels, clip.images, k)
+    truth, no_miou = _ground_truth(labels_dir, clip.labels, clip.images, k)
     backend = make_backend(cfg, load_class_set(cfg.model.dataset).num_classes)
     stabiliser = Stabiliser(cfg, backend, k, confidence)
     tmp = prepare_output(out, overwrite)
@@ -198,7 +206,8 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, ou
             video.close()
         report.update({"frames_input": str(frames_path), "masks_input": str(masks_path or segmenter),
                        "num_classes": k, "classes": list(source.classes.names), "confidence": confidence,
-                       "backend": backend.name, "input": source.kind, "overlay": video.output.name})
+                       "backend": backend.name, "input": source.kind, "overlay": video.output.name,
+                       "miou_missing": no_miou})
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))
         commit_output(tmp, out)
@@ -283,6 +292,7 @@ def markdown(report: dict) -> str:
         *rows, "",
         "TC: mIoU of consecutive masks along the flow (percent); change rate: the share of flow-tracked pixels whose "
         "class changes from one frame to the next (label-free flicker, percent). "
+        + (f"No mIoU: {report['miou_missing']}. " if report["miou_missing"] else "") +
         f"Propagation changed {report['changed_pixels_percent']} % of the pixels.", "",
         f"Registration: registered {reg['registered']} of {reg['pairs']} frame pairs, failed {reg['failed']}; "
         f"resets: {', '.join(f'{r} {n}' for r, n in reg['resets'].items()) or 'none'}.", ""])
