@@ -24,6 +24,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ssp_ros.backends.onnx_backend import import_onnxruntime, open_session, session_options
 from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set
 from ssp_ros.errors import SspError
 from ssp_ros.schema import Bounds, check_bounds, load_section, require, setting
@@ -55,19 +56,13 @@ class OnnxSegmenter:
     """The segmenter of a ``SegmenterSpec`` YAML: ``segmenter(frame)`` → K×h×w scores (float32) or h×w labels."""
 
     def __init__(self, spec_path: str | Path) -> None:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         self.spec_path = Path(spec_path)
         self.spec = spec = load_section(SegmenterSpec, self.spec_path)
         self.model = (self.spec_path.parent / spec.model).resolve()
         if not self.model.is_file():
             raise SspError(f"{self.spec_path}: model: {self.model} not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = spec.threads
-        try:
-            self.session = ort.InferenceSession(str(self.model), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors derive from Exception
-            raise SspError(f"{self.model}: ONNX Runtime cannot load it: {err}") from None
+        self.session = open_session(ort, self.model, session_options(ort, spec.threads), ["CPUExecutionProvider"])
         inputs = self.session.get_inputs()
         image = len(inputs) == 1 and len(inputs[0].shape) == 4
         if not image or isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3:

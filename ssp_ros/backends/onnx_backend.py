@@ -9,6 +9,7 @@ evaluation on a laptop GPU. The drone keeps its state on the device with the Ten
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -30,13 +31,35 @@ from ssp_ros.resources import resolve_data_path
 LOG = logging.getLogger(__name__)
 
 
-def _import_onnxruntime():  # noqa: ANN202 - the module
+def import_onnxruntime():  # noqa: ANN202 - the module
+    """The onnxruntime module; where it is not installed, an SspError saying what to install."""
     try:
         import onnxruntime
     except ImportError:
-        raise SspError("runtime.backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
-                       "(or onnxruntime-gpu)") from None
+        raise SspError("the onnxruntime package is not installed (runtime.backend 'onnxruntime' and ssp stabilise "
+                       "--segmenter run on it): pip install onnxruntime (or onnxruntime-gpu)") from None
     return onnxruntime
+
+
+def session_options(ort, threads: int):  # noqa: ANN001, ANN201 - onnxruntime's module and SessionOptions
+    """Options for a session that runs beside others, one after the other: ``threads`` intra-op threads (0: all
+    cores), all optimisations, and no spin-waiting after a run."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Sessions run one after the other, each with its own thread pool: threads that spin-wait after a run would
+    # steal the cores from the next session (measured: segmenter 28 → 53 ms at 368x640 on 2 cores when the fusion
+    # session's threads spin). Registration's OpenCV threads compete too.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def open_session(ort, path: Path, options, providers: list):  # noqa: ANN001, ANN201 - onnxruntime types
+    """An InferenceSession of ``path``; a file ONNX Runtime cannot load is an SspError naming it."""
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors (InvalidProtobuf, …) derive from Exception
+        raise SspError(f"{path}: ONNX Runtime cannot load it: {err}") from None
 
 
 def providers_for(device: str, available: list[str]) -> list[str | tuple[str, dict]]:
@@ -60,17 +83,11 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, info: ExportInfo, device: str = "cpu", threads: int = 0, cpu_warp: bool | None = None) -> None:
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime()
         self.info = info
         self.input_size = info.input_size
         self.num_classes = info.num_classes
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Two sessions run one after the other, each with its own thread pool: threads that spin-wait after
-        # a run would steal the cores from the next session (measured: segmenter 28 → 53 ms at 368x640
-        # on 2 cores when the fusion session's threads spin). Registration's OpenCV threads compete too.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(ort, threads)
         providers = providers_for(device, ort.get_available_providers())
         if device == "cpu" and info.raw.get("precision", {}).get("segmenter") == "int8":
             problem = mismatch(info.raw.get("calibration", {}), this_cpu())
@@ -83,10 +100,7 @@ class OnnxRuntimeBackend:
 
     @staticmethod
     def _session(ort, graph: GraphInfo, options, providers):  # noqa: ANN001, ANN205 - onnxruntime types
-        try:
-            session = ort.InferenceSession(str(graph.file), sess_options=options, providers=providers)
-        except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors (InvalidProtobuf, …) derive from Exception
-            raise SspError(f"{graph.file}: ONNX Runtime cannot load it: {err}") from None
+        session = open_session(ort, graph.file, options, providers)
         names = [i.name for i in session.get_inputs()]
         if sorted(names) != sorted(graph.inputs):
             raise SspError(f"{graph.file}: inputs {names} differ from export.json {sorted(graph.inputs)}: re-export")
