@@ -110,6 +110,25 @@ class FlickerRate:
         return self.changed / self.stable if self.stable else float("nan")
 
 
+class ChangeRate:
+    """Label-free flicker: the share of flow-tracked pixels whose class changes from one frame to the next."""
+
+    def __init__(self, ignore_index: int = 255) -> None:
+        self.ignore_index = ignore_index
+        self.changed = 0
+        self.tracked = 0
+
+    def update(self, pred: np.ndarray, next_pred: np.ndarray, flow: np.ndarray, valid: np.ndarray | None) -> None:
+        warped, ok = warp_nearest(next_pred, flow, valid)
+        ok &= (pred != self.ignore_index) & (warped != self.ignore_index)
+        self.tracked += int(ok.sum())
+        self.changed += int((ok & (pred != warped)).sum())
+
+    def value(self) -> float | None:
+        """Percent, None when no pixel was tracked."""
+        return round(100.0 * self.changed / self.tracked, 3) if self.tracked else None
+
+
 class VideoConsistency:
     """VC_n along flow tracks: over windows of n frames, among tracked pixels whose ground truth never
     changes, the share whose prediction never changes either. Streaming: feed frames in order."""

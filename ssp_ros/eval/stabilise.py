@@ -29,32 +29,12 @@ from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set, overla
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
 from ssp_ros.eval.clips import file_clip
-from ssp_ros.eval.flow import warp_nearest
-from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.eval.metrics import ChangeRate, SequenceMetrics
 from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.eval.report import cell
 from ssp_ros.eval.strip import titled
 from ssp_ros.io import VideoWriter, commit_output, prepare_output, read_png, write_png
 from ssp_ros.stabiliser import VOID, Stabiliser, check_labels
-
-
-class ChangeRate:
-    """Label-free flicker: the share of flow-tracked pixels whose class changes from one frame to the next."""
-
-    def __init__(self, ignore_index: int = VOID) -> None:
-        self.ignore_index = ignore_index
-        self.changed = 0
-        self.tracked = 0
-
-    def update(self, pred: np.ndarray, next_pred: np.ndarray, flow: np.ndarray, valid: np.ndarray | None) -> None:
-        warped, ok = warp_nearest(next_pred, flow, valid)
-        ok &= (pred != self.ignore_index) & (warped != self.ignore_index)
-        self.tracked += int(ok.sum())
-        self.changed += int((ok & (pred != warped)).sum())
-
-    def value(self) -> float | None:
-        """Percent, None when no pixel was tracked."""
-        return round(100.0 * self.changed / self.tracked, 3) if self.tracked else None
 
 
 def mask_files(folder: Path, suffixes: tuple[str, ...] = (".png",)) -> list[Path]:
@@ -94,9 +74,7 @@ def read_masks(files: list[Path]) -> list[np.ndarray]:
 
 
 def check_mask(path: Path, labels: np.ndarray, frame_size: tuple[int, int], num_classes: int) -> np.ndarray:
-    """``labels`` (read from ``path``) checked against its frame's size and the class count."""
-    if labels.ndim != 2:
-        raise SspError(f"{path}: {labels.shape[2]} channels; a label image has one (class ids)")
+    """``labels`` (one channel, from ``read_masks``) checked against its frame's size and the class count."""
     try:
         check_labels(labels, num_classes, frame_size)
     except FrameError as err:
@@ -104,10 +82,14 @@ def check_mask(path: Path, labels: np.ndarray, frame_size: tuple[int, int], num_
     return labels
 
 
+def largest_label(masks: list[np.ndarray]) -> int:
+    """The largest class id in the masks, ``VOID`` aside."""
+    return max(int(m[m != VOID].max(initial=0)) for m in masks)
+
+
 def infer_num_classes(masks: list[np.ndarray]) -> int:
-    """The class count the masks imply: one more than the largest label other than ``VOID`` (at least 2)."""
-    top = max(int(m[m != VOID].max(initial=0)) for m in masks)
-    return max(top + 1, 2)
+    """The class count the masks imply: one more than the largest label (at least 2)."""
+    return max(largest_label(masks) + 1, 2)
 
 
 def _ground_truth(labels_dir: Path | None, clip_labels: list | None, frames: list[np.ndarray], num_classes: int
@@ -117,7 +99,7 @@ def _ground_truth(labels_dir: Path | None, clip_labels: list | None, frames: lis
     if labels_dir is None:
         if clip_labels is None:
             return None, "no ground truth (--labels)"
-        top = max(int(labels[labels != VOID].max(initial=0)) for labels in clip_labels)
+        top = largest_label(clip_labels)
         if top >= num_classes:
             return None, (f"the frames' own labels use class {top}, beyond the segmenter's {num_classes} classes: "
                           "give --labels in its classes")
