@@ -73,9 +73,13 @@ def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, in
     if labels.shape != tuple(frame_size):
         raise FrameError(f"labels are {labels.shape[1]}x{labels.shape[0]}, the frame is "
                          f"{frame_size[1]}x{frame_size[0]}: masks must have their frame's size")
-    top = int(labels.max(initial=0))
-    if top >= num_classes and not (top == VOID and num_classes <= VOID):
-        bad = int(labels[(labels >= num_classes) & (labels != VOID if num_classes <= VOID else True)].max())
+    if int(labels.max(initial=0)) < num_classes:
+        return
+    invalid = labels >= num_classes
+    if num_classes <= VOID:
+        invalid &= labels != VOID
+    if invalid.any():
+        bad = int(labels[invalid].max())
         raise FrameError(f"label {bad} is not a class of {num_classes} (0..{num_classes - 1}"
                          + (f", {VOID} = unknown)" if num_classes <= VOID else ")"))
 

@@ -32,6 +32,7 @@ def test_cell_probabilities_spread_a_hard_label_and_leave_unknown_pixels_uniform
 @pytest.mark.parametrize(("labels", "classes", "says"), [
     (np.zeros((4, 6), np.uint8), 3, "labels are 6x4, the frame is 8x4"),
     (np.full((4, 8), 3, np.uint8), 3, r"label 3 is not a class of 3 \(0..2, 255 = unknown\)"),
+    (np.array([[3] * 8] + [[VOID] * 8] * 3, np.uint8), 3, r"label 3 is not a class of 3"),  # beside unknown pixels
     (np.zeros((4, 8), np.float32), 3, "labels must be a 2-D uint8 or uint16 image"),
     (np.full((4, 8), 300, np.uint16), 256, r"label 300 is not a class of 256 \(0..255\)"),
 ])
