@@ -47,14 +47,15 @@ class Letterbox:
         out = to_input @ homography @ np.linalg.inv(to_input)
         return out / out[2, 2]
 
-    def apply(self, frame: np.ndarray) -> np.ndarray:
-        """Camera frame (H×W×3 uint8) → model input (h×w×3 uint8)."""
+    def apply(self, frame: np.ndarray, nearest: bool = False, pad: int = PAD_VALUE) -> np.ndarray:
+        """Camera frame (H×W×3 uint8) → model input (h×w×3 uint8); with ``nearest``, a camera-sized map of class
+        ids (H×W) → model-input size, the padding filled with ``pad``."""
         ch, cw = self.content_size
-        interpolation = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+        interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
         resized = frame if (ch, cw) == frame.shape[:2] else cv2.resize(frame, (cw, ch), interpolation=interpolation)
         if (ch, cw) == self.input_size:
             return resized
-        out = np.full((*self.input_size, 3), PAD_VALUE, np.uint8)
+        out = np.full((*self.input_size, *frame.shape[2:]), pad, frame.dtype)
         out[:ch, :cw] = resized
         return out
 

@@ -151,11 +151,12 @@ class Stabiliser:
 
     def _to_input(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels fitted into the model input like the frame (nearest), and where they are known."""
+        fitted = self._letterbox.apply(labels, nearest=True, pad=0)
         ch, cw = self._letterbox.content_size
-        fitted = np.zeros(self.backend.input_size, labels.dtype)
-        fitted[:ch, :cw] = cv2.resize(labels, (cw, ch), interpolation=cv2.INTER_NEAREST)
         known = np.zeros(self.backend.input_size, bool)
-        known[:ch, :cw] = fitted[:ch, :cw] != VOID if self.num_classes <= VOID else True
+        known[:ch, :cw] = True  # not the padding
+        if self.num_classes <= VOID:
+            known &= fitted != VOID
         return fitted.astype(np.int64), known
 
     def _similarity(self, logits: Any, feats: Any, prev: _State, to_previous: np.ndarray) -> np.ndarray:
