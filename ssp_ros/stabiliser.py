@@ -29,8 +29,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ssp_ros.backends import make_backend
 from ssp_ros.backends.base import Backend
 from ssp_ros.backends.cpu_warp import validity, warp_planes
+from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
 from ssp_ros.frames import check_frame
@@ -235,3 +237,9 @@ class Stabiliser:
         share = float(changed_frame.mean()) if changed_frame.size else 0.0
         return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,
                                reset_reason=decision.reason, registration=registration)
+
+
+def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float = 0.9) -> Stabiliser:
+    """The stabiliser of ``cfg`` for another segmenter's ``num_classes`` classes, with what it reads appearance
+    through loaded (every caller builds it here)."""
+    return Stabiliser(cfg, make_backend(cfg, load_class_set(cfg.model.dataset).num_classes), num_classes, confidence)

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssp_ros.backends import make_backend
 from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
@@ -34,7 +33,7 @@ from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.eval.report import cell
 from ssp_ros.eval.strip import titled
 from ssp_ros.io import VideoWriter, commit_output, prepare_output, read_png, write_png
-from ssp_ros.stabiliser import VOID, Stabiliser, check_labels
+from ssp_ros.stabiliser import VOID, Stabiliser, check_labels, make_stabiliser
 
 
 def mask_files(folder: Path, suffixes: tuple[str, ...] = (".png",)) -> list[Path]:
@@ -177,8 +176,7 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, ou
               else _segmenter_source(segmenter, len(clip.images)))
     k = source.classes.num_classes
     truth, no_miou = _ground_truth(labels_dir, clip.labels, clip.images, k)
-    backend = make_backend(cfg, load_class_set(cfg.model.dataset).num_classes)
-    stabiliser = Stabiliser(cfg, backend, k, confidence)
+    stabiliser = make_stabiliser(cfg, k, confidence)
     tmp = prepare_output(out, overwrite)
     try:
         video = VideoWriter(tmp / "overlay.mp4", clip.fps, (clip.images[0].shape[0], 2 * clip.images[0].shape[1]))
@@ -188,7 +186,7 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, ou
             video.close()
         report.update({"frames_input": str(frames_path), "masks_input": str(masks_path or segmenter),
                        "num_classes": k, "classes": list(source.classes.names), "confidence": confidence,
-                       "backend": backend.name, "input": source.kind, "overlay": video.output.name,
+                       "backend": stabiliser.backend.name, "input": source.kind, "overlay": video.output.name,
                        "miou_missing": no_miou})
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))
