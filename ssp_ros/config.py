@@ -165,6 +165,25 @@ class RuntimeConfig:
         return int(self.device.partition(":")[2] or 0)
 
 
+@dataclass
+class StabiliserConfig:
+    """SSP over another segmenter (``ssp stabilise``, the node's stabiliser mode): its own similarity model and how
+    a hard label becomes class probabilities."""
+
+    model: str = setting("models/ssp_stabiliser", "folder written by `ssp export-stabiliser` (appearance encoder + "
+                         "similarity head); relative to here or share/")
+    input_size: tuple[int, int] = setting((384, 640), "(H, W) the frame is letterboxed to for the similarity and the "
+                                          "fused state (multiples of 4); the labels keep the frame's own size")
+    confidence: float = setting(0.9, "a hard label's probability for its class (the rest is shared by the others)",
+                                Bounds(0.0, 1.0, open_low=True))
+
+    def __post_init__(self) -> None:
+        require(all(side >= 16 and side % 4 == 0 for side in self.input_size), "input_size",
+                f"expected (H, W), multiples of 4 and at least 16, got {list(self.input_size)}")
+        require(bool(self.model), "model", "must not be empty")
+        check_bounds(self)
+
+
 MAX_PIXELS_4K = 4096 * 2160  # DCI 4K, which also holds UHD (3840 x 2160)
 MAX_PIXELS_CAP = 8192 * 8192  # the largest frame the node can be told to take (below Pillow's bomb warning)
 
@@ -201,6 +220,7 @@ class SspConfig:
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
+    stabiliser: StabiliserConfig = field(default_factory=StabiliserConfig)
 
 
 # Sections a config file may hold for the offline tools, which the node leaves unread: ``synthetic`` is the

@@ -10,18 +10,19 @@ any h×w) and returns class ids (uint8). Per frame:
    same (``cell_probabilities``); soft scores are resized onto the cells (``score_cells``);
 2. the previous frame is registered to this one (the same registrar, reset rules and letterbox as ``Pipeline``);
 3. the previous *fused* probabilities are warped into this frame (OpenCV, ``backends/cpu_warp.py``) and blended
-   with the current ones by the similarity ``s`` of our model's similarity head, which compares the stride-4
-   features of our image model in the two frames: what it reads is the frame's appearance, not the other
-   segmenter's output, so it needs no retraining for it;
+   with the current ones by the similarity ``s`` of the stabiliser's own small model (``backends/appearance.py``):
+   an appearance encoder gives stride-4 features of the frame, and SSP's similarity head compares the previous
+   frame's, warped likewise, with this frame's. It reads the frame's appearance, never the other segmenter's
+   output, so it serves any segmenter and any class list without retraining;
 4. where the fused decision of a cell differs from the current one, the cell's pixels of the current class take
    the fused class; every other pixel keeps its label, so the other segmenter's full-resolution boundaries stay.
 
-This first version reads appearance through the shipped image model (a full segmenter run per frame); a small
-appearance encoder trained for this is to replace it.
+The frame is letterboxed to ``stabiliser.input_size`` for steps 1–3; the labels keep the frame's size.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ssp_ros.backends import make_backend
-from ssp_ros.backends.base import Backend
+from ssp_ros.backends.appearance import AppearanceModel
 from ssp_ros.backends.cpu_warp import validity, warp_planes
-from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
 from ssp_ros.frames import check_frame
@@ -40,10 +39,12 @@ from ssp_ros.geometry import cells_to_previous
 from ssp_ros.letterbox import Letterbox
 from ssp_ros.propagation import Propagator
 from ssp_ros.registration import FrameRegistrar, Registration
+from ssp_ros.resources import resolve_data_path
 
 VOID = 255  # the label of an unknown pixel, where the class count leaves it free (K ≤ 255)
 MAX_CLASSES = 256
 STRIDE = 4  # the cells the similarity head compares, and the fused state's resolution
+STAGES = ("registration", "similarity", "fusion")  # timed per frame: homography; encoder + head; the rest
 
 
 @dataclass
@@ -57,13 +58,13 @@ class StabilisedFrame:
     fused: bool  # False: started over (first frame, failed registration, time gap, ...)
     reset_reason: str
     registration: Registration | None
+    timings_ms: dict[str, float]  # per stage (``STAGES``) and their total
 
 
 @dataclass
 class _State:
     probabilities: np.ndarray  # 1×K×h×w float32, the fused class probabilities on the stride-4 cells
-    logits: Any  # our image model's, for the similarity head
-    feats: Any
+    feats: np.ndarray  # 1×C×h×w float32, the appearance features of the frame
 
 
 def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, int]) -> None:
@@ -138,14 +139,20 @@ def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, 
 
 
 class Stabiliser:
-    """One stream of (frame, labels) pairs through one backend; ``process`` runs in one thread at a time."""
+    """One stream of (frame, labels) pairs through one similarity model; ``process`` runs in one thread at a time.
+    ``confidence`` None: ``cfg.stabiliser.confidence``."""
 
-    def __init__(self, cfg: SspConfig, backend: Backend, num_classes: int, confidence: float = 0.9) -> None:
+    def __init__(self, cfg: SspConfig, model: AppearanceModel, num_classes: int, confidence: float | None = None
+                 ) -> None:
+        confidence = cfg.stabiliser.confidence if confidence is None else confidence
         if not 2 <= num_classes <= MAX_CLASSES:
             raise SspError(f"number of classes {num_classes}: must be 2..{MAX_CLASSES}")
         if not 1.0 / num_classes < confidence <= 1.0:
             raise SspError(f"confidence {confidence}: must be above 1/K ({1.0 / num_classes:.3g}) and at most 1")
-        self.cfg, self.backend = cfg, backend
+        if model.stride != STRIDE:
+            raise SspError(f"{model.folder}: features at stride {model.stride}; the stabiliser fuses at {STRIDE}")
+        self.cfg, self.model = cfg, model
+        self.input_size: tuple[int, int] = tuple(cfg.stabiliser.input_size)
         self.num_classes, self.confidence = num_classes, confidence
         self.propagator: Propagator[_State] = Propagator(cfg.propagation)
         self.registrar = FrameRegistrar(cfg.registration)
@@ -155,18 +162,11 @@ class Stabiliser:
         """Labels fitted into the model input like the frame (nearest), and where they are known."""
         fitted = self._letterbox.apply(labels, nearest=True, pad=0)
         ch, cw = self._letterbox.content_size
-        known = np.zeros(self.backend.input_size, bool)
+        known = np.zeros(self.input_size, bool)
         known[:ch, :cw] = True  # not the padding
         if self.num_classes <= VOID:
             known &= fitted != VOID
         return fitted.astype(np.int64), known
-
-    def _similarity(self, logits: Any, feats: Any, prev: _State, to_previous: np.ndarray) -> np.ndarray:
-        """``s`` (1×1×h×w float32 on the stride-4 cells) of our similarity head for this frame pair."""
-        _, s = self.backend.fuse(logits, feats, prev.logits, prev.feats, to_previous)
-        image = self.backend.similarity(s).astype(np.float32) / 255.0  # at input size, whatever the backend
-        h, w = (size // STRIDE for size in self.backend.input_size)
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)[None, None]
 
     def process(self, frame: np.ndarray, labels: np.ndarray, stamp: float) -> StabilisedFrame | None:
         """Stabilise one frame's labels (see the module docstring); None if the frame is dropped (an old stamp
@@ -190,9 +190,9 @@ class Stabiliser:
         labels = cv2.resize(own, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
 
         def cells() -> tuple[np.ndarray, np.ndarray]:
-            grid = tuple(size // STRIDE for size in self.backend.input_size)
+            grid = tuple(size // STRIDE for size in self.input_size)
             current = score_cells(scores, logits, self._letterbox.content_size, grid)
-            return current, np.ones(self.backend.input_size, bool)
+            return current, np.ones(self.input_size, bool)
 
         return self._step(frame, labels, stamp, cells)
 
@@ -202,24 +202,41 @@ class Stabiliser:
         model input's pixels are known); ``labels`` are the current class ids at the frame's size."""
         if self.propagator.admit(stamp) is not None:
             return None
+        timings = dict.fromkeys(STAGES, 0.0)
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] += 1000.0 * (now - clock)
+            clock = now
+
         size = frame.shape[:2]
         if self._letterbox is None or self._letterbox.frame_size != size:
-            self._letterbox = Letterbox(size, self.backend.input_size)
+            self._letterbox = Letterbox(size, self.input_size)
         registration = None
         if self.cfg.propagation.enabled:
             registration = self.registrar.commit(self.registrar.prepare(frame))
-        logits, feats = self.backend.segment(self._letterbox.apply(frame))
+        lap("registration")
+        feats = self.model.features(self._letterbox.apply(frame))
+        lap("similarity")
         current, known = cells()
         decision = self.propagator.decide(stamp, size, registration)
         fused = current
         if decision.fuse:
             prev = self.propagator.state
             to_previous = cells_to_previous(self._letterbox.homography_to_input(registration.homography), STRIDE)
-            s = self._similarity(logits, feats, prev, to_previous)
+            warped_feats = warp_planes(prev.feats, to_previous)
+            lap("fusion")
+            s = self.model.similarity(warped_feats, feats)
+            lap("similarity")
             weight = s * validity(to_previous, *current.shape[-2:])
             fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * current
-        self.propagator.commit(_State(fused, logits, feats), stamp, size)
-        return self._result(labels, fused, current, known, stamp, decision, registration)
+        self.propagator.commit(_State(fused, feats), stamp, size)
+        result = self._result(labels, fused, current, known, stamp, decision, registration)
+        lap("fusion")
+        result.timings_ms = {**timings, "total": sum(timings.values())}
+        return result
 
     def _result(self, labels: np.ndarray, fused: np.ndarray, current: np.ndarray, known: np.ndarray, stamp: float,
                 decision: Any, registration: Registration | None) -> StabilisedFrame:
@@ -236,10 +253,11 @@ class Stabiliser:
         out = np.where(changed_frame, winner_frame.astype(labels.dtype), labels)
         share = float(changed_frame.mean()) if changed_frame.size else 0.0
         return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,
-                               reset_reason=decision.reason, registration=registration)
+                               reset_reason=decision.reason, registration=registration, timings_ms={})
 
 
-def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float = 0.9) -> Stabiliser:
-    """The stabiliser of ``cfg`` for another segmenter's ``num_classes`` classes, with what it reads appearance
-    through loaded (every caller builds it here)."""
-    return Stabiliser(cfg, make_backend(cfg, load_class_set(cfg.model.dataset).num_classes), num_classes, confidence)
+def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float | None = None) -> Stabiliser:
+    """The stabiliser of ``cfg`` for another segmenter's ``num_classes`` classes, its similarity model loaded from
+    ``stabiliser.model`` (every caller builds it here). ``confidence`` None: ``stabiliser.confidence``."""
+    folder = resolve_data_path(cfg.stabiliser.model, "stabiliser.model", "stabiliser model folder")
+    return Stabiliser(cfg, AppearanceModel(folder), num_classes, confidence)

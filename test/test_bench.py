@@ -8,6 +8,7 @@ from ssp_ros.config import ModelConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.bench import input_size_for, markdown, ratios, run_bench, variants, write_report
 from ssp_ros.pipeline import STAGES
+from ssp_ros.stabiliser import STAGES as STABILISER_STAGES
 from ssp_ros.synthetic.config import SimConfig
 
 
@@ -49,6 +50,13 @@ def test_bench_reports_every_backend_and_model(tmp_path) -> None:
     assert reg["size"] == [120, 200] and reg["pairs"] == 3 and reg["speed_ratio"] > 0
     assert reg["ours"]["median_ms"] > 0 and reg["opencv"]["median_ms"] > 0
     assert "registration 120x200, 3 pairs, ours vs OpenCV" in page
+    (stab,) = report["stabiliser"]
+    assert stab["size"] == [120, 200] and stab["frames"] == 3 and stab["input_size"] == [384, 640]
+    assert stab["latency_ms"]["total"] == pytest.approx(sum(stab["latency_ms"][s] for s in STABILISER_STAGES), rel=0.2)
+    assert min(stab["latency_ms"].values()) > 0
+    assert stab["over_segmenter"]["onnxruntime fp32"] == pytest.approx(
+        stab["latency_ms"]["total"] / runs[("onnxruntime", "image")]["latency_ms"]["segmenter"], rel=1e-2)
+    assert "stabiliser 120x200 (similarity at 384x640)" in page and "onnxruntime fp32" in page
 
 
 def test_ratios_compare_ssp_with_the_image_model_of_the_same_backend_and_size() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from ssp_ros.cli.main import main
 from ssp_ros.config import load_config
 from ssp_ros.errors import FrameError, SspError
-from ssp_ros.stabiliser import VOID, Stabiliser, cell_probabilities, check_labels
+from ssp_ros.stabiliser import VOID, Stabiliser, cell_probabilities, check_labels, make_stabiliser
 
 
 def test_cell_probabilities_spread_a_hard_label_and_leave_unknown_pixels_uniform() -> None:
@@ -157,9 +158,16 @@ def test_numbered_classes_have_distinct_colours() -> None:
 def test_a_stabiliser_refuses_class_counts_and_confidences_it_cannot_use() -> None:
     cfg = load_config()
     with pytest.raises(SspError, match="number of classes 1: must be 2..256"):
-        Stabiliser(cfg, None, 1)
+        make_stabiliser(cfg, 1)
     with pytest.raises(SspError, match=r"confidence 0.2: must be above 1/K \(0.25\)"):
-        Stabiliser(cfg, None, 4, 0.2)
+        make_stabiliser(cfg, 4, 0.2)
+
+
+def test_a_missing_similarity_model_is_named_with_its_config_key(tmp_path) -> None:
+    cfg = load_config()
+    cfg = dataclasses.replace(cfg, stabiliser=dataclasses.replace(cfg.stabiliser, model=str(tmp_path / "none")))
+    with pytest.raises(SspError, match=r"none: stabiliser model folder not found \(stabiliser.model"):
+        make_stabiliser(cfg, 4)
 
 
 def test_soft_scores_cells_follow_the_letterboxed_frame_and_logits_are_softmaxed() -> None:
@@ -265,7 +273,9 @@ def test_a_changed_cell_changes_only_the_pixels_of_its_current_class() -> None:
 
     from ssp_ros.letterbox import Letterbox
 
-    stabiliser = Stabiliser(load_config(), SimpleNamespace(input_size=(8, 8)), 3)
+    cfg = load_config()
+    cfg = dataclasses.replace(cfg, stabiliser=dataclasses.replace(cfg.stabiliser, input_size=(8, 8)))
+    stabiliser = Stabiliser(cfg, SimpleNamespace(stride=4), 3)
     stabiliser._letterbox = Letterbox((8, 8), (8, 8))
     labels = np.ones((8, 8), np.uint8)
     labels[0, :4] = 2  # cell (0, 0): twelve pixels of class 1, four of class 2

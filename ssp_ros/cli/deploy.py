@@ -1,4 +1,4 @@
-"""The deployment wing on the command line: ``ssp export`` and ``ssp build-engine``."""
+"""The deployment wing on the command line: ``ssp export``, ``ssp export-stabiliser`` and ``ssp build-engine``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ssp_ros.backends.export_info import EXPORTED_GRAPHS, SIDECAR
 from ssp_ros.backends.int8_cpu import ANY_CPU, CPU_TARGETS, VNNI
 from ssp_ros.cli.args import size
-from ssp_ros.errors import SspError
+from ssp_ros.errors import SspError, require_package
 
 if TYPE_CHECKING:
     from ssp_ros.synthetic.config import SimConfig
@@ -90,8 +90,19 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_stabiliser(args: argparse.Namespace) -> int:
+    """Export the stabiliser's trained similarity model to the folder ``stabiliser.model`` names."""
+    require_package("torch", "torch", "ssp export-stabiliser")
+    require_package("onnx", "onnx", "ssp export-stabiliser")
+    from ssp_ros.deploy.stabiliser_export import export_stabiliser
+
+    info = export_stabiliser(args.weights, args.out)
+    print(f"export-stabiliser: wrote {args.out} (C = {info['channels']}, weights {info['weights_sha256'][:12]})")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``ssp export`` and ``ssp build-engine``."""
+    """Register ``ssp export``, ``ssp export-stabiliser`` and ``ssp build-engine``."""
     graphs = ", ".join(f"{name}.onnx" for name in EXPORTED_GRAPHS)
     summary = f"export the model to the ONNX graphs of the deployment runtimes ({graphs}) + {SIDECAR}"
     export = sub.add_parser("export", help=summary, description=f"E{summary[1:]}.")
@@ -120,6 +131,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--calib-frames", type=int, help="--int8: use at most this many frames, evenly spaced "
                         "(default 120)")
     export.set_defaults(func=cmd_export)
+
+    stab = sub.add_parser("export-stabiliser", help="export the stabiliser's similarity model (appearance "
+                          "encoder + similarity head, trained with config/train/stabiliser.yaml) for ssp stabilise "
+                          "and the node")
+    stab.add_argument("--weights", type=Path, required=True, help="the trained weights (.safetensors)")
+    stab.add_argument("--out", type=Path, default=Path("models/ssp_stabiliser"),
+                      help="output folder (default models/ssp_stabiliser, the config's stabiliser.model)")
+    stab.set_defaults(func=cmd_export_stabiliser)
 
     parser = sub.add_parser("build-engine", help="build TensorRT engines for an exported model folder (the "
                             "precision applies to the segmenter; the fusion engine is FP32 at every precision)")

@@ -1,4 +1,4 @@
-"""``ssp bench``: what the image model and SSP cost, per backend and frame size, as JSON + Markdown.
+"""``ssp bench``: what the image model, SSP and the stabiliser cost, per backend and frame size, as JSON + Markdown.
 
 Latency comes from the streaming pipeline's own per-stage timers (median of N frames after a warm-up)
 on synthetic drone frames, so it is what the node and replay see; the per-frame total also gets its
@@ -11,6 +11,11 @@ peak resident set during each run (reset between runs through ``/proc/self/clear
 Speed targets live here and not in timed tests: the report prints the ratios that matter (SSP over
 image-model latency, fusion + registration over the segmenter, ONNX Runtime over torch throughput, INT8
 over FP32) and plots the stages of image model and SSP next to the paper's A100 figures.
+
+The stabiliser (SSP over another segmenter, ``ssp_ros.stabiliser``) runs on the same frames with their true
+labels as the other segmenter's output; its cost is registration + its own similarity model + fusion, reported
+per stage and as a share of our image model's segmenter time on each backend (the issue's goal: ≤ 15 % on ONNX
+Runtime).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from ssp_ros.config import ModelConfig, RuntimeConfig, SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.registration_check import compare, summary
 from ssp_ros.pipeline import STAGES, Pipeline
+from ssp_ros.stabiliser import STAGES as STABILISER_STAGES
+from ssp_ros.stabiliser import make_stabiliser
 from ssp_ros.synthetic import SyntheticVideo, relative_homography
 from ssp_ros.synthetic.config import SimConfig
 
@@ -92,6 +99,21 @@ def time_pipeline(cfg: SspConfig, backend: Any, frames: list[tuple[np.ndarray, f
             "total_ms": {f"p{q}": round(float(np.percentile(timings["total"], q)), 3) for q in PERCENTILES},
             "stage_share": {stage: round(latency[stage] / stage_sum, 4) for stage in STAGES},
             "fused_frames": fused, "peak_rss_mb": round(peak_rss_mb(), 1) if reset else None}
+
+
+def time_stabiliser(cfg: SspConfig, frames: list[tuple[np.ndarray, float, np.ndarray]], warmup: int,
+                    num_classes: int) -> dict[str, Any]:
+    """Median per-stage latency (ms) of the stabiliser over (frame, stamp, labels), after ``warmup`` frames."""
+    stabiliser = make_stabiliser(cfg, num_classes)
+    timings: dict[str, list[float]] = {stage: [] for stage in (*STABILISER_STAGES, "total")}
+    for i, (image, stamp, labels) in enumerate(frames):
+        result = stabiliser.process(image, labels, stamp)
+        if i >= warmup:
+            for stage, ms in timings.items():
+                ms.append(result.timings_ms[stage])
+    return {"latency_ms": {stage: round(statistics.median(v), 3) for stage, v in timings.items()},
+            "total_ms": {f"p{q}": round(float(np.percentile(timings["total"], q)), 3) for q in PERCENTILES},
+            "frames": len(frames) - warmup, "input_size": list(cfg.stabiliser.input_size)}
 
 
 def model_cost(model_cfg: ModelConfig, num_classes: int, input_size: tuple[int, int]) -> dict[str, Any]:
@@ -167,7 +189,7 @@ def run_bench(cfg: SimConfig, sizes: list[tuple[int, int]], backends: list[str],
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                     "cores": os.cpu_count(), "device": cfg.runtime.device},
         "frames": frames, "warmup": warmup, "seed": seed, "runs": [], "skipped": [], "cost": [], "registration": [],
-        "paper_a100_fps": PAPER_FPS_A100}
+        "stabiliser": [], "paper_a100_fps": PAPER_FPS_A100}
     with tempfile.TemporaryDirectory(prefix="ssp-bench-") as scratch:
         for size in sizes:
             model_cfg = dataclasses.replace(cfg.model, input_size=input_size_for(size))
@@ -179,6 +201,8 @@ def run_bench(cfg: SimConfig, sizes: list[tuple[int, int]], backends: list[str],
             clip = [(f.image, f.stamp) for f in video]
             pairs = [(a.image, b.image, relative_homography(a, b)) for a, b in zip(video[:-1], video[1:])]
             report["registration"].append({"size": list(size), **summary(compare(pairs, cfg.registration))})
+            labelled = [(f.image, f.stamp, f.labels) for f in video]
+            report["stabiliser"].append({"size": list(size), **time_stabiliser(sized, labelled, warmup, num_classes)})
             for name, precision in measured:
                 if importlib.util.find_spec(name) is None:  # each backend is named after the module it needs
                     report["skipped"].append({"backend": name, "precision": precision, "size": list(size),
@@ -194,6 +218,10 @@ def run_bench(cfg: SimConfig, sizes: list[tuple[int, int]], backends: list[str],
         report["paper_cost"] = {**model_cost(PAPER_MODEL, load_class_set(PAPER_MODEL.dataset).num_classes,
                                              PAPER_MODEL.input_size), "paper_gflops": PAPER_GFLOPS}
     report["ratios"] = ratios(report["runs"])
+    for entry in report["stabiliser"]:
+        entry["over_segmenter"] = {f"{r['backend']} {r['precision']}": round(
+            entry["latency_ms"]["total"] / r["latency_ms"]["segmenter"], 4)
+            for r in report["runs"] if r["model"] == "image" and r["size"] == entry["size"]}
     return report
 
 
@@ -281,6 +309,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"SSP {q['int8_over_fp32_throughput']:.2f}x")
         lines.append(text)
     lines += [f"- skipped {s['backend']} {s['precision']} at {_size(s)}: {s['reason']}" for s in report["skipped"]]
+    for st in report["stabiliser"]:
+        stages = ", ".join(f"{stage} {st['latency_ms'][stage]:.2f}" for stage in STABILISER_STAGES)
+        shares = ", ".join(f"{name} {100 * share:.1f} %" for name, share in st["over_segmenter"].items())
+        lines.append(f"- stabiliser {_size(st)} (similarity at {st['input_size'][0]}x{st['input_size'][1]}): "
+                     f"{st['latency_ms']['total']:.2f} ms per frame ({stages}; p90 {st['total_ms']['p90']:.2f}); "
+                     f"of our image model's segmenter time: {shares or 'no image-model run'}")
     for r in report["registration"]:
         ours, cv = r["ours"], r["opencv"]
         lines.append(f"- registration {r['size'][0]}x{r['size'][1]}, {r['pairs']} pairs, ours vs OpenCV (BFMatcher + "

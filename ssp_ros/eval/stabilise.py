@@ -163,7 +163,7 @@ def _segmenter_source(spec: Path, count: int) -> _Source:
 
 
 def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, out: Path,
-                  num_classes: int | None = None, confidence: float = 0.9, labels_dir: Path | None = None,
+                  num_classes: int | None = None, confidence: float | None = None, labels_dir: Path | None = None,
                   overwrite: bool = False, classes: Path | None = None, logits: bool = False,
                   segmenter: Path | None = None) -> dict:
     """Stabilise ``masks_path``'s label images or soft scores (``logits``: they are logits), or the output of the
@@ -185,9 +185,9 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, ou
         finally:
             video.close()
         report.update({"frames_input": str(frames_path), "masks_input": str(masks_path or segmenter),
-                       "num_classes": k, "classes": list(source.classes.names), "confidence": confidence,
-                       "backend": stabiliser.backend.name, "input": source.kind, "overlay": video.output.name,
-                       "miou_missing": no_miou})
+                       "num_classes": k, "classes": list(source.classes.names), "confidence": stabiliser.confidence,
+                       "similarity_model": str(stabiliser.model.folder), "input": source.kind,
+                       "overlay": video.output.name, "miou_missing": no_miou})
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))
         commit_output(tmp, out)
@@ -267,8 +267,8 @@ def markdown(report: dict) -> str:
     return "\n".join([
         f"# ssp stabilise: {report['masks_input']}", "",
         f"{report['frames']} frames of {report['size'][0]}x{report['size'][1]} ({report['frames_input']}), "
-        f"{report['num_classes']} classes, hard-label confidence {report['confidence']}; similarity from "
-        f"the {report['backend']} backend; {report['ms_per_frame']} ms per frame (median).", "",
+        f"{report['num_classes']} classes, hard-label confidence {report['confidence']}; similarity model "
+        f"{report['similarity_model']}; {report['ms_per_frame']} ms per frame (median).", "",
         *rows, "",
         "TC: mIoU of consecutive masks along the flow (percent); change rate: the share of flow-tracked pixels whose "
         "class changes from one frame to the next (label-free flicker, percent). "

@@ -198,7 +198,31 @@ class KdStageConfig:
         check_range(self, "lr_image", 0.0)
 
 
-def _stage_checks(stage: ImageStageConfig | SspStageConfig | KdStageConfig) -> None:
+@dataclass
+class StabiliserStageConfig:
+    """The stabiliser's own similarity model (appearance encoder + similarity head, ``ssp_ros.models.appearance``)
+    on frame pairs: the SSP target (does the warped previous cell keep its class?) plus the cross-entropy of
+    fusing simulated input segmenters' outputs with it (``ssp_train.input_segmenters``). Needs no image model."""
+
+    steps: int = 0  # optimiser steps; 0 = skip the stage
+    channels: int = 16  # C: the encoder's stride-4 feature channels (the head's width follows)
+    batch_size: int = 8  # pairs per step and process
+    accumulate: int = 1  # micro-batches whose gradients add up to one optimiser step
+    crop_size: int = 256  # the same random square crop of both frames (multiple of 32); 0 = whole frames
+    fusion_weight: float = 0.5  # weight of the fused cross-entropy next to the SSP target's binary cross-entropy
+    lr: float = 3e-3  # peak AdamW learning rate (from scratch)
+    weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights)
+    warmup_steps: int = 50  # linear warm-up, then cosine decay
+    final_lr_ratio: float = 0.01  # the cosine ends at lr × this
+
+    def __post_init__(self) -> None:
+        _stage_checks(self)
+        check_range(self, "channels", 2, 256)
+        check_range(self, "fusion_weight", 0.0)
+        check_range(self, "lr", 0.0, open_low=True)
+
+
+def _stage_checks(stage: ImageStageConfig | SspStageConfig | KdStageConfig | StabiliserStageConfig) -> None:
     check_range(stage, "steps", 0)
     check_range(stage, "batch_size", 1)
     check_range(stage, "accumulate", 1)
@@ -215,8 +239,9 @@ class OutputConfig:
 
     dir: str = "runs/ssp_default"  # checkpoints, config.yaml, train_log.jsonl, segmenter.safetensors
     weights: str = "models/ssp_default.safetensors"  # final weights (fp16 parameters)
-    model: Literal["ssp", "image"] = "ssp"  # what the final weights hold: the SSP model, or the image model alone
-    # (a KD teacher: then the ssp and kd stages must be skipped)
+    model: Literal["ssp", "image", "stabiliser"] = "ssp"  # what the final weights hold: the SSP model, the image
+    # model alone (a KD teacher: then the ssp and kd stages must be skipped), or the stabiliser's similarity model
+    # (then only the stabiliser stage runs)
     max_weights_mb: float = 10.0  # refuse to start if the fp16 weights would be larger (MB = 10⁶ bytes); 0 = no limit
     checkpoint_every: int = 200  # steps between checkpoints (the last step always gets one)
     log_every: int = 25  # steps between log lines (the progress bar shows the running loss every step)
@@ -256,6 +281,7 @@ class TrainConfig:
     image: ImageStageConfig = field(default_factory=ImageStageConfig)
     ssp: SspStageConfig = field(default_factory=SspStageConfig)
     kd: KdStageConfig = field(default_factory=KdStageConfig)  # KD-SSP after the ssp stage (steps 0 = skipped)
+    stabiliser: StabiliserStageConfig = field(default_factory=StabiliserStageConfig)  # output.model: stabiliser
     output: OutputConfig = field(default_factory=OutputConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     num_threads: int = 2  # torch.set_num_threads (per process)
@@ -265,6 +291,11 @@ class TrainConfig:
         check_range(self, "num_threads", 1)
         require(self.output.model == "ssp" or (self.ssp.steps == 0 and self.kd.steps == 0), "output.model",
                 "'image' saves the image model alone: set ssp.steps and kd.steps to 0 (their training would be lost)")
+        stabiliser = self.output.model == "stabiliser"
+        require(not stabiliser or self.image.steps == self.ssp.steps == self.kd.steps == 0, "output.model",
+                "'stabiliser' trains the stabiliser's own model alone: set image.steps, ssp.steps and kd.steps to 0")
+        require(stabiliser or self.stabiliser.steps == 0, "stabiliser.steps",
+                "the stabiliser stage runs only with output.model: stabiliser (its model is saved alone)")
 
 
 # Keys that may change when a run resumes from a checkpoint (how it runs, not what it trains).

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssp_ros.models import SSP, Segmenter, warp
+from ssp_ros.models.appearance import AppearanceSimilarity
+from ssp_train.input_segmenters import cell_truth, simulate
 from ssp_train.losses import (
     distillation_loss,
     flow_warp,
@@ -173,3 +175,39 @@ class KdObjective(_FusionObjective):
             small = _small_frames(images, segmenter.output_stride)
             loss = loss + self.tc_weight * _tc_term(fused, prev_logits, small[:, 1], small[:, 0], to_previous)
         return {"loss": loss, "kl_cur": kl_cur.detach(), "kl_prev": kl_prev.detach()}
+
+
+class StabiliserObjective(nn.Module):
+    """The stabiliser's similarity model on pairs (``PairDataset`` batches): the binary cross-entropy of ``s``
+    against the SSP target (the chance that the warped previous cell and the current cell hold the same true
+    class), plus ``fusion_weight`` × the cross-entropy of fusing a simulated segmenter's outputs with ``s``
+    (``ssp_train.input_segmenters``) against the current truth. Both count only cells that come from inside the
+    previous frame. ``forward`` also returns the two terms and the simulated segmenter's own loss."""
+
+    def __init__(self, model: AppearanceSimilarity, num_classes: int, fusion_weight: float) -> None:
+        super().__init__()
+        self.model, self.num_classes, self.fusion_weight = model, num_classes, fusion_weight
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n, to_previous = batch["cur"].shape[0], batch["to_previous"]
+        feats = self.model.encoder(torch.cat([batch["prev"], batch["cur"]]))
+        warped_feats, valid = warp(feats[:n], to_previous)
+        s = self.model(warped_feats, feats[n:]).clamp(1e-6, 1 - 1e-6)
+        truth_prev, truth = (cell_truth(batch[key], self.num_classes) for key in ("prev_labels", "labels"))
+        warped_truth, _ = warp(truth_prev, to_previous)
+        weight = valid * warped_truth.sum(1, keepdim=True) * truth.sum(1, keepdim=True)  # labelled, in view
+        same = (warped_truth * truth).sum(1, keepdim=True) / weight.clamp_min(1e-6) * valid
+        total = weight.sum().clamp_min(1.0)
+        bce = (F.binary_cross_entropy(s, same.clamp(0, 1), reduction="none") * weight).sum() / total
+        with torch.no_grad():
+            seg = simulate(batch["prev_labels"], batch["labels"], self.num_classes)
+            warped_prev, _ = warp(seg.prev, to_previous)
+        blend = s * valid
+        fused = blend * warped_prev + (1 - blend) * seg.cur
+        in_view = valid * seg.truth.sum(1, keepdim=True)
+        count = in_view.sum().clamp_min(1.0)
+        fused_ce = -(seg.truth * torch.log(fused.clamp_min(1e-6)) * valid).sum() / count
+        with torch.no_grad():
+            own_ce = -(seg.truth * torch.log(seg.cur.clamp_min(1e-6)) * valid).sum() / count
+        return {"loss": bce + self.fusion_weight * fused_ce, "bce": bce.detach(), "fused_ce": fused_ce.detach(),
+                "input_ce": own_ce}

@@ -40,13 +40,27 @@ from ssp_ros.models import (
     save_weights,
     similarity_description,
 )
+from ssp_ros.models.appearance import AppearanceSimilarity
 from ssp_ros.schema import to_dict
-from ssp_train.config import ImageStageConfig, KdStageConfig, SspStageConfig, TrainConfig, load_train_config
+from ssp_train.config import (
+    ImageStageConfig,
+    KdStageConfig,
+    SspStageConfig,
+    StabiliserStageConfig,
+    TrainConfig,
+    load_train_config,
+)
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset, batches, video_source
 from ssp_train.distributed import ProcessGroup, process_group
 from ssp_train.engine import RunLog, StageSettings, evaluate, run_stage
 from ssp_train.flow_cache import EstimatedFlow
-from ssp_train.objectives import ImageObjective, ImagePairObjective, KdObjective, SspObjective
+from ssp_train.objectives import (
+    ImageObjective,
+    ImagePairObjective,
+    KdObjective,
+    SspObjective,
+    StabiliserObjective,
+)
 from ssp_train.sources import (
     FrameSource,
     Sequence,
@@ -94,7 +108,7 @@ def weights_megabytes(model: nn.Module, fp16: bool = True) -> float:
     return total / 1e6
 
 
-Stage = ImageStageConfig | SspStageConfig | KdStageConfig
+Stage = ImageStageConfig | SspStageConfig | KdStageConfig | StabiliserStageConfig
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, stage: Stage) -> torch.optim.lr_scheduler.LambdaLR:
@@ -364,6 +378,33 @@ def train_kd(cfg: TrainConfig, model: SSP, source: FrameSource | None = None, lo
     return _finish_fusion_stage("kd", "KD-SSP", cfg, stage, objective, model, optimizer, make_batches, group, log)
 
 
+def train_stabiliser(cfg: TrainConfig, source: FrameSource | None = None, log: RunLog | None = None,
+                     group: ProcessGroup = ALONE) -> AppearanceSimilarity:
+    """The stabiliser's own similarity model (appearance encoder + similarity head) from scratch on frame pairs,
+    with simulated input segmenters (``StabiliserObjective``). Returns the model (eval mode)."""
+    out_dir = Path(cfg.output.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = log or RunLog(out_dir, enabled=group.is_main)
+    stage = cfg.stabiliser
+    model = AppearanceSimilarity(stage.channels).to(group.device)
+    source = source if source is not None else training_source(cfg, log)
+    dataset = PairDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), key="stabiliser.crop_size",
+                          jitter=cfg.data.jitter)
+    objective = StabiliserObjective(model, _classes(cfg).num_classes, stage.fusion_weight)
+    optimizer = torch.optim.AdamW(param_groups(model, stage.lr, stage.weight_decay), lr=stage.lr)
+    make_batches = _batch_maker(cfg, dataset, stage.batch_size, cfg.seed + 4, group)
+    log.line(f"stabiliser stage: {stage.steps} steps of {_batch_words(stage, group, 'pairs')} "
+             f"(gap {list(cfg.data.frame_gap)}), crops of {stage.crop_size or 'whole'} px, C = {stage.channels}, "
+             f"on {group.device}, {cfg.compute.precision}")
+    result = run_stage(_settings(cfg, "stabiliser", stage), objective, model, optimizer, _scheduler(optimizer, stage),
+                       make_batches, group, log)
+    log.line(f"stabiliser stage: {result['steps']} steps in {result['seconds']:.1f} s ({result['s_per_step']:.2f} "
+             f"s/step), loss {result['first_loss']} -> {result['last_loss']} (mean of the first / last 10 steps)")
+    log.record(stage="stabiliser", summary=result)
+    group.barrier()
+    return model.eval()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the whole recipe
 
@@ -372,6 +413,8 @@ def check_weights_size(cfg: TrainConfig, num_classes: int) -> float:
     """The fp16 size of the final weights in MB; ``ConfigError`` before any work if over ``max_weights_mb``."""
     if cfg.output.model == "image":
         model = build_segmenter(cfg.model, num_classes, with_weights=False)
+    elif cfg.output.model == "stabiliser":
+        model = AppearanceSimilarity(cfg.stabiliser.channels)
     else:
         model = build_ssp(cfg.model, num_classes, False, cfg.ssp.similarity, cfg.ssp.similarity_inputs)
     size = weights_megabytes(model)
@@ -405,17 +448,22 @@ def run(cfg: TrainConfig, source_name: str = "<config>") -> dict:
         log.line(f"train: recipe {source_name}, run dir {out_dir}, {group.world_size} process(es) on "
                  f"{group.device.type}, {cfg.num_threads} threads each, final weights {cfg.output.weights} "
                  f"(~{size_mb:.1f} MB)")
-        needs_data = cfg.image.steps > 0 or cfg.ssp.steps > 0 or cfg.kd.steps > 0
+        needs_data = cfg.image.steps > 0 or cfg.ssp.steps > 0 or cfg.kd.steps > 0 or cfg.stabiliser.steps > 0
         t = time.perf_counter()
         source = training_source(cfg, log) if needs_data else None
         times = {"data": time.perf_counter() - t}
-        t = time.perf_counter()
-        segmenter = train_image(cfg, source, log, group)
-        times["image"] = time.perf_counter() - t
-        final: nn.Module = segmenter
+        final: nn.Module
+        if cfg.output.model == "stabiliser":
+            t = time.perf_counter()
+            final = train_stabiliser(cfg, source, log, group)
+            times["stabiliser"] = time.perf_counter() - t
+        else:
+            t = time.perf_counter()
+            final = train_image(cfg, source, log, group)
+            times["image"] = time.perf_counter() - t
         if cfg.output.model == "ssp":
             t = time.perf_counter()
-            final = train_ssp(cfg, segmenter, source, log, group)
+            final = train_ssp(cfg, final, source, log, group)
             times["ssp"] = time.perf_counter() - t
             if cfg.kd.steps > 0:
                 t = time.perf_counter()
