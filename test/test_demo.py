@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from onnx_segmenters import conv_segmenter, segmenter_yaml
 
 from ssp_ros.classes import load_class_set
 from ssp_ros.cli.main import main
@@ -121,3 +122,60 @@ def test_missing_input_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(SspError, match=r"nope\.mp4: no such video file"):
         file_clip(tmp_path / "nope.mp4", frames=None)
+
+
+SEGMENTER_INPUT = (48, 80)
+
+
+def tiny_config(tmp_path: Path, weights: Path) -> Path:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"model": {"input_size": list(INPUT), "weights": str(weights)}}))
+    return config
+
+
+def test_demo_runs_your_segmenter_and_stabilises_it(weights: Path, tmp_path: Path, capsys) -> None:
+    """``ssp demo --segmenter``: a tiny ONNX segmenter of UAVid's 8 classes over four synthetic frames."""
+    conv_segmenter(tmp_path / "conv.onnx", SEGMENTER_INPUT, 8)
+    spec = segmenter_yaml(tmp_path, model="conv.onnx", input_size=list(SEGMENTER_INPUT), classes="uavid")
+    out = tmp_path / "out"
+    assert main(["demo", "--segmenter", str(spec), "--frames", "4", "--size", "64x96", "--config",
+                 str(tiny_config(tmp_path, weights)), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["command"] == "ssp demo" and report["masks_input"] == str(spec)
+    assert report["frames"] == 4 and report["size"] == [64, 96] and report["frames_input"] == "synthetic seed 2000"
+    assert report["input"] == "logits" and report["num_classes"] == 8 and report["classes"][1] == "building"
+    assert report["miou_missing"] == "", "the synthetic world's classes are the segmenter's: mIoU is measured"
+    for name in ("before", "after"):
+        m = report[name]
+        assert 0 <= m["miou"] <= 100 and 0 <= m["tc"] <= 100 and 0 <= m["change_rate"] <= 100, (name, m)
+    assert report["ms_per_frame"] > 0 and report["registration"]["pairs"] == 3
+    masks = sorted((out / "masks").iterdir())
+    assert [p.name for p in masks] == [f"{i:06d}.png" for i in range(4)]
+    for path in masks:
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (64, 96) and mask.dtype == np.uint8 and mask.max() < 8
+    page = (out / "report.md").read_text()
+    assert page.startswith(f"# ssp demo: {spec}") and "| before |" in page and "| after |" in page
+    printed = capsys.readouterr().out
+    assert "4 frames, 8 classes: TC " in printed and "mIoU " in printed and "no mIoU" not in printed
+    av = pytest.importorskip("av", reason="PyAV is not installed: pip install av")
+    with av.open(str(out / "overlay.mp4")) as video:
+        assert video.streams.video[0].frames == 4 and video.streams.video[0].height == 64
+        assert video.streams.video[0].width == 192  # input segmenter | stabilised
+
+
+@pytest.mark.parametrize(("classes", "output", "says"), [
+    (4, "logits", "output 'logits' of conv.onnx has 4 classes, the class list 'uavid' 8"),
+    (8, "labels", "on a blank input, "),  # logits where the YAML says labels: only its output tells
+])
+def test_demo_refuses_a_segmenter_yaml_that_does_not_match_before_writing(weights: Path, tmp_path: Path, capsys,
+                                                                          classes: int, output: str, says: str) -> None:
+    conv_segmenter(tmp_path / "conv.onnx", SEGMENTER_INPUT, classes)
+    spec = segmenter_yaml(tmp_path, model="conv.onnx", input_size=list(SEGMENTER_INPUT), output=output,
+                          classes="uavid")
+    out = tmp_path / "out"
+    assert main(["demo", "--segmenter", str(spec), "--frames", "2", "--size", "64x96", "--config",
+                 str(tiny_config(tmp_path, weights)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}: " in err and says in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from onnx_segmenters import conv_segmenter, segmenter_yaml
 
 from ssp_ros.cli.main import main
 from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
 from ssp_ros.models import build_ssp, save_weights
 from ssp_ros.ros.images import UNSUPPORTED_ENCODING, image_pixels, stamp_ns
-from ssp_ros.ros.stream import STALE, SUPERSEDED
+from ssp_ros.ros.stream import REJECTED, STALE, SUPERSEDED
 from ssp_ros.tools.bag import (
     SYNTH_IMAGE_TOPIC,
     SYNTH_START_NS,
@@ -74,22 +75,28 @@ def test_replay_writes_every_frame_on_the_input_stamps(cfg, drone_bag: Path, sma
     assert "| 8 | 8 |" in (folder / "report.md").read_text() and (folder / "tc_over_time.png").stat().st_size > 0
 
 
-def test_corrupt_and_bad_records_are_counted_and_skipped(cfg, small_video, tmp_path: Path) -> None:
-    bag_path = tmp_path / "broken.db3"
-    good_stamps = []
-    with BagWriter(bag_path) as bag:
-        for i, frame in enumerate(small_video[:6]):
+def broken_bag(path: Path, frames: list, damage: dict[int, str]) -> list[int]:
+    """A camera bag of ``frames``, 33 ms apart, some damaged (index → "corrupt": bytes that do not deserialise,
+    "32FC1": an encoding replay does not take, "tiny": 8x8 pixels); returns the stamps of the undamaged ones."""
+    good = []
+    with BagWriter(path) as bag:
+        for i, frame in enumerate(frames):
             stamp = SYNTH_START_NS + i * 33_000_000
-            header = bag.messages.header(_Header(stamp))
-            msg = bag.messages.image(header, frame.image, "rgb8")
-            if i == 2:
+            image = np.ascontiguousarray(frame.image[:8, :8]) if damage.get(i) == "tiny" else frame.image
+            msg = bag.messages.image(bag.messages.header(_Header(stamp)), image, "rgb8")
+            if damage.get(i) == "corrupt":
                 bag.write_raw(SYNTH_IMAGE_TOPIC, msg.__msgtype__, stamp, b"\x00\x01\x00\x00garbage")
                 continue
-            if i == 4:
+            if damage.get(i) == "32FC1":
                 msg.encoding = "32FC1"
-            else:
-                good_stamps.append(stamp)
+            good += [] if i in damage else [stamp]
             bag.write(SYNTH_IMAGE_TOPIC, stamp, msg)
+    return good
+
+
+def test_corrupt_and_bad_records_are_counted_and_skipped(cfg, small_video, tmp_path: Path) -> None:
+    bag_path = tmp_path / "broken.db3"
+    good_stamps = broken_bag(bag_path, small_video[:6], {2: "corrupt", 4: "32FC1"})
     report = run_replay(cfg, bag_path, tmp_path / "out.mcap", progress=False)
     assert report["messages"] == 6 and report["frames_out"] == 4
     assert report["skipped"] == {CORRUPT: 1, UNSUPPORTED_ENCODING: 1}
@@ -194,3 +201,62 @@ def test_masks_match_a_direct_pipeline_run(cfg, drone_bag: Path, small_video, tm
     direct = [pipeline.process(f.image, (SYNTH_START_NS + round(f.stamp * 1e9)) * 1e-9).mask for f in small_video[:8]]
     replayed = [image_pixels(m) for _, m in topic_records(tmp_path / "seg.mcap", "/ssp/mask")]
     assert all(np.array_equal(a, b) for a, b in zip(direct, replayed))
+
+
+def tiny_segmenter(folder: Path, classes: int = 8) -> Path:
+    """The YAML of a one-convolution ONNX segmenter of ``classes`` logits at 48x80, as UAVid's classes."""
+    conv_segmenter(folder / "conv.onnx", (48, 80), classes)
+    return segmenter_yaml(folder, model="conv.onnx", input_size=[48, 80], output="logits", classes="uavid")
+
+
+def test_replay_stabilises_your_segmenter_on_the_input_headers(weights: Path, drone_bag: Path, tmp_path: Path,
+                                                               capsys) -> None:
+    config = tmp_path / "ssp.yaml"
+    config.write_text(yaml.safe_dump({"model": {"input_size": list(INPUT), "weights": str(weights)}}))
+    spec = tiny_segmenter(tmp_path)
+    assert main(["replay", str(drone_bag), "--out", str(tmp_path / "seg.mcap"), "--segmenter", str(spec),
+                 "--config", str(config), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 messages on /camera/image_raw (deterministic): 8 frames out, skipped none" in printed
+    assert "input segmenter: mIoU " in printed
+    report = json.loads((tmp_path / "seg_report" / "report.json").read_text())
+    assert report["segmenter"] == str(spec) and report["segmenter_output"] == "logits" and "backend" not in report
+    assert report["output_topics"] == ["/ssp/mask", "/ssp/overlay"] and report["resets"]["first frame"] == 1
+    assert report["labelled_frames"] == 8 and set(report["latency_ms"]) == {"segmenter", "stabiliser", "total"}
+    for name, m in (("input segmenter", report["input_segmenter"]), ("stabilised", report)):
+        assert 0 <= m["miou"] <= 100 and 0 <= m["tc"] <= 100 and 0 <= m["change_rate"] <= 100, (name, m)
+        assert len(m["tc_per_pair"]) == 7, name
+    inputs = topic_records(tmp_path / "seg.mcap", SYNTH_IMAGE_TOPIC)
+    for topic in ("/ssp/mask", "/ssp/overlay"):
+        outputs = topic_records(tmp_path / "seg.mcap", topic)
+        assert [t for t, _ in outputs] == [t for t, _ in inputs], topic
+        assert [stamp_ns(m.header) for _, m in outputs] == [stamp_ns(m.header) for _, m in inputs], topic
+    masks = [image_pixels(m) for _, m in topic_records(tmp_path / "seg.mcap", "/ssp/mask")]
+    assert all(m.shape == (120, 200) and m.dtype == np.uint8 and m.max() < 8 for m in masks)
+    with open_bag(tmp_path / "seg.mcap") as reader:
+        assert "/ssp/confidence" not in {c.topic for c in reader.connections}, "the stabiliser gives no confidence"
+    page = (tmp_path / "seg_report" / "report.md").read_text()
+    assert "| input segmenter |" in page and "| stabilised |" in page and "| segmenter | stabiliser | total |" in page
+
+
+def test_replay_with_a_segmenter_counts_and_skips_bad_frames(cfg, small_video, tmp_path: Path) -> None:
+    bag_path = tmp_path / "broken.mcap"
+    good = broken_bag(bag_path, small_video[:5], {1: "corrupt", 3: "tiny"})  # tiny: too small for the stabiliser
+    report = run_replay(cfg, bag_path, tmp_path / "out.mcap", progress=False, segmenter=tiny_segmenter(tmp_path))
+    assert report["messages"] == 5 and report["frames_out"] == 3
+    assert report["skipped"] == {CORRUPT: 1, REJECTED: 1} and "16" in report["last_problem"][REJECTED]
+    assert [t for t, _ in topic_records(tmp_path / "out.mcap", "/ssp/mask")] == good
+    assert report["labels"] is None and report["miou"] is None and report["input_segmenter"]["miou"] is None
+
+
+def test_replay_refuses_a_segmenter_yaml_that_does_not_match_before_writing(cfg, drone_bag: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    config = tmp_path / "ssp.yaml"
+    config.write_text(yaml.safe_dump({"model": {"input_size": list(INPUT), "weights": cfg.model.weights}}))
+    spec = tiny_segmenter(tmp_path, classes=5)
+    assert main(["replay", str(drone_bag), "--out", str(tmp_path / "seg.mcap"), "--segmenter", str(spec),
+                 "--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}: output 'logits' of conv.onnx has 5 classes, the class list 'uavid' 8" in err
+    assert len(err.strip().splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "conv.onnx", "segmenter.yaml", "ssp.yaml"], "no output bag, no report"

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from onnx_segmenters import SHIPPED_SEGMENTER, argmax_segmenter, segmenter_yaml
 
 from ssp_ros.cli.main import main
 from ssp_ros.config import load_config
@@ -226,17 +227,12 @@ def test_score_files_of_another_kind_are_refused_before_anything_runs(flight, tm
     assert not (tmp_path / "out").exists()
 
 
-SHIPPED_SEGMENTER = Path(__file__).resolve().parent.parent / "models" / "ssp_default" / "segmenter.onnx"
-
-
 def spec(tmp_path: Path, **changes) -> Path:
     """A segmenter YAML for the shipped segmenter graph, as a user would write one for their own model: it takes
     RGB 0..255 (so mean 0, std 1/255), 384x640, and its first output is the logits."""
-    values = {"model": str(SHIPPED_SEGMENTER), "input_size": [384, 640], "mean": [0.0, 0.0, 0.0],
-              "std": [1 / 255] * 3, "output": "logits", "output_name": "logits", "classes": "uavid", **changes}
-    path = tmp_path / "segmenter.yaml"
-    path.write_text(json.dumps(values))  # JSON is YAML
-    return path
+    return segmenter_yaml(tmp_path, **{"model": str(SHIPPED_SEGMENTER), "input_size": [384, 640], "mean": [0.0] * 3,
+                                       "std": [1 / 255] * 3, "output": "logits", "output_name": "logits",
+                                       "classes": "uavid", **changes})
 
 
 @pytest.mark.slow
@@ -292,13 +288,7 @@ def test_a_changed_cell_changes_only_the_pixels_of_its_current_class() -> None:
 
 def test_a_segmenter_that_outputs_labels_needs_and_uses_a_class_list(flight, tmp_path, capsys) -> None:
     """A tiny ONNX 'segmenter' whose class is the brightest RGB channel (ArgMax over channels, int64 labels)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("ArgMax", ["image"], ["labels"], axis=1, keepdims=1)], "argmax",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 96])],
-                              [helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1, 64, 96])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "argmax.onnx"))
+    argmax_segmenter(tmp_path / "argmax.onnx", (64, 96))
     synth, _ = flight
     unlisted = spec(tmp_path, model="argmax.onnx", input_size=[64, 96], output="labels", output_name="", classes="")
     assert main(["stabilise", "--input", str(synth), "--segmenter", str(unlisted), "--out", str(tmp_path / "o")]) == 2

@@ -1,4 +1,5 @@
-"""A drone team's own segmenter, exported to ONNX, run on ONNX Runtime (``ssp stabilise --segmenter``).
+"""A drone team's own segmenter, exported to ONNX, run on ONNX Runtime (``--segmenter`` of ``ssp stabilise``,
+``ssp demo`` and ``ssp replay``).
 
 A small YAML says how to feed it and what it returns (``SegmenterSpec``)::
 
@@ -10,9 +11,10 @@ A small YAML says how to feed it and what it returns (``SegmenterSpec``)::
     output_name: ""               # which output; empty: the first
     classes: ""                   # a class list (dataset name or YAML as in config/datasets/); empty: numbered
 
-The model is checked against the YAML when it loads (one image input of 3 channels, the named output of the rank
-its kind has, as many classes as the class list) and its output again on the first frame, so a mismatch is one
-sentence naming the file, not a wrong mask.
+The model is checked against the YAML when it loads (one image input of 3 channels and, where the graph fixes it,
+of ``input_size``; the named output of the rank its kind has, as many classes as the class list), and then run once
+on a blank input to check what it really returns (a class axis the graph leaves open included), so a mismatch is
+one sentence naming the file before any frame is read or any output written, not a wrong mask or a failure halfway.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class OnnxSegmenter:
         if not image or isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3:
             raise SspError(f"{self.model}: expected one image input N×3×H×W, got "
                            f"{[(i.name, i.shape) for i in inputs]}")
+        fixed = inputs[0].shape[2:]
+        if all(isinstance(v, int) for v in fixed) and tuple(fixed) != tuple(spec.input_size):
+            raise SspError(f"{self.spec_path}: input_size {list(spec.input_size)}, but {self.model.name} takes "
+                           f"{fixed[0]}x{fixed[1]} images")
         self.input_name = inputs[0].name
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         self.output_name = spec.output_name or next(iter(outputs))
@@ -82,6 +88,10 @@ class OnnxSegmenter:
         declared = shape[1] if spec.output != "labels" and isinstance(shape[1], int) else None
         self.classes = self._classes(declared)
         self.num_classes = self.classes.num_classes
+        try:
+            self(np.zeros((*spec.input_size, 3), np.uint8))
+        except SspError as err:
+            raise SspError(f"{self.spec_path}: on a blank input, {err}") from None
 
     def _classes(self, declared: int | None) -> ClassSet:
         if self.spec.classes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from ssp_ros.cli.args import positive, size
@@ -13,21 +14,25 @@ from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, parse_candidate
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Image model vs SSP on a synthetic drone sequence (default) or a video: report, overlay, plot."""
-    require_package("matplotlib", "demo", "ssp demo's TC plot")
+    """Image model vs SSP (or, with ``--segmenter``, the user's segmenter vs it stabilised) on a synthetic drone
+    sequence (default) or a video: report, overlay, plot."""
     from ssp_ros.eval.clips import file_clip, synthetic_clip
-    from ssp_ros.eval.demo import run_demo
+    from ssp_ros.eval.demo import run_demo, run_segmenter_demo
     from ssp_ros.synthetic.config import load_sim_config
 
     cfg = load_sim_config(args.config)
+    if args.input is not None:
+        make_clip = partial(file_clip, args.input, args.frames)
+    else:
+        make_clip = partial(synthetic_clip, args_scenario(args.scenario, args.size, cfg.synthetic), args.frames or 200,
+                            args.seed)
+    if args.segmenter is not None:
+        return _print_stabilised(run_segmenter_demo(cfg, args.out, make_clip, args.segmenter), args.out)
+    require_package("matplotlib", "demo", "ssp demo's TC plot")
     if cfg.model.weights is None:
         raise SspError(f"{args.config or 'config/ssp.yaml'}: model.weights is not set: the demo needs trained "
                        "weights (ssp train --config config/train/default.yaml)")
-    if args.input is not None:
-        report = run_demo(cfg, args.out, lambda: file_clip(args.input, args.frames))
-    else:
-        scenario = args_scenario(args.scenario, args.size, cfg.synthetic)
-        report = run_demo(cfg, args.out, lambda: synthetic_clip(scenario, args.frames or 200, args.seed))
+    report = run_demo(cfg, args.out, make_clip)
     image, ssp = report["models"]["image"], report["models"]["ssp"]
 
     def show(x: float | None) -> str:
@@ -87,17 +92,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_stabilise(args: argparse.Namespace) -> int:
     """``ssp stabilise``: another segmenter's label images over a clip, made temporally consistent."""
     from ssp_ros.config import load_config
-    from ssp_ros.eval.report import cell
     from ssp_ros.eval.stabilise import run_stabilise
 
     report = run_stabilise(load_config(args.config), args.input, args.masks, args.out, args.num_classes,
                            args.confidence, args.labels, args.overwrite, args.classes, args.scores == "logits",
                            args.segmenter)
+    return _print_stabilised(report, args.out)
+
+
+def _print_stabilised(report: dict, out: Path) -> int:
+    """The summary of ``ssp stabilise`` (and ``ssp demo --segmenter``): before -> after, and what was written."""
+    from ssp_ros.eval.report import cell
+
     before, after = report["before"], report["after"]
     print(f"{report['frames']} frames, {report['num_classes']} classes: TC {cell(before['tc'])} -> "
           f"{cell(after['tc'])}, change rate {cell(before['change_rate'])} -> {cell(after['change_rate'])} %, "
           f"mIoU {cell(before['miou'])} -> {cell(after['miou'])}; {report['ms_per_frame']} ms per frame")
-    print(f"wrote {args.out}/masks/, {report['overlay']}, report.json, report.md")
+    if report["miou_missing"]:
+        print(f"no mIoU: {report['miou_missing']}")
+    print(f"wrote {out}/masks/, {report['overlay']}, report.json, report.md")
     return 0
 
 
@@ -163,6 +176,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       "trained on seeds 1000-1015 and validated on 999)")
     demo.add_argument("--scenario", type=Path, help="synthetic scenario YAML (default: the config's synthetic)")
     demo.add_argument("--size", type=size, help="synthetic frame size HxW (e.g. 736x1280)")
+    demo.add_argument("--segmenter", type=Path, help="YAML of your ONNX segmenter (as for `ssp stabilise "
+                      "--segmenter`): your segmenter vs it stabilised, instead of image model vs SSP")
     demo.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
     demo.set_defaults(func=cmd_demo)
 

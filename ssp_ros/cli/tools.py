@@ -12,7 +12,8 @@ from ssp_ros.errors import require_package
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Run SSP over an image topic of a ROS 2 bag: results into a new bag, plus a report."""
+    """Run SSP (or the user's segmenter, stabilised) over an image topic of a ROS 2 bag: results into a new bag,
+    plus a report."""
     require_package("rosbags", "bag", "ssp replay")
     require_package("matplotlib", "demo", "ssp replay's report")
     from ssp_ros.config import load_config
@@ -20,7 +21,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     report = run_replay(cfg, args.bag, args.out, topic=args.topic, mode=args.mode, labels=args.labels,
-                        report_dir=args.report, overwrite=args.overwrite, progress=not args.quiet)
+                        report_dir=args.report, overwrite=args.overwrite, progress=not args.quiet,
+                        segmenter=args.segmenter)
 
     def show(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.2f}"
@@ -29,9 +31,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     resets = ", ".join(f"{reason}: {n}" for reason, n in report["resets"].items()) or "none"
     print(f"{report['messages']} messages on {report['topic']} ({report['mode']}): {report['frames_out']} frames "
           f"out, skipped {skipped}")
-    print(f"mIoU {show(report['miou'])}  TC {show(report['tc'])}  flicker {show(report['flicker'])}  "
-          f"FPS {show(report['fps']['pipeline'])} pipeline / {show(report['fps']['processing'])} processing; "
-          f"resets {resets}")
+    before = report["input_segmenter"]
+    if before is not None:
+        print(f"input segmenter: mIoU {show(before['miou'])}  TC {show(before['tc'])}  change rate "
+              f"{show(before['change_rate'])}; stabilised:")
+    print(f"mIoU {show(report['miou'])}  TC {show(report['tc'])}  flicker {show(report['flicker'])}  change rate "
+          f"{show(report['change_rate'])}  FPS {show(report['fps']['pipeline'])} pipeline / "
+          f"{show(report['fps']['processing'])} processing; resets {resets}")
     print(f"wrote {report['output']} and {report['report_dir']}/report.md, report.json, tc_over_time.png")
     return 0
 
@@ -92,6 +98,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="deterministic: every frame (default); realtime: drop frames the node would drop")
     replay.add_argument("--labels", help="mono8 class-id topic, or a folder of <stamp_ns>.png, for mIoU (default: "
                         "the labels topic beside --topic, e.g. /camera/labels, when the bag has it)")
+    replay.add_argument("--segmenter", type=Path, help="YAML of your ONNX segmenter (as for `ssp stabilise "
+                        "--segmenter`): run it and stabilise its output instead of our model (/ssp/mask and "
+                        "/ssp/overlay only)")
     replay.add_argument("--report", type=Path, help="report folder (default: <out>_report beside the output bag)")
     replay.add_argument("--config", type=Path, help="ssp_ros config YAML (default: the shipped config/ssp.yaml)")
     replay.add_argument("--overwrite", action="store_true", help="replace an existing output bag")

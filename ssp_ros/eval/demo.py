@@ -7,6 +7,11 @@ mask PNGs, ``report.json``, ``report.md`` (with how registration went over the f
 motion, failures and resets by reason), ``tc_over_time.png`` and ``strip.png`` (frame | ground truth when there
 is one | image model | SSP at a few points of the clip with a colour key, for a look without a video player)
 into the output folder.
+
+With ``--segmenter`` (a YAML of the user's ONNX segmenter, ``backends/external.py``) it runs that segmenter and the
+stabiliser over it instead (``run_segmenter_demo``) and writes what ``ssp stabilise`` writes: the input segmenter |
+the stabilised labels as ``overlay.mp4``, the stabilised ``masks/``, ``report.json`` and ``report.md`` (TC, change
+rate and, where the clip's labels use the segmenter's classes, mIoU, before and after).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from ssp_ros.classes import ClassSet, load_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.eval.clips import Clip, run_clip
 from ssp_ros.eval.report import cell, plot_tc_over_time
+from ssp_ros.eval.stabilise import clip_truth, segmenter_source, write_stabilised
 from ssp_ros.eval.strip import titled, write_strip
 from ssp_ros.io import VideoWriter, write_png
 from ssp_ros.pipeline import STAGES
+from ssp_ros.stabiliser import make_stabiliser
 
 MODELS = {"image": "image model", "ssp": "SSP"}  # the per-frame image model, and the same model with SSP
 
@@ -117,3 +124,21 @@ def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
     return report
+
+
+def run_segmenter_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip], spec: Path) -> dict:
+    """The ONNX segmenter of the YAML ``spec`` and the stabiliser over it on the clip, written into ``out`` as
+    ``ssp stabilise`` writes its output; returns the report.
+
+    The segmenter (checked against its YAML) and the stabiliser are built before ``make_clip()`` runs, so a bad
+    YAML or model fails before anything is decoded or written.
+    """
+    from ssp_ros.backends.external import OnnxSegmenter
+
+    segmenter = OnnxSegmenter(spec)
+    stabiliser = make_stabiliser(cfg, segmenter.num_classes)
+    clip = make_clip()
+    truth, no_miou = clip_truth(clip.labels, segmenter.num_classes)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_stabilised(out, stabiliser, clip, segmenter_source(segmenter, len(clip.images)), truth, {
+        "command": "ssp demo", "frames_input": clip.source, "masks_input": str(spec), "miou_missing": no_miou})

@@ -9,7 +9,8 @@ only when complete, so a bad input or a failure leaves nothing half-written. OUT
 labels, under the input masks' file names and dtype), ``overlay.mp4`` (before | after, in the colours of
 ``--classes`` or numbered ones), ``report.json`` and ``report.md``: TC and the label-free change rate before and
 after (flow: exact for an ``ssp synth`` folder, DIS otherwise), mIoU before and after where ground truth is given
-(``--labels`` or the ``ssp synth`` folder's), and how registration went.
+(``--labels`` or the ``ssp synth`` folder's), and how registration went. ``ssp demo --segmenter`` writes the same
+through ``write_stabilised``; ``ssp replay --segmenter`` runs its frames through ``stabilise_output``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -27,13 +29,17 @@ from tqdm import tqdm
 from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
-from ssp_ros.eval.clips import file_clip
+from ssp_ros.eval.clips import Clip, file_clip
 from ssp_ros.eval.metrics import ChangeRate, SequenceMetrics
 from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.eval.report import cell
 from ssp_ros.eval.strip import titled
 from ssp_ros.io import VideoWriter, commit_output, prepare_output, read_png, write_png
-from ssp_ros.stabiliser import VOID, Stabiliser, check_labels, make_stabiliser
+from ssp_ros.stabiliser import VOID, StabilisedFrame, Stabiliser, check_labels, make_stabiliser
+
+if TYPE_CHECKING:
+    from ssp_ros.backends.external import OnnxSegmenter
+
 
 
 def mask_files(folder: Path, suffixes: tuple[str, ...] = (".png",)) -> list[Path]:
@@ -91,18 +97,24 @@ def infer_num_classes(masks: list[np.ndarray]) -> int:
     return max(largest_label(masks) + 1, 2)
 
 
-def _ground_truth(labels_dir: Path | None, clip_labels: list | None, frames: list[np.ndarray], num_classes: int
-                  ) -> tuple[list[np.ndarray] | None, str]:
-    """The ground truth for mIoU, and why there is none: ``--labels`` (checked like the masks), else the ``ssp synth``
-    folder's labels when they use the segmenter's classes (ids below K)."""
+def clip_truth(clip_labels: list[np.ndarray] | None, num_classes: int) -> tuple[list[np.ndarray] | None, str]:
+    """The clip's own labels (an ``ssp synth`` folder's, the synthetic flight's) as ground truth for mIoU when they
+    use the segmenter's classes (ids below K), and why there is none otherwise."""
+    if clip_labels is None:
+        return None, "the frames come without labels"
+    top = largest_label(clip_labels)
+    if top >= num_classes:
+        return None, f"the frames' own labels use class {top}, beyond the segmenter's {num_classes} classes"
+    return clip_labels, ""
+
+
+def ground_truth(labels_dir: Path | None, clip_labels: list[np.ndarray] | None, frames: list[np.ndarray],
+                 num_classes: int) -> tuple[list[np.ndarray] | None, str]:
+    """The ground truth for mIoU, and why there is none: ``--labels`` (checked like the masks), else the clip's
+    own (``clip_truth``)."""
     if labels_dir is None:
-        if clip_labels is None:
-            return None, "no ground truth (--labels)"
-        top = largest_label(clip_labels)
-        if top >= num_classes:
-            return None, (f"the frames' own labels use class {top}, beyond the segmenter's {num_classes} classes: "
-                          "give --labels in its classes")
-        return clip_labels, ""
+        truth, why = clip_truth(clip_labels, num_classes)
+        return truth, why and f"{why} (give --labels in the segmenter's classes)"
     files = mask_files(labels_dir)
     if len(files) != len(frames):
         raise SspError(f"{labels_dir}: {len(files)} label images for {len(frames)} frames (--labels: one per frame)")
@@ -121,7 +133,7 @@ def class_set_for(classes: Path | None, num_classes: int | None, masks: list[np.
 
 
 @dataclass
-class _Source:
+class Source:
     """Where each frame's segmentation comes from: label images, score files, or a segmenter run here."""
 
     kind: str  # labels | probabilities | logits
@@ -132,7 +144,7 @@ class _Source:
 
 
 def _mask_source(masks_path: Path, frames: list[np.ndarray], num_classes: int | None, classes: Path | None,
-                 logits: bool) -> _Source:
+                 logits: bool) -> Source:
     """Label PNGs (all read and checked now) or ``.npy`` scores (headers checked now) of ``masks_path``."""
     files = mask_files(masks_path, (".png", ".npy"))
     if len(files) != len(frames):
@@ -144,56 +156,67 @@ def _mask_source(masks_path: Path, frames: list[np.ndarray], num_classes: int | 
         class_set = class_set_for(classes, num_classes if num_classes is not None else found, [])
         if found != class_set.num_classes:
             raise SspError(f"{masks_path}: scores of {found} classes, {class_set.num_classes} expected")
-        return _Source("logits" if logits else "probabilities", names,
-                       lambda i, _: np.load(files[i], allow_pickle=False), lambda i: str(files[i]), class_set)
+        return Source("logits" if logits else "probabilities", names,
+                      lambda i, _: np.load(files[i], allow_pickle=False), lambda i: str(files[i]), class_set)
     raw = read_masks(files)
     class_set = class_set_for(classes, num_classes, raw)
     masks = [check_mask(f, m, image.shape[:2], class_set.num_classes) for f, m, image in zip(files, raw, frames)]
-    return _Source("labels", names, lambda i, _: masks[i], lambda i: str(files[i]), class_set)
+    return Source("labels", names, lambda i, _: masks[i], lambda i: str(files[i]), class_set)
 
 
-def _segmenter_source(spec: Path, count: int) -> _Source:
-    """The segmenter of ``spec`` (``backends/external.py``), run on each frame."""
-    from ssp_ros.backends.external import OnnxSegmenter
-
-    segmenter = OnnxSegmenter(spec)
-    kind = segmenter.spec.output
-    return _Source(kind, [f"{i:06d}.png" for i in range(count)], lambda _, frame: segmenter(frame),
-                   lambda i: f"{segmenter.model} on frame {i}", segmenter.classes)
+def segmenter_source(segmenter: OnnxSegmenter, count: int) -> Source:
+    """A user's ONNX segmenter (``backends/external.py``), run on each of ``count`` frames."""
+    return Source(segmenter.spec.output, [f"{i:06d}.png" for i in range(count)], lambda _, frame: segmenter(frame),
+                  lambda i: f"{segmenter.model} on frame {i}", segmenter.classes)
 
 
 def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, out: Path,
-                  num_classes: int | None = None, confidence: float | None = None, labels_dir: Path | None = None,
-                  overwrite: bool = False, classes: Path | None = None, logits: bool = False,
-                  segmenter: Path | None = None) -> dict:
+                  num_classes: int | None = None, confidence: float | None = None,
+                  labels_dir: Path | None = None, overwrite: bool = False, classes: Path | None = None,
+                  logits: bool = False, segmenter: Path | None = None) -> dict:
     """Stabilise ``masks_path``'s label images or soft scores (``logits``: they are logits), or the output of the
     ONNX segmenter of the YAML ``segmenter``, over the frames of ``frames_path`` into ``out``; return the report
     (also written as ``report.json`` and ``report.md``)."""
     if (masks_path is None) == (segmenter is None):
         raise SspError("give either --masks (the segmenter's saved output) or --segmenter (a YAML of an ONNX model)")
     clip = file_clip(frames_path, None)
-    source = (_mask_source(masks_path, clip.images, num_classes, classes, logits) if masks_path is not None
-              else _segmenter_source(segmenter, len(clip.images)))
+    if masks_path is not None:
+        source = _mask_source(masks_path, clip.images, num_classes, classes, logits)
+    else:
+        from ssp_ros.backends.external import OnnxSegmenter
+
+        source = segmenter_source(OnnxSegmenter(segmenter), len(clip.images))
     k = source.classes.num_classes
-    truth, no_miou = _ground_truth(labels_dir, clip.labels, clip.images, k)
+    truth, no_miou = ground_truth(labels_dir, clip.labels, clip.images, k)
     stabiliser = make_stabiliser(cfg, k, confidence)
     tmp = prepare_output(out, overwrite)
     try:
-        video = VideoWriter(tmp / "overlay.mp4", clip.fps, (clip.images[0].shape[0], 2 * clip.images[0].shape[1]))
-        try:
-            report = _run(stabiliser, clip, source, truth, tmp / "masks", video)
-        finally:
-            video.close()
-        report.update({"frames_input": str(frames_path), "masks_input": str(masks_path or segmenter),
-                       "num_classes": k, "classes": list(source.classes.names), "confidence": stabiliser.confidence,
-                       "similarity_model": str(stabiliser.model.folder), "input": source.kind,
-                       "overlay": video.output.name, "miou_missing": no_miou})
-        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text(markdown(report))
+        report = write_stabilised(tmp, stabiliser, clip, source, truth, {
+            "command": "ssp stabilise", "frames_input": str(frames_path), "masks_input": str(masks_path or segmenter),
+            "miou_missing": no_miou})
         commit_output(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return report
+
+
+def write_stabilised(folder: Path, stabiliser: Stabiliser, clip: Clip, source: Source,
+                     truth: list[np.ndarray] | None, about: dict) -> dict:
+    """Stabilise the clip's frames with what ``source`` gives for each into ``folder`` (``masks/``, ``overlay.mp4``,
+    ``report.json``, ``report.md``) and return the report; ``about`` names the inputs (``command``,
+    ``frames_input``, ``masks_input``, ``miou_missing``)."""
+    h, w = clip.images[0].shape[:2]
+    video = VideoWriter(folder / "overlay.mp4", clip.fps, (h, 2 * w))
+    try:
+        report = _run(stabiliser, clip, source, truth, folder / "masks", video)
+    finally:
+        video.close()
+    report.update({**about, "num_classes": source.classes.num_classes, "classes": list(source.classes.names),
+                   "confidence": stabiliser.confidence, "similarity_model": str(stabiliser.model.folder),
+                   "input": source.kind, "overlay": video.output.name})
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "report.md").write_text(markdown(report))
     return report
 
 
@@ -203,14 +226,19 @@ def _side_by_side(image: np.ndarray, before: np.ndarray, after: np.ndarray, clas
     return titled(np.concatenate(panels, axis=1), ("input segmenter", "stabilised"))
 
 
-def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, source: _Source, i: int):
+def stabilise_output(stabiliser: Stabiliser, frame: np.ndarray, output: np.ndarray, stamp: float, kind: str
+                     ) -> StabilisedFrame | None:
+    """A segmenter's ``output`` for ``frame`` through the stabiliser, as its ``kind`` (labels, probabilities or
+    logits) asks; FrameError for a frame or an output it cannot use, None for a frame it drops (an old stamp)."""
+    if kind == "labels":
+        return stabiliser.process(frame, output, stamp)
+    return stabiliser.process_scores(frame, output, stamp, kind == "logits")
+
+
+def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, source: Source, i: int) -> StabilisedFrame:
     """Frame ``i`` through the stabiliser, with what ``source`` gives for it."""
     try:
-        output = source.get(i, image)
-        if source.kind == "labels":
-            result = stabiliser.process(image, output, stamp)
-        else:
-            result = stabiliser.process_scores(image, output, stamp, source.kind == "logits")
+        result = stabilise_output(stabiliser, image, source.get(i, image), stamp, source.kind)
     except FrameError as err:
         raise SspError(f"{source.where(i)}: {err}") from None
     if result is None:
@@ -218,9 +246,9 @@ def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, source: 
     return result
 
 
-def _run(stabiliser: Stabiliser, clip, source: _Source, truth: list[np.ndarray] | None, folder: Path,
+def _run(stabiliser: Stabiliser, clip: Clip, source: Source, truth: list[np.ndarray] | None, folder: Path,
          video: VideoWriter) -> dict:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     classes = source.classes
     k = classes.num_classes
     metrics = {name: SequenceMetrics(k, ignore_index=VOID if k <= VOID else -1, vc_lengths=())
@@ -265,7 +293,7 @@ def markdown(report: dict) -> str:
         rows.append(f"| {name} | {cell(m['tc'])} | {cell(m['change_rate'])} | {cell(m['miou'])} |")
     reg = report["registration"]
     return "\n".join([
-        f"# ssp stabilise: {report['masks_input']}", "",
+        f"# {report['command']}: {report['masks_input']}", "",
         f"{report['frames']} frames of {report['size'][0]}x{report['size'][1]} ({report['frames_input']}), "
         f"{report['num_classes']} classes, hard-label confidence {report['confidence']}; similarity model "
         f"{report['similarity_model']}; {report['ms_per_frame']} ms per frame (median).", "",

@@ -10,10 +10,15 @@ stamps. Modes:
   newest-frame slot (a frame still waiting when a newer one arrives is dropped), ``node.max_age_ms``
   checked when a frame's turn comes; processing time is the measured latency of each frame.
 
+With ``--segmenter`` (a YAML of the user's ONNX segmenter, ``backends/external.py``) each frame goes through that
+segmenter and the stabiliser over it instead (``stabilised_stream.py``): ``/ssp/mask`` holds the stabilised labels
+and ``/ssp/overlay`` shows them (there is no confidence or similarity), and the report scores the segmenter's own
+labels beside them (``input_segmenter``).
+
 The report (``report.json``, ``report.md``, ``tc_over_time.png``) gives frames, skipped frames with
-reasons, resets, TC (DIS optical flow between consecutive outputs), mIoU when labels are given (a topic
-of mono8 class-id images, a folder of ``<stamp_ns>.png``, or by default the ``labels`` topic beside the
-image topic when the bag has one, as ``ssp synth --bag`` writes), latency percentiles and FPS.
+reasons, resets, TC and the label-free change rate (DIS optical flow between consecutive outputs), mIoU when labels
+are given (a topic of mono8 class-id images, a folder of ``<stamp_ns>.png``, or by default the ``labels`` topic
+beside the image topic when the bag has one, as ``ssp synth --bag`` writes), latency percentiles and FPS.
 """
 
 from __future__ import annotations
@@ -33,13 +38,15 @@ from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import DISFlow
-from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.eval.metrics import ChangeRate, SequenceMetrics
 from ssp_ros.eval.report import cell, plot_tc_over_time
 from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
-from ssp_ros.ros.stream import SUPERSEDED, StreamOutput, StreamProcessor
+from ssp_ros.ros.stream import OUTPUTS, SUPERSEDED, StreamOutput, StreamProcessor
+from ssp_ros.tools import stabilised_stream
 from ssp_ros.tools.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
+from ssp_ros.tools.stabilised_stream import SegmenterPipeline, StabilisedResult
 
 MODES = ("deterministic", "realtime")
 CORRUPT = "corrupt record"  # bytes that do not deserialise to the topic's type
@@ -92,15 +99,18 @@ def load_labels(reader: AnyReader, bag: Path, topic: str, labels: str | None) ->
 
 
 class Scorer:
-    """TC with DIS flow between consecutive outputs, and mIoU/flicker where labels exist (lags one frame,
-    because a frame's forward flow needs the next frame)."""
+    """TC and the label-free change rate with DIS flow between consecutive frames, and mIoU/flicker where labels
+    exist, for each of the named masks of a frame (the output; with ``--segmenter`` also the segmenter's own). Lags
+    one frame, because a frame's forward flow needs the next frame."""
 
-    def __init__(self, classes: ClassSet, labels: Labels) -> None:
+    def __init__(self, classes: ClassSet, labels: Labels, names: tuple[str, ...] = ("output",)) -> None:
         self.classes, self.labels = classes, labels
-        self.metrics = SequenceMetrics(classes.num_classes, classes.ignore_index, vc_lengths=())  # VC: ssp demo
+        self.metrics = {name: SequenceMetrics(classes.num_classes, classes.ignore_index, vc_lengths=())  # VC: demo
+                        for name in names}
+        self.changes = {name: ChangeRate(classes.ignore_index) for name in names}
         self.flow = DISFlow()
         self.labelled = 0
-        self._previous: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._previous: tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None] | None = None
 
     def _truth(self, stamp: int, mask: np.ndarray) -> np.ndarray | None:
         truth = self.labels.by_stamp.get(stamp)
@@ -115,21 +125,27 @@ class Scorer:
         self.labelled += 1
         return truth
 
-    def add(self, frame: np.ndarray, mask: np.ndarray, stamp: int) -> None:
-        """Score the previous output against this frame (TC by flow; mIoU where labelled), then keep this one."""
-        truth = self._truth(stamp, mask)
+    def add(self, frame: np.ndarray, masks: dict[str, np.ndarray], stamp: int) -> None:
+        """Score the previous frame's masks against this frame (TC and change rate by flow; mIoU where labelled),
+        then keep this one's (``masks``: name → H×W class ids, one per name)."""
+        truth = self._truth(stamp, masks["output"])
         if self._previous is not None:
-            prev_frame, prev_mask, prev_truth = self._previous
+            prev_frame, prev_masks, prev_truth = self._previous
             flow, valid = self.flow(prev_frame, frame) if prev_frame.shape == frame.shape else (None, None)
-            self.metrics.add(prev_mask, prev_truth, flow, valid)
-        self._previous = (frame, mask, truth)
+            for name, metrics in self.metrics.items():
+                metrics.add(prev_masks[name], prev_truth, flow, valid)
+                if flow is not None:
+                    self.changes[name].update(prev_masks[name], masks[name], flow, valid)
+        self._previous = (frame, masks, truth)
 
-    def report(self) -> dict:
-        """Score the last output and return the metrics' report."""
+    def report(self) -> dict[str, dict]:
+        """Score the last masks; each name's metrics' report, with its ``change_rate``."""
         if self._previous is not None:
-            self.metrics.add(self._previous[1], self._previous[2])
+            for name, metrics in self.metrics.items():
+                metrics.add(self._previous[1][name], self._previous[2])
             self._previous = None
-        return self.metrics.report()
+        return {name: {**metrics.report(), "change_rate": self.changes[name].value()}
+                for name, metrics in self.metrics.items()}
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -140,9 +156,10 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 class _Run:
     """The state of one replay: processor, output bag, scorer and the numbers for the report."""
 
-    def __init__(self, processor: StreamProcessor, bag: BagWriter, scorer: Scorer) -> None:
-        self.processor, self.bag, self.scorer = processor, bag, scorer
-        self.stage_ms: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    def __init__(self, processor: StreamProcessor, bag: BagWriter, scorer: Scorer, stages: tuple[str, ...],
+                 outputs: frozenset[str]) -> None:
+        self.processor, self.bag, self.scorer, self.outputs = processor, bag, scorer, outputs
+        self.stage_ms: dict[str, list[float]] = {stage: [] for stage in (*stages, "total")}
         self.call_ms: list[float] = []  # conversion + pipeline + output messages, per output
         self.end_to_end_ms: list[float] = []  # realtime: arrival → output, including the wait in the slot
         self.size: list[int] | None = None
@@ -150,14 +167,14 @@ class _Run:
     def process(self, msg: Any, time_ns: int, now: float | None = None) -> float:
         """Process one message and write its outputs at ``time_ns``; returns the time it took (s)."""
         start = time.perf_counter()
-        outcome = self.processor.process(msg, now=now)
+        outcome = self.processor.process(msg, now=now, outputs=self.outputs)
         elapsed = time.perf_counter() - start
         if isinstance(outcome, StreamOutput):
             self._write(outcome, time_ns, 1000.0 * elapsed)
         return elapsed
 
     def _write(self, out: StreamOutput, time_ns: int, call_ms: float) -> None:
-        for name in ("mask", "overlay", "confidence", "similarity"):
+        for name in OUTPUTS:
             msg = getattr(out, name)
             if msg is not None:
                 self.bag.write(f"{OUTPUT_NAMESPACE}/{name}", time_ns, msg)
@@ -166,7 +183,10 @@ class _Run:
                 values.append(out.result.timings_ms.get(stage, 0.0))
         self.call_ms.append(call_ms)
         self.size = self.size or list(out.frame.shape[:2])
-        self.scorer.add(out.frame, out.result.mask, out.stamp_ns)
+        masks = {"output": out.result.mask}
+        if isinstance(out.result, StabilisedResult):
+            masks["input"] = out.result.input_mask
+        self.scorer.add(out.frame, masks, out.stamp_ns)
 
 
 class _Realtime:
@@ -207,24 +227,29 @@ class _Realtime:
 
 def run_replay(cfg: SspConfig, in_bag: Path, out_bag: Path, topic: str = "/camera/image_raw",
                mode: str = "deterministic", labels: str | None = None, report_dir: Path | None = None,
-               overwrite: bool = False, progress: bool = True) -> dict:
-    """Replay ``topic`` of ``in_bag`` through the pipeline into ``out_bag``; writes the report into
-    ``report_dir`` (default: ``<out_bag>_report`` beside it) and returns it."""
+               overwrite: bool = False, progress: bool = True, segmenter: Path | None = None) -> dict:
+    """Replay ``topic`` of ``in_bag`` through the pipeline (or the ONNX segmenter of the YAML ``segmenter`` and
+    the stabiliser over it) into ``out_bag``; writes the report into ``report_dir`` (default: ``<out_bag>_report``
+    beside it) and returns it."""
     if mode not in MODES:
         raise SspError(f"--mode: expected one of {', '.join(MODES)}, got {mode!r}")
     in_bag, out_bag = Path(in_bag), Path(out_bag)
     if out_bag.resolve() == in_bag.resolve():
         raise SspError(f"{out_bag}: the output bag would replace the input bag; choose another --out")
     report_dir = report_dir or out_bag.with_name(f"{out_bag.stem}_report")
-    classes = load_class_set(cfg.model.dataset)
-    backend = make_backend(cfg, classes.num_classes)
+    pipeline, classes, about = _pipeline(cfg, segmenter)
+    stabilised = isinstance(pipeline, SegmenterPipeline)
+    outputs = stabilised_stream.OUTPUTS if stabilised else frozenset(OUTPUTS)
+    if not cfg.node.publish_similarity:
+        outputs -= {"similarity"}
     started = time.perf_counter()
     with open_bag(in_bag) as reader:
         connections = topic_connections(reader, topic, in_bag)
         truth = load_labels(reader, in_bag, topic, labels)
         with BagWriter(out_bag, overwrite) as bag:
-            processor = StreamProcessor(Pipeline(cfg, backend), classes, bag.messages, cfg.node)
-            run = _Run(processor, bag, Scorer(classes, truth))
+            processor = StreamProcessor(pipeline, classes, bag.messages, cfg.node)
+            scorer = Scorer(classes, truth, ("output", "input") if stabilised else ("output",))
+            run = _Run(processor, bag, scorer, stabilised_stream.STAGES if stabilised else STAGES, outputs)
             realtime = _Realtime(run) if mode == "realtime" else None
             messages = 0
             total = sum(c.msgcount for c in connections)
@@ -243,36 +268,50 @@ def run_replay(cfg: SspConfig, in_bag: Path, out_bag: Path, topic: str = "/camer
                     realtime.arrive(msg, record.time_ns)
             if realtime is not None:
                 realtime.finish()
-    report = _report(cfg, backend.name, classes, in_bag, out_bag, topic, mode, messages, run, truth,
-                     time.perf_counter() - started)
+    report = _report(about, classes, in_bag, out_bag, topic, mode, messages, run, truth, time.perf_counter() - started)
     report["report_dir"] = str(report_dir)
     _write_report(report_dir, report)
     return report
 
 
-def _report(cfg: SspConfig, backend: str, classes: ClassSet, in_bag: Path, out_bag: Path, topic: str, mode: str,
-            messages: int, run: _Run, truth: Labels, wall_s: float) -> dict:
+def _pipeline(cfg: SspConfig, segmenter: Path | None) -> tuple[Pipeline | SegmenterPipeline, ClassSet, dict]:
+    """What processes the frames, its classes, and what the report says of it: our model's pipeline, or the
+    segmenter of the YAML ``segmenter`` and the stabiliser over it (checked against its YAML before any bag opens)."""
+    if segmenter is not None:
+        pipeline = SegmenterPipeline(cfg, segmenter)
+        about = {"segmenter": str(segmenter), "segmenter_output": pipeline.segmenter.spec.output}
+        return pipeline, pipeline.classes, about
+    classes = load_class_set(cfg.model.dataset)
+    backend = make_backend(cfg, classes.num_classes)
+    return Pipeline(cfg, backend), classes, {"backend": backend.name, "weights": cfg.model.weights}
+
+
+def _scores(scores: dict) -> dict:
+    """The report's metrics of one scored mask."""
+    return {key: scores[key] for key in ("miou", "tc", "flicker", "change_rate", "iou_per_class", "tc_per_pair")}
+
+
+def _report(about: dict, classes: ClassSet, in_bag: Path, out_bag: Path, topic: str, mode: str, messages: int,
+            run: _Run, truth: Labels, wall_s: float) -> dict:
     scores = run.scorer.report()
     latency = {stage: _percentiles(v) for stage, v in run.stage_ms.items() if v}
     median_total = latency.get("total", {}).get("p50")
     report = {
-        "input": str(in_bag), "topic": topic, "output": str(out_bag), "mode": mode, "backend": backend,
-        "weights": cfg.model.weights, "classes": list(classes.names), "size": run.size,
+        "input": str(in_bag), "topic": topic, "output": str(out_bag), "mode": mode, **about,
+        "classes": list(classes.names), "size": run.size,
         "messages": messages, "frames_out": run.processor.outputs,
         "skipped": dict(sorted(run.processor.skipped.items())),
         "last_problem": dict(sorted(run.processor.last_problem.items())),
         "resets": dict(sorted(run.processor.pipeline.propagator.resets.items())),
         "labels": truth.source, "labelled_frames": run.scorer.labelled, "label_problems": truth.problems,
-        "miou": scores["miou"], "tc": scores["tc"], "flicker": scores["flicker"],
-        "iou_per_class": scores["iou_per_class"],
+        **_scores(scores["output"]),
+        "input_segmenter": _scores(scores["input"]) if "input" in scores else None,
         "latency_ms": latency,
         "end_to_end_ms": _percentiles(run.end_to_end_ms) if run.end_to_end_ms else None,
         "fps": {"pipeline": round(1000.0 / median_total, 2) if median_total else None,
                 "processing": round(1000.0 * len(run.call_ms) / sum(run.call_ms), 2) if run.call_ms else None},
         "wall_s": round(wall_s, 2),
-        "output_topics": [f"{OUTPUT_NAMESPACE}/{name}" for name in ("mask", "overlay", "confidence")]
-                         + ([f"{OUTPUT_NAMESPACE}/similarity"] if cfg.node.publish_similarity else []),
-        "tc_per_pair": scores["tc_per_pair"],
+        "output_topics": [f"{OUTPUT_NAMESPACE}/{name}" for name in OUTPUTS if name in run.outputs],
     }
     return report
 
@@ -287,20 +326,34 @@ def _markdown(report: dict) -> str:
         lat.append(f"| {p} | " + " | ".join(cell(report["latency_ms"][s][p]) for s in stages) + " |")
     labels = (f"labels: {report['labels']} ({report['labelled_frames']} frames)" if report["labels"]
               else "no labels (mIoU needs --labels)")
+    what = (f"segmenter {report['segmenter']} ({report['segmenter_output']}), stabilised" if "segmenter" in report
+            else f"backend {report['backend']}, weights {report['weights']}")
     return "\n".join([
         f"# ssp replay: {report['input']} {report['topic']}", "",
-        f"Mode {report['mode']}, backend {report['backend']}, weights {report['weights']}; {labels}. "
+        f"Mode {report['mode']}, {what}; {labels}. "
         f"Output bag: {report['output']} ({', '.join(report['output_topics'])}).", "",
-        "| messages | frames out | mIoU | TC | flicker | FPS (pipeline) | FPS (processing) |",
-        "|---|---|---|---|---|---|---|",
+        "| messages | frames out | mIoU | TC | flicker | change rate | FPS (pipeline) | FPS (processing) |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {report['messages']} | {report['frames_out']} | {cell(report['miou'])} | {cell(report['tc'])} | "
-        f"{cell(report['flicker'])} | {cell(report['fps']['pipeline'])} | {cell(report['fps']['processing'])} |", "",
-        "TC uses DIS optical flow between consecutive outputs; TC alone rewards over-smoothing, read it next to "
-        "mIoU.", "",
+        f"{cell(report['flicker'])} | {cell(report['change_rate'])} | {cell(report['fps']['pipeline'])} | "
+        f"{cell(report['fps']['processing'])} |", "",
+        *_before_after(report),
+        "TC and the change rate (the share of flow-tracked pixels whose class changes between frames) use DIS optical "
+        "flow between consecutive frames; TC alone rewards over-smoothing, read it next to mIoU.", "",
         f"Resets: {resets}.", "",
         "Skipped messages:", "", "| reason | count | last detail |", "|---|---|---|", *skipped, "",
         "Latency per stage (ms):", "", *lat, "",
     ])
+
+
+def _before_after(report: dict) -> list[str]:
+    """With ``--segmenter``: the segmenter's own labels beside the stabilised ones, as Markdown lines."""
+    before = report["input_segmenter"]
+    if before is None:
+        return []
+    rows = [f"| {name} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | {cell(m['change_rate'])} |"
+            for name, m in (("input segmenter", before), ("stabilised", report))]
+    return ["| | mIoU | TC | flicker | change rate |", "|---|---|---|---|---|", *rows, ""]
 
 
 def _write_report(folder: Path, report: dict) -> None:
@@ -310,5 +363,7 @@ def _write_report(folder: Path, report: dict) -> None:
         raise SspError(f"{folder}: cannot create the report folder ({err.strerror})") from None
     (folder / "report.json").write_text(json.dumps(report, indent=2))
     (folder / "report.md").write_text(_markdown(report))
-    label = "SSP" if report["tc"] is None else f"SSP (TC {report['tc']:.1f})"
-    plot_tc_over_time(folder / "tc_over_time.png", {label: report["tc_per_pair"]})
+    curves = {"SSP": report} if report["input_segmenter"] is None else {
+        "input segmenter": report["input_segmenter"], "stabilised": report}
+    plot_tc_over_time(folder / "tc_over_time.png", {
+        name if m["tc"] is None else f"{name} (TC {m['tc']:.1f})": m["tc_per_pair"] for name, m in curves.items()})
