@@ -16,8 +16,8 @@ from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
 from ssp_ros.errors import ConfigError
 from ssp_ros.ros.images import UNSUPPORTED_ENCODING, MessageError
 from ssp_ros.ros.masks import WRONG_CLASS_COUNT, mask_labels, mask_scores
-from ssp_ros.ros.pairing import NO_PARTNER, PARTNER_DROPPED
-from ssp_ros.ros.stabilise_node import UNPAIRED, StabilisingNode, make_node
+from ssp_ros.ros.pairing import NO_PARTNER, PARTNER_DROPPED, UNPAIRED
+from ssp_ros.ros.stabilise_node import StabilisingNode, make_node
 from ssp_ros.ros.stabilise_stream import MASK, MASK_LABELS, MASK_SIZE, class_confidence
 from ssp_ros.stabiliser import VOID
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from ssp_ros.pipeline import STAGES
 from ssp_ros.propagation import DISABLED
-from ssp_ros.ros.pairing import IMAGE, MASK, StampPairer
+from ssp_ros.ros.pairing import IMAGE, MASK, UNPAIRED, StampPairer
+from ssp_ros.ros.pairing import SUPERSEDED as PAIR_SUPERSEDED
 from ssp_ros.ros.stream import NODE_STAGES, STALE, SUPERSEDED, Skipped, StreamOutput
 from ssp_ros.ros.transport import DiagnosticItem
 
@@ -90,7 +91,7 @@ class StreamMonitor:
         return count / self.window_s
 
     def _input(self, received: list[float], skips: Counter, totals: Counter, problems: dict) -> DiagnosticItem:
-        bad = {r: n for r, n in skips.items() if r not in (SUPERSEDED, STALE)}
+        bad = {r: n for r, n in skips.items() if r not in (SUPERSEDED, STALE, UNPAIRED + PAIR_SUPERSEDED)}
         skipped = sum(n for reason, n in totals.items() if reason not in ("received", "output"))
         values = [("topic", self.topic), ("input fps", f"{self._fps(len(received)):.1f}"),
                   ("received", str(totals["received"])), ("published", str(totals["output"])),
@@ -115,7 +116,7 @@ class StreamMonitor:
             times = [f.timings_ms[stage] for f in frames if stage in f.timings_ms]
             if times:
                 values.append((f"latency {stage} ms (median / max)", f"{np.median(times):.1f} / {max(times):.1f}"))
-        dropped = skips[SUPERSEDED] + skips[STALE]
+        dropped = skips[SUPERSEDED] + skips[STALE] + skips[UNPAIRED + PAIR_SUPERSEDED]
         values.append(("dropped in window", str(dropped)))
         if received and not frames:
             return DiagnosticItem("processing", ERROR, f"{received} messages in, no output in {self.window_s:g} s",

@@ -30,6 +30,7 @@ LATE = "older than the last pair"  # stamped before the newest pair, by less tha
 DUPLICATE = "duplicate stamp"  # a second item of a stamp already waiting or paired on this side
 OVERFLOW = "too many waiting"  # more than ``hold`` items of one side waiting: the oldest stamp goes
 CLEARED = "cleared"  # waiting when the pairer was cleared (the node deactivated)
+UNPAIRED = "unpaired: "  # the prefix of an image's reason in the node's input status (the pairing dropped it)
 MEMORY = 256  # recent stamps remembered per side (paired, dropped) to name why a late item goes
 
 

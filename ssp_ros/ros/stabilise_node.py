@@ -30,13 +30,11 @@ from ssp_ros.ros.images import MessageError, stamp_ns
 from ssp_ros.ros.node import IMAGE, SegmentationNode
 from ssp_ros.ros.pairing import IMAGE as IMAGE_SIDE
 from ssp_ros.ros.pairing import MASK as MASK_SIDE
-from ssp_ros.ros.pairing import Drop, StampPairer
+from ssp_ros.ros.pairing import UNPAIRED, Drop, StampPairer
 from ssp_ros.ros.stabilise_stream import StabiliseProcessor, outputs_for
 from ssp_ros.ros.stream import Skipped
 from ssp_ros.ros.transport import RELIABLE_LATEST, SENSOR_DATA, BadSample, DiagnosticItem, QosProfile, Transport
 from ssp_ros.stabiliser import make_stabiliser
-
-UNPAIRED = "unpaired: "  # prefix of the input status's reasons for an image the pairing dropped
 
 
 class StabilisingNode(SegmentationNode):
