@@ -7,10 +7,13 @@
     ros2 launch ssp_ros ssp.launch.py ns:=right use_rviz:=true    # /left/ssp/mask out, its own RViz layout
     ros2 launch ssp_ros ssp.launch.py lifecycle:=true             # managed: ros2 lifecycle set /ssp configure
     ros2 launch ssp_ros ssp.launch.py enclave:=/ssp               # SROS2 (ROS_SECURITY_* set; README, Security)
+    ros2 launch ssp_ros ssp.launch.py mode:=stabilise masks:=/segmenter/mask   # stabilise another segmenter's masks
 
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
 ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
-``export_dir`` and ``compressed`` override single keys when given, and win over both files. TensorRT runs
+``export_dir``, ``compressed`` and ``mode`` override single keys when given, and win over both files.
+``mode:=stabilise`` runs the stabiliser mode: the node pairs the camera with another segmenter's masks (``masks``,
+remapped like ``image``; what they carry and their classes are ``node.mask_input`` and ``node.classes``). TensorRT runs
 on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``. A
 relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is overridden with ROS parameters in
 ``params_file`` (``qos_overrides./camera/image_raw.subscription.reliability: reliable``).
@@ -39,7 +42,7 @@ from ssp_ros.ros.rviz import layout_for
 from ssp_ros.schema import flatten, read_yaml
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
-             "compressed": "node.input_compressed"}
+             "compressed": "node.input_compressed", "mode": "node.mode"}
 FLAGS = {"node.input_compressed"}  # parameters that take true/false
 NODE_NAME = "ssp"
 
@@ -81,6 +84,12 @@ def _node_parameters(context: LaunchContext) -> dict:
     return params
 
 
+def _remappings(context: LaunchContext) -> list[tuple[str, str]]:
+    """The camera topic, and the masks' where ``masks`` is given (else the config's ``node.mask_topic``)."""
+    masks = LaunchConfiguration("masks").perform(context)
+    return [("image", LaunchConfiguration("image").perform(context))] + ([("masks", masks)] if masks else [])
+
+
 def _nodes(context: LaunchContext) -> list[Node]:
     """The segmentation node (managed with ``lifecycle:=true``, with the Fast DDS profile in its environment) and,
     with ``use_rviz:=true``, RViz on its topics, both in the namespace ``ns``."""
@@ -89,7 +98,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
 
     namespace = arg("ns")
     options = dict(package="ssp_ros", executable="ssp_node", name=NODE_NAME, namespace=namespace, output="screen",
-                   parameters=[_node_parameters(context)], remappings=[("image", arg("image"))],
+                   parameters=[_node_parameters(context)], remappings=_remappings(context),
                    respawn=_flag(arg("respawn")), respawn_delay=2.0,
                    additional_env=profile_env(arg("fastdds_profile"), os.environ.get("ROS_DISTRO")))
     if arg("enclave"):
@@ -116,6 +125,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="camera/image_raw",
                               description="camera topic (Image, or CompressedImage with compressed:=true); "
                                           "relative names are in the namespace ns"),
+        DeclareLaunchArgument("mode", default_value="",
+                              description="segment (our image model) | stabilise (another segmenter's masks on "
+                                          "masks, made temporally consistent); empty: from config"),
+        DeclareLaunchArgument("masks", default_value="",
+                              description="stabilise mode: the other segmenter's mask topic (remaps masks, the "
+                                          "config's node.mask_topic by default); empty: no remapping"),
         DeclareLaunchArgument("ns", default_value="",
                               description="namespace of this camera's node (ns:=left, ns:=right): its topics, "
                                           "parameters and RViz layout move under it"),

@@ -184,6 +184,8 @@ class StabiliserConfig:
         check_bounds(self)
 
 
+NodeMode = Literal["segment", "stabilise"]
+MaskInput = Literal["labels", "probabilities", "logits"]
 MAX_PIXELS_4K = 4096 * 2160  # DCI 4K, which also holds UHD (3840 x 2160)
 MAX_PIXELS_CAP = 8192 * 8192  # the largest frame the node can be told to take (below Pillow's bomb warning)
 
@@ -206,9 +208,23 @@ class NodeConfig:
                               Bounds(1, MAX_PIXELS_CAP), live=True)
     publish_similarity: bool = setting(False, "also publish ~/similarity (weight of the previous frame x 255)")
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics updates (s)", Bounds(0.05, 60.0))
+    mode: NodeMode = setting("segment", "segment: our image model segments the camera; stabilise: another "
+                             "segmenter's masks (mask_topic) are made temporally consistent")
+    mask_topic: str = setting("masks", "stabilise mode: the other segmenter's output topic before remapping, "
+                              "paired with the camera image of exactly its header stamp")
+    mask_input: MaskInput = setting("labels", "stabilise mode: what mask_topic carries: labels (mono8 or mono16 "
+                                    "class ids, 255 = unknown where K <= 255), or probabilities / logits (32FC<K> "
+                                    "images, one channel per class, any size)")
+    classes: str | None = setting(None, "stabilise mode: the other segmenter's class list, config/datasets/<name>"
+                                  ".yaml or a path to such a file; empty = model.dataset")
+    pair_wait_ms: float = setting(500.0, "stabilise mode: how long an image or mask waits for its partner "
+                                  "(same stamp) before it is dropped (ms)", Bounds(0.0, 60_000.0, open_low=True))
+    pair_hold: int = setting(8, "stabilise mode: at most this many images (and masks) wait for their partner; "
+                             "beyond it the oldest stamp is dropped", Bounds(1, 1000))
 
     def __post_init__(self) -> None:
         require(bool(self.image_topic), "image_topic", "must not be empty")
+        require(bool(self.mask_topic), "mask_topic", "must not be empty")
         check_bounds(self)
 
 @dataclass

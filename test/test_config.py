@@ -40,7 +40,7 @@ def test_the_drone_config_has_no_synthetic_section() -> None:
     assert "synthetic" not in {f.name for f in dataclasses.fields(SspConfig)}
     assert not hasattr(load_config(), "synthetic")
     with pytest.raises(ConfigError, match=r"src: synthetic: unknown key \(valid keys: model, registration, "
-                                          r"propagation, runtime, node\)"):
+                                          r"propagation, runtime, node, stabiliser\)"):
         config_from_dict(SspConfig, {"synthetic": {}}, "src")
 
 

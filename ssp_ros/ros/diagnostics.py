@@ -18,6 +18,8 @@ import numpy as np
 
 from ssp_ros.pipeline import STAGES
 from ssp_ros.propagation import DISABLED
+from ssp_ros.ros.pairing import IMAGE, MASK, UNPAIRED, StampPairer
+from ssp_ros.ros.pairing import SUPERSEDED as PAIR_SUPERSEDED
 from ssp_ros.ros.stream import NODE_STAGES, STALE, SUPERSEDED, Skipped, StreamOutput
 from ssp_ros.ros.transport import DiagnosticItem
 
@@ -89,7 +91,7 @@ class StreamMonitor:
         return count / self.window_s
 
     def _input(self, received: list[float], skips: Counter, totals: Counter, problems: dict) -> DiagnosticItem:
-        bad = {r: n for r, n in skips.items() if r not in (SUPERSEDED, STALE)}
+        bad = {r: n for r, n in skips.items() if r not in (SUPERSEDED, STALE, UNPAIRED + PAIR_SUPERSEDED)}
         skipped = sum(n for reason, n in totals.items() if reason not in ("received", "output"))
         values = [("topic", self.topic), ("input fps", f"{self._fps(len(received)):.1f}"),
                   ("received", str(totals["received"])), ("published", str(totals["output"])),
@@ -114,7 +116,7 @@ class StreamMonitor:
             times = [f.timings_ms[stage] for f in frames if stage in f.timings_ms]
             if times:
                 values.append((f"latency {stage} ms (median / max)", f"{np.median(times):.1f} / {max(times):.1f}"))
-        dropped = skips[SUPERSEDED] + skips[STALE]
+        dropped = skips[SUPERSEDED] + skips[STALE] + skips[UNPAIRED + PAIR_SUPERSEDED]
         values.append(("dropped in window", str(dropped)))
         if received and not frames:
             return DiagnosticItem("processing", ERROR, f"{received} messages in, no output in {self.window_s:g} s",
@@ -139,3 +141,20 @@ class StreamMonitor:
             return DiagnosticItem("propagation", WARN, f"started over on {len(frames) - fused} of {len(frames)} "
                                   f"frames (mostly {worst})", tuple(values))
         return DiagnosticItem("propagation", OK, f"fused {fused} of {len(frames)} frames", tuple(values))
+
+
+def pairing_status(topic: str, pairer: StampPairer) -> DiagnosticItem:
+    """The ``masks`` status of stabilise mode: the masks on ``topic`` received, paired with their image, waiting
+    and dropped by reason (cumulative), and the images waiting. What happens to a pair after it formed is the
+    ``input`` status's (the image's) to count."""
+    masks = pairer.dropped[MASK]
+    values = [("topic", topic), ("received", str(pairer.received[MASK])), ("paired", str(pairer.paired)),
+              ("waiting", str(pairer.waiting(MASK))), ("images waiting", str(pairer.waiting(IMAGE))),
+              ("dropped", str(sum(masks.values())))]
+    values += [(f"dropped: {reason}", str(n)) for reason, n in sorted(masks.items())]
+    if not pairer.received[MASK]:
+        level = WARN if pairer.received[IMAGE] else STALE_LEVEL
+        return DiagnosticItem("masks", level, f"no masks on {topic} yet", tuple(values))
+    if not pairer.paired:
+        return DiagnosticItem("masks", WARN, f"no mask has matched an image's stamp on {topic}", tuple(values))
+    return DiagnosticItem("masks", OK, f"{pairer.paired} of {pairer.received[MASK]} masks paired", tuple(values))

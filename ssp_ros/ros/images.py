@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import io
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class Encoding:
     """How a sensor_msgs/Image encoding is laid out and turned into RGB."""
 
     channels: int
-    depth: int  # bytes per channel: 1 or 2
+    depth: int  # bytes per channel: 1 or 2 (unsigned), 4 (float)
     to_rgb: int | None  # cv2.cvtColor code to RGB (after 16-bit data is stretched to 8 bits); None: already RGB
 
 
@@ -110,14 +111,15 @@ def check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> 
                                       f"node.max_pixels {max_pixels}")
 
 
-def image_pixels(msg: Any, max_pixels: int | None = None) -> np.ndarray:
-    """A sensor_msgs/Image's pixels in its own layout: H×W (one channel) or H×W×C, uint8 or uint16 native order.
+def image_pixels(msg: Any, max_pixels: int | None = None, layout: Encoding | None = None) -> np.ndarray:
+    """A sensor_msgs/Image's pixels in its own layout: H×W (one channel) or H×W×C, uint8 or uint16 (float32 for a
+    ``layout`` of depth 4) in native order. ``layout`` is the encoding's, default the one ``ENCODINGS`` gives.
 
     Honours ``step`` (row padding) and ``is_bigendian``; checks sizes (and ``max_pixels``) before touching the
     data.
     """
     encoding = str(msg.encoding)
-    layout = ENCODINGS.get(encoding)
+    layout = layout or ENCODINGS.get(encoding)
     if layout is None:
         raise MessageError(UNSUPPORTED_ENCODING, f"Image encoding '{encoding}' is not supported "
                                                  f"(supported: {', '.join(ENCODINGS)})")
@@ -134,9 +136,10 @@ def image_pixels(msg: Any, max_pixels: int | None = None) -> np.ndarray:
         raise MessageError(SHORT_DATA, f"Image ({encoding}, {height}x{width}, step {step}): data has {data.size} "
                                        f"bytes, needs height × step = {height * step}")
     rows = data[: height * step].reshape(height, step)[:, :row]
-    if layout.depth == 2:
+    if layout.depth > 1:
         order = ">" if msg.is_bigendian else "<"
-        rows = np.ascontiguousarray(rows).view(np.dtype(f"{order}u2")).astype(np.uint16)
+        wide = {2: (f"{order}u2", np.uint16), 4: (f"{order}f4", np.float32)}[layout.depth]
+        rows = np.ascontiguousarray(rows).view(np.dtype(wide[0])).astype(wide[1])
     shape = (height, width) if layout.channels == 1 else (height, width, layout.channels)
     return rows.reshape(shape).copy()  # our own writable memory, not a view of the message's buffer
 
@@ -218,10 +221,13 @@ def message_to_rgb(msg: Any, fallback: Callable[[Any], np.ndarray] | None = None
 
 
 def image_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
-    """The sensor_msgs/Image fields (all but header and data) of an H×W or H×W×C uint8 array, unpadded."""
+    """The sensor_msgs/Image fields (all but header and data) of an H×W or H×W×C uint8 or uint16 array in native
+    byte order, unpadded."""
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    return {"height": height, "width": width, "encoding": encoding, "is_bigendian": 0, "step": width * channels}
+    bigendian = int(pixels.itemsize > 1 and sys.byteorder == "big")
+    return {"height": height, "width": width, "encoding": encoding, "is_bigendian": bigendian,
+            "step": width * channels * pixels.itemsize}
 
 
 def rgb_to_bgr(rgb: np.ndarray) -> np.ndarray:
@@ -233,7 +239,8 @@ class MessageFactory(Protocol):
     """Builds output sensor_msgs/Image messages in one message library (rclpy's or rosbags')."""
 
     def image(self, header: Any, pixels: np.ndarray, encoding: str) -> Any:
-        """An Image with ``header`` (the input frame's) holding ``pixels`` (uint8) in ``encoding``."""
+        """An Image with ``header`` (the input frame's) holding ``pixels`` (uint8, or uint16 for mono16) in
+        ``encoding``."""
 
 
 class RosbagsMessages:
@@ -253,7 +260,7 @@ class RosbagsMessages:
 
     def image(self, header: Any, pixels: np.ndarray, encoding: str) -> Any:
         return self._image(header=self.header(header), **image_fields(pixels, encoding),
-                           data=np.ascontiguousarray(pixels).reshape(-1))
+                           data=np.ascontiguousarray(pixels).view(np.uint8).reshape(-1))
 
 
 def rclpy_image_data(pixels: np.ndarray) -> array.array:

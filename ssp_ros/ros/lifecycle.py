@@ -43,6 +43,7 @@ from ssp_ros.ros.rclpy_transport import (
     declare_parameters,
     publish_label_info,
 )
+from ssp_ros.ros.stabilise_node import make_node
 
 
 def _logged(transition: Callable[..., TransitionCallbackReturn]) -> Callable[..., TransitionCallbackReturn]:
@@ -92,8 +93,7 @@ class LifecycleSegmentationNode(LifecycleNode):
     @_logged
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.segmenter = SegmentationNode(RclpyTransport(self), self.cfg, fallback=cv_bridge_fallback(),
-                                              active=False)
+            self.segmenter = make_node(RclpyTransport(self), self.cfg, fallback=cv_bridge_fallback(), active=False)
         except SspError as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE

@@ -1,6 +1,7 @@
 """Entry points of the segmentation node: ``ssp_node`` (``ros2 run ssp_ros ssp_node``, rclpy; ``--lifecycle``
 for the managed node of ``lifecycle``) and ``ssp node --transport dds`` (Cyclone DDS, no ROS). Each builds a
-transport, the ``SegmentationNode`` on it, and runs until Ctrl-C or an external shutdown (SIGTERM on DDS).
+transport, the node of ``node.mode`` on it (``stabilise_node.make_node``), and runs until Ctrl-C or an external
+shutdown (SIGTERM on DDS).
 
 rclpy and cyclonedds are imported inside the functions (and the transport modules), so this module imports
 without them.
@@ -23,8 +24,9 @@ from typing import Any, NoReturn
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
 from ssp_ros.ros import security
-from ssp_ros.ros.node import NODE_NAME, SegmentationNode
+from ssp_ros.ros.node import NODE_NAME
 from ssp_ros.ros.rclpy_transport import RclpyTransport, add_ros_interfaces, cv_bridge_fallback, declare_parameters
+from ssp_ros.ros.stabilise_node import make_node
 
 LOG = logging.getLogger("ssp.node")
 WORKER_CHECK_S = 0.5  # how often the main thread checks that the worker is still running
@@ -158,8 +160,8 @@ class _NodeThread(threading.Thread):
                 ros_node = segmenter = LifecycleSegmentationNode()  # ``failure`` tells whether its worker died
             else:
                 ros_node = rclpy.create_node(NODE_NAME)
-                segmenter = SegmentationNode(RclpyTransport(ros_node), declare_parameters(ros_node),
-                                             fallback=cv_bridge_fallback())
+                segmenter = make_node(RclpyTransport(ros_node), declare_parameters(ros_node),
+                                      fallback=cv_bridge_fallback())
                 add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
             self.started.set()
             while rclpy.ok() and segmenter.failure is None:
@@ -225,7 +227,7 @@ def run_dds_node(config: Path | None, domain_id: int) -> int:
     segmenter = None
     try:
         LOG.info("DDS domain %d; loading the model (%s backend)", domain_id, cfg.runtime.backend)
-        segmenter = SegmentationNode(transport, cfg)
+        segmenter = make_node(transport, cfg)
         LOG.info("ready; outputs on %s",
                  ", ".join(f"rt{transport.resolve(f'~/{name}')}" for name in segmenter.publishers))
         while segmenter.alive:

@@ -33,7 +33,15 @@ from ssp_ros.pipeline import Pipeline
 from ssp_ros.ros.diagnostics import StreamMonitor
 from ssp_ros.ros.log_throttle import LogThrottle, with_held_back
 from ssp_ros.ros.stream import OUTPUTS, PIPELINE_ERROR, FrameSlot, Skipped, StreamOutput, StreamProcessor
-from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA, BadSample, Transport
+from ssp_ros.ros.transport import (
+    DEFAULT,
+    RELIABLE_LATEST,
+    SENSOR_DATA,
+    BadSample,
+    DiagnosticItem,
+    QosProfile,
+    Transport,
+)
 
 NODE_NAME = "ssp"
 IMAGE, COMPRESSED_IMAGE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
@@ -52,18 +60,11 @@ class SegmentationNode:
                  fallback: Callable[[Any], np.ndarray] | None = None, active: bool = True) -> None:
         self.transport = transport
         self.cfg = cfg
-        self.classes: ClassSet = load_class_set(cfg.model.dataset)
-        backend = make_backend(cfg, self.classes.num_classes)
-        self._backend: Any = backend  # closed by close(), after the worker that runs it has stopped
-        self.hardware_id = backend.name
-        try:
-            self.processor = StreamProcessor(Pipeline(cfg, backend), self.classes, transport, cfg.node,
-                                             fallback=fallback)
-        except BaseException:
-            self._close_backend()
-            raise
+        self._backend: Any = None  # closed by close(), after the worker that runs it has stopped
+        self.classes: ClassSet
+        self.classes, self.processor, self.hardware_id = self._make_processor(fallback)
         self.slot: FrameSlot[Any] = FrameSlot()
-        names = [name for name in OUTPUTS if name != "similarity" or cfg.node.publish_similarity]
+        names = self._output_names()
         self.publishers: dict[str, Any] = {}
         self.diagnostics: Any = None
         try:  # a bad QoS override fails one publisher: the ones made before it go too
@@ -75,13 +76,13 @@ class SegmentationNode:
             self._close_backend()
             raise
         self.period_s = cfg.node.diagnostics_period_s
-        self.monitor = StreamMonitor(backend.name, transport.resolve(cfg.node.image_topic),
+        self.monitor = StreamMonitor(self.hardware_id, transport.resolve(cfg.node.image_topic),
                                      window_s=max(2.0, 2 * cfg.node.diagnostics_period_s))
         self._stop = threading.Event()
         self._active = threading.Event()  # frames are processed and outputs published only while set
         self._busy = threading.Lock()  # held for one frame or one diagnostics message; deactivate waits on it
         self._generation = 0  # counts deactivations: a frame taken before one is not processed after it
-        self._subscription: Any = None
+        self._subscriptions: list[Any] = []
         self.failure: BaseException | None = None  # what stopped the worker, if anything did
         self.publish_errors = 0
         self._throttle = LogThrottle(LOG_THROTTLE_S)
@@ -96,28 +97,53 @@ class SegmentationNode:
                 self.close()  # e.g. a bad QoS override: no thread may outlive a node that failed to start
                 raise
 
+    def _make_processor(self, fallback: Callable[[Any], np.ndarray] | None) -> tuple[ClassSet, Any, str]:
+        """The class list, the processor of the worker's items and the hardware id; sets ``_backend``."""
+        classes = load_class_set(self.cfg.model.dataset)
+        backend = make_backend(self.cfg, classes.num_classes)
+        self._backend = backend
+        try:
+            processor = StreamProcessor(Pipeline(self.cfg, backend), classes, self.transport, self.cfg.node,
+                                        fallback=fallback)
+        except BaseException:
+            self._close_backend()
+            raise
+        return classes, processor, backend.name
+
+    def _output_names(self) -> list[str]:
+        """The output topics (``~/<name>``) this node publishes."""
+        return [name for name in OUTPUTS if name != "similarity" or self.cfg.node.publish_similarity]
+
+    def _inputs(self) -> list[tuple[str, str, QosProfile, Callable[[Any], None]]]:
+        """What ``activate`` subscribes to: (topic, type, QoS, callback) each."""
+        node = self.cfg.node
+        msg_type = COMPRESSED_IMAGE if node.input_compressed else IMAGE
+        return [(node.image_topic, msg_type, RELIABLE_LATEST if node.reliable else SENSOR_DATA, self._on_image)]
+
+    def _describe(self) -> str:
+        """The line ``activate`` logs."""
+        node = self.cfg.node
+        kind = "CompressedImage" if node.input_compressed else "Image"
+        return (f"segmenting {self.monitor.topic} ({kind}, {'reliable' if node.reliable else 'best effort'}) with "
+                f"{self.hardware_id}, {self.classes.num_classes} classes ({self.classes.name})")
+
     @property
     def active(self) -> bool:
         """True while subscribed to the camera and publishing."""
         return self._active.is_set()
 
     def activate(self) -> None:
-        """Subscribe to the camera: outputs flow from the next frame on."""
-        if self._subscription is not None:
+        """Subscribe to the inputs: outputs flow from the next frame on."""
+        if self._subscriptions:
             return
-        node = self.cfg.node
-        msg_type = COMPRESSED_IMAGE if node.input_compressed else IMAGE
         self._active.set()  # before subscribing: the first frame must not find the node inactive
         try:
-            self._subscription = self.transport.subscribe(node.image_topic, msg_type,
-                                                          RELIABLE_LATEST if node.reliable else SENSOR_DATA,
-                                                          self._on_image)
+            for topic, msg_type, qos, callback in self._inputs():
+                self._subscriptions.append(self.transport.subscribe(topic, msg_type, qos, callback))
         except BaseException:
-            self._active.clear()
+            self._unsubscribe()  # those made before the one that failed go too
             raise
-        self.transport.log("info", f"segmenting {self.monitor.topic} ({msg_type.rsplit('/', 1)[1]}, "
-                                   f"{'reliable' if node.reliable else 'best effort'}) with {self.hardware_id}, "
-                                   f"{self.classes.num_classes} classes ({self.classes.name})")
+        self.transport.log("info", self._describe())
 
     def deactivate(self) -> None:
         """Unsubscribe, let the frame in flight finish and drop the propagation state: nothing is published after
@@ -129,9 +155,8 @@ class SegmentationNode:
             self.processor.reset()
 
     def _unsubscribe(self) -> None:
-        if self._subscription is not None:
-            self.transport.destroy(self._subscription)
-            self._subscription = None
+        while self._subscriptions:
+            self.transport.destroy(self._subscriptions.pop())
         self._active.clear()
 
     def _on_image(self, msg: Any) -> None:
@@ -214,9 +239,13 @@ class SegmentationNode:
         """False once the worker thread has stopped on an error it could not survive (see ``failure``)."""
         return self.failure is None
 
+    def _diagnostic_items(self, now: float) -> list[DiagnosticItem]:
+        """The statuses /diagnostics carries at ``now`` (monotonic seconds)."""
+        return self.monitor.items(now)
+
     def publish_diagnostics(self) -> None:
-        """Publish the monitor's statuses once on /diagnostics."""
-        items = self.monitor.items(time.monotonic())
+        """Publish the node's statuses once on /diagnostics."""
+        items = self._diagnostic_items(time.monotonic())
         self.diagnostics.publish(self.transport.diagnostics(round(self.transport.now() * 1e9), items,
                                                             self.hardware_id))
 

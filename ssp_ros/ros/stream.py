@@ -23,8 +23,10 @@ from ssp_ros.classes import ClassSet, overlay
 from ssp_ros.config import NodeConfig, SspConfig
 from ssp_ros.errors import FrameError, SspError
 from ssp_ros.pipeline import FrameResult, Pipeline
+from ssp_ros.registration import Registration
 from ssp_ros.ros.images import MessageError, MessageFactory, message_to_rgb, rgb_to_bgr, stamp_ns
 from ssp_ros.ros.params import check_dynamic, config_with_params
+from ssp_ros.stabiliser import StabilisedFrame
 
 SUPERSEDED = "superseded by a newer frame"  # the slot held it when a newer one arrived
 STALE = "stale"  # older than node.max_age_ms when its turn came
@@ -95,6 +97,20 @@ def is_future(stamp: float, now: float, max_future_ms: float) -> bool:
     return now > 0 and -frame_age_ms(stamp, now) > max_future_ms
 
 
+def stamp_problem(stamp: int, now: float | None, node: NodeConfig, last_stamp: int | None) -> tuple[str, str] | None:
+    """Why a frame stamped ``stamp`` (ns) is not to be processed at ``now`` (seconds; None skips the clock checks)
+    after the frame stamped ``last_stamp``: (reason, detail) for ``STALE``, ``FUTURE`` or ``DUPLICATE``, else None."""
+    seconds = stamp * 1e-9
+    if now is not None and is_stale(seconds, now, node.max_age_ms):
+        return STALE, f"{frame_age_ms(seconds, now):.0f} ms old > max_age_ms {node.max_age_ms:g}"
+    if now is not None and is_future(seconds, now, node.max_future_ms):
+        return FUTURE, (f"stamp {seconds:.9f} s is {-frame_age_ms(seconds, now):.0f} ms ahead of the node's clock "
+                        f"({now:.3f} s) > max_future_ms {node.max_future_ms:g}")
+    if stamp == last_stamp:
+        return DUPLICATE, f"stamp {seconds:.9f} s was already processed"
+    return None
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A message that produced no output, and why (``reason`` is the counter key)."""
@@ -111,6 +127,27 @@ NODE_STAGES = ("transit", "wait", "convert", "messages", "publish")
 
 
 @dataclass
+class StabilisedResult:
+    """One frame of the stabiliser node: the stabiliser's result with the node's timings, read by the monitor
+    as a ``FrameResult`` is (``fused``, ``reset_reason``, ``registration``, ``timings_ms``)."""
+
+    frame: StabilisedFrame
+    timings_ms: dict[str, float]
+
+    @property
+    def fused(self) -> bool:
+        return self.frame.fused
+
+    @property
+    def reset_reason(self) -> str:
+        return self.frame.reset_reason
+
+    @property
+    def registration(self) -> Registration | None:
+        return self.frame.registration
+
+
+@dataclass
 class StreamOutput:
     """What one message produced: the pipeline result and the messages to publish (input header). A message
     nobody asked for is None, and never built."""
@@ -118,7 +155,7 @@ class StreamOutput:
     header: Any
     stamp_ns: int
     frame: np.ndarray  # the input as H×W×3 RGB
-    result: FrameResult
+    result: FrameResult | StabilisedResult
     mask: Any | None  # mono8 class ids
     confidence: Any | None  # mono8
     overlay: Any | None  # bgr8 colour blend
@@ -174,14 +211,9 @@ class StreamProcessor:
         except MessageError as err:
             return self.skip(err.reason, str(err))
         seconds = stamp * 1e-9
-        if now is not None and is_stale(seconds, now, self.node.max_age_ms):
-            return self.skip(STALE, f"{frame_age_ms(seconds, now):.0f} ms old > max_age_ms "
-                                    f"{self.node.max_age_ms:g}", stamp)
-        if now is not None and is_future(seconds, now, self.node.max_future_ms):
-            return self.skip(FUTURE, f"stamp {seconds:.9f} s is {-frame_age_ms(seconds, now):.0f} ms ahead of the "
-                                     f"node's clock ({now:.3f} s) > max_future_ms {self.node.max_future_ms:g}", stamp)
-        if stamp == self._last_stamp_ns:
-            return self.skip(DUPLICATE, f"stamp {seconds:.9f} s was already processed", stamp)
+        problem = stamp_problem(stamp, now, self.node, self._last_stamp_ns)
+        if problem is not None:
+            return self.skip(*problem, stamp)
         wanted = frozenset(OUTPUTS) if outputs is None else outputs
         if not self.node.publish_similarity:
             wanted -= {"similarity"}

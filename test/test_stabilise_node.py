@@ -1,0 +1,224 @@
+"""The node's stabiliser mode without ROS: the node logic on an in-memory transport (test_node's), rosbags messages,
+and the mask conversions (ssp_ros/ros/masks.py, stabilise_stream.py, stabilise_node.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from test_node import _MemoryTransport
+from test_ros_stream import Image, header, rgb8
+from test_stabilise import flicker
+
+from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
+from ssp_ros.errors import ConfigError
+from ssp_ros.ros.images import UNSUPPORTED_ENCODING, MessageError
+from ssp_ros.ros.masks import WRONG_CLASS_COUNT, mask_labels, mask_scores
+from ssp_ros.ros.pairing import NO_PARTNER, PARTNER_DROPPED, UNPAIRED
+from ssp_ros.ros.stabilise_node import StabilisingNode, make_node
+from ssp_ros.ros.stabilise_stream import MASK, MASK_LABELS, MASK_SIZE, class_confidence
+from ssp_ros.stabiliser import VOID
+
+K = 8  # uavid's classes
+
+
+def mask_msg(values: np.ndarray, stamp: float, encoding: str) -> Image:
+    """A mask Image of ``values`` (H×W labels, or H×W×K float32 scores), little-endian, unpadded."""
+    data = np.ascontiguousarray(values.astype(values.dtype.newbyteorder("<")))
+    h, w = values.shape[:2]
+    return Image(header=header(stamp), height=h, width=w, encoding=encoding, is_bigendian=0,
+                 step=data.nbytes // h, data=data.view(np.uint8).reshape(-1))
+
+
+def labels_of(frames, seed: int = 0) -> list[np.ndarray]:
+    """The synthetic frames' own labels, flickering (test_stabilise's segmenter whose errors come and go)."""
+    rng = np.random.default_rng(seed)
+    return [flicker(f.labels.astype(np.uint8), rng) for f in frames]
+
+
+def config(**node) -> SspConfig:
+    return SspConfig(model=ModelConfig(input_size=(64, 96)),
+                     node=replace(NodeConfig(), mode="stabilise", image_topic="camera/image",
+                                  mask_topic="segmenter/mask", max_age_ms=0.0, **node))
+
+
+@pytest.fixture
+def transport() -> _MemoryTransport:
+    return _MemoryTransport()
+
+
+def test_label_images_round_trip_through_the_mask_reader() -> None:
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    np.testing.assert_array_equal(mask_labels(mask_msg(labels, 1.0, "mono8")), labels)
+    wide = labels.astype(np.uint16) * 1000
+    out = mask_labels(mask_msg(wide, 1.0, "mono16"))
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, wide)
+    with pytest.raises(MessageError, match="mask encoding 'rgb8': class ids come as mono8") as err:
+        mask_labels(rgb8(np.zeros((3, 4, 3), np.uint8), 1.0))
+    assert err.value.reason == UNSUPPORTED_ENCODING
+
+
+def test_score_tensors_round_trip_as_k_by_h_by_w() -> None:
+    scores = np.random.default_rng(0).random((3, 5, 4), dtype=np.float32)  # h, w, K as the image stores them
+    out = mask_scores(mask_msg(scores, 1.0, "32FC4"), 4)
+    assert out.shape == (4, 3, 5) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, scores.transpose(2, 0, 1))
+    big = mask_msg(scores.astype(">f4"), 1.0, "32FC4")
+    big.is_bigendian, big.data = 1, np.ascontiguousarray(scores.astype(">f4")).view(np.uint8).reshape(-1)
+    np.testing.assert_array_equal(mask_scores(big, 4), out)
+    with pytest.raises(MessageError, match="4 channels for 8 classes") as err:
+        mask_scores(mask_msg(scores, 1.0, "32FC4"), 8)
+    assert err.value.reason == WRONG_CLASS_COUNT
+    with pytest.raises(MessageError, match="scores come as 32FC<K>"):
+        mask_scores(mask_msg(np.zeros((3, 5), np.uint8), 1.0, "mono8"), 4)
+
+
+def test_confidence_is_the_scores_probability_of_the_published_class() -> None:
+    logits = np.log(np.array([[[0.7]], [[0.2]], [[0.1]]], np.float32))  # 3 classes, one cell
+    labels = np.array([[0, 1], [2, 0]], np.uint8)
+    np.testing.assert_allclose(class_confidence(logits, True, labels), [[179, 51], [26, 179]], atol=1)
+
+
+def test_the_node_pairs_by_stamp_and_publishes_under_the_camera_header(small_video, transport) -> None:
+    """Images and masks arrive in any order; each output carries the camera image's stamp and frame_id, the
+    stabilised labels of that stamp's mask; an image whose mask never came and a mask whose image had gone are
+    dropped and counted on /diagnostics."""
+    frames = small_video[:6]
+    labels = labels_of(frames)
+    node = make_node(transport, config(pair_wait_ms=1000.0))
+    assert isinstance(node, StabilisingNode) and node.hardware_id == "stabiliser"
+    try:
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        _, _, on_mask = transport.subscriptions["/segmenter/mask"]
+        stamps = [10.0 + i / 10 for i in range(len(frames))]
+        for i in (0, 1, 3, 5):  # frame 2 loses its mask; frame 4's image goes before its mask comes
+            if i % 2:
+                on_mask(mask_msg(labels[i], stamps[i], "mono8"))
+                on_image(rgb8(frames[i].image, stamps[i]))
+            else:
+                on_image(rgb8(frames[i].image, stamps[i]))
+                on_mask(mask_msg(labels[i], stamps[i], "mono8"))
+            node.process(node.slot.take(timeout=0))  # the worker's job, here in lock step
+            if i == 1:
+                on_image(rgb8(frames[2].image, stamps[2]))
+                on_image(rgb8(frames[4].image, stamps[4]))
+        on_mask(mask_msg(labels[4], stamps[4], "mono8"))  # its image went when the pair of stamp 5 formed
+        node.publish_diagnostics()
+    finally:
+        node.close()
+    masks = transport.sent["/ssp/mask"]
+    assert [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in masks] == pytest.approx(
+        [stamps[i] for i in (0, 1, 3, 5)])
+    assert {m.header.frame_id for m in masks} == {"camera"} and {m.encoding for m in masks} == {"mono8"}
+    h, w = frames[0].image.shape[:2]
+    for msg, i in zip(masks, (0, 1, 3, 5)):
+        out = np.frombuffer(msg.data, np.uint8).reshape(h, w)
+        assert set(np.unique(out)) <= set(range(K)) and (out == labels[i]).mean() > 0.5
+    assert len(transport.sent["/ssp/overlay"]) == 4 and "/ssp/confidence" not in transport.sent, \
+        "label images carry no probability: no confidence"
+    status = {s.name: {kv.key: kv.value for kv in s.values} for s in transport.sent["/diagnostics"][-1].status}
+    inputs, masks_status = status["ssp: input"], status["ssp: masks"]
+    assert inputs["received"] == "6" and inputs["published"] == "4" and inputs["in flight"] == "0"
+    assert inputs[f"skipped: {UNPAIRED}superseded by a newer pair"] == "2", "images 2 and 4"
+    assert masks_status["received"] == "5" and masks_status["paired"] == "4"
+    assert masks_status[f"dropped: {PARTNER_DROPPED}"] == "1"
+
+
+def test_an_image_whose_mask_never_comes_is_counted_once_the_wait_is_over(small_video, transport) -> None:
+    node = make_node(transport, config(pair_wait_ms=1.0))
+    try:
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        on_image(rgb8(small_video[0].image, 10.0))
+        time.sleep(0.01)
+        node.publish_diagnostics()  # the diagnostics tick expires it, with both topics silent
+    finally:
+        node.close()
+    status = {s.name: {kv.key: kv.value for kv in s.values} for s in transport.sent["/diagnostics"][-1].status}
+    assert status["ssp: input"][f"skipped: {UNPAIRED}{NO_PARTNER}"] == "1"
+    assert ("warning", f"dropped the image of stamp 10.000000000 s on /camera/image ({NO_PARTNER}): no mask of its "
+                       "stamp within 1 ms") in transport.logs
+
+
+@pytest.mark.parametrize(("mask", "reason"), [
+    (lambda labels: mask_msg(labels, 10.0, "bgr8"), MASK + UNSUPPORTED_ENCODING),
+    (lambda labels: mask_msg(labels[:-4], 10.0, "mono8"), MASK_SIZE),
+    (lambda labels: mask_msg(np.where(labels == 1, K, labels).astype(np.uint8), 10.0, "mono8"), MASK_LABELS),
+])
+def test_a_bad_mask_is_counted_skipped_and_logged_by_topic(small_video, transport, mask, reason) -> None:
+    labels = labels_of(small_video[:1])[0]
+    node = make_node(transport, config())
+    try:
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        _, _, on_mask = transport.subscriptions["/segmenter/mask"]
+        on_image(rgb8(small_video[0].image, 10.0))
+        on_mask(mask(labels))
+        node.process(node.slot.take(timeout=0))
+        on_image(rgb8(small_video[1].image, 10.1))  # still running: the next good pair comes out
+        on_mask(mask_msg(labels_of(small_video[1:2])[0], 10.1, "mono8"))
+        node.process(node.slot.take(timeout=0))
+    finally:
+        node.close()
+    assert node.processor.skipped == {reason: 1} and len(transport.sent["/ssp/mask"]) == 1
+    assert any(level == "warning" and f"({reason})" in text for level, text in transport.logs), transport.logs
+
+
+def test_sixteen_bit_labels_come_back_sixteen_bit_and_unknown_stays_unknown(small_video, transport) -> None:
+    labels = labels_of(small_video[:1])[0].astype(np.uint16)
+    labels[:10] = VOID
+    node = make_node(transport, config())
+    try:
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        _, _, on_mask = transport.subscriptions["/segmenter/mask"]
+        on_mask(mask_msg(labels, 10.0, "mono16"))
+        on_image(rgb8(small_video[0].image, 10.0))
+        node.process(node.slot.take(timeout=0))
+    finally:
+        node.close()
+    (msg,) = transport.sent["/ssp/mask"]
+    assert msg.encoding == "mono16" and msg.step == 2 * msg.width
+    out = np.frombuffer(msg.data, "<u2").reshape(msg.height, msg.width)
+    assert (out[:10] == VOID).all() and out[10:].max() < K
+
+
+def test_probabilities_give_a_confidence_under_the_camera_header(small_video, transport) -> None:
+    """A 32FC8 probability tensor at half the frame's size: stabilised mask, overlay and confidence come out."""
+    labels = labels_of(small_video[:1])[0][::2, ::2]
+    scores = np.full((*labels.shape, K), 0.02, np.float32)
+    np.put_along_axis(scores, labels[..., None].astype(np.intp), 0.86, axis=2)
+    node = make_node(transport, config(mask_input="probabilities"))
+    try:
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        _, _, on_mask = transport.subscriptions["/segmenter/mask"]
+        on_image(rgb8(small_video[0].image, 10.0))
+        on_mask(mask_msg(scores, 10.0, "32FC8"))
+        node.process(node.slot.take(timeout=0))
+    finally:
+        node.close()
+    (confidence,) = transport.sent["/ssp/confidence"]
+    assert confidence.encoding == "mono8" and confidence.header.frame_id == "camera"
+    values = np.frombuffer(confidence.data, np.uint8)
+    assert set(np.unique(values)) <= {5, 219}, "the scores' probability of the class published at each pixel"
+
+
+def test_propagation_settings_are_refused_in_flight_in_stabilise_mode(transport) -> None:
+    node = make_node(transport, config())
+    try:
+        assert node.processor.reconfigure({"node.max_age_ms": 250.0}).node.max_age_ms == 250.0
+        with pytest.raises(ConfigError, match="propagation.max_time_gap_s: cannot change in flight in stabilise"):
+            node.processor.reconfigure({"propagation.max_time_gap_s": 1.0})
+    finally:
+        node.close()
+
+
+def test_a_classes_file_sets_k_and_the_default_is_the_model_dataset(transport, tmp_path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("classes:\n  - {id: 0, name: ground, color: [0, 0, 0]}\n"
+                    "  - {id: 1, name: thing, color: [255, 0, 0]}\n")
+    node = make_node(transport, config(classes=str(path)))
+    try:
+        assert node.classes.num_classes == 2 and node.classes.names == ("ground", "thing")
+    finally:
+        node.close()
