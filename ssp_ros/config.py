@@ -176,6 +176,9 @@ class StabiliserConfig:
                                           "fused state (multiples of 4); the labels keep the frame's own size")
     confidence: float = setting(0.9, "a hard label's probability for its class (the rest is shared by the others)",
                                 Bounds(0.0, 1.0, open_low=True))
+    keep_ratio: float = setting(0.5, "a pixel keeps its segmenter's label while the fused probability of that label "
+                                "is at least this share of the best class's; 1 = the fused decision everywhere, "
+                                "lower keeps more of the segmenter's own boundaries", Bounds(0.0, 1.0, open_low=True))
 
     def __post_init__(self) -> None:
         require(all(side >= 16 and side % 4 == 0 for side in self.input_size), "input_size",

@@ -14,8 +14,9 @@ any h×w) and returns class ids (uint8). Per frame:
    an appearance encoder gives stride-4 features of the frame, and SSP's similarity head compares the previous
    frame's, warped likewise, with this frame's. It reads the frame's appearance, never the other segmenter's
    output, so it serves any segmenter and any class list without retraining;
-4. where the fused decision of a cell differs from the current one, the cell's pixels of the current class take
-   the fused class; every other pixel keeps its label, so the other segmenter's full-resolution boundaries stay.
+4. the fused probabilities are resized to the model input, and each pixel keeps its own label while the fused
+   probability of that label is close enough to the best class's (``stabiliser.keep_ratio``), else takes the best
+   class: flicker is replaced, and where the fused state agrees the segmenter's full-resolution boundaries stay.
 
 The frame is letterboxed to ``stabiliser.input_size`` for steps 1–3; the labels keep the frame's size.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -174,9 +174,8 @@ class Stabiliser:
         check_frame(frame, min_side=16)
         check_labels(labels, self.num_classes, frame.shape[:2])
 
-        def cells() -> tuple[np.ndarray, np.ndarray]:
-            fitted, known = self._to_input(labels)
-            return cell_probabilities(fitted, known, self.num_classes, self.confidence), known
+        def cells(fitted: np.ndarray, known: np.ndarray) -> np.ndarray:
+            return cell_probabilities(fitted, known, self.num_classes, self.confidence)
 
         return self._step(frame, labels, stamp, cells)
 
@@ -189,17 +188,17 @@ class Stabiliser:
         own = scores.argmax(axis=0).astype(np.uint8)
         labels = cv2.resize(own, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
 
-        def cells() -> tuple[np.ndarray, np.ndarray]:
+        def cells(fitted: np.ndarray, known: np.ndarray) -> np.ndarray:
             grid = tuple(size // STRIDE for size in self.input_size)
-            current = score_cells(scores, logits, self._letterbox.content_size, grid)
-            return current, np.ones(self.input_size, bool)
+            return score_cells(scores, logits, self._letterbox.content_size, grid)
 
         return self._step(frame, labels, stamp, cells)
 
     def _step(self, frame: np.ndarray, labels: np.ndarray, stamp: float,
-              cells: Callable[[], tuple[np.ndarray, np.ndarray]]) -> StabilisedFrame | None:
-        """Register, fuse and decide, given the current output as ``cells()``: (cell probabilities, where the
-        model input's pixels are known); ``labels`` are the current class ids at the frame's size."""
+              cells: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> StabilisedFrame | None:
+        """Register, fuse and decide, given the current output's cell probabilities as ``cells(fitted, known)``
+        (the labels fitted into the model input, and where they are known); ``labels`` are the current class ids
+        at the frame's size."""
         if self.propagator.admit(stamp) is not None:
             return None
         timings = dict.fromkeys(STAGES, 0.0)
@@ -220,9 +219,9 @@ class Stabiliser:
         lap("registration")
         feats = self.model.features(self._letterbox.apply(frame))
         lap("similarity")
-        current, known = cells()
+        fitted, known = self._to_input(labels)
+        fused = cells(fitted, known)
         decision = self.propagator.decide(stamp, size, registration)
-        fused = current
         if decision.fuse:
             prev = self.propagator.state
             to_previous = cells_to_previous(self._letterbox.homography_to_input(registration.homography), STRIDE)
@@ -230,30 +229,36 @@ class Stabiliser:
             lap("fusion")
             s = self.model.similarity(warped_feats, feats)
             lap("similarity")
-            weight = s * validity(to_previous, *current.shape[-2:])
-            fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * current
+            weight = s * validity(to_previous, *fused.shape[-2:])
+            fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * fused
         self.propagator.commit(_State(fused, feats), stamp, size)
-        result = self._result(labels, fused, current, known, stamp, decision, registration)
+        out = self._decide(labels, fitted, fused) if decision.fuse else labels
         lap("fusion")
-        result.timings_ms = {**timings, "total": sum(timings.values())}
-        return result
-
-    def _result(self, labels: np.ndarray, fused: np.ndarray, current: np.ndarray, known: np.ndarray, stamp: float,
-                decision: Any, registration: Registration | None) -> StabilisedFrame:
-        """In a cell whose decision propagation changed, the pixels of the cell's current class (those that made the
-        decision) take the fused class; every other pixel keeps its label, boundaries within a cell included."""
-        winner, loser = fused[0].argmax(axis=0), current[0].argmax(axis=0)
-        changed = winner != loser
-        up = np.ones((STRIDE, STRIDE), np.uint8)
-        planes = [np.kron(plane.astype(np.uint16), up) for plane in (winner, loser)]
-        changed_in = np.kron(changed.astype(np.uint8), up) & known  # unknown pixels stay unknown
-        winner_frame, loser_frame = (self._letterbox.restore(plane, nearest=True) for plane in planes)
-        changed_frame = self._letterbox.restore(changed_in.astype(np.uint8), nearest=True).astype(bool)
-        changed_frame &= labels == loser_frame
-        out = np.where(changed_frame, winner_frame.astype(labels.dtype), labels)
-        share = float(changed_frame.mean()) if changed_frame.size else 0.0
+        share = float(np.count_nonzero(out != labels)) / out.size
         return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,
-                               reset_reason=decision.reason, registration=registration, timings_ms={})
+                               reset_reason=decision.reason, registration=registration,
+                               timings_ms={**timings, "total": sum(timings.values())})
+
+    def _decide(self, labels: np.ndarray, fitted: np.ndarray, fused: np.ndarray) -> np.ndarray:
+        """The stabilised class ids at the frame's size. The fused cell probabilities are resized (bilinear) to the
+        model input; a pixel keeps its own label while the fused probability of that label is at least
+        ``stabiliser.keep_ratio`` × the best class's there, and takes the best class otherwise; unknown pixels
+        stay unknown. Only the classes that are the first or second of some cell, or in the labels, are resized
+        (the others cannot win), so K up to 256 costs no more than a few classes."""
+        p = fused[0]
+        top = np.argpartition(-p, 1, axis=0)[:2] if p.shape[0] > 2 else np.arange(p.shape[0])
+        classes = np.union1d(np.unique(top), np.unique(fitted[fitted < self.num_classes]))
+        h, w = self.input_size
+        up = np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
+        best = up.argmax(axis=0)
+        position = np.minimum(np.searchsorted(classes, fitted), len(classes) - 1)
+        own = np.take_along_axis(up, position[None], axis=0)[0]
+        keep = (classes[position] != fitted) | (own >= self.cfg.stabiliser.keep_ratio * up.max(axis=0))
+        keep_frame = self._letterbox.restore(keep.astype(np.uint8), nearest=True).astype(bool)
+        winner = self._letterbox.restore(classes[best].astype(np.uint16), nearest=True).astype(labels.dtype)
+        if self.num_classes <= VOID:
+            keep_frame |= labels == VOID
+        return np.where(keep_frame, labels, winner)
 
 
 def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float | None = None) -> Stabiliser:

@@ -263,27 +263,32 @@ def test_a_segmenter_yaml_that_does_not_match_its_model_is_refused_by_name(fligh
     assert not out.exists()
 
 
-def test_a_changed_cell_changes_only_the_pixels_of_its_current_class() -> None:
-    """The other segmenter's boundary inside a cell survives a change of that cell's decision."""
+def test_a_pixel_keeps_its_label_while_the_fused_state_finds_it_plausible() -> None:
+    """keep_ratio 0.5: a label stays where its fused probability is at least half the best class's, else the best
+    class replaces it; unknown pixels stay unknown; the decision is made at the model input and restored."""
     from types import SimpleNamespace
 
     from ssp_ros.letterbox import Letterbox
 
     cfg = load_config()
-    cfg = dataclasses.replace(cfg, stabiliser=dataclasses.replace(cfg.stabiliser, input_size=(8, 8)))
+    cfg = dataclasses.replace(cfg, stabiliser=dataclasses.replace(cfg.stabiliser, input_size=(16, 32), keep_ratio=0.5))
     stabiliser = Stabiliser(cfg, SimpleNamespace(stride=4), 3)
-    stabiliser._letterbox = Letterbox((8, 8), (8, 8))
-    labels = np.ones((8, 8), np.uint8)
-    labels[0, :4] = 2  # cell (0, 0): twelve pixels of class 1, four of class 2
-    current = cell_probabilities(labels.astype(np.int64), np.ones((8, 8), bool), 3, 0.9)
-    fused = current.copy()
-    fused[0, :, 0, 0] = (0.8, 0.1, 0.1)  # propagation turns cell (0, 0) to class 0
-    result = stabiliser._result(labels, fused, current, np.ones((8, 8), bool), 0.0,
-                                SimpleNamespace(fuse=True, reason=""), None)
-    expected = labels.copy()
-    expected[1:4, :4] = 0
-    np.testing.assert_array_equal(result.labels, expected)
-    assert result.changed == 12 / 64
+    stabiliser._letterbox = Letterbox((32, 64), (16, 32))  # frames twice the model input
+    fused = np.zeros((1, 3, 4, 8), np.float32)
+    fused[0, :, :, :4] = np.array([0.2, 0.7, 0.1])[:, None, None]  # left half: class 1 clearly best
+    fused[0, :, :, 4:] = np.array([0.45, 0.1, 0.45])[:, None, None]  # right half: a tie of classes 0 and 2
+    labels = np.full((32, 64), 2, np.uint8)
+    labels[0, 0] = VOID
+    fitted, _ = stabiliser._to_input(labels)
+    out = stabiliser._decide(labels, fitted, fused)
+    assert out.dtype == np.uint8 and out.shape == (32, 64)
+    # unknown stays unknown; the rest of its model-input pixel (2x2 frame pixels) keeps its labels
+    np.testing.assert_array_equal(out[:2, :2], [[VOID, 2], [2, 2]])
+    assert (out[:, :16] == 1).sum() == 32 * 16 - 4  # far left: 0.1 < 0.5 x 0.7, class 2 is replaced by class 1
+    assert (out[:, 48:] == 2).all()  # far right: 0.45 >= 0.5 x 0.45, the label stays
+    tied = labels.copy()
+    tied[:, 48:] = 0
+    assert (stabiliser._decide(tied, stabiliser._to_input(tied)[0], fused)[:, 48:] == 0).all()  # either label stays
 
 
 def test_a_segmenter_that_outputs_labels_needs_and_uses_a_class_list(flight, tmp_path, capsys) -> None:
