@@ -42,6 +42,7 @@ setup(
         (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),
         # the shipped model's ONNX export (`ssp export --compact`), which runs without torch; no other export folder
         (f"share/{PACKAGE}/models/ssp_default", glob("models/ssp_default/*")),
+        (f"share/{PACKAGE}/models/ssp_stabiliser", glob("models/ssp_stabiliser/*")),
     ],
     # On a ROS 2 machine these come from rosdep (package.xml); pip users get them from PyPI.
     # The base is what the drone's node needs besides its runtime (TensorRT, or onnxruntime) and ROS.
