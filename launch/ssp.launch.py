@@ -42,7 +42,7 @@ from ssp_ros.ros.rviz import layout_for
 from ssp_ros.schema import flatten, read_yaml
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
-             "compressed": "node.input_compressed", "mode": "node.mode"}
+             "compressed": "node.input_compressed", "mode": "node.mode", "segmenter": "node.segmenter"}
 FLAGS = {"node.input_compressed"}  # parameters that take true/false
 NODE_NAME = "ssp"
 
@@ -128,6 +128,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("mode", default_value="",
                               description="segment (our image model) | stabilise (another segmenter's masks on "
                                           "masks, made temporally consistent); empty: from config"),
+        DeclareLaunchArgument("segmenter", default_value="",
+                              description="segment mode: a YAML of your ONNX segmenter, run in the node and "
+                                          "stabilised instead of our image model; empty: from config"),
         DeclareLaunchArgument("masks", default_value="",
                               description="stabilise mode: the other segmenter's mask topic (remaps masks, the "
                                           "config's node.mask_topic by default); empty: no remapping"),

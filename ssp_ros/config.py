@@ -213,6 +213,9 @@ class NodeConfig:
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics updates (s)", Bounds(0.05, 60.0))
     mode: NodeMode = setting("segment", "segment: our image model segments the camera; stabilise: another "
                              "segmenter's masks (mask_topic) are made temporally consistent")
+    segmenter: str | None = setting(None, "segment mode: a YAML of your ONNX segmenter (as for `ssp stabilise "
+                                    "--segmenter`), run in the node and stabilised instead of our image model; "
+                                    "relative to here or share/; empty = our image model")
     mask_topic: str = setting("masks", "stabilise mode: the other segmenter's output topic before remapping, "
                               "paired with the camera image of exactly its header stamp")
     mask_input: MaskInput = setting("labels", "stabilise mode: what mask_topic carries: labels (mono8 or mono16 "
@@ -228,6 +231,8 @@ class NodeConfig:
     def __post_init__(self) -> None:
         require(bool(self.image_topic), "image_topic", "must not be empty")
         require(bool(self.mask_topic), "mask_topic", "must not be empty")
+        require(not (self.segmenter and self.mode == "stabilise"), "segmenter",
+                "stabilise mode takes the masks of mask_topic; a segmenter YAML runs in segment mode")
         check_bounds(self)
 
 @dataclass

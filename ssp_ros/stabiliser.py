@@ -194,6 +194,14 @@ class Stabiliser:
 
         return self._step(frame, labels, stamp, cells)
 
+    def process_output(self, frame: np.ndarray, output: np.ndarray, stamp: float, kind: str
+                       ) -> StabilisedFrame | None:
+        """A segmenter's ``output`` for ``frame``, as its ``kind`` (``labels``, ``probabilities`` or ``logits``)
+        says: ``process`` or ``process_scores``."""
+        if kind == "labels":
+            return self.process(frame, output, stamp)
+        return self.process_scores(frame, output, stamp, kind == "logits")
+
     def _step(self, frame: np.ndarray, labels: np.ndarray, stamp: float,
               cells: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> StabilisedFrame | None:
         """Register, fuse and decide, given the current output's cell probabilities as ``cells(fitted, known)``

@@ -26,6 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("ssp_ros.registration", "ssp_ros.backends.*"),
     ("ssp_ros.propagation",),
     ("ssp_ros.pipeline", "ssp_ros.stabiliser"),
+    ("ssp_ros.segmenter_pipeline",),
     ("ssp_ros.deploy.*",),
     ("ssp_ros.eval.*",),
     ("ssp_ros.ros.*",),
@@ -215,8 +216,8 @@ def test_the_check_catches_training_importing_the_node_or_the_runtime_importing_
     tree = _tree(tmp_path, {**CLEAN, "training/ssp_train/engine.py": "from ssp_ros.ros import node\n",
                             "ssp_ros/tools/bench.py": "import ssp_train.engine\n"})
     assert misplaced_imports(import_graph(tree)) == [
-        "ssp_ros.tools.bench (floor 11) -> ssp_train.engine (training)",
-        "ssp_train.engine (training) -> ssp_ros.ros.node (floor 10)"]
+        "ssp_ros.tools.bench (floor 12) -> ssp_train.engine (training)",
+        "ssp_train.engine (training) -> ssp_ros.ros.node (floor 11)"]
 
 
 def test_the_map_orders_core_wings_and_cli():

@@ -18,7 +18,7 @@ LAUNCH = ROOT / "launch"
 EXPECTED = {
     "ssp.launch.py": {"config", "params_file", "image", "ns", "lifecycle", "enclave", "respawn", "compressed",
                       "backend", "device", "export_dir", "use_rviz", "use_sim_time", "fastdds_profile", "mode",
-                      "masks"},
+                      "masks", "segmenter"},
     "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
 }
 
@@ -66,7 +66,8 @@ def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz(monkeypatch) ->
     overrides = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERRIDES")
     assert ast.literal_eval(overrides.value) == {"backend": "runtime.backend", "device": "runtime.device",
                                                  "export_dir": "runtime.export_dir",
-                                                 "compressed": "node.input_compressed", "mode": "node.mode"}
+                                                 "compressed": "node.input_compressed", "mode": "node.mode",
+                                                 "segmenter": "node.segmenter"}
 
 
 def test_mode_stabilise_with_a_masks_topic_runs_the_stabiliser_on_it(monkeypatch) -> None:

@@ -7,7 +7,8 @@ second node reads every publisher, subscription, service and client of /ssp thro
 Each grant of the node's enclave must be on the graph and each endpoint on the graph must be granted, except the
 grants that exist only sometimes: ``sometimes`` says when, and the runs see both sides of each (~/similarity with
 node.publish_similarity, /clock with use_sim_time, ~/label_info where vision_msgs has LabelInfo,
-~/get_type_description with rclpy from Jazzy on, and what the managed node makes at configure and activate)."""
+~/get_type_description with rclpy from Jazzy on, and what the managed node makes at configure and activate), except
+``masks``, the stabiliser mode's input: these runs segment, so only its absence is seen."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ CONFIGURED = ("/ssp/mask", "/ssp/overlay", "/ssp/confidence", "/ssp/similarity",
 
 def sometimes(*, similarity: bool, sim_time: bool, configured: bool = True, active: bool = True) -> set[str]:
     """The granted names a run must not have: each optional interface whose condition is off."""
-    absent = set()
+    absent = {"/masks"}  # the other segmenter's masks: stabiliser mode only, and these runs segment
     if not similarity:
         absent.add("/ssp/similarity")
     if not sim_time:

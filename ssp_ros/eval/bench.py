@@ -309,7 +309,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"SSP {q['int8_over_fp32_throughput']:.2f}x")
         lines.append(text)
     lines += [f"- skipped {s['backend']} {s['precision']} at {_size(s)}: {s['reason']}" for s in report["skipped"]]
-    for st in report["stabiliser"]:
+    for st in report.get("stabiliser", []):  # reports written before the stabiliser was benched have none
         stages = ", ".join(f"{stage} {st['latency_ms'][stage]:.2f}" for stage in STABILISER_STAGES)
         shares = ", ".join(f"{name} {100 * share:.1f} %" for name, share in st["over_segmenter"].items())
         lines.append(f"- stabiliser {_size(st)} (similarity at {st['input_size'][0]}x{st['input_size'][1]}): "

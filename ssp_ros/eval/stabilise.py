@@ -10,7 +10,7 @@ labels, under the input masks' file names and dtype), ``overlay.mp4`` (before | 
 ``--classes`` or numbered ones), ``report.json`` and ``report.md``: TC and the label-free change rate before and
 after (flow: exact for an ``ssp synth`` folder, DIS otherwise), mIoU before and after where ground truth is given
 (``--labels`` or the ``ssp synth`` folder's), and how registration went. ``ssp demo --segmenter`` writes the same
-through ``write_stabilised``; ``ssp replay --segmenter`` runs its frames through ``stabilise_output``.
+through ``write_stabilised``.
 """
 
 from __future__ import annotations
@@ -226,19 +226,10 @@ def _side_by_side(image: np.ndarray, before: np.ndarray, after: np.ndarray, clas
     return titled(np.concatenate(panels, axis=1), ("input segmenter", "stabilised"))
 
 
-def stabilise_output(stabiliser: Stabiliser, frame: np.ndarray, output: np.ndarray, stamp: float, kind: str
-                     ) -> StabilisedFrame | None:
-    """A segmenter's ``output`` for ``frame`` through the stabiliser, as its ``kind`` (labels, probabilities or
-    logits) asks; FrameError for a frame or an output it cannot use, None for a frame it drops (an old stamp)."""
-    if kind == "labels":
-        return stabiliser.process(frame, output, stamp)
-    return stabiliser.process_scores(frame, output, stamp, kind == "logits")
-
-
 def _stabilise(stabiliser: Stabiliser, image: np.ndarray, stamp: float, source: Source, i: int) -> StabilisedFrame:
     """Frame ``i`` through the stabiliser, with what ``source`` gives for it."""
     try:
-        result = stabilise_output(stabiliser, image, source.get(i, image), stamp, source.kind)
+        result = stabiliser.process_output(image, source.get(i, image), stamp, source.kind)
     except FrameError as err:
         raise SspError(f"{source.where(i)}: {err}") from None
     if result is None:

@@ -30,6 +30,7 @@ from ssp_ros.backends import make_backend
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.pipeline import Pipeline
+from ssp_ros.resources import resolve_data_path
 from ssp_ros.ros.diagnostics import StreamMonitor
 from ssp_ros.ros.log_throttle import LogThrottle, with_held_back
 from ssp_ros.ros.stream import OUTPUTS, PIPELINE_ERROR, FrameSlot, Skipped, StreamOutput, StreamProcessor
@@ -42,6 +43,8 @@ from ssp_ros.ros.transport import (
     QosProfile,
     Transport,
 )
+from ssp_ros.segmenter_pipeline import OUTPUTS as SEGMENTER_OUTPUTS
+from ssp_ros.segmenter_pipeline import SegmenterPipeline
 
 NODE_NAME = "ssp"
 IMAGE, COMPRESSED_IMAGE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
@@ -98,7 +101,13 @@ class SegmentationNode:
                 raise
 
     def _make_processor(self, fallback: Callable[[Any], np.ndarray] | None) -> tuple[ClassSet, Any, str]:
-        """The class list, the processor of the worker's items and the hardware id; sets ``_backend``."""
+        """The class list, the processor of the worker's items and the hardware id; sets ``_backend``. With
+        ``node.segmenter`` the user's ONNX segmenter and the stabiliser take the pipeline's place."""
+        if self.cfg.node.segmenter:
+            spec = resolve_data_path(self.cfg.node.segmenter, "node.segmenter", "segmenter YAML")
+            pipeline = SegmenterPipeline(self.cfg, spec)
+            processor = StreamProcessor(pipeline, pipeline.classes, self.transport, self.cfg.node, fallback=fallback)
+            return pipeline.classes, processor, f"onnxruntime ({pipeline.segmenter.model.name}) + stabiliser"
         classes = load_class_set(self.cfg.model.dataset)
         backend = make_backend(self.cfg, classes.num_classes)
         self._backend = backend
@@ -111,7 +120,9 @@ class SegmentationNode:
         return classes, processor, backend.name
 
     def _output_names(self) -> list[str]:
-        """The output topics (``~/<name>``) this node publishes."""
+        """The output topics (``~/<name>``) this node publishes (a stabilised segmenter gives mask and overlay)."""
+        if self.cfg.node.segmenter:
+            return [name for name in OUTPUTS if name in SEGMENTER_OUTPUTS]
         return [name for name in OUTPUTS if name != "similarity" or self.cfg.node.publish_similarity]
 
     def _inputs(self) -> list[tuple[str, str, QosProfile, Callable[[Any], None]]]:

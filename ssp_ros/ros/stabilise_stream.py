@@ -123,10 +123,7 @@ class StabiliseProcessor:
         convert_ms = 1000.0 * (time.perf_counter() - clock)
         clock = time.perf_counter()
         try:
-            if self.node.mask_input == LABELS:
-                result = self.stabiliser.process(frame, mask, stamp * 1e-9)
-            else:
-                result = self.stabiliser.process_scores(frame, mask, stamp * 1e-9, self.node.mask_input == LOGITS)
+            result = self.stabiliser.process_output(frame, mask, stamp * 1e-9, self.node.mask_input)
         except FrameError as err:
             return self.skip(REJECTED, str(err), stamp)
         except (SspError, cv2.error) as err:

@@ -11,9 +11,9 @@ stamps. Modes:
   checked when a frame's turn comes; processing time is the measured latency of each frame.
 
 With ``--segmenter`` (a YAML of the user's ONNX segmenter, ``backends/external.py``) each frame goes through that
-segmenter and the stabiliser over it instead (``stabilised_stream.py``): ``/ssp/mask`` holds the stabilised labels
-and ``/ssp/overlay`` shows them (there is no confidence or similarity), and the report scores the segmenter's own
-labels beside them (``input_segmenter``).
+segmenter and the stabiliser over it instead (``ssp_ros/segmenter_pipeline.py``): ``/ssp/mask`` holds the
+stabilised labels and ``/ssp/overlay`` shows them (there is no confidence or similarity), and the report scores the
+segmenter's own labels beside them (``input_segmenter``).
 
 The report (``report.json``, ``report.md``, ``tc_over_time.png``) gives frames, skipped frames with
 reasons, resets, TC and the label-free change rate (DIS optical flow between consecutive outputs), mIoU when labels
@@ -33,6 +33,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from tqdm import tqdm
 
+from ssp_ros import segmenter_pipeline
 from ssp_ros.backends import make_backend
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
@@ -44,9 +45,8 @@ from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
 from ssp_ros.ros.stream import OUTPUTS, SUPERSEDED, StreamOutput, StreamProcessor
-from ssp_ros.tools import stabilised_stream
+from ssp_ros.segmenter_pipeline import SegmenterPipeline, StabilisedResult
 from ssp_ros.tools.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
-from ssp_ros.tools.stabilised_stream import SegmenterPipeline, StabilisedResult
 
 MODES = ("deterministic", "realtime")
 CORRUPT = "corrupt record"  # bytes that do not deserialise to the topic's type
@@ -239,7 +239,7 @@ def run_replay(cfg: SspConfig, in_bag: Path, out_bag: Path, topic: str = "/camer
     report_dir = report_dir or out_bag.with_name(f"{out_bag.stem}_report")
     pipeline, classes, about = _pipeline(cfg, segmenter)
     stabilised = isinstance(pipeline, SegmenterPipeline)
-    outputs = stabilised_stream.OUTPUTS if stabilised else frozenset(OUTPUTS)
+    outputs = segmenter_pipeline.OUTPUTS if stabilised else frozenset(OUTPUTS)
     if not cfg.node.publish_similarity:
         outputs -= {"similarity"}
     started = time.perf_counter()
@@ -249,7 +249,7 @@ def run_replay(cfg: SspConfig, in_bag: Path, out_bag: Path, topic: str = "/camer
         with BagWriter(out_bag, overwrite) as bag:
             processor = StreamProcessor(pipeline, classes, bag.messages, cfg.node)
             scorer = Scorer(classes, truth, ("output", "input") if stabilised else ("output",))
-            run = _Run(processor, bag, scorer, stabilised_stream.STAGES if stabilised else STAGES, outputs)
+            run = _Run(processor, bag, scorer, segmenter_pipeline.STAGES if stabilised else STAGES, outputs)
             realtime = _Realtime(run) if mode == "realtime" else None
             messages = 0
             total = sum(c.msgcount for c in connections)

@@ -1,6 +1,7 @@
 """The user's ONNX segmenter and the stabiliser over it, in the place of the ``Pipeline`` that ``StreamProcessor``
-runs, so that ``ssp replay --segmenter`` keeps replay's conversion, skip counting, realtime policy and output
-messages: each frame goes through the segmenter (``backends/external.py``), then the stabiliser.
+runs, so that ``ssp replay --segmenter`` and the node with ``node.segmenter`` keep their conversion, skip counting,
+stream policy and output messages: each frame goes through the segmenter (``backends/external.py``), then the
+stabiliser.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import numpy as np
 
 from ssp_ros.classes import ClassSet
 from ssp_ros.config import SspConfig
-from ssp_ros.eval.stabilise import stabilise_output
 from ssp_ros.pipeline import FrameResult
 from ssp_ros.propagation import Propagator
 from ssp_ros.stabiliser import make_stabiliser
@@ -31,8 +31,8 @@ class StabilisedResult(FrameResult):
 
 
 class SegmenterPipeline:
-    """``process(frame, stamp)`` as ``Pipeline`` has it, for ``StreamProcessor`` in replay: the segmenter of the
-    YAML ``spec`` and the stabiliser over it. One stream, one thread."""
+    """``process(frame, stamp)`` as ``Pipeline`` has it, for ``StreamProcessor`` (replay, the node): the segmenter of
+    the YAML ``spec`` and the stabiliser over it. One stream, one thread."""
 
     def __init__(self, cfg: SspConfig, spec: Path) -> None:
         from ssp_ros.backends.external import OnnxSegmenter
@@ -56,7 +56,7 @@ class SegmenterPipeline:
         start = time.perf_counter()
         output = self.segmenter(frame)
         segmented = time.perf_counter()
-        result = stabilise_output(self.stabiliser, frame, output, stamp, self.segmenter.spec.output)
+        result = self.stabiliser.process_output(frame, output, stamp, self.segmenter.spec.output)
         if result is None:
             return None
         timings = {"segmenter": 1000.0 * (segmented - start), "stabiliser": 1000.0 * (time.perf_counter() - segmented)}
