@@ -176,9 +176,10 @@ class StabiliserConfig:
                                           "fused state (multiples of 4); the labels keep the frame's own size")
     confidence: float = setting(0.9, "a hard label's probability for its class (the rest is shared by the others)",
                                 Bounds(0.0, 1.0, open_low=True))
-    keep_ratio: float = setting(0.5, "a pixel keeps its segmenter's label while the fused probability of that label "
-                                "is at least this share of the best class's; 1 = the fused decision everywhere, "
-                                "lower keeps more of the segmenter's own boundaries", Bounds(0.0, 1.0, open_low=True))
+    keep_ratio: float = setting(0.7, "where the current frame leads with a pixel's label, the label is replaced "
+                                "by the fused best class when the fused state gives it less than this share of that "
+                                "class's probability; higher replaces more flicker and risks more accuracy",
+                                Bounds(0.0, 1.0, open_low=True))
 
     def __post_init__(self) -> None:
         require(all(side >= 16 and side % 4 == 0 for side in self.input_size), "input_size",
@@ -225,8 +226,9 @@ class NodeConfig:
                                   ".yaml or a path to such a file; empty = model.dataset")
     pair_wait_ms: float = setting(500.0, "stabilise mode: how long an image or mask waits for its partner "
                                   "(same stamp) before it is dropped (ms)", Bounds(0.0, 60_000.0, open_low=True))
-    pair_hold: int = setting(8, "stabilise mode: at most this many images (and masks) wait for their partner; "
-                             "beyond it the oldest stamp is dropped", Bounds(1, 1000))
+    pair_hold: int = setting(32, "stabilise mode: at most this many images (and masks) wait for their partner; "
+                             "beyond it the oldest stamp is dropped, so it caps the wait too: keep it above the "
+                             "camera rate x pair_wait_ms (30 fps x 0.5 s = 15)", Bounds(1, 1000))
 
     def __post_init__(self) -> None:
         require(bool(self.image_topic), "image_topic", "must not be empty")

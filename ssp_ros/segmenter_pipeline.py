@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ssp_ros.classes import ClassSet
-from ssp_ros.config import SspConfig
+from ssp_ros.config import PropagationConfig, RegistrationConfig, SspConfig
+from ssp_ros.errors import ConfigError
 from ssp_ros.pipeline import FrameResult
 from ssp_ros.propagation import Propagator
 from ssp_ros.stabiliser import make_stabiliser
@@ -40,6 +41,21 @@ class SegmenterPipeline:
         self.cfg = cfg
         self.segmenter = OnnxSegmenter(spec)
         self.stabiliser = make_stabiliser(cfg, self.segmenter.num_classes)
+
+    def reset(self) -> None:
+        """Start over at the next frame (the node's ~/reset, a deactivation)."""
+        self.stabiliser.propagator.request_reset()
+
+    def reconfigure(self, propagation: PropagationConfig | None = None,
+                    registration: RegistrationConfig | None = None) -> None:
+        """What ``StreamProcessor`` calls on every parameter change: the stabiliser reads propagation and
+        registration at start only, so a change of either is refused (ConfigError, nothing applied); the same
+        values pass, so that ``node.*`` parameters still change in flight."""
+        changed = [name for name, value in (("propagation", propagation), ("registration", registration))
+                   if value is not None and value != getattr(self.cfg, name)]
+        if changed:
+            raise ConfigError(f"{' and '.join(changed)} settings cannot change in flight with node.segmenter "
+                              "(restart the node with the new values)")
 
     @property
     def classes(self) -> ClassSet:

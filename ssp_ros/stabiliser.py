@@ -14,9 +14,9 @@ any h×w) and returns class ids (uint8). Per frame:
    an appearance encoder gives stride-4 features of the frame, and SSP's similarity head compares the previous
    frame's, warped likewise, with this frame's. It reads the frame's appearance, never the other segmenter's
    output, so it serves any segmenter and any class list without retraining;
-4. the fused probabilities are resized to the model input, and each pixel keeps its own label while the fused
-   probability of that label is close enough to the best class's (``stabiliser.keep_ratio``), else takes the best
-   class: flicker is replaced, and where the fused state agrees the segmenter's full-resolution boundaries stay.
+4. where the current frame leads with a pixel's label but the fused state gives that label less than
+   ``stabiliser.keep_ratio`` × its best class's probability, the pixel takes the fused best class: flicker is
+   replaced. Everything else stays as the segmenter drew it, boundaries and objects smaller than a cell included.
 
 The frame is letterboxed to ``stabiliser.input_size`` for steps 1–3; the labels keep the frame's size.
 """
@@ -44,6 +44,7 @@ from ssp_ros.resources import resolve_data_path
 VOID = 255  # the label of an unknown pixel, where the class count leaves it free (K ≤ 255)
 MAX_CLASSES = 256
 STRIDE = 4  # the cells the similarity head compares, and the fused state's resolution
+LEADS = 0.999  # a label whose support (its probability over the best class's) is at least this leads its pixel
 STAGES = ("registration", "similarity", "fusion")  # timed per frame: homography; encoder + head; the rest
 
 
@@ -54,7 +55,7 @@ class StabilisedFrame:
     stamp: float
     labels: np.ndarray  # H×W, the input labels' dtype
     input_labels: np.ndarray  # H×W, the other segmenter's own class ids (for soft scores: their argmax)
-    changed: float  # share of known pixels whose class propagation changed
+    changed: float  # share of the frame's pixels whose class the stabiliser changed
     fused: bool  # False: started over (first frame, failed registration, time gap, ...)
     reset_reason: str
     registration: Registration | None
@@ -228,7 +229,7 @@ class Stabiliser:
         feats = self.model.features(self._letterbox.apply(frame))
         lap("similarity")
         fitted, known = self._to_input(labels)
-        fused = cells(fitted, known)
+        current = fused = cells(fitted, known)
         decision = self.propagator.decide(stamp, size, registration)
         if decision.fuse:
             prev = self.propagator.state
@@ -238,35 +239,42 @@ class Stabiliser:
             s = self.model.similarity(warped_feats, feats)
             lap("similarity")
             weight = s * validity(to_previous, *fused.shape[-2:])
-            fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * fused
+            fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * current
         self.propagator.commit(_State(fused, feats), stamp, size)
-        out = self._decide(labels, fitted, fused) if decision.fuse else labels
+        out = self._decide(labels, fitted, current, fused) if decision.fuse else labels
         lap("fusion")
         share = float(np.count_nonzero(out != labels)) / out.size
         return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,
                                reset_reason=decision.reason, registration=registration,
                                timings_ms={**timings, "total": sum(timings.values())})
 
-    def _decide(self, labels: np.ndarray, fitted: np.ndarray, fused: np.ndarray) -> np.ndarray:
-        """The stabilised class ids at the frame's size. The fused cell probabilities are resized (bilinear) to the
-        model input; a pixel keeps its own label while the fused probability of that label is at least
-        ``stabiliser.keep_ratio`` × the best class's there, and takes the best class otherwise; unknown pixels
-        stay unknown. Only the classes that are the first or second of some cell, or in the labels, are resized (one
-        that is neither could only win where the resize mixes cells that all rank it third or lower), so K up to
-        256 costs about what a few classes cost."""
-        p, k = fused[0], self.num_classes
-        top = np.argpartition(-p, 1, axis=0)[:2] if k > 2 else np.arange(k)
-        # bincount, not np.unique: the class ids are small integers, and it is ten times faster on a frame
-        present = np.bincount(top.ravel(), minlength=k)[:k] + np.bincount(fitted.ravel(), minlength=k)[:k]
+    def _decide(self, labels: np.ndarray, fitted: np.ndarray, current: np.ndarray, fused: np.ndarray) -> np.ndarray:
+        """The stabilised class ids at the frame's size. The current and the fused cell probabilities are resized
+        (bilinear) to the model input; a label's support is its probability over the best class's there. Where the
+        current frame leads with the pixel's own label (support ≥ ``LEADS``) and the fused state gives it less
+        than ``stabiliser.keep_ratio``, the pixel takes the fused best class: flicker, which the past does not
+        back, is replaced. Every other pixel keeps its label as the segmenter drew it: detail finer than a cell
+        (boundaries within a cell, objects smaller than a cell, which the cells cannot follow when they move),
+        and unknown pixels. Only the classes that are first or second in some cell, or in the labels, are resized
+        (one that is neither could only win where the resize mixes cells that all rank it third or lower), so K
+        up to 256 costs about what a few classes cost."""
+        k = self.num_classes
+        present = np.bincount(fitted.ravel(), minlength=k)[:k]
+        for p in (current[0], fused[0]):
+            top = np.argpartition(-p, 1, axis=0)[:2] if k > 2 else np.arange(k)
+            # bincount, not np.unique: the class ids are small integers, and it is ten times faster on a frame
+            present = present + np.bincount(top.ravel(), minlength=k)[:k]
         classes = np.flatnonzero(present)
-        h, w = self.input_size
-        up = np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
-        best = up.argmax(axis=0)
         lookup = np.zeros(max(k, VOID + 1), np.intp)
         lookup[classes] = np.arange(len(classes))
-        position = lookup[fitted]
-        own = np.take_along_axis(up, position[None], axis=0)[0]
-        keep = (classes[position] != fitted) | (own >= self.cfg.stabiliser.keep_ratio * up.max(axis=0))
+        position = lookup[fitted][None]
+        h, w = self.input_size
+        support = []
+        for p in (current[0], fused[0]):
+            up = np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
+            support.append(np.take_along_axis(up, position, axis=0)[0] / np.maximum(up.max(axis=0), 1e-12))
+        best = up.argmax(axis=0)  # the fused state's, the last resized
+        keep = (classes[position[0]] != fitted) | (support[0] < LEADS) | (support[1] >= self.cfg.stabiliser.keep_ratio)
         keep_frame = self._letterbox.restore(keep.astype(np.uint8), nearest=True).astype(bool)
         winner = self._letterbox.restore(classes[best].astype(np.uint16), nearest=True).astype(labels.dtype)
         if self.num_classes <= VOID:

@@ -99,6 +99,21 @@ def test_a_late_pair_is_dropped_but_a_clock_that_went_back_starts_over() -> None
     assert pairer.add(MASK, 4 * S, "restart mask", 0.3)[0] == Pair(4 * S, "restart", "restart mask")
 
 
+def test_a_bag_played_again_pairs_its_stamps_again() -> None:
+    """``ros2 bag play --loop``: the same stamps come back. Once a stamp is older than the last pair by more than
+    the wait the stream starts over, so they pair again instead of being refused as duplicates."""
+    pairer = StampPairer(wait_s=0.5, hold=32)
+    for _ in range(2):
+        for i in range(50):
+            stamp = 10 * S + i * S // 30
+            pairer.add(IMAGE, stamp, f"i{i}", 0.0)
+            assert pairer.add(MASK, stamp, f"m{i}", 0.0)[0] == Pair(stamp, f"i{i}", f"m{i}")
+    assert pairer.paired == 100 and not pairer.dropped[IMAGE] and not pairer.dropped[MASK]
+    pairer.clear()  # a deactivation forgets the stamps too
+    pairer.add(IMAGE, 10 * S, "again", 0.0)
+    assert pairer.add(MASK, 10 * S, "mask", 0.0)[0] == Pair(10 * S, "again", "mask")
+
+
 def test_duplicate_stamps_are_dropped_and_the_first_stands() -> None:
     pairer = StampPairer(wait_s=1.0, hold=4)
     pairer.add(IMAGE, 1 * S, "first", 0.0)

@@ -82,15 +82,28 @@ def test_stabilise_makes_flickering_labels_consistent_and_more_accurate(flight, 
     assert report["num_classes"] == 8 and report["classes"][1] == "building"
     assert (out / report["overlay"]).exists()
     before, after = report["before"], report["after"]
-    assert after["tc"] > before["tc"] + 8, (before, after)  # measured: 48.1 -> 60.9
-    assert after["change_rate"] < 0.7 * before["change_rate"], (before, after)  # 18.0 -> 9.1
-    assert after["miou"] > before["miou"] + 5, (before, after)  # 53.6 -> 64.0: the blobs do not persist
+    assert after["tc"] > before["tc"] + 25, (before, after)  # measured: 48.1 -> 88.9
+    assert after["change_rate"] < 0.3 * before["change_rate"], (before, after)  # 18.0 -> 2.2
+    assert after["miou"] > before["miou"] + 8, (before, after)  # 53.6 -> 65.8: the blobs do not persist
     assert report["registration"]["failed"] == 0
     written = sorted(p.name for p in (out / "masks").iterdir())
     assert written == sorted(p.name for p in masks.iterdir())
     first = cv2.imread(str(out / "masks" / written[0]), cv2.IMREAD_UNCHANGED)
     assert first.dtype == np.uint8 and first.shape == (368, 640)
     assert "| after |" in (out / "report.md").read_text() and "TC 48" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_segmenter_that_is_right_stays_right(flight, tmp_path) -> None:
+    """The true labels as the input: nothing flickers, so the stabiliser must leave them nearly as they are, small
+    moving objects (people of a few pixels, cars) included, which the stride-4 cells cannot follow."""
+    synth, _ = flight
+    assert main(["stabilise", "--input", str(synth), "--masks", str(synth / "labels"), "--out", str(tmp_path / "o"),
+                 "--classes", "uavid"]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    before, after = report["before"], report["after"]
+    assert before["miou"] == 100.0 and after["miou"] > 98.5, after  # measured: 99.24
+    assert after["tc"] > before["tc"] - 1.0, (before, after)  # measured: 98.08 -> 97.50
 
 
 def test_sixteen_bit_masks_come_back_sixteen_bit(flight, tmp_path) -> None:
@@ -263,32 +276,38 @@ def test_a_segmenter_yaml_that_does_not_match_its_model_is_refused_by_name(fligh
     assert not out.exists()
 
 
-def test_a_pixel_keeps_its_label_while_the_fused_state_finds_it_plausible() -> None:
-    """keep_ratio 0.5: a label stays where its fused probability is at least half the best class's, else the best
-    class replaces it; unknown pixels stay unknown; the decision is made at the model input and restored."""
+def test_a_label_the_frame_leads_with_is_replaced_where_the_past_does_not_back_it() -> None:
+    """keep_ratio 0.7: where the current frame leads with the pixel's label and the fused state gives it less than
+    0.7 x its best class (flicker), the best class replaces it; a label the frame does not lead with (a small
+    object, a boundary) stays, as do labels the past backs and unknown pixels; the decision is made at the model
+    input and restored."""
     from types import SimpleNamespace
 
     from ssp_ros.letterbox import Letterbox
 
     cfg = load_config()
-    cfg = dataclasses.replace(cfg, stabiliser=dataclasses.replace(cfg.stabiliser, input_size=(16, 32), keep_ratio=0.5))
+    cfg = dataclasses.replace(cfg, stabiliser=dataclasses.replace(cfg.stabiliser, input_size=(16, 32), keep_ratio=0.7))
     stabiliser = Stabiliser(cfg, SimpleNamespace(stride=4), 3)
     stabiliser._letterbox = Letterbox((32, 64), (16, 32))  # frames twice the model input
-    fused = np.zeros((1, 3, 4, 8), np.float32)
-    fused[0, :, :, :4] = np.array([0.2, 0.7, 0.1])[:, None, None]  # left half: class 1 clearly best
-    fused[0, :, :, 4:] = np.array([0.45, 0.1, 0.45])[:, None, None]  # right half: a tie of classes 0 and 2
-    labels = np.full((32, 64), 2, np.uint8)
+    current = np.zeros((1, 3, 4, 8), np.float32)
+    current[0, :, :, :3] = np.array([0.05, 0.05, 0.9])[:, None, None]  # left: this frame leads with class 2 ...
+    current[0, :, :, 3:] = np.array([0.05, 0.75, 0.2])[:, None, None]  # middle and right: class 1, some class 2
+    fused = current.copy()
+    fused[0, :, :, :3] = np.array([0.05, 0.8, 0.15])[:, None, None]  # ... which the past does not back: flicker
+    fused[0, :, :, 6:] = np.array([0.05, 0.9, 0.05])[:, None, None]  # right: the past weakens class 2 further
+    labels = np.full((32, 64), 2, np.uint8)  # class 2 everywhere: in the middle and right, not what the frame leads
     labels[0, 0] = VOID
     fitted, _ = stabiliser._to_input(labels)
-    out = stabiliser._decide(labels, fitted, fused)
+    out = stabiliser._decide(labels, fitted, current, fused)
     assert out.dtype == np.uint8 and out.shape == (32, 64)
     # unknown stays unknown; the rest of its model-input pixel (2x2 frame pixels) keeps its labels
     np.testing.assert_array_equal(out[:2, :2], [[VOID, 2], [2, 2]])
-    assert (out[:, :16] == 1).sum() == 32 * 16 - 4  # far left: 0.1 < 0.5 x 0.7, class 2 is replaced by class 1
-    assert (out[:, 48:] == 2).all()  # far right: 0.45 >= 0.5 x 0.45, the label stays
-    tied = labels.copy()
-    tied[:, 48:] = 0
-    assert (stabiliser._decide(tied, stabiliser._to_input(tied)[0], fused)[:, 48:] == 0).all()  # either label stays
+    assert (out[:, :16] == 1).sum() == 32 * 16 - 4  # far left: support 0.19 < 0.7, replaced by class 1
+    assert (out[:, 40:] == 2).all()  # right of the flicker: the frame leads with class 1 there, so class 2 stays
+    backed = fused.copy()
+    backed[0, :, :, :3] = np.array([0.05, 0.5, 0.45])[:, None, None]  # the past backs class 2 enough
+    out = stabiliser._decide(labels, fitted, current, backed)
+    assert (out[:, 2:16] == 2).all()  # support 0.45 / 0.5 = 0.9 >= 0.7: class 2 stays, though not the best
 
 
 def test_a_segmenter_that_outputs_labels_needs_and_uses_a_class_list(flight, tmp_path, capsys) -> None:

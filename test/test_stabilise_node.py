@@ -261,3 +261,31 @@ def test_the_node_runs_and_stabilises_a_segmenter_of_its_own(small_video, transp
 def test_a_segmenter_yaml_is_refused_in_stabilise_mode() -> None:
     with pytest.raises(ConfigError, match="segmenter: stabilise mode takes the masks of mask_topic"):
         NodeConfig(mode="stabilise", segmenter="seg.yaml")
+
+
+def test_reset_and_parameter_changes_reach_a_segmenter_of_its_own(small_video, transport, tmp_path) -> None:
+    """With ``node.segmenter``, ~/reset starts the stabiliser over, a node.* parameter changes in flight, a
+    propagation setting is refused by name (the stabiliser reads it at start), and the node deactivates cleanly."""
+    from onnx_segmenters import conv_segmenter, segmenter_yaml
+
+    h, w = small_video[0].image.shape[:2]
+    conv_segmenter(tmp_path / "conv.onnx", (h, w), K)
+    spec = segmenter_yaml(tmp_path, model="conv.onnx", input_size=[h, w], mean=[0.5] * 3, std=[0.25] * 3,
+                          output="logits", classes="uavid")
+    cfg = SspConfig(node=replace(NodeConfig(), image_topic="camera/image", max_age_ms=0.0, segmenter=str(spec)))
+    node = make_node(transport, cfg)
+    try:
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        on_image(rgb8(small_video[0].image, 10.0))
+        node.process(node.slot.take(timeout=0))
+        node.processor.reset()
+        assert node.processor.reconfigure({"node.max_age_ms": 250.0}).node.max_age_ms == 250.0
+        with pytest.raises(ConfigError, match="propagation settings cannot change in flight with node.segmenter"):
+            node.processor.reconfigure({"propagation.max_time_gap_s": 2.0})
+        on_image(rgb8(small_video[1].image, 10.1))
+        node.process(node.slot.take(timeout=0))
+        node.deactivate()
+    finally:
+        node.close()
+    resets = node.processor.pipeline.propagator.resets
+    assert resets.get("reset requested") == 1, resets  # the second frame started over, as asked

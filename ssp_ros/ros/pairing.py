@@ -107,6 +107,8 @@ class StampPairer:
         self.received[side] += 1
         drops = self.expire(now)
         other = _other(side)
+        if self._last is not None and stamp_ns <= self._last - round(self.wait_s * 1e9):
+            self._forget()  # the clock went back (a bag played again): its stamps may repeat the ones remembered
         if self._paired.get(stamp_ns) is not None or stamp_ns in self._waiting[side]:
             drops.append(self._drop(side, stamp_ns, DUPLICATE, f"a {side} of stamp {stamp_ns} ns came before",
                                     remember=False))  # the first of the stamp still stands
@@ -159,7 +161,13 @@ class StampPairer:
                  for side in SIDES for stamp in sorted(self._waiting[side])]
         for side in SIDES:
             self._waiting[side].clear()
+        self._forget()
         return drops
+
+    def _forget(self) -> None:
+        """Start the stream over: no stamp paired or dropped before is remembered."""
+        self._paired, self._last = _Recent(), None
+        self._dropped = {side: _Recent() for side in SIDES}
 
     def _drop(self, side: str, stamp: int, reason: str, detail: str, remember: bool = True) -> Drop:
         self.dropped[side][reason] += 1

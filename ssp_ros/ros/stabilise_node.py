@@ -111,10 +111,11 @@ class StabilisingNode(SegmentationNode):
         self._log_throttled("warning", f"mask: {reason}", f"dropped a mask on {self.mask_topic} ({reason}): {detail}")
 
     def _pair(self, side: str, stamp: int, msg: Any, now: float) -> None:
-        with self._pairing:
+        with self._pairing:  # the slot too: under a multi-threaded executor a newer pair must not be overwritten
             pair, drops = self.pairer.add(side, stamp, msg, now)
+            superseded = pair is not None and self.slot.put(pair)
         self._count(drops, now)
-        if pair is not None and self.slot.put(pair):
+        if superseded:
             self.monitor.superseded(now)
 
     def _count(self, drops: list[Drop], now: float) -> None:

@@ -198,7 +198,8 @@ class StabiliserObjective(nn.Module):
         weight = valid * warped_truth.sum(1, keepdim=True) * truth.sum(1, keepdim=True)  # labelled, in view
         same = (warped_truth * truth).sum(1, keepdim=True) / weight.clamp_min(1e-6) * valid
         total = weight.sum().clamp_min(1.0)
-        bce = (F.binary_cross_entropy(s, same.clamp(0, 1), reduction="none") * weight).sum() / total
+        with torch.autocast(s.device.type, enabled=False):  # autocast refuses binary_cross_entropy on CUDA
+            bce = (F.binary_cross_entropy(s.float(), same.float().clamp(0, 1), reduction="none") * weight).sum() / total
         with torch.no_grad():
             seg = simulate(batch["prev_labels"], batch["labels"], self.num_classes)
             warped_prev, _ = warp(seg.prev, to_previous)
