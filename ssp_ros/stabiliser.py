@@ -123,20 +123,59 @@ def score_cells(scores: np.ndarray, logits: bool, content: tuple[int, int], cell
     return out
 
 
-def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, confidence: float) -> np.ndarray:
-    """Class probabilities (1×K×h/4×w/4 float32) of each 4×4 cell of a label image (h×w, both multiples of 4):
-    the mean over its pixels of ``confidence`` for the pixel's class and ``(1 − confidence)/(K − 1)`` for each
-    other class, or ``1/K`` for every class where ``known`` is False."""
-    h, w = labels.shape
-    hc, wc = h // STRIDE, w // STRIDE
-    cell = (np.arange(h)[:, None] // STRIDE) * wc + np.arange(w)[None, :] // STRIDE
-    k = num_classes
-    counts = np.bincount((cell[known] * k + labels[known]).ravel(), minlength=hc * wc * k).reshape(hc * wc, k)
+@dataclass(frozen=True)
+class CellMap:
+    """Where each pixel of a label image falls among the stride-4 cells of the stabiliser's input."""
+
+    index: np.ndarray  # H×W int64: the cell of each pixel (row-major over ``grid``)
+    sizes: np.ndarray  # the number of pixels in each cell (0 for a cell no pixel falls in: the letterbox padding)
+    grid: tuple[int, int]  # (rows, columns) of cells
+
+    @classmethod
+    def of(cls, frame_size: tuple[int, int], content_size: tuple[int, int], grid: tuple[int, int]) -> CellMap:
+        """A frame of ``frame_size`` scaled to ``content_size`` at the top left of an input of ``grid`` cells."""
+        (h, w), (ch, cw) = frame_size, content_size
+        rows = np.minimum((np.arange(h) * ch // h) // STRIDE, grid[0] - 1)
+        cols = np.minimum((np.arange(w) * cw // w) // STRIDE, grid[1] - 1)
+        index = rows[:, None] * grid[1] + cols[None, :]
+        return cls(index, np.bincount(index.ravel(), minlength=grid[0] * grid[1]), grid)
+
+
+def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, confidence: float,
+                       cells: CellMap | None = None) -> np.ndarray:
+    """Class probabilities (1×K×rows×columns float32) of the cells of a label image: the mean over a cell's pixels
+    of ``confidence`` for the pixel's class and ``(1 − confidence)/(K − 1)`` for each other class, or ``1/K`` for
+    every class where ``known`` is False (and in a cell no pixel falls in). ``cells`` None: the image's own 4×4
+    cells (h and w multiples of 4)."""
+    if cells is None:
+        h, w = labels.shape
+        cells = CellMap.of((h, w), (h, w), (h // STRIDE, w // STRIDE))
+    k, n = num_classes, cells.grid[0] * cells.grid[1]
+    counts = np.bincount((cells.index[known] * k + labels[known]).ravel(), minlength=n * k).reshape(n, k)
     labelled = counts.sum(axis=1, keepdims=True)
-    unknown = STRIDE * STRIDE - labelled
+    size = cells.sizes[:, None].astype(np.float64)
     other = (1.0 - confidence) / (k - 1)
-    p = (confidence * counts + other * (labelled - counts) + unknown / k) / (STRIDE * STRIDE)
-    return np.ascontiguousarray(p.T.reshape(1, k, hc, wc), dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = (confidence * counts + other * (labelled - counts) + (size - labelled) / k) / size
+    p[cells.sizes == 0] = 1.0 / k
+    return np.ascontiguousarray(p.T.reshape(1, k, *cells.grid), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _FrameMap:
+    """How a frame's pixels meet the stabiliser's input: its cells (read by area where the frame is larger than
+    the input, so no pixel is skipped) and the input pixel each frame pixel is decided at (nearest)."""
+
+    cells: CellMap | None  # None: the frame is not larger than the input; its labels are fitted (nearest) instead
+    pixel: np.ndarray  # H×W int64: the flat input pixel of each frame pixel
+
+    @classmethod
+    def of(cls, letterbox: Letterbox) -> _FrameMap:
+        (h, w), (ch, cw) = letterbox.frame_size, letterbox.content_size
+        grid = tuple(size // STRIDE for size in letterbox.input_size)
+        cells = CellMap.of((h, w), (ch, cw), grid) if letterbox.scale < 1 else None
+        pixel = (np.arange(h) * ch // h)[:, None] * letterbox.input_size[1] + (np.arange(w) * cw // w)[None, :]
+        return cls(cells, pixel)
 
 
 class Stabiliser:
@@ -158,6 +197,7 @@ class Stabiliser:
         self.propagator: Propagator[_State] = Propagator(cfg.propagation)
         self.registrar = FrameRegistrar(cfg.registration)
         self._letterbox: Letterbox | None = None
+        self._map: _FrameMap | None = None
 
     def _to_input(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels fitted into the model input like the frame (nearest), and where they are known."""
@@ -176,7 +216,11 @@ class Stabiliser:
         check_labels(labels, self.num_classes, frame.shape[:2])
 
         def cells(fitted: np.ndarray, known: np.ndarray) -> np.ndarray:
-            return cell_probabilities(fitted, known, self.num_classes, self.confidence)
+            cell_map = self._map.cells
+            if cell_map is None:  # a frame no larger than the input: its labels fitted to it lose nothing
+                return cell_probabilities(fitted, known, self.num_classes, self.confidence)
+            own = labels != VOID if self.num_classes <= VOID else np.ones(labels.shape, bool)
+            return cell_probabilities(labels, own, self.num_classes, self.confidence, cell_map)
 
         return self._step(frame, labels, stamp, cells)
 
@@ -206,8 +250,8 @@ class Stabiliser:
     def _step(self, frame: np.ndarray, labels: np.ndarray, stamp: float,
               cells: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> StabilisedFrame | None:
         """Register, fuse and decide, given the current output's cell probabilities as ``cells(fitted, known)``
-        (the labels fitted into the model input, and where they are known); ``labels`` are the current class ids
-        at the frame's size."""
+        (the labels fitted into the model input, nearest, and where they are known); ``labels`` are the current
+        class ids at the frame's size."""
         if self.propagator.admit(stamp) is not None:
             return None
         timings = dict.fromkeys(STAGES, 0.0)
@@ -222,6 +266,7 @@ class Stabiliser:
         size = frame.shape[:2]
         if self._letterbox is None or self._letterbox.frame_size != size:
             self._letterbox = Letterbox(size, self.input_size)
+            self._map = _FrameMap.of(self._letterbox)
         registration = None
         if self.cfg.propagation.enabled:
             registration = self.registrar.commit(self.registrar.prepare(frame))
@@ -241,45 +286,44 @@ class Stabiliser:
             weight = s * validity(to_previous, *fused.shape[-2:])
             fused = weight * warp_planes(prev.probabilities, to_previous) + (1.0 - weight) * current
         self.propagator.commit(_State(fused, feats), stamp, size)
-        out = self._decide(labels, fitted, current, fused) if decision.fuse else labels
+        out = self._decide(labels, current, fused) if decision.fuse else labels
         lap("fusion")
         share = float(np.count_nonzero(out != labels)) / out.size
         return StabilisedFrame(stamp=stamp, labels=out, input_labels=labels, changed=share, fused=decision.fuse,
                                reset_reason=decision.reason, registration=registration,
                                timings_ms={**timings, "total": sum(timings.values())})
 
-    def _decide(self, labels: np.ndarray, fitted: np.ndarray, current: np.ndarray, fused: np.ndarray) -> np.ndarray:
-        """The stabilised class ids at the frame's size. The current and the fused cell probabilities are resized
-        (bilinear) to the model input; a label's support is its probability over the best class's there. Where the
-        current frame leads with the pixel's own label (support ≥ ``LEADS``) and the fused state gives it less
-        than ``stabiliser.keep_ratio``, the pixel takes the fused best class: flicker, which the past does not
-        back, is replaced. Every other pixel keeps its label as the segmenter drew it: detail finer than a cell
-        (boundaries within a cell, objects smaller than a cell, which the cells cannot follow when they move),
-        and unknown pixels. Only the classes that are first or second in some cell, or in the labels, are resized
-        (one that is neither could only win where the resize mixes cells that all rank it third or lower), so K
-        up to 256 costs about what a few classes cost."""
+    def _decide(self, labels: np.ndarray, current: np.ndarray, fused: np.ndarray) -> np.ndarray:
+        """The stabiliser's class ids at the frame's size. The current and the fused cell probabilities are resized
+        (bilinear) to the model input; a class's support is its probability over the best class's there. A frame
+        pixel whose own label the current frame leads with (support ≥ ``LEADS`` at the pixel's input pixel) but
+        the fused state gives less than ``stabiliser.keep_ratio`` takes the fused best class: flicker, which the
+        past does not back, is replaced. Every other pixel keeps its label as the segmenter drew it: detail finer
+        than a cell (boundaries within a cell, objects smaller than a cell, which the cells cannot follow when they
+        move), and unknown pixels. Only the classes that are first or second in some cell, or in the labels, are
+        resized (one that is neither could only win where the resize mixes cells that all rank it third or
+        lower), so K up to 256 costs about what a few classes cost."""
         k = self.num_classes
-        present = np.bincount(fitted.ravel(), minlength=k)[:k]
+        present = np.bincount(labels.ravel(), minlength=k)[:k]
         for p in (current[0], fused[0]):
             top = np.argpartition(-p, 1, axis=0)[:2] if k > 2 else np.arange(k)
             # bincount, not np.unique: the class ids are small integers, and it is ten times faster on a frame
             present = present + np.bincount(top.ravel(), minlength=k)[:k]
         classes = np.flatnonzero(present)
-        lookup = np.zeros(max(k, VOID + 1), np.intp)
-        lookup[classes] = np.arange(len(classes))
-        position = lookup[fitted][None]
         h, w = self.input_size
         support = []
         for p in (current[0], fused[0]):
             up = np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
-            support.append(np.take_along_axis(up, position, axis=0)[0] / np.maximum(up.max(axis=0), 1e-12))
+            support.append(up / np.maximum(up.max(axis=0), 1e-12))
         best = up.argmax(axis=0)  # the fused state's, the last resized
-        keep = (classes[position[0]] != fitted) | (support[0] < LEADS) | (support[1] >= self.cfg.stabiliser.keep_ratio)
-        keep_frame = self._letterbox.restore(keep.astype(np.uint8), nearest=True).astype(bool)
+        replace = (support[0] >= LEADS) & (support[1] < self.cfg.stabiliser.keep_ratio)  # class × input pixel
+        lookup = np.zeros(max(k, VOID + 1), np.intp)
+        lookup[classes] = np.arange(len(classes))
+        position = lookup[labels]
+        replace_frame = replace.reshape(-1)[position * (h * w) + self._map.pixel]
+        replace_frame &= classes[position] == labels  # a label outside the classes (unknown) is never replaced
         winner = self._letterbox.restore(classes[best].astype(np.uint16), nearest=True).astype(labels.dtype)
-        if self.num_classes <= VOID:
-            keep_frame |= labels == VOID
-        return np.where(keep_frame, labels, winner)
+        return np.where(replace_frame, winner, labels)
 
 
 def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float | None = None) -> Stabiliser:
