@@ -151,7 +151,8 @@ def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, 
         h, w = labels.shape
         cells = CellMap.of((h, w), (h, w), (h // STRIDE, w // STRIDE))
     k, n = num_classes, cells.grid[0] * cells.grid[1]
-    counts = np.bincount((cells.index[known] * k + labels[known]).ravel(), minlength=n * k).reshape(n, k)
+    slot = np.where(known, labels, k)  # unknown pixels count in an extra slot, so no pixel is indexed out
+    counts = np.bincount((cells.index * (k + 1) + slot).ravel(), minlength=n * (k + 1)).reshape(n, k + 1)[:, :k]
     labelled = counts.sum(axis=1, keepdims=True)
     size = cells.sizes[:, None].astype(np.float64)
     other = (1.0 - confidence) / (k - 1)
@@ -167,7 +168,7 @@ class _FrameMap:
     the input, so no pixel is skipped) and the input pixel each frame pixel is decided at (nearest)."""
 
     cells: CellMap | None  # None: the frame is not larger than the input; its labels are fitted (nearest) instead
-    pixel: np.ndarray  # H×W int64: the flat input pixel of each frame pixel
+    pixel: np.ndarray  # H×W int32: the flat input pixel of each frame pixel
 
     @classmethod
     def of(cls, letterbox: Letterbox) -> _FrameMap:
@@ -175,7 +176,7 @@ class _FrameMap:
         grid = tuple(size // STRIDE for size in letterbox.input_size)
         cells = CellMap.of((h, w), (ch, cw), grid) if letterbox.scale < 1 else None
         pixel = (np.arange(h) * ch // h)[:, None] * letterbox.input_size[1] + (np.arange(w) * cw // w)[None, :]
-        return cls(cells, pixel)
+        return cls(cells, pixel.astype(np.int32))
 
 
 class Stabiliser:
@@ -304,11 +305,13 @@ class Stabiliser:
         resized (one that is neither could only win where the resize mixes cells that all rank it third or
         lower), so K up to 256 costs about what a few classes cost."""
         k = self.num_classes
-        present = np.bincount(labels.ravel(), minlength=k)[:k]
+        present = np.zeros(k, np.intp)
         for p in (current[0], fused[0]):
-            top = np.argpartition(-p, 1, axis=0)[:2] if k > 2 else np.arange(k)
-            # bincount, not np.unique: the class ids are small integers, and it is ten times faster on a frame
-            present = present + np.bincount(top.ravel(), minlength=k)[:k]
+            # the first and second class of each cell: two argmax passes beat argpartition along the class axis;
+            # bincount, not np.unique: the class ids are small integers
+            first = p.argmax(axis=0)
+            second = np.where(np.arange(k)[:, None, None] == first, -1.0, p).argmax(axis=0)
+            present += np.bincount(first.ravel(), minlength=k) + np.bincount(second.ravel(), minlength=k)
         classes = np.flatnonzero(present)
         h, w = self.input_size
         support = []
@@ -316,12 +319,16 @@ class Stabiliser:
             up = np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
             support.append(up / np.maximum(up.max(axis=0), 1e-12))
         best = up.argmax(axis=0)  # the fused state's, the last resized
-        replace = (support[0] >= LEADS) & (support[1] < self.cfg.stabiliser.keep_ratio)  # class × input pixel
-        lookup = np.zeros(max(k, VOID + 1), np.intp)
+        # class × input pixel, and a last row of False for labels outside the classes (unknown): never replaced
+        replace = np.zeros((len(classes) + 1, h * w), bool)
+        replace[:-1] = ((support[0] >= LEADS) & (support[1] < self.cfg.stabiliser.keep_ratio)).reshape(len(classes), -1)
+        wide = (len(classes) + 1) * h * w >= 2**31  # int32 indexes halve the memory traffic where they suffice
+        lookup = np.full(max(k, VOID + 1), len(classes), np.int64 if wide else np.int32)
         lookup[classes] = np.arange(len(classes))
-        position = lookup[labels]
-        replace_frame = replace.reshape(-1)[position * (h * w) + self._map.pixel]
-        replace_frame &= classes[position] == labels  # a label outside the classes (unknown) is never replaced
+        at = lookup[labels]
+        at *= h * w
+        at += self._map.pixel
+        replace_frame = replace.reshape(-1)[at]
         winner = self._letterbox.restore(classes[best].astype(np.uint16), nearest=True).astype(labels.dtype)
         return np.where(replace_frame, winner, labels)
 
