@@ -301,9 +301,9 @@ class Stabiliser:
         the fused state gives less than ``stabiliser.keep_ratio`` takes the fused best class: flicker, which the
         past does not back, is replaced. Every other pixel keeps its label as the segmenter drew it: detail finer
         than a cell (boundaries within a cell, objects smaller than a cell, which the cells cannot follow when they
-        move), and unknown pixels. Only the classes that are first or second in some cell, or in the labels, are
-        resized (one that is neither could only win where the resize mixes cells that all rank it third or
-        lower), so K up to 256 costs about what a few classes cost."""
+        move), and unknown pixels. Only the classes that are first or second in some cell are resized: a label
+        that is neither cannot lead its pixel, and such a class could only win where the resize mixes cells that
+        all rank it third or lower; so K up to 256 costs about what a few classes cost."""
         k = self.num_classes
         present = np.zeros(k, np.intp)
         for p in (current[0], fused[0]):

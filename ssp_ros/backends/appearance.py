@@ -2,7 +2,7 @@
 
 ``AppearanceModel(folder)`` loads what ``ssp export-stabiliser`` wrote (``models/ssp_stabiliser/`` ships one):
 ``features(image)`` gives the stride-4 appearance features of a frame, ``similarity(warped_prev, cur)`` the
-weight ``s`` of the warped previous state. The graphs are a few small convolutions (~14 k parameters), so the
+weight ``s`` of the warped previous state. The graphs are a few small convolutions (~11 k parameters), so the
 CPU runs them in a few milliseconds; OpenCV's DNN module is used because OpenCV is already a dependency of the
 bare install, so SSP over another segmenter needs neither torch nor ONNX Runtime. One instance serves one
 thread (an OpenCV ``Net`` keeps its buffers between calls).

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from ssp_ros.backends import make_backend
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig
+from ssp_ros.errors import SspError
 from ssp_ros.eval.clips import Clip, run_clip, synthetic_clip
 from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.eval.report import cell
@@ -111,7 +112,13 @@ def _gain(before: float | None, after: float | None) -> float | None:
 
 def run_stabiliser_check(cfg: SspConfig, out: Path, frames: int = 40) -> dict:
     """Run every (segmenter, flight) of the module docstring over ``frames`` frames; write and return the report."""
-    num_classes = load_class_set(cfg.model.dataset).num_classes
+    classes = load_class_set(cfg.model.dataset)
+    if classes.name != "uavid":  # the flights' truth and MERGE_4 are UAVid's classes
+        raise SspError(f"model.dataset {cfg.model.dataset!r}: the check's flights and merged segmenter use UAVid's "
+                       "classes; run it with the shipped config")
+    if frames < 3:
+        raise SspError(f"--frames {frames}: the check needs at least 3 frames per flight (TC compares pairs)")
+    num_classes = classes.num_classes
     runs = []
     for flight, scenario_name, seed in FLIGHTS:
         scenario = load_section(SyntheticConfig, resolve_resource(scenario_name, "config/scenarios"))
