@@ -24,7 +24,7 @@ OUTPUTS = frozenset({"mask", "overlay"})  # the messages it can give: no confide
 
 
 @dataclass
-class StabilisedResult(FrameResult):
+class SegmenterResult(FrameResult):
     """One frame's ``FrameResult``: ``mask`` the stabilised labels, ``input_mask`` the segmenter's own; the
     stabiliser gives no ``confidence`` or ``similarity`` (both None)."""
 
@@ -66,7 +66,7 @@ class SegmenterPipeline:
         """The stabiliser's propagator (its ``resets`` by reason go into the report)."""
         return self.stabiliser.propagator
 
-    def process(self, frame: np.ndarray, stamp: float, with_similarity: bool = False) -> StabilisedResult | None:
+    def process(self, frame: np.ndarray, stamp: float, with_similarity: bool = False) -> SegmenterResult | None:
         """The segmenter, then the stabiliser, on one RGB frame; None for a frame the stabiliser drops (an old
         stamp). ``with_similarity`` is there for ``StreamProcessor``; there is no similarity to give."""
         start = time.perf_counter()
@@ -76,7 +76,7 @@ class SegmenterPipeline:
         if result is None:
             return None
         timings = {"segmenter": 1000.0 * (segmented - start), "stabiliser": 1000.0 * (time.perf_counter() - segmented)}
-        return StabilisedResult(stamp=stamp, mask=result.labels, confidence=None, similarity=None, fused=result.fused,
+        return SegmenterResult(stamp=stamp, mask=result.labels, confidence=None, similarity=None, fused=result.fused,
                                 reset_reason=result.reset_reason, registration=result.registration,
                                 timings_ms={**timings, "total": sum(timings.values())},
                                 input_mask=result.input_labels)

@@ -45,7 +45,7 @@ from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
 from ssp_ros.ros.stream import OUTPUTS, SUPERSEDED, StreamOutput, StreamProcessor
-from ssp_ros.segmenter_pipeline import SegmenterPipeline, StabilisedResult
+from ssp_ros.segmenter_pipeline import SegmenterPipeline, SegmenterResult
 from ssp_ros.tools.bag import IMAGE, BagWriter, labels_topic_beside, open_bag, records, topic_connections
 
 MODES = ("deterministic", "realtime")
@@ -184,7 +184,7 @@ class _Run:
         self.call_ms.append(call_ms)
         self.size = self.size or list(out.frame.shape[:2])
         masks = {"output": out.result.mask}
-        if isinstance(out.result, StabilisedResult):
+        if isinstance(out.result, SegmenterResult):
             masks["input"] = out.result.input_mask
         self.scorer.add(out.frame, masks, out.stamp_ns)
 
