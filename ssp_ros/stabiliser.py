@@ -164,19 +164,25 @@ def cell_probabilities(labels: np.ndarray, known: np.ndarray, num_classes: int, 
 
 @dataclass(frozen=True)
 class _FrameMap:
-    """How a frame's pixels meet the stabiliser's input: its cells (read by area where the frame is larger than
-    the input, so no pixel is skipped) and the input pixel each frame pixel is decided at (nearest)."""
+    """How a frame's pixels meet the stabiliser's input, worked out once per frame size: the cells its labels are
+    counted in, and the input pixel each frame pixel is decided at (nearest)."""
 
-    cells: CellMap | None  # None: the frame is not larger than the input; its labels are fitted (nearest) instead
+    fit: bool  # the frame is not larger than the input: its labels are fitted to the input (nearest, losing
+    # nothing) and counted in the input's own cells; else they are counted by area in the frame, so none is skipped
+    cells: CellMap
     pixel: np.ndarray  # H×W int32: the flat input pixel of each frame pixel
 
     @classmethod
     def of(cls, letterbox: Letterbox) -> _FrameMap:
         (h, w), (ch, cw) = letterbox.frame_size, letterbox.content_size
         grid = tuple(size // STRIDE for size in letterbox.input_size)
-        cells = CellMap.of((h, w), (ch, cw), grid) if letterbox.scale < 1 else None
+        fit = letterbox.scale >= 1
+        if fit:
+            cells = CellMap.of(letterbox.input_size, letterbox.input_size, grid)
+        else:
+            cells = CellMap.of((h, w), (ch, cw), grid)
         pixel = (np.arange(h) * ch // h)[:, None] * letterbox.input_size[1] + (np.arange(w) * cw // w)[None, :]
-        return cls(cells, pixel.astype(np.int32))
+        return cls(fit, cells, pixel.astype(np.int32))
 
 
 class Stabiliser:
@@ -216,12 +222,12 @@ class Stabiliser:
         check_frame(frame, min_side=16)
         check_labels(labels, self.num_classes, frame.shape[:2])
 
-        def cells(fitted: np.ndarray, known: np.ndarray) -> np.ndarray:
-            cell_map = self._map.cells
-            if cell_map is None:  # a frame no larger than the input: its labels fitted to it lose nothing
-                return cell_probabilities(fitted, known, self.num_classes, self.confidence)
-            own = labels != VOID if self.num_classes <= VOID else np.ones(labels.shape, bool)
-            return cell_probabilities(labels, own, self.num_classes, self.confidence, cell_map)
+        def cells() -> np.ndarray:
+            if self._map.fit:
+                read, known = self._to_input(labels)
+            else:
+                read, known = labels, (labels != VOID if self.num_classes <= VOID else np.ones(labels.shape, bool))
+            return cell_probabilities(read, known, self.num_classes, self.confidence, self._map.cells)
 
         return self._step(frame, labels, stamp, cells)
 
@@ -234,7 +240,7 @@ class Stabiliser:
         own = scores.argmax(axis=0).astype(np.uint8)
         labels = cv2.resize(own, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
 
-        def cells(fitted: np.ndarray, known: np.ndarray) -> np.ndarray:
+        def cells() -> np.ndarray:
             grid = tuple(size // STRIDE for size in self.input_size)
             return score_cells(scores, logits, self._letterbox.content_size, grid)
 
@@ -249,10 +255,9 @@ class Stabiliser:
         return self.process_scores(frame, output, stamp, kind == "logits")
 
     def _step(self, frame: np.ndarray, labels: np.ndarray, stamp: float,
-              cells: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> StabilisedFrame | None:
-        """Register, fuse and decide, given the current output's cell probabilities as ``cells(fitted, known)``
-        (the labels fitted into the model input, nearest, and where they are known); ``labels`` are the current
-        class ids at the frame's size."""
+              cells: Callable[[], np.ndarray]) -> StabilisedFrame | None:
+        """Register, fuse and decide, given the current output's cell probabilities as ``cells()``; ``labels`` are
+        the current class ids at the frame's size."""
         if self.propagator.admit(stamp) is not None:
             return None
         timings = dict.fromkeys(STAGES, 0.0)
@@ -274,8 +279,7 @@ class Stabiliser:
         lap("registration")
         feats = self.model.features(self._letterbox.apply(frame))
         lap("similarity")
-        fitted, known = self._to_input(labels)
-        current = fused = cells(fitted, known)
+        current = fused = cells()
         decision = self.propagator.decide(stamp, size, registration)
         if decision.fuse:
             prev = self.propagator.state
@@ -314,11 +318,10 @@ class Stabiliser:
             present += np.bincount(first.ravel(), minlength=k) + np.bincount(second.ravel(), minlength=k)
         classes = np.flatnonzero(present)
         h, w = self.input_size
-        support = []
-        for p in (current[0], fused[0]):
-            up = np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
-            support.append(up / np.maximum(up.max(axis=0), 1e-12))
-        best = up.argmax(axis=0)  # the fused state's, the last resized
+        ups = [np.stack([cv2.resize(p[c], (w, h), interpolation=cv2.INTER_LINEAR) for c in classes])
+               for p in (current[0], fused[0])]
+        support = [up / np.maximum(up.max(axis=0), 1e-12) for up in ups]
+        best = ups[1].argmax(axis=0)
         # class × input pixel, and a last row of False for labels outside the classes (unknown): never replaced
         replace = np.zeros((len(classes) + 1, h * w), bool)
         replace[:-1] = ((support[0] >= LEADS) & (support[1] < self.cfg.stabiliser.keep_ratio)).reshape(len(classes), -1)
