@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,18 +227,25 @@ def test_a_classes_file_sets_k_and_the_default_is_the_model_dataset(transport, t
         node.close()
 
 
+def segmenter_config(frames: list, folder: Path) -> tuple[SspConfig, Path]:
+    """A node config that runs a one-convolution ONNX segmenter of the frames' size (``node.segmenter``), and the
+    segmenter's YAML."""
+    from onnx_segmenters import conv_segmenter, segmenter_yaml
+
+    h, w = frames[0].image.shape[:2]
+    conv_segmenter(folder / "conv.onnx", (h, w), K)
+    spec = segmenter_yaml(folder, model="conv.onnx", input_size=[h, w], mean=[0.5] * 3, std=[0.25] * 3,
+                          output="logits", classes="uavid")
+    return SspConfig(node=replace(NodeConfig(), image_topic="camera/image", max_age_ms=0.0, segmenter=str(spec))), spec
+
+
 def test_the_node_runs_and_stabilises_a_segmenter_of_its_own(small_video, transport, tmp_path) -> None:
     """``node.segmenter``: the user's ONNX segmenter runs in the node on each camera image, and the stabiliser over
     it; no mask topic, and mask and overlay only (the stabiliser gives no confidence)."""
-    from onnx_segmenters import conv_segmenter, segmenter_yaml
-
     from ssp_ros.segmenter_pipeline import SegmenterPipeline
 
+    cfg, spec = segmenter_config(small_video, tmp_path)
     h, w = small_video[0].image.shape[:2]
-    conv_segmenter(tmp_path / "conv.onnx", (h, w), K)
-    spec = segmenter_yaml(tmp_path, model="conv.onnx", input_size=[h, w], mean=[0.5] * 3, std=[0.25] * 3,
-                          output="logits", classes="uavid")
-    cfg = SspConfig(node=replace(NodeConfig(), image_topic="camera/image", max_age_ms=0.0, segmenter=str(spec)))
     node = make_node(transport, cfg)
     try:
         assert sorted(node.publishers) == ["mask", "overlay"] and list(transport.subscriptions) == ["/camera/image"]
@@ -266,13 +274,7 @@ def test_a_segmenter_yaml_is_refused_in_stabilise_mode() -> None:
 def test_reset_and_parameter_changes_reach_a_segmenter_of_its_own(small_video, transport, tmp_path) -> None:
     """With ``node.segmenter``, ~/reset starts the stabiliser over, a node.* parameter changes in flight, a
     propagation setting is refused by name (the stabiliser reads it at start), and the node deactivates cleanly."""
-    from onnx_segmenters import conv_segmenter, segmenter_yaml
-
-    h, w = small_video[0].image.shape[:2]
-    conv_segmenter(tmp_path / "conv.onnx", (h, w), K)
-    spec = segmenter_yaml(tmp_path, model="conv.onnx", input_size=[h, w], mean=[0.5] * 3, std=[0.25] * 3,
-                          output="logits", classes="uavid")
-    cfg = SspConfig(node=replace(NodeConfig(), image_topic="camera/image", max_age_ms=0.0, segmenter=str(spec)))
+    cfg, _ = segmenter_config(small_video, tmp_path)
     node = make_node(transport, cfg)
     try:
         _, _, on_image = transport.subscriptions["/camera/image"]
