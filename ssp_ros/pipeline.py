@@ -7,7 +7,8 @@ frame (or why it started over), and the time spent in each stage. The ROS node, 
 Registration needs only the frame, so it runs in a second thread while the segmenter runs (OpenCV, ONNX
 Runtime, torch and TensorRT all release the GIL); the frame becomes the registrar's reference only once the
 segmenter succeeded, so the output is the same as in sequence, frame for frame. The ``registration`` stage
-time is what registration adds to the frame's latency: the wait for it after the segmenter. Backends that
+time is what registration adds to the frame's latency: the wait for it after the segmenter; what registration
+itself took, in its own thread, is ``FrameResult.registration_ms``. Backends that
 queue GPU work are synchronised before the segmenter's and the fusion's clocks stop, so each stage's time is
 its own.
 """
@@ -48,6 +49,8 @@ class FrameResult:
     reset_reason: str  # why it started over ("" when fused)
     registration: Registration | None  # None when propagation is off
     timings_ms: dict[str, float] = field(default_factory=dict)
+    registration_ms: float | None = None  # registration's own time in its thread (wall clock); None when not run
+    image_mask: np.ndarray | None = None  # the image model's own mask (before fusion), with ``keep_image_mask``
 
 
 @dataclass
@@ -58,10 +61,14 @@ class _State:
 
 class Pipeline:
     """One camera stream through one backend. ``process`` runs in one thread at a time (one pipeline per
-    stream); ``reset`` and ``reconfigure`` may be called from any other thread."""
+    stream); ``reset`` and ``reconfigure`` may be called from any other thread.
 
-    def __init__(self, cfg: SspConfig, backend: Backend) -> None:
-        self.cfg, self.backend = cfg, backend
+    ``keep_image_mask``: also give each frame's image-model mask (the segmenter's logits before fusion), so one
+    pass scores both the image model and SSP on the same frames (``ssp replay``); it costs one more argmax and
+    resize on fused frames."""
+
+    def __init__(self, cfg: SspConfig, backend: Backend, keep_image_mask: bool = False) -> None:
+        self.cfg, self.backend, self.keep_image_mask = cfg, backend, keep_image_mask
         self.propagator: Propagator[_State] = Propagator(cfg.propagation)
         self.registrar = FrameRegistrar(cfg.registration)
         self._letterbox: Letterbox | None = None
@@ -120,7 +127,7 @@ class Pipeline:
 
         prepared: Future[PendingRegistration] | None = None
         if self.cfg.propagation.enabled:  # the registrar is this thread's again once ``result()`` returned
-            prepared = self._registering.submit(self.registrar.prepare, frame)
+            prepared = self._registering.submit(self._prepare, frame)
         try:
             size = frame.shape[:2]
             if self._letterbox is None or self._letterbox.frame_size != size:
@@ -135,11 +142,17 @@ class Pipeline:
                 prepared.cancel()
                 wait([prepared])  # nothing of this frame is committed, and nothing runs on past it
             raise
-        registration = self.registrar.commit(prepared.result()) if prepared is not None else None
+        registration, registration_ms = None, None
+        if prepared is not None:
+            pending, registration_ms = prepared.result()
+            registration = self.registrar.commit(pending)
         lap("registration")
         decision = self.propagator.decide(stamp, size, registration)
-        similarity = None
+        similarity, image_mask = None, None
         if decision.fuse:
+            if self.keep_image_mask:  # before fusion, which may reuse the logits' buffers; not timed as SSP's
+                image_mask = self._letterbox.restore(self.backend.labels(logits)[0], nearest=True)
+                clock = time.perf_counter()
             to_previous = cells_to_previous(self._letterbox.homography_to_input(registration.homography), 4)
             prev = self.propagator.state
             logits, s = self.backend.fuse(logits, feats, prev.logits, prev.feats, to_previous)
@@ -153,6 +166,14 @@ class Pipeline:
         confidence = self._letterbox.restore(confidence, nearest=False)
         lap("postprocess")
         timings["total"] = sum(timings.values())
+        if self.keep_image_mask and image_mask is None:  # not fused: the output is the image model's own
+            image_mask = mask
         return FrameResult(stamp=stamp, mask=mask, confidence=confidence, similarity=similarity,
                            fused=decision.fuse, reset_reason=decision.reason, registration=registration,
-                           timings_ms=timings)
+                           timings_ms=timings, registration_ms=registration_ms, image_mask=image_mask)
+
+    def _prepare(self, frame: np.ndarray) -> tuple[PendingRegistration, float]:
+        """Register ``frame`` to the previous one (in the registration thread), with the time it took (ms)."""
+        start = time.perf_counter()
+        pending = self.registrar.prepare(frame)
+        return pending, 1000.0 * (time.perf_counter() - start)

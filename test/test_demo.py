@@ -60,18 +60,26 @@ def test_report_has_the_promised_shape(weights: Path, small_video, tmp_path: Pat
         assert {"preprocess", "segmenter", "postprocess", "total"} <= set(model["latency_ms"])
         assert len(report["tc_per_pair"][name]) == 9
     assert "registration" in report["models"]["ssp"]["latency_ms"]
-    assert report["models"]["ssp"]["resets"] == 1 and report["models"]["image"]["resets"] == 10
+    assert not {"registration", "fusion"} & set(report["models"]["image"]["latency_ms"])  # SSP's stages alone
+    assert report["models"]["ssp"]["registration_ms"] > 0 and report["models"]["image"]["registration_ms"] is None
+    # the first frame starts the stream: no reset; the image model never fuses, so it has no resets to count
+    assert report["models"]["ssp"]["resets"] == 0 and report["models"]["image"]["resets"] is None
+    for name in ("image", "ssp"):
+        shares = report["models"][name]["class_share"]
+        assert len(shares) == 8 and sum(shares) == pytest.approx(100.0, abs=0.01)
+        assert 0 <= report["models"][name]["change_rate"] <= 100
     assert len(list((tmp_path / "masks" / "ssp").glob("*.png"))) == 10
     assert (tmp_path / "tc_over_time.png").stat().st_size > 0 and "| SSP |" in (tmp_path / "report.md").read_text()
     reg = report["models"]["ssp"]["registration"]
     assert report["models"]["image"]["registration"] is None
-    # frame 0 has no previous frame: a reset, not a failed registration; 9 pairs, all registered
+    # frame 0 has no previous frame: neither a failed registration nor a reset; 9 pairs, all registered
     assert reg["pairs"] == 9 and reg["registered"] == 9 and reg["failed"] == 0 and reg["failures"] == {}
-    assert reg["resets"] == {"first frame": 1}
+    assert reg["resets"] == {}
     assert 0.0 < reg["inlier_ratio"]["min"] <= reg["inlier_ratio"]["median"] <= 1.0
     assert 0.0 < reg["corner_motion_px"]["median"] < 50.0  # a drone drifting a few pixels a frame
     page = (tmp_path / "report.md").read_text()
-    assert "- registered 9 of 9 frame pairs, failed 0\n" in page and "- resets by reason: first frame 1" in page
+    assert "- registered 9 of 9 frame pairs, failed 0\n" in page and "is none): none\n" in page
+    assert "Trained on: not recorded in the weights" in page and "No labels" not in page
     assert report["labelled"] and "frame | ground truth (unlabelled pixels untinted) | image model | SSP" in page
     assert_strip(tmp_path / "strip.png", panels=4)  # frame | ground truth | image model | SSP
     av = pytest.importorskip("av", reason="PyAV is not installed: pip install av")
@@ -94,11 +102,23 @@ def test_unlabelled_video_reports_tc_without_miou(weights: Path, small_video, tm
     writer.close()
     clip = file_clip(writer.output, frames=None)
     assert len(clip.images) == 6 and clip.labels is None and clip.flows[-1] is None
-    cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(weights)))
+    synthetic = tmp_path / "synthetic.safetensors"  # what `ssp train` writes of weights trained on our worlds
+    torch.manual_seed(0)
+    save_weights(build_ssp(ModelConfig(input_size=INPUT), 8), synthetic, {"trained_on": "ssp_ros.synthetic"})
+    cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(synthetic)))
     report = run_demo(cfg, tmp_path / "out", lambda: clip)
     assert report["models"]["ssp"]["miou"] is None and report["models"]["ssp"]["tc"] is not None
     page = (tmp_path / "out" / "report.md").read_text()
     assert not report["labelled"] and "`strip.png`: frame | image model | SSP at" in page
+    # what a user needs when nothing can say whether the classes are right: the honest lines and the class shares
+    assert report["trained_on"] == "ssp_ros.synthetic" and "synthetic worlds only" in report["trained_on_line"]
+    assert "Trained on: synthetic worlds only" in page and "No labels: mIoU and flicker cannot be measured" in page
+    for name in ("image", "ssp"):
+        shares = report["models"][name]["class_share"]
+        assert sum(shares) == pytest.approx(100.0, abs=0.01)
+        assert report["models"][name]["change_rate"] is not None  # label-free flicker, from DIS flow
+    table = page[page.index("| class | image model | SSP |"):].splitlines()
+    assert [row.split(" | ")[0].strip("| ") for row in table[2:10]] == list(load_class_set("uavid").names)
     assert_strip(tmp_path / "out" / "strip.png", panels=3)  # no ground truth to show
 
 

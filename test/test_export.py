@@ -30,6 +30,7 @@ def test_export_writes_three_checked_graphs_and_a_sidecar(shipped_export) -> Non
     raw = info.raw
     assert raw["opset"] == OPSET >= 16 and raw["weights"]["file"] == "ssp_default.safetensors"
     assert len(raw["weights"]["sha256"]) == 64 and raw["model"]["backbone"] == "mobilenetv3_large_100"
+    assert raw["trained_on"] == "ssp_ros.synthetic"  # copied from the weights, for reports run on the export alone
 
 
 def test_graphs_use_only_tensorrt_operators_and_warp_in_graph(shipped_export) -> None:

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from ssp_ros.eval.metrics import ConfusionMatrix, FlickerRate, SequenceMetrics, TemporalConsistency, VideoConsistency
+from ssp_ros.eval.metrics import (
+    ClassShare,
+    ConfusionMatrix,
+    FlickerRate,
+    SequenceMetrics,
+    TemporalConsistency,
+    VideoConsistency,
+)
 
 
 def test_confusion_matrix_iou_by_hand() -> None:
@@ -124,3 +131,27 @@ def test_sequence_metrics_without_labels_report_tc_only() -> None:
     metrics.add(mask)
     report = metrics.report()
     assert report["miou"] is None and report["flicker"] is None and report["tc"] == 100.0
+
+
+def test_class_share_counts_predicted_pixels_per_class() -> None:
+    shares = ClassShare(4)
+    assert shares.value() is None
+    shares.update(np.array([[0, 0, 1, 255]], np.uint8))  # the ignore label is no class
+    shares.update(np.array([[2, 2, 2, 2]], np.uint8))
+    assert shares.value() == pytest.approx([100 * 2 / 7, 100 / 7, 100 * 4 / 7, 0.0], abs=1e-3)
+    with pytest.raises(ValueError, match="outside 0..3"):
+        shares.update(np.array([[4]], np.uint8))
+
+
+def test_sequence_metrics_give_label_free_flicker_and_class_shares() -> None:
+    """Without labels: the change rate along the flow (a quarter of the tracked pixels change class) and the share
+    of each class over both frames."""
+    first = np.zeros((8, 8), np.uint8)
+    second = first.copy()
+    second[:4, :4] = 1
+    metrics = SequenceMetrics(3)
+    metrics.add(first, flow=zero_flow(8, 8))
+    metrics.add(second)
+    report = metrics.report()
+    assert report["change_rate"] == 25.0 and report["flicker"] is None and report["miou"] is None
+    assert report["class_share"] == [87.5, 12.5, 0.0]

@@ -183,6 +183,51 @@ def test_registration_runs_beside_the_segmenter(backend, small_video) -> None:
     assert all(r.fused for r in results[1:])
 
 
+def test_registration_time_is_measured_in_its_own_thread(backend, small_video) -> None:
+    """``registration_ms`` is what registration took beside the segmenter; the ``registration`` stage is only the
+    frame's wait for it. Here registration takes at least 50 ms and is done before the segmenter returns, so the
+    thread's time holds those 50 ms and the wait does not."""
+    import threading
+    import time
+
+    from ssp_ros.registration import FrameRegistrar
+
+    done = threading.Event()
+    prepare = FrameRegistrar.prepare
+
+    def slow(self, frame):
+        time.sleep(0.05)
+        try:
+            return prepare(self, frame)
+        finally:
+            done.set()
+
+    def segment_after_registration() -> None:
+        assert done.wait(30.0), "registration did not finish"
+        done.clear()
+
+    pipe = Pipeline(SspConfig(), _Backend(backend, before=segment_after_registration))
+    pipe.registrar.prepare = slow.__get__(pipe.registrar)
+    for frame in small_video[:3]:
+        result = pipe.process(frame.image, frame.stamp)
+        assert result.registration_ms >= 50.0 > result.timings_ms["registration"], result.timings_ms
+    assert pipeline(backend, enabled=False).process(small_video[0].image, 0.0).registration_ms is None
+
+
+def test_the_image_mask_kept_beside_ssp_is_the_image_models(backend, small_video) -> None:
+    """``keep_image_mask``: each frame's mask before fusion, the same as a pipeline with propagation off gives, while
+    the SSP output itself is untouched by keeping it."""
+    keeping = Pipeline(SspConfig(), backend, keep_image_mask=True)
+    plain, image_only = pipeline(backend), pipeline(backend, enabled=False)
+    for frame in small_video[:5]:
+        kept = keeping.process(frame.image, frame.stamp)
+        np.testing.assert_array_equal(kept.image_mask, image_only.process(frame.image, frame.stamp).mask)
+        np.testing.assert_array_equal(kept.mask, plain.process(frame.image, frame.stamp).mask)
+        assert kept.fused == (frame is not small_video[0])
+    assert not np.array_equal(kept.image_mask, kept.mask), "fusion changed nothing: the test shows nothing"
+    assert plain.process(small_video[5].image, small_video[5].stamp).image_mask is None
+
+
 def test_registration_beside_the_segmenter_gives_the_sequential_homographies(backend, small_video) -> None:
     """Frame for frame the same registrations as a registrar run in sequence; and a frame whose segmenter
     fails is never the reference of the next (the next frame registers to the one before it)."""

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,7 @@ import yaml
 from onnx_segmenters import conv_segmenter, segmenter_yaml
 
 from ssp_ros.cli.main import main
-from ssp_ros.config import ModelConfig, NodeConfig, SspConfig
+from ssp_ros.config import ModelConfig, NodeConfig, PropagationConfig, SspConfig, load_config
 from ssp_ros.models import build_ssp, save_weights
 from ssp_ros.ros.images import UNSUPPORTED_ENCODING, image_pixels, stamp_ns
 from ssp_ros.ros.stream import REJECTED, STALE, SUPERSEDED
@@ -58,7 +59,7 @@ def test_replay_writes_every_frame_on_the_input_stamps(cfg, drone_bag: Path, sma
     out = tmp_path / "seg.mcap"
     report = run_replay(cfg, drone_bag, out, progress=False)
     assert report["messages"] == report["frames_out"] == 8 and report["skipped"] == {}
-    assert report["resets"]["first frame"] == 1
+    assert report["resets"] == {}  # the first frame starts the stream: no reset
     assert report["labels"] == "topic /camera/labels" and report["labelled_frames"] == 8
     assert 0 <= report["miou"] <= 100 and 0 <= report["tc"] <= 100 and len(report["tc_per_pair"]) == 7
     assert report["fps"]["pipeline"] > 0 and {"p50", "p90", "p99", "max"} == set(report["latency_ms"]["total"])
@@ -103,7 +104,8 @@ def test_corrupt_and_bad_records_are_counted_and_skipped(cfg, small_video, tmp_p
     assert "record at bag time" in report["last_problem"][CORRUPT]
     assert [t for t, _ in topic_records(tmp_path / "out.mcap", "/ssp/mask")] == good_stamps
     assert len(topic_records(tmp_path / "out.mcap", SYNTH_IMAGE_TOPIC)) == 5, "the corrupt record is not copied"
-    assert report["labels"] is None and report["miou"] is None
+    assert report["labels"] is None and report["miou"] is None and report["image_model"]["miou"] is None
+    assert "No labels: TC and the change rate say how steady" in (tmp_path / "out_report" / "report.md").read_text()
 
 
 class _Header:
@@ -153,10 +155,28 @@ def test_compressed_topic_and_label_folder(cfg, small_video, tmp_path: Path) -> 
     assert list((tmp_path / "out.db3").glob("*.db3")), "a .db3 name gives an SQLite bag"
 
 
+def test_the_image_model_is_scored_from_the_same_pass(drone_bag: Path, tmp_path: Path) -> None:
+    """The report's image-model row (the masks before fusion, kept in the SSP pass) scores what a replay with
+    propagation off scores; SSP's own row is the output's. The shipped model, whose fusion changes masks (a random
+    tiny model's do not change)."""
+    shipped = load_config()
+    report = run_replay(shipped, drone_bag, tmp_path / "ssp.mcap", progress=False)
+    off = replace(shipped, propagation=PropagationConfig(enabled=False))
+    alone = run_replay(off, drone_bag, tmp_path / "image.mcap", progress=False)
+    for key in ("miou", "tc", "change_rate", "class_share"):
+        assert report["image_model"][key] == alone[key], key
+    assert report["tc"] != alone["tc"], "SSP scored the same as the image model: the test shows nothing"
+    assert sum(report["class_share"]) == pytest.approx(100.0, abs=0.01)
+    assert report["registration_thread_ms"]["p50"] > 0 and alone["registration_thread_ms"] is None
+    page = (tmp_path / "ssp_report" / "report.md").read_text()
+    assert "| image model |" in page and "| SSP |" in page and "Share of pixels per class" in page
+    assert page.count("Trained on: synthetic worlds only") == 1 and "No labels" not in page
+
+
 def test_similarity_topic_when_configured(cfg, drone_bag: Path, tmp_path: Path) -> None:
     with_similarity = SspConfig(model=cfg.model, node=NodeConfig(publish_similarity=True))
     report = run_replay(with_similarity, drone_bag, tmp_path / "s.mcap", progress=False)
-    fused = report["frames_out"] - sum(report["resets"].values())
+    fused = report["frames_out"] - 1 - sum(report["resets"].values())  # the first frame has nothing to fuse
     assert len(topic_records(tmp_path / "s.mcap", "/ssp/similarity")) == fused
 
 
@@ -221,7 +241,7 @@ def test_replay_stabilises_your_segmenter_on_the_input_headers(weights: Path, dr
     assert "input segmenter: mIoU " in printed
     report = json.loads((tmp_path / "seg_report" / "report.json").read_text())
     assert report["segmenter"] == str(spec) and report["segmenter_output"] == "logits" and "backend" not in report
-    assert report["output_topics"] == ["/ssp/mask", "/ssp/overlay"] and report["resets"]["first frame"] == 1
+    assert report["output_topics"] == ["/ssp/mask", "/ssp/overlay"] and report["resets"] == {}
     assert report["labelled_frames"] == 8 and set(report["latency_ms"]) == {"segmenter", "stabiliser", "total"}
     for name, m in (("input segmenter", report["input_segmenter"]), ("stabilised", report)):
         assert 0 <= m["miou"] <= 100 and 0 <= m["tc"] <= 100 and 0 <= m["change_rate"] <= 100, (name, m)

@@ -39,13 +39,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return "  n/a" if x is None else f"{x:6.2f}"
 
     print(f"{report['frames']} frames of {report['size'][0]}x{report['size'][1]} from {report['source']}")
-    print("model         mIoU     TC  flicker    FPS")
+    print(report["trained_on_line"])
+    print("model         mIoU     TC  flicker  change    FPS")
     for label, m in (("image model", image), ("SSP", ssp)):
-        print(f"{label:<11} {show(m['miou'])} {show(m['tc'])} {show(m['flicker'])} {show(m['fps'])}")
+        print(f"{label:<11} {show(m['miou'])} {show(m['tc'])} {show(m['flicker'])}  {show(m['change_rate'])} "
+              f"{show(m['fps'])}")
+    if not report["labelled"]:
+        print("no labels: TC and change rate say how steady the masks are, not whether they are right; see the "
+              "class shares in report.md and the overlay")
     print(f"SSP - image model: TC {ssp['tc'] - image['tc']:+.2f} points"
           + (f", mIoU {ssp['miou'] - image['miou']:+.2f} points" if ssp["miou"] is not None else "")
-          + f"; fusion adds {100 * ssp['latency_ms'].get('fusion', 0) / image['latency_ms']['total']:.1f} % "
-            f"and registration {ssp['latency_ms'].get('registration', 0):.1f} ms per frame")
+          + f"; fusion adds {100 * ssp['latency_ms'].get('fusion', 0) / image['latency_ms']['total']:.1f} %; "
+            f"registration takes {show(ssp['registration_ms']).strip()} ms per frame in its own thread, and the "
+            f"frame waits {ssp['latency_ms'].get('registration', 0):.1f} ms for it")
     reg = ssp["registration"]
     ratio = reg["inlier_ratio"]["median"] if reg["inlier_ratio"] else "n/a"
     print(f"registration: registered {reg['registered']} of {reg['pairs']} frame pairs (inlier ratio median {ratio}), "

@@ -31,13 +31,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     resets = ", ".join(f"{reason}: {n}" for reason, n in report["resets"].items()) or "none"
     print(f"{report['messages']} messages on {report['topic']} ({report['mode']}): {report['frames_out']} frames "
           f"out, skipped {skipped}")
-    before = report["input_segmenter"]
-    if before is not None:
-        print(f"input segmenter: mIoU {show(before['miou'])}  TC {show(before['tc'])}  change rate "
-              f"{show(before['change_rate'])}; stabilised:")
+    if "trained_on_line" in report:
+        print(report["trained_on_line"])
+    before, label = ((report["input_segmenter"], "input segmenter") if report["input_segmenter"] is not None
+                     else (report["image_model"], "image model"))
+    print(f"{label}: mIoU {show(before['miou'])}  TC {show(before['tc'])}  change rate "
+          f"{show(before['change_rate'])}; {'stabilised' if label == 'input segmenter' else 'SSP'}:")
     print(f"mIoU {show(report['miou'])}  TC {show(report['tc'])}  flicker {show(report['flicker'])}  change rate "
           f"{show(report['change_rate'])}  FPS {show(report['fps']['pipeline'])} pipeline / "
-          f"{show(report['fps']['processing'])} processing; resets {resets}")
+          f"{show(report['fps']['processing'])} processing; resets after the start {resets}")
+    if not report["labelled_frames"]:
+        print("no labels: TC and change rate say how steady the masks are, not whether they are right; see the "
+              "class shares in report.md")
     print(f"wrote {report['output']} and {report['report_dir']}/report.md, report.json, tc_over_time.png")
     return 0
 

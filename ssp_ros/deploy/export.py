@@ -39,7 +39,7 @@ from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig
 from ssp_ros.deploy.compact import WEIGHT_REWRITES, store_exact_fp16
 from ssp_ros.errors import SspError
-from ssp_ros.models import SSP, build_ssp
+from ssp_ros.models import SSP, build_ssp, read_weights_metadata
 from ssp_ros.models.ssp import WarpFusionStep
 
 OPSET = 17  # GridSample needs ≥ 16; 17 is the newest opset TensorRT 8.6 (JetPack 6.0) parses
@@ -364,9 +364,11 @@ def export_config(model_cfg: ModelConfig, out: Path, dynamic_batch: bool = False
     model_cfg = resolve_weights(model_cfg)
     classes = load_class_set(model_cfg.dataset)
     model = build_ssp(model_cfg, classes.num_classes).eval()
-    weights = None
+    weights, trained_on = None, None
     if model_cfg.weights is not None:
         weights = {"file": Path(model_cfg.weights).name, "sha256": sha256_file(model_cfg.weights)}
-    extra = {"dataset": classes.name, "weights": weights, "model_config": dataclasses.asdict(model_cfg)}
+        trained_on = read_weights_metadata(model_cfg.weights).get("trained_on")
+    extra = {"dataset": classes.name, "weights": weights, "trained_on": trained_on,
+             "model_config": dataclasses.asdict(model_cfg)}
     return export_model(model, model_cfg.input_size, out, classes=classes.names, dynamic_batch=dynamic_batch,
                         trt_version=trt_version, compact=compact, extra=extra)

@@ -15,7 +15,7 @@ from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import DISFlow
 from ssp_ros.eval.metrics import SequenceMetrics
-from ssp_ros.eval.registration_health import RegistrationLog
+from ssp_ros.eval.registration_health import RegistrationLog, resets_after_start
 from ssp_ros.io import LabelledSequence, iter_video
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.synthetic import SyntheticVideo
@@ -65,28 +65,35 @@ def file_clip(path: Path, frames: int | None) -> Clip:
 
 def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: int, desc: str) -> dict:
     """One pass over the clip with propagation on (SSP) or off (image model): masks, metrics, median latency
-    per stage and, with propagation on, how registration went (also what `ssp eval` runs)."""
+    per stage and, with propagation on, how registration went, its median time in its own thread and the resets
+    after the stream's start (the image model has none: it never fuses). Also what `ssp eval` runs."""
     pipeline = Pipeline(replace(cfg, propagation=replace(cfg.propagation, enabled=enabled)), backend)
     metrics = SequenceMetrics(num_classes)
     registrations = RegistrationLog()
-    masks, timings, resets = [], {stage: [] for stage in (*STAGES, "total")}, 0
+    stages = STAGES if enabled else tuple(s for s in STAGES if s not in ("registration", "fusion"))  # SSP's alone
+    masks, timings, registration_ms = [], {stage: [] for stage in (*stages, "total")}, []
     for i in tqdm(range(len(clip.images)), desc=desc, unit="frame"):
         result = pipeline.process(clip.images[i], clip.stamps[i])
         if result is None:
             raise SspError(f"frame {i}: dropped (stamp {clip.stamps[i]} not newer than the previous one)")
         masks.append(result.mask)
-        resets += not result.fused
         registrations.add(result.registration, result.mask.shape)
         if i > 0:  # the first call includes one-off warm-up costs
             for stage in timings:
                 timings[stage].append(result.timings_ms.get(stage, 0.0))
+            if result.registration_ms is not None:
+                registration_ms.append(result.registration_ms)
         flow = clip.flows[i]
         metrics.add(result.mask, clip.labels[i] if clip.labels else None,
                     None if flow is None else flow[0], None if flow is None else flow[1])
     report = metrics.report()
     latency = {stage: round(float(np.median(v)), 2) for stage, v in timings.items() if v}
     total = latency.get("total")
+    resets = resets_after_start(pipeline.propagator.resets) if enabled else None
     return {"miou": report["miou"], "tc": report["tc"], "fps": round(1000.0 / total, 2) if total else None,
-            "latency_ms": latency, "flicker": report["flicker"], "vc8": report["vc8"], "vc16": report["vc16"],
-            "resets": resets, "iou_per_class": report["iou_per_class"], "tc_per_pair": report["tc_per_pair"],
+            "latency_ms": latency, "flicker": report["flicker"], "change_rate": report["change_rate"],
+            "vc8": report["vc8"], "vc16": report["vc16"],
+            "resets": None if resets is None else sum(resets.values()), "iou_per_class": report["iou_per_class"],
+            "class_share": report["class_share"], "tc_per_pair": report["tc_per_pair"],
+            "registration_ms": round(float(np.median(registration_ms)), 2) if registration_ms else None,
             "registration": registrations.summary(pipeline.propagator.resets) if enabled else None, "masks": masks}

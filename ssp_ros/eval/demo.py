@@ -2,11 +2,16 @@
 
 With no input it generates a held-aside synthetic drone sequence (labels and exact flow, so mIoU, TC,
 flicker and VC are all measured); with a video file, an image folder or an ``ssp synth`` folder it runs
-on that (unlabelled input: TC with DIS flow, no mIoU). Writes an overlay video (image model | SSP),
-mask PNGs, ``report.json``, ``report.md`` (with how registration went over the frame pairs: inlier ratio, corner
-motion, failures and resets by reason), ``tc_over_time.png`` and ``strip.png`` (frame | ground truth when there
-is one | image model | SSP at a few points of the clip with a colour key, for a look without a video player)
-into the output folder.
+on that (unlabelled input: TC and the change rate with DIS flow, no mIoU). Writes an overlay video (image model |
+SSP), mask PNGs, ``report.json``, ``report.md`` (with how registration went over the frame pairs: inlier ratio,
+corner motion, failures and resets by reason, and its time in its own thread), ``tc_over_time.png`` and
+``strip.png`` (frame | ground truth when there is one | image model | SSP at a few points of the clip with a colour
+key, for a look without a video player) into the output folder.
+
+On unlabelled video TC and the change rate (label-free flicker) say how steady the masks are, never whether they
+are right, and SSP steadies a wrong class as readily as a right one. So the report also gives each model's share of
+pixels per class and says what the weights were trained on (``provenance.py``): our shipped model has seen
+synthetic worlds only.
 
 With ``--segmenter`` (a YAML of the user's ONNX segmenter, ``backends/external.py``) it runs that segmenter and the
 stabiliser over it instead (``run_segmenter_demo``) and writes what ``ssp stabilise`` writes: the input segmenter |
@@ -26,6 +31,7 @@ from ssp_ros.backends import make_backend
 from ssp_ros.classes import ClassSet, load_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.eval.clips import Clip, run_clip
+from ssp_ros.eval.provenance import trained_on, trained_on_line
 from ssp_ros.eval.report import cell, plot_tc_over_time
 from ssp_ros.eval.stabilise import clip_truth, segmenter_source, write_stabilised
 from ssp_ros.eval.strip import titled, write_strip
@@ -57,27 +63,47 @@ def _write_outputs(out: Path, clip: Clip, runs: dict, classes: ClassSet) -> None
 
 
 def _markdown(report: dict) -> str:
-    rows = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS | resets |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | mIoU | TC | flicker | change rate | VC8 | VC16 | FPS | resets |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, label in MODELS.items():
         m = report["models"][name]
-        rows.append(f"| {label} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | {cell(m['vc8'])} | "
-                    f"{cell(m['vc16'])} | {cell(m['fps'])} | {m['resets']} |")
+        rows.append(f"| {label} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | "
+                    f"{cell(m['change_rate'])} | {cell(m['vc8'])} | {cell(m['vc16'])} | {cell(m['fps'])} | "
+                    f"{'–' if m['resets'] is None else m['resets']} |")
     stages = [s for s in (*STAGES, "total") if s in report["models"]["ssp"]["latency_ms"]]
-    lat = ["| model | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+    lat = ["| model | " + " | ".join(stages) + " | registration, in its own thread |",
+           "|---" * (len(stages) + 2) + "|"]
     for name, label in MODELS.items():
-        values = report["models"][name]["latency_ms"]
-        lat.append(f"| {label} | " + " | ".join(cell(values.get(s)) for s in stages) + " |")
+        m = report["models"][name]
+        lat.append(f"| {label} | " + " | ".join(cell(m["latency_ms"].get(s)) for s in stages)
+                   + f" | {cell(m['registration_ms'])} |")
     strip = ("frame | ground truth (unlabelled pixels untinted) | image model | SSP" if report["labelled"]
              else "frame | image model | SSP")
+    unlabelled = [] if report["labelled"] else [
+        "No labels: mIoU and flicker cannot be measured here. TC and the change rate say how steady the masks are, "
+        "not whether they are right: a steady wrong class scores as well as a right one. Judge the classes by the "
+        "class shares below and by `overlay.mp4`.", ""]
     return "\n".join([
         f"# ssp demo: {report['source']}", "",
         f"{report['frames']} frames of {report['size'][0]}×{report['size'][1]}, backend {report['backend']}, "
-        f"weights {report['weights']}.", "",
-        "mIoU, TC, flicker (share of stable-truth pixels whose prediction changes; lower is better) and VC_n in "
-        "percent. TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
-        *rows, "", "Median latency per stage (ms):", "", *lat, "", *_registration_lines(report["models"]["ssp"]),
+        f"weights {report['weights']}.", "", report["trained_on_line"], "", *unlabelled,
+        "Percent: mIoU, TC, flicker (share of stable-truth pixels whose prediction changes; lower is better), the "
+        "change rate (label-free flicker: share of flow-tracked pixels whose class changes between frames; lower is "
+        "steadier) and VC_n. TC alone rewards over-smoothing: read it next to mIoU and flicker. Resets: frames where "
+        "SSP started over after the first (the image model never fuses).", "",
+        *rows, "", "Share of pixels per class (percent):", "", *_share_lines(report), "",
+        "Median latency per stage (ms; the registration stage is the wait for registration after the segmenter, "
+        "which runs beside it in its own thread):", "", *lat, "", *_registration_lines(report["models"]["ssp"]),
         f"`strip.png`: {strip} at a few points of the clip, under a colour key of the classes.", "",
     ])
+
+
+def _share_lines(report: dict) -> list[str]:
+    """The share of pixels per class of each model as a Markdown table."""
+    shares = {name: report["models"][name]["class_share"] or [None] * len(report["classes"]) for name in MODELS}
+    rows = [f"| {cls} | " + " | ".join(cell(shares[name][i]) for name in MODELS) + " |"
+            for i, cls in enumerate(report["classes"])]
+    return ["| class | " + " | ".join(MODELS.values()) + " |", "|---" * (len(MODELS) + 1) + "|", *rows]
 
 
 def _registration_lines(ssp: dict) -> list[str]:
@@ -97,7 +123,7 @@ def _registration_lines(ssp: dict) -> list[str]:
             f"- inlier ratio: {spread(reg['inlier_ratio'])}",
             f"- inliers: {spread(reg['inliers'])}",
             f"- corner motion per frame (px, farthest corner): {spread(reg['corner_motion_px'])}",
-            f"- resets by reason: {reasons(reg['resets'])}", ""]
+            f"- resets by reason (the first frame starts the stream and is none): {reasons(reg['resets'])}", ""]
 
 
 def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
@@ -116,11 +142,13 @@ def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
     report = {
         "frames": len(clip.images), "size": list(clip.images[0].shape[:2]), "source": clip.source,
         "labelled": clip.labels is not None,
-        "backend": backend.name, "weights": cfg.model.weights, "classes": list(classes.names),
+        "backend": backend.name, "weights": cfg.model.weights,
+        "trained_on": trained_on(cfg.model.weights, cfg.runtime.export_dir), "classes": list(classes.names),
         "models": {name: {k: v for k, v in run.items() if k not in ("masks", "tc_per_pair")}
                    for name, run in runs.items()},
         "tc_per_pair": {name: runs[name]["tc_per_pair"] for name in MODELS},
     }
+    report["trained_on_line"] = trained_on_line(report["trained_on"], untrained=cfg.model.weights is None)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
     return report

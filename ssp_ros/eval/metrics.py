@@ -7,7 +7,11 @@
 - flicker rate: among flow-tracked pixels whose ground truth keeps its class, the share whose prediction
   changes (needs labels on both frames);
 - VC_n (VSPW's video consistency) measured along flow tracks: among pixels whose ground truth stays the
-  same over n frames, the share whose prediction stays the same too. With zero flow it is VSPW's VC_n.
+  same over n frames, the share whose prediction stays the same too. With zero flow it is VSPW's VC_n;
+- the change rate (label-free flicker): among flow-tracked pixels, the share whose prediction changes (no labels
+  needed, so it is what unlabelled video gets besides TC);
+- the class share: how much of the video each class covers, which on unlabelled video shows at a glance what a
+  model calls the scene (a steady mask of wrong classes scores well on TC and the change rate).
 
 TC alone rewards over-smoothing (a constant mask scores 100): reports show it next to mIoU and flicker.
 """
@@ -129,6 +133,25 @@ class ChangeRate:
         return round(100.0 * self.changed / self.tracked, 3) if self.tracked else None
 
 
+class ClassShare:
+    """The share of predicted pixels per class over a video (ignore label excluded)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.counts = np.zeros(num_classes, np.int64)
+
+    def update(self, pred: np.ndarray) -> None:
+        ids = pred[pred != self.ignore_index].astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_classes):
+            raise ValueError(f"class id outside 0..{self.num_classes - 1} (and not ignore {self.ignore_index})")
+        self.counts += np.bincount(ids, minlength=self.num_classes)
+
+    def value(self) -> list[float] | None:
+        """Percent per class id (summing to 100), None when no pixel was counted."""
+        total = self.counts.sum()
+        return [round(100.0 * float(c) / total, 3) for c in self.counts] if total else None
+
+
 class VideoConsistency:
     """VC_n along flow tracks: over windows of n frames, among tracked pixels whose ground truth never
     changes, the share whose prediction never changes either. Streaming: feed frames in order."""
@@ -186,6 +209,8 @@ class SequenceMetrics:
         self.confusion = ConfusionMatrix(num_classes, ignore_index)
         self.tc = TemporalConsistency(num_classes, ignore_index)
         self.flicker = FlickerRate(ignore_index)
+        self.changes = ChangeRate(ignore_index)
+        self.shares = ClassShare(num_classes, ignore_index)
         self.vc = {n: VideoConsistency(n, ignore_index) for n in vc_lengths}
         self._previous: tuple | None = None
         self.frames = 0
@@ -194,10 +219,12 @@ class SequenceMetrics:
             valid: np.ndarray | None = None) -> None:
         if labels is not None:
             self.confusion.update(pred, labels)
+        self.shares.update(pred)
         if self._previous is not None:
             p_pred, p_labels, p_flow, p_valid = self._previous
             if p_flow is not None:
                 self.tc.update(p_pred, pred, p_flow, p_valid)
+                self.changes.update(p_pred, pred, p_flow, p_valid)
                 if p_labels is not None and labels is not None:
                     self.flicker.update(p_pred, p_labels, pred, labels, p_flow, p_valid)
         if labels is not None:
@@ -207,7 +234,8 @@ class SequenceMetrics:
         self.frames += 1
 
     def report(self) -> dict:
-        """JSON-ready results in percent (NaN → None): miou, tc, flicker, vc_n, per-class IoU, TC per pair."""
+        """JSON-ready results in percent (NaN → None): miou, tc, flicker, change rate, vc_n, per-class IoU, class
+        share, TC per pair."""
         def pct(x: float) -> float | None:
             return None if not np.isfinite(x) else round(100.0 * float(x), 3)
 
@@ -217,8 +245,10 @@ class SequenceMetrics:
             "miou": pct(self.confusion.miou()) if labelled else None,
             "tc": pct(self.tc.value()),
             "flicker": pct(self.flicker.value()),
+            "change_rate": self.changes.value(),
             **{f"vc{n}": pct(vc.value()) for n, vc in self.vc.items()},
             "iou_per_class": [pct(x) for x in self.confusion.iou()] if labelled else None,
+            "class_share": self.shares.value(),
             "tc_per_pair": [pct(x) for x in self.tc.pairs],
         }
 

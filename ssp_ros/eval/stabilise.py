@@ -30,7 +30,7 @@ from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set, overla
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import FrameError, SspError
 from ssp_ros.eval.clips import Clip, file_clip
-from ssp_ros.eval.metrics import ChangeRate, SequenceMetrics
+from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.eval.report import cell
 from ssp_ros.eval.strip import titled
@@ -244,8 +244,6 @@ def _run(stabiliser: Stabiliser, clip: Clip, source: Source, truth: list[np.ndar
     k = classes.num_classes
     metrics = {name: SequenceMetrics(k, ignore_index=VOID if k <= VOID else -1, vc_lengths=())
                for name in ("before", "after")}
-    changes = {name: ChangeRate() for name in metrics}
-    previous: dict[str, np.ndarray] = {}
     registrations = RegistrationLog()
     changed, times = [], []
     for i in tqdm(range(len(clip.images)), desc="stabilise", unit="frame"):
@@ -257,19 +255,14 @@ def _run(stabiliser: Stabiliser, clip: Clip, source: Source, truth: list[np.ndar
             video.write(_side_by_side(clip.images[i], result.input_labels, result.labels, classes))
         changed.append(result.changed)
         registrations.add(result.registration, result.labels.shape)
-        flow = clip.flows[i - 1] if i > 0 else None
         for name, labels in (("before", result.input_labels), ("after", result.labels)):
-            if flow is not None:
-                changes[name].update(previous[name], labels, *flow)
-            previous[name] = labels
             step = clip.flows[i]
             metrics[name].add(labels, None if truth is None else truth[i], None if step is None else step[0],
                               None if step is None else step[1])
     reports = {name: m.report() for name, m in metrics.items()}
     return {
         "frames": len(clip.images), "size": list(clip.images[0].shape[:2]),
-        **{name: {"tc": reports[name]["tc"], "change_rate": changes[name].value(), "miou": reports[name]["miou"]}
-           for name in metrics},
+        **{name: {key: reports[name][key] for key in ("tc", "change_rate", "miou")} for name in metrics},
         "changed_pixels_percent": round(100.0 * float(np.mean(changed)), 3),
         "ms_per_frame": round(1000.0 * float(np.median(times[1:] or times)), 1),
         "registration": registrations.summary(stabiliser.propagator.resets),

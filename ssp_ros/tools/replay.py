@@ -13,12 +13,17 @@ stamps. Modes:
 With ``--segmenter`` (a YAML of the user's ONNX segmenter, ``backends/external.py``) each frame goes through that
 segmenter and the stabiliser over it instead (``ssp_ros/segmenter_pipeline.py``): ``/ssp/mask`` holds the
 stabilised labels and ``/ssp/overlay`` shows them (there is no confidence or similarity), and the report scores the
-segmenter's own labels beside them (``input_segmenter``).
+segmenter's own labels beside them (``input_segmenter``). Without it the report scores the image model's own
+masks beside SSP's (``image_model``): the same pass keeps the segmenter's mask before fusion, so both are measured
+on the same frames at no second inference.
 
 The report (``report.json``, ``report.md``, ``tc_over_time.png``) gives frames, skipped frames with
-reasons, resets, TC and the label-free change rate (DIS optical flow between consecutive outputs), mIoU when labels
-are given (a topic of mono8 class-id images, a folder of ``<stamp_ns>.png``, or by default the ``labels`` topic
-beside the image topic when the bag has one, as ``ssp synth --bag`` writes), latency percentiles and FPS.
+reasons, resets after the stream's start, TC and the label-free change rate (DIS optical flow between consecutive
+outputs), each model's share of pixels per class, mIoU when labels are given (a topic of mono8 class-id images, a
+folder of ``<stamp_ns>.png``, or by default the ``labels`` topic beside the image topic when the bag has one, as
+``ssp synth --bag`` writes), latency percentiles (with registration's own time in its thread) and FPS, and what
+the weights were trained on: without labels TC and the change rate say how steady the masks are, not whether they
+are right.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
 from ssp_ros.eval.flow import DISFlow
-from ssp_ros.eval.metrics import ChangeRate, SequenceMetrics
+from ssp_ros.eval.metrics import SequenceMetrics
+from ssp_ros.eval.provenance import trained_on, trained_on_line
+from ssp_ros.eval.registration_health import resets_after_start
 from ssp_ros.eval.report import cell, plot_tc_over_time
 from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
@@ -99,15 +106,14 @@ def load_labels(reader: AnyReader, bag: Path, topic: str, labels: str | None) ->
 
 
 class Scorer:
-    """TC and the label-free change rate with DIS flow between consecutive frames, and mIoU/flicker where labels
-    exist, for each of the named masks of a frame (the output; with ``--segmenter`` also the segmenter's own). Lags
-    one frame, because a frame's forward flow needs the next frame."""
+    """TC and the label-free change rate with DIS flow between consecutive frames, class shares, and mIoU/flicker
+    where labels exist, for each of the named masks of a frame (the output, and the image model's or, with
+    ``--segmenter``, the segmenter's own). Lags one frame, because a frame's forward flow needs the next frame."""
 
     def __init__(self, classes: ClassSet, labels: Labels, names: tuple[str, ...] = ("output",)) -> None:
         self.classes, self.labels = classes, labels
         self.metrics = {name: SequenceMetrics(classes.num_classes, classes.ignore_index, vc_lengths=())  # VC: demo
                         for name in names}
-        self.changes = {name: ChangeRate(classes.ignore_index) for name in names}
         self.flow = DISFlow()
         self.labelled = 0
         self._previous: tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None] | None = None
@@ -134,18 +140,15 @@ class Scorer:
             flow, valid = self.flow(prev_frame, frame) if prev_frame.shape == frame.shape else (None, None)
             for name, metrics in self.metrics.items():
                 metrics.add(prev_masks[name], prev_truth, flow, valid)
-                if flow is not None:
-                    self.changes[name].update(prev_masks[name], masks[name], flow, valid)
         self._previous = (frame, masks, truth)
 
     def report(self) -> dict[str, dict]:
-        """Score the last masks; each name's metrics' report, with its ``change_rate``."""
+        """Score the last masks; each name's metrics' report."""
         if self._previous is not None:
             for name, metrics in self.metrics.items():
                 metrics.add(self._previous[1][name], self._previous[2])
             self._previous = None
-        return {name: {**metrics.report(), "change_rate": self.changes[name].value()}
-                for name, metrics in self.metrics.items()}
+        return {name: metrics.report() for name, metrics in self.metrics.items()}
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -160,6 +163,7 @@ class _Run:
                  outputs: frozenset[str]) -> None:
         self.processor, self.bag, self.scorer, self.outputs = processor, bag, scorer, outputs
         self.stage_ms: dict[str, list[float]] = {stage: [] for stage in (*stages, "total")}
+        self.registration_ms: list[float] = []  # registration's own time, in its thread
         self.call_ms: list[float] = []  # conversion + pipeline + output messages, per output
         self.end_to_end_ms: list[float] = []  # realtime: arrival → output, including the wait in the slot
         self.size: list[int] | None = None
@@ -181,11 +185,15 @@ class _Run:
         if self.call_ms:  # the first call includes one-off warm-up costs
             for stage, values in self.stage_ms.items():
                 values.append(out.result.timings_ms.get(stage, 0.0))
+            if getattr(out.result, "registration_ms", None) is not None:
+                self.registration_ms.append(out.result.registration_ms)
         self.call_ms.append(call_ms)
         self.size = self.size or list(out.frame.shape[:2])
         masks = {"output": out.result.mask}
         if isinstance(out.result, SegmenterResult):
             masks["input"] = out.result.input_mask
+        else:
+            masks["image"] = out.result.image_mask
         self.scorer.add(out.frame, masks, out.stamp_ns)
 
 
@@ -248,7 +256,7 @@ def run_replay(cfg: SspConfig, in_bag: Path, out_bag: Path, topic: str = "/camer
         truth = load_labels(reader, in_bag, topic, labels)
         with BagWriter(out_bag, overwrite) as bag:
             processor = StreamProcessor(pipeline, classes, bag.messages, cfg.node)
-            scorer = Scorer(classes, truth, ("output", "input") if stabilised else ("output",))
+            scorer = Scorer(classes, truth, ("output", "input") if stabilised else ("output", "image"))
             run = _Run(processor, bag, scorer, segmenter_pipeline.STAGES if stabilised else STAGES, outputs)
             realtime = _Realtime(run) if mode == "realtime" else None
             messages = 0
@@ -283,12 +291,16 @@ def _pipeline(cfg: SspConfig, segmenter: Path | None) -> tuple[Pipeline | Segmen
         return pipeline, pipeline.classes, about
     classes = load_class_set(cfg.model.dataset)
     backend = make_backend(cfg, classes.num_classes)
-    return Pipeline(cfg, backend), classes, {"backend": backend.name, "weights": cfg.model.weights}
+    value = trained_on(cfg.model.weights, cfg.runtime.export_dir)
+    about = {"backend": backend.name, "weights": cfg.model.weights, "trained_on": value,
+             "trained_on_line": trained_on_line(value, untrained=cfg.model.weights is None)}
+    return Pipeline(cfg, backend, keep_image_mask=True), classes, about
 
 
 def _scores(scores: dict) -> dict:
     """The report's metrics of one scored mask."""
-    return {key: scores[key] for key in ("miou", "tc", "flicker", "change_rate", "iou_per_class", "tc_per_pair")}
+    return {key: scores[key] for key in ("miou", "tc", "flicker", "change_rate", "iou_per_class", "class_share",
+                                         "tc_per_pair")}
 
 
 def _report(about: dict, classes: ClassSet, in_bag: Path, out_bag: Path, topic: str, mode: str, messages: int,
@@ -302,11 +314,13 @@ def _report(about: dict, classes: ClassSet, in_bag: Path, out_bag: Path, topic: 
         "messages": messages, "frames_out": run.processor.outputs,
         "skipped": dict(sorted(run.processor.skipped.items())),
         "last_problem": dict(sorted(run.processor.last_problem.items())),
-        "resets": dict(sorted(run.processor.pipeline.propagator.resets.items())),
+        "resets": resets_after_start(run.processor.pipeline.propagator.resets),
         "labels": truth.source, "labelled_frames": run.scorer.labelled, "label_problems": truth.problems,
         **_scores(scores["output"]),
         "input_segmenter": _scores(scores["input"]) if "input" in scores else None,
+        "image_model": _scores(scores["image"]) if "image" in scores else None,
         "latency_ms": latency,
+        "registration_thread_ms": _percentiles(run.registration_ms) if run.registration_ms else None,
         "end_to_end_ms": _percentiles(run.end_to_end_ms) if run.end_to_end_ms else None,
         "fps": {"pipeline": round(1000.0 / median_total, 2) if median_total else None,
                 "processing": round(1000.0 * len(run.call_ms) / sum(run.call_ms), 2) if run.call_ms else None},
@@ -321,39 +335,50 @@ def _markdown(report: dict) -> str:
                for reason, n in report["skipped"].items()] or ["| – | 0 | |"]
     resets = ", ".join(f"{reason}: {n}" for reason, n in report["resets"].items()) or "none"
     stages = list(report["latency_ms"])
-    lat = ["| | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+    thread = report["registration_thread_ms"]
+    lat = ["| | " + " | ".join(stages) + (" | registration, in its own thread |" if thread else " |"),
+           "|---" * (len(stages) + 1 + bool(thread)) + "|"]
     for p in (*(f"p{p}" for p in PERCENTILES), "max"):
-        lat.append(f"| {p} | " + " | ".join(cell(report["latency_ms"][s][p]) for s in stages) + " |")
+        lat.append(f"| {p} | " + " | ".join(cell(report["latency_ms"][s][p]) for s in stages)
+                   + (f" | {cell(thread[p])} |" if thread else " |"))
     labels = (f"labels: {report['labels']} ({report['labelled_frames']} frames)" if report["labels"]
               else "no labels (mIoU needs --labels)")
     what = (f"segmenter {report['segmenter']} ({report['segmenter_output']}), stabilised" if "segmenter" in report
             else f"backend {report['backend']}, weights {report['weights']}")
+    models = _models(report)
+    unlabelled = [] if report["labelled_frames"] else [
+        "No labels: TC and the change rate say how steady the masks are, not whether they are right: a steady wrong "
+        "class scores as well as a right one. Judge the classes by the class shares below and by /ssp/overlay.", ""]
     return "\n".join([
         f"# ssp replay: {report['input']} {report['topic']}", "",
         f"Mode {report['mode']}, {what}; {labels}. "
         f"Output bag: {report['output']} ({', '.join(report['output_topics'])}).", "",
-        "| messages | frames out | mIoU | TC | flicker | change rate | FPS (pipeline) | FPS (processing) |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {report['messages']} | {report['frames_out']} | {cell(report['miou'])} | {cell(report['tc'])} | "
-        f"{cell(report['flicker'])} | {cell(report['change_rate'])} | {cell(report['fps']['pipeline'])} | "
+        *([report["trained_on_line"], ""] if "trained_on_line" in report else []), *unlabelled,
+        "| messages | frames out | FPS (pipeline) | FPS (processing) |", "|---|---|---|---|",
+        f"| {report['messages']} | {report['frames_out']} | {cell(report['fps']['pipeline'])} | "
         f"{cell(report['fps']['processing'])} |", "",
-        *_before_after(report),
-        "TC and the change rate (the share of flow-tracked pixels whose class changes between frames) use DIS optical "
-        "flow between consecutive frames; TC alone rewards over-smoothing, read it next to mIoU.", "",
-        f"Resets: {resets}.", "",
+        "| | mIoU | TC | flicker | change rate |", "|---|---|---|---|---|",
+        *(f"| {name} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | {cell(m['change_rate'])} |"
+          for name, m in models.items()), "",
+        "TC and the change rate (label-free flicker: the share of flow-tracked pixels whose class changes between "
+        "frames) use DIS optical flow between consecutive frames; TC alone rewards over-smoothing, read it next to "
+        "mIoU.", "",
+        "Share of pixels per class (percent):", "", "| class | " + " | ".join(models) + " |",
+        "|---" * (len(models) + 1) + "|",
+        *(f"| {cls} | " + " | ".join(cell((m["class_share"] or [None] * len(report["classes"]))[i])
+                                      for m in models.values()) + " |" for i, cls in enumerate(report["classes"])), "",
+        f"Resets after the stream's start: {resets}.", "",
         "Skipped messages:", "", "| reason | count | last detail |", "|---|---|---|", *skipped, "",
         "Latency per stage (ms):", "", *lat, "",
     ])
 
 
-def _before_after(report: dict) -> list[str]:
-    """With ``--segmenter``: the segmenter's own labels beside the stabilised ones, as Markdown lines."""
-    before = report["input_segmenter"]
-    if before is None:
-        return []
-    rows = [f"| {name} | {cell(m['miou'])} | {cell(m['tc'])} | {cell(m['flicker'])} | {cell(m['change_rate'])} |"
-            for name, m in (("input segmenter", before), ("stabilised", report))]
-    return ["| | mIoU | TC | flicker | change rate |", "|---|---|---|---|---|", *rows, ""]
+def _models(report: dict) -> dict[str, dict]:
+    """The scored masks by their name in the report: the input segmenter and the stabilised labels, or the image
+    model and SSP (the output's metrics are the report's own)."""
+    if report["input_segmenter"] is not None:
+        return {"input segmenter": report["input_segmenter"], "stabilised": report}
+    return {"image model": report["image_model"], "SSP": report}
 
 
 def _write_report(folder: Path, report: dict) -> None:
@@ -363,7 +388,6 @@ def _write_report(folder: Path, report: dict) -> None:
         raise SspError(f"{folder}: cannot create the report folder ({err.strerror})") from None
     (folder / "report.json").write_text(json.dumps(report, indent=2))
     (folder / "report.md").write_text(_markdown(report))
-    curves = {"SSP": report} if report["input_segmenter"] is None else {
-        "input segmenter": report["input_segmenter"], "stabilised": report}
     plot_tc_over_time(folder / "tc_over_time.png", {
-        name if m["tc"] is None else f"{name} (TC {m['tc']:.1f})": m["tc_per_pair"] for name, m in curves.items()})
+        name if m["tc"] is None else f"{name} (TC {m['tc']:.1f})": m["tc_per_pair"]
+        for name, m in _models(report).items()})
