@@ -84,8 +84,8 @@ def pipeline_backends(name: str, build: Callable[[], Any]) -> tuple[Any, Any]:
 def summarise(timing: PipelineTiming) -> dict[str, Any]:
     """One pipeline's timed frames as a run of the report: median per-stage latency (ms), the total's percentiles and
     each frame's total (in frame order, to pair with the other pipeline's), stage shares, fused frames, peak RSS."""
-    timings = {stage: [t.get(stage, 0.0) for t in timing.timings_ms] for stage in (*STAGES, "total")}
     # a stage a frame skipped (fusion after a reset) took 0
+    timings = {stage: [t.get(stage, 0.0) for t in timing.timings_ms] for stage in (*STAGES, "total")}
     latency = {stage: round(statistics.median(v), 3) for stage, v in timings.items()}
     stage_sum = sum(latency[stage] for stage in STAGES) or 1.0
     peak = timing.peak_rss_mb

@@ -4,8 +4,8 @@ Timed one after the other, two runs on a shared machine see different loads: on 
 model latency ratio of ``ssp bench`` moved by ±0.15 between runs (issue #25). Here every frame goes through each
 pipeline before the next frame comes, and the order turns around each frame (image, SSP | SSP, image | image, SSP
 ...), so no pipeline always finds the frame and the shared weights warm in the cache. Each pipeline keeps its own
-state (SSP its previous frame). Since both pipelines time the same frame back to back, the per-frame ratio
-``b_i / a_i`` is defined, and ``ratio_spread`` says how steady it was over the run.
+state (SSP its previous frame). Since two pipelines time the same frame back to back, the per-frame ratio of their
+totals is defined (SSP's over the image model's on frame i), and ``ratio_spread`` says how steady it was.
 
 Memory: the kernel's peak-RSS counter is reset before each pipeline's frame and read after it; a pipeline's peak is
 the largest of its frames', the process's peak resident set while that pipeline ran. It includes what stays
@@ -23,7 +23,7 @@ import numpy as np
 RATIO_PERCENTILES = (10, 50, 90)
 
 
-class Timed(Protocol):
+class TimedPipeline(Protocol):
     """What ``time_interleaved`` needs of a pipeline (``ssp_ros.pipeline.Pipeline`` is one)."""
 
     def process(self, frame: np.ndarray, stamp: float) -> Any:
@@ -64,17 +64,18 @@ def turn_order(names: list[str], index: int) -> list[str]:
     return names if index % 2 == 0 else names[::-1]
 
 
-def time_interleaved(pipelines: dict[str, Timed], frames: list[tuple[np.ndarray, float]],
+def time_interleaved(pipelines: dict[str, TimedPipeline], frames: list[tuple[np.ndarray, float]],
                      warmup: int) -> dict[str, PipelineTiming]:
     """Run every (frame, stamp) through each pipeline in ``turn_order``; time the frames after the first ``warmup``
     (which run the same way, untimed). → name → its timing."""
     names = list(pipelines)
     out = {name: PipelineTiming() for name in names}
     for index, (image, stamp) in enumerate(frames):
+        timed = index >= warmup
         for name in turn_order(names, index):
-            reset = peak_rss_reset()
+            reset = timed and peak_rss_reset()
             result = pipelines[name].process(image, stamp)
-            if index < warmup:
+            if not timed:
                 continue
             timing = out[name]
             timing.timings_ms.append(dict(result.timings_ms))
