@@ -55,7 +55,7 @@ def test_bench_reports_every_backend_and_model(tmp_path) -> None:
     assert onnx["ssp_over_image_per_frame"] == ratio_spread(runs[("onnxruntime", "ssp")]["frame_total_ms"],
                                                              runs[("onnxruntime", "image")]["frame_total_ms"])
     assert report["target_ssp_over_image"] == 1.05
-    assert onnx["meets_target"] == (onnx["ssp_over_image_latency"] <= 1.05)
+    assert onnx["meets_target"] == (onnx["ssp_over_image_per_frame"]["p50"] <= 1.05)
     assert onnx["onnxruntime_over_torch_throughput"] == pytest.approx(
         runs[("torch", "ssp")]["latency_ms"]["total"] / runs[("onnxruntime", "ssp")]["latency_ms"]["total"], rel=1e-2)
     if importlib.util.find_spec("tensorrt") is None:
@@ -95,8 +95,14 @@ def test_ratios_compare_ssp_with_the_image_model_of_the_same_backend_and_size() 
             run("onnxruntime", "image", 50.0, segmenter=40.0), run("onnxruntime", "ssp", 52.0, segmenter=40.0,
                                                                    fusion=1.0, registration=1.0),
             run("onnxruntime", "image", 30.0, "int8", segmenter=20.0),
-            run("onnxruntime", "ssp", 35.0, "int8", segmenter=20.0, fusion=1.0)]
+            run("onnxruntime", "ssp", 35.0, "int8", segmenter=20.0, fusion=1.0),
+            # the load fell between the frames: by medians SSP looks cheaper, frame by frame it costs 10 % more
+            run("tensorrt", "image", 100.0, "fp16", frames=[100.0, 50.0, 100.0], segmenter=90.0),
+            run("tensorrt", "ssp", 60.0, "fp16", frames=[60.0, 60.0, 110.0], segmenter=50.0)]
     out = {(q["backend"], q["precision"]): q for q in ratios(runs)}
+    trt = out[("tensorrt", "fp16")]
+    assert trt["ssp_over_image_latency"] == 0.6 and trt["ssp_over_image_per_frame"]["p50"] == 1.1
+    assert not trt["meets_target"], "the target is held to the per-frame median"
     # per frame: 121/100 = 1.21, 99/90 = 1.1, 110/110 = 1.0 → p10 1.02, p50 1.1, p90 1.188 (linear percentiles)
     assert out[("torch", "fp32")] == {"backend": "torch", "precision": "fp32", "size": [10, 10],
                                       "ssp_over_image_latency": 1.1,
@@ -114,9 +120,9 @@ def test_ratios_compare_ssp_with_the_image_model_of_the_same_backend_and_size() 
                      "machine": {"cpu": "x", "cores": 2, "device": "cpu"},
                      "ratios": ratios(runs), "skipped": [], "registration": []})
     assert ("torch fp32 10x10: SSP / image model latency 1.100 (per frame p10 / p50 / p90 1.020 / 1.100 / 1.188; "
-            "target ≤ 1.05 missed)") in page
+            "target ≤ 1.05 missed, by the per-frame median)") in page
     assert "onnxruntime fp32 10x10: SSP / image model latency 1.040 (per frame p10 / p50 / p90 1.040 / 1.040 / " \
-           "1.040; target ≤ 1.05 met)" in page
+           "1.040; target ≤ 1.05 met, by the per-frame median)" in page
     assert "INT8 / FP32 throughput: segmenter 2.00x, SSP 1.49x" in page
     assert "| onnxruntime int8 | 10x10 | 30.00 (1.0) | 35.00 (1.0) | 1.167 | 1.167 / 1.167 / 1.167 | no |" in page
 
