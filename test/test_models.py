@@ -180,6 +180,23 @@ def test_similarity_head_extra_inputs_widen_its_first_conv(inputs, extra):
     assert torch.equal(s, flipped) == ("validity" not in inputs)  # the mask reaches the head only when asked
 
 
+@pytest.mark.parametrize("h, w", [(16, 24), (15, 23)])
+def test_pooled_similarity_head_is_the_head_at_stride_8(h, w):
+    """The pooled head gives ``s`` at the features' size (odd sizes too), and where the inputs are constant over
+    each 2×2 block it is the paper's head with the same weights, read at stride 8 and upsampled."""
+    pooled = build_similarity("pooled", 24, ("validity",)).eval()
+    head = SimilarityHead(24, ("validity",)).eval()
+    head.load_state_dict(pooled.state_dict())
+    coarse = _similarity_inputs(h=8, w=12)
+    blocky = [x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)[..., :h, :w] for x in coarse]
+    with torch.no_grad():
+        s = pooled(*blocky)
+        expected = F.interpolate(head(*coarse), scale_factor=2.0, mode="bilinear", align_corners=False)
+    assert s.shape == (2, 1, h, w) and float(s.min()) >= 0.0 and float(s.max()) <= 1.0
+    if (h, w) == (16, 24):
+        torch.testing.assert_close(s, expected, rtol=0, atol=1e-5)
+
+
 def test_similarity_entropy_input_sees_the_logits():
     head = SimilarityHead(24, ("entropy",)).eval()
     feats_prev, feats_cur, logits_prev, logits_cur, valid = _similarity_inputs()
@@ -194,7 +211,7 @@ def test_similarity_unknown_input_and_kind_are_named():
         SimilarityHead(8, ("flow",))
     with pytest.raises(SspError, match="similarity 'dot' unknown"):
         build_similarity("dot", 8)
-    with pytest.raises(SspError, match="need the learned head, not 'cosine'"):
+    with pytest.raises(SspError, match=r"need a learned head \(learned, pooled\), not 'cosine'"):
         build_similarity("cosine", 8, ("entropy",))
 
 
@@ -218,7 +235,8 @@ def test_cosine_blend_follows_feature_similarity():
     torch.testing.assert_close(opposite, torch.full_like(same, float(torch.sigmoid(torch.tensor(-4.4 - 2.2)))))
 
 
-@pytest.mark.parametrize("kind, inputs", [("fixed", ()), ("cosine", ()), ("learned", ("entropy", "validity"))])
+@pytest.mark.parametrize("kind, inputs", [("fixed", ()), ("cosine", ()), ("learned", ("entropy", "validity")),
+                                          ("pooled", ("validity",))])
 def test_weights_record_the_similarity_module_and_rebuild_it(tmp_path, kind, inputs):
     segmenter = build_segmenter(SMALL, K)
     model = SSP(segmenter, build_similarity(kind, segmenter.feature_channels, inputs)).eval()

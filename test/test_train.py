@@ -71,11 +71,11 @@ def test_default_recipe_is_the_shipped_model():
     ({"output": {"weights": "model.pt"}}, "output.weights", ".safetensors"),
     ({"num_threads": 0}, "num_threads", "must be in"),
     ({"image": {"tc_weight": -0.5}}, "image.tc_weight", "must be in"),
-    ({"ssp": {"similarity": "dot"}}, "ssp.similarity", "expected one of ['learned', 'fixed', 'cosine']"),
+    ({"ssp": {"similarity": "dot"}}, "ssp.similarity", "expected one of ['learned', 'pooled', 'fixed', 'cosine']"),
     ({"ssp": {"similarity_inputs": ["entropy", "flow"]}}, "ssp.similarity_inputs[1]", "expected one of"),
     ({"ssp": {"similarity_inputs": "entropy"}}, "ssp.similarity_inputs", "expected a list"),
     ({"ssp": {"similarity": "fixed", "similarity_inputs": ["validity"]}}, "ssp.similarity_inputs",
-     "need the learned head"),
+     "need a learned head"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, data, key, words):
     path = _write(tmp_path / "bad.yaml", data)

@@ -8,7 +8,9 @@ Every similarity module here has the same call, ``forward(warped_prev_feats, cur
 cur_logits, valid) → s``, so the fusion step, its exported graph and every runtime serve them all. Besides the
 paper's learned head (``SimilarityHead``), two ablation baselines live here (``FixedBlend``, ``CosineBlend``),
 and the learned head can take extra per-pixel inputs (``SIMILARITY_INPUTS``) computed from what the fusion
-step already has, so none of them changes the runtime's interface.
+step already has, so none of them changes the runtime's interface. ``PooledSimilarityHead`` is the same head at
+stride 8: a quarter of the pixels, hence about a quarter of the fusion's convolution work (the cost of SSP over the
+image model; issue #25's goal is ≤ 5 %), with ``s`` brought back to stride 4 bilinearly.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 from ssp_ros.errors import SspError
 from ssp_ros.models.layers import ConvBNReLU
 
-SIMILARITY_KINDS = ("learned", "fixed", "cosine")
+SIMILARITY_KINDS = ("learned", "pooled", "fixed", "cosine")
 SIMILARITY_INPUTS = ("entropy", "validity")  # extra inputs of the learned head, in this channel order
 
 
@@ -65,6 +67,25 @@ class SimilarityHead(nn.Module):
         return torch.sigmoid(self.layers(torch.cat(parts, dim=1)))
 
 
+class PooledSimilarityHead(SimilarityHead):
+    """``SimilarityHead`` on its inputs average-pooled 2×2 (stride 8), ``s`` upsampled bilinearly to stride 4.
+
+    The blend itself stays at stride 4, so boundaries in the logits keep their resolution; only the weight ``s`` is
+    coarser. An odd height or width is padded by replication before pooling and cropped after."""
+
+    def forward(self, warped_prev_feats: torch.Tensor, cur_feats: torch.Tensor, warped_prev_logits: torch.Tensor,
+                cur_logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        h, w = cur_feats.shape[-2:]
+        pad = (0, w % 2, 0, h % 2)
+
+        def pool(x: torch.Tensor) -> torch.Tensor:
+            return F.avg_pool2d(F.pad(x, pad, mode="replicate") if any(pad) else x, 2)
+
+        s = super().forward(pool(warped_prev_feats), pool(cur_feats), pool(warped_prev_logits), pool(cur_logits),
+                            pool(valid.to(cur_feats.dtype)))
+        return F.interpolate(s, scale_factor=2.0, mode="bilinear", align_corners=False)[..., :h, :w]
+
+
 class FixedBlend(nn.Module):
     """Ablation: one weight for every pixel and frame, ``s = sigmoid(w)`` with ``w`` learned by the same loss
     as the head it replaces (so it is the best fixed blend under that loss, not an arbitrary constant)."""
@@ -100,8 +121,10 @@ def build_similarity(kind: str, channels: int, inputs: tuple[str, ...] = ()) -> 
     """The similarity module of ``kind`` (``SIMILARITY_KINDS``) for C = ``channels`` stride-4 features."""
     if kind == "learned":
         return SimilarityHead(channels, inputs)
+    if kind == "pooled":
+        return PooledSimilarityHead(channels, inputs)
     if inputs:
-        raise SspError(f"similarity inputs {list(inputs)} need the learned head, not '{kind}'")
+        raise SspError(f"similarity inputs {list(inputs)} need a learned head (learned, pooled), not '{kind}'")
     if kind == "fixed":
         return FixedBlend(channels)
     if kind == "cosine":
@@ -111,5 +134,5 @@ def build_similarity(kind: str, channels: int, inputs: tuple[str, ...] = ()) -> 
 
 def similarity_description(module: nn.Module) -> dict:
     """What a weights file records of its similarity module (``kind``, ``inputs``), to rebuild it on load."""
-    kinds = {SimilarityHead: "learned", FixedBlend: "fixed", CosineBlend: "cosine"}
+    kinds = {SimilarityHead: "learned", PooledSimilarityHead: "pooled", FixedBlend: "fixed", CosineBlend: "cosine"}
     return {"similarity": kinds[type(module)], "similarity_inputs": list(getattr(module, "inputs", ()))}

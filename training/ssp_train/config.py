@@ -150,8 +150,8 @@ class SspStageConfig:
     warmup_steps: int = 20  # linear warm-up, then cosine decay
     final_lr_ratio: float = 0.01  # the cosine ends at lr × this
     # ablations (config/train/ablation.yaml); the defaults are the paper's SSP
-    similarity: Literal["learned", "fixed", "cosine"] = "learned"  # the paper's head, one learned blend weight,
-    # or sigmoid(a·cos(features) + b)
+    similarity: Literal["learned", "pooled", "fixed", "cosine"] = "learned"  # the paper's head, the same head at
+    # stride 8 (a quarter of its cost), one learned blend weight, or sigmoid(a·cos(features) + b)
     similarity_inputs: tuple[Literal["entropy", "validity"], ...] = ()  # extra inputs of the learned head
     registration: bool = True  # False = the identity homography between frames (camera assumed static)
 
@@ -161,8 +161,8 @@ class SspStageConfig:
         check_range(self, "lr_image", 0.0)
         check_range(self, "unroll", 1, 8)
         check_range(self, "tc_weight", 0.0)
-        require(self.similarity == "learned" or not self.similarity_inputs, "similarity_inputs",
-                f"extra inputs need the learned head, not similarity '{self.similarity}'")
+        require(self.similarity in ("learned", "pooled") or not self.similarity_inputs, "similarity_inputs",
+                f"extra inputs need a learned head (learned, pooled), not similarity '{self.similarity}'")
 
 
 @dataclass
