@@ -1,8 +1,8 @@
 """Drawing the 3D blocks into a frame with a per-pixel depth test, and the 3D point behind each of their pixels.
 
 For one camera pose, every face of every block in view that turns its outside to the camera is clipped to the
-space in front of the camera (``NEAR_M``), projected and filled (``textures.polygon_mask``); the depth of each of
-its pixels comes from the face's plane, and the face keeps the pixels where it is nearer than anything drawn so
+space in front of the camera (``NEAR_M``), projected, and its pixels are those whose centre it covers; the depth of
+each of them comes from the face's plane, and the face keeps the pixels where it is nearer than anything drawn so
 far, starting from the ground's depth (movers lie on the ground, so a wall in front of one hides it). Once the
 nearest face of every pixel is known, the texels are read: a face's plane maps image to texture by the homography
 ``(K·R·[e1 | e2 | origin − C])⁻¹``, which gives each pixel its texel and its exact footprint, and all pixels are
@@ -25,7 +25,6 @@ import numpy as np
 from ssp_ros.synthetic.blocks import Block, Face, block_faces, mirrored
 from ssp_ros.synthetic.camera import CameraPose, rotation_world_to_camera
 from ssp_ros.synthetic.sampling import MipMap
-from ssp_ros.synthetic.textures import polygon_mask
 from ssp_ros.synthetic.world import World
 
 NEAR_M = 0.5  # faces are clipped to this depth in front of the camera
@@ -56,6 +55,21 @@ def _clip_near(points: np.ndarray) -> np.ndarray:
         if (a[2] >= NEAR_M) != (b[2] >= NEAR_M):
             out.append(a + (b - a) * (NEAR_M - a[2]) / (b[2] - a[2]))
     return np.array(out)
+
+
+def _inside(outline: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """The pixel centres of the box [x0, x1) × [y0, y1) inside a convex polygon (K×2, either orientation).
+
+    Not ``cv2.fillPoly``: it also fills pixels that its edges only touch, up to a pixel outside the polygon, where
+    the face's plane would give a depth the face does not have and win the depth test against what is really there.
+    """
+    following = np.roll(outline, -1, axis=0)
+    orientation = np.sign(np.sum(outline[:, 0] * following[:, 1] - following[:, 0] * outline[:, 1]))
+    cols, rows = np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64)
+    inside = np.full((y1 - y0, x1 - x0), orientation != 0)
+    for (ax, ay), (bx, by) in zip(outline, following):  # left of every edge (right, if clockwise)
+        inside &= orientation * (((bx - ax) * (rows - ay))[:, None] - ((by - ay) * (cols - ax))[None, :]) >= 0
+    return inside
 
 
 def facade_atlas(blocks: list[Block]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -152,7 +166,7 @@ class BlockRenderer:
             if x1 <= x0 or y1 <= y0:
                 continue
             box = (slice(y0, y1), slice(x0, x1))
-            mask = polygon_mask((y1 - y0, x1 - x0), outline - [x0, y0])
+            mask = _inside(outline, x0, y0, x1, y1)
             # depth of the plane n·X = n·P along each pixel's ray X = C + t·Rᵀ·d, d = K⁻¹·(x, y, 1):
             # t = n·(P − C) / (n_c·d), and n_c·d is linear in x and y
             normal = self._normals[index]

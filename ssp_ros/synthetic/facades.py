@@ -38,8 +38,8 @@ def paint_facade(walls: list[Wall], eaves_m: float, top_m: float, rng: np.random
     perimeter = walls[-1].offset_m + walls[-1].length_m
     rows, cols = int(np.ceil(top_m / FACADE_TEXEL_M)), int(np.ceil(perimeter / FACADE_TEXEL_M))
     colour = WALL_COLOURS[rng.integers(len(WALL_COLOURS))] * rng.uniform(0.9, 1.08)
-    texture = 1.0 + 0.05 * smooth_noise(rng, (rows, cols), 1.0 / FACADE_TEXEL_M, octaves=2) \
-        + 0.04 * grain(rng, (rows, cols), 0.6)
+    texture = 1.0 + 0.035 * smooth_noise(rng, (rows, cols), 1.0 / FACADE_TEXEL_M, octaves=2) \
+        + 0.03 * grain(rng, (rows, cols), 0.6)
     strip = colour[None, None, :].astype(np.float32) * texture[..., None]
 
     def fill(along: tuple[float, float], height: tuple[float, float], rgb: np.ndarray) -> None:
