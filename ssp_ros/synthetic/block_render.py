@@ -10,9 +10,10 @@ read at once with the ground's filtered sampling (``sampling.MipMap.sample_point
 texture, walls from one atlas of all facades.
 
 The world outside its square is the square mirrored (``sampling.fold_reflect``), and so are its blocks: the eight
-mirrored copies around the square are drawn as well, so that far oblique views do not show buildings turning flat
-at the world's edge, which the flight keeps in the middle distance of such views. Beyond them (over a world's
-width past the edge, near the horizon and in the haze) the mirrored world is flat: its roofs stay painted.
+mirrored copies around the square are drawn as well (their sunlit walls mirrored with them, as the shadows on the
+mirrored ground are), so that far oblique views do not show buildings turning flat at the world's edge, which the
+flight keeps in the middle distance of such views. Beyond them (over a world's width past the edge, near the
+horizon and in the haze) the mirrored world is flat: its roofs stay painted.
 """
 
 from __future__ import annotations

@@ -3,14 +3,17 @@
 Each frame is the world seen through the camera homography, read with mip-mapped, anisotropic filtering
 (``sampling.py``) so that far ground does not alias, with the movers drawn on top, the haze and the sky
 (``atmosphere.py``) and the camera nuisances applied. Pixels whose ray never meets the ground are sky,
-labelled clutter as UAVid does.
+labelled clutter as UAVid does. In a world with 3D blocks (``world.building_height_m``) the blocks are drawn
+last, with a per-pixel depth test against the ground, the movers lying on it and each other
+(``block_render.py``), and hazed by their own distance.
 
 The flow of frame k → k+1 is exact: ground pixels move with ``H_{k+1}·H_k⁻¹``, a mover's pixels with
-``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose), and sky pixels with the camera's rotation alone,
+``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose), sky pixels with the camera's rotation alone,
 ``K·R_{k+1}·R_kᵀ·K⁻¹``: the sky is drawn at infinity, so that is its true motion (our choice over marking
-it invalid: a segmenter's sky must stay sky, and this measures it). A pixel's flow is valid when it
-lands inside frame k+1 on the same surface (ground, sky or the same mover), so occlusions by movers and
-out-of-view pixels are excluded.
+it invalid: a segmenter's sky must stay sky, and this measures it), and a block's pixels with their 3D point,
+seen from the next camera (the blocks show parallax against the ground's homography, as real buildings do).
+A pixel's flow is valid when it lands inside frame k+1 on the same surface (ground, sky, the same mover or
+the same block face), so occlusions by movers and blocks and out-of-view pixels are excluded.
 """
 
 from __future__ import annotations

@@ -327,7 +327,7 @@ def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, layout: World
 def _raise_block(canvas: _Canvas, footprint: np.ndarray, eaves_m: float, gable_span_m: float,
                  rng: np.random.Generator, shadow_dir: np.ndarray) -> Block:
     """The 3D block of a building (a gabled roof spans ``gable_span_m``; 0 = flat), its facade and its shadow."""
-    ridge_m = gable_span_m / 2 * float(np.tan(np.radians(rng.uniform(*ROOF_PITCH_DEG))))
+    ridge_m = gable_span_m / 2 * float(np.tan(np.radians(rng.uniform(*ROOF_PITCH_DEG)))) if gable_span_m else 0.0
     facade = paint_facade(block_walls(footprint, canvas.gsd, ridge_m > 0), eaves_m, eaves_m + ridge_m, rng, shadow_dir)
     block = Block(footprint=footprint, eaves_m=eaves_m, ridge_m=ridge_m, facade=facade)
     canvas.shade(shadow_outline(block, shadow_dir, canvas.gsd), SHADOW_LIGHT, keep=(L.BUILDING,))
