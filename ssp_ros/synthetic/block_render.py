@@ -32,6 +32,7 @@ NEAR_M = 0.5  # faces are clipped to this depth in front of the camera
 ATLAS_PAD = 16  # texels of each facade's own border around it in the atlas: what its coarsest level may blur in
 ATLAS_LEVELS = 4  # pyramid levels of the atlas (texel up to 8 × FACADE_TEXEL_M): blur stays inside ATLAS_PAD
 MAX_CORNERS = 5  # a gable wall's
+SMALL_BOX_PX = 1024  # faces whose box in the image is no larger are drawn together (_draw_at_once)
 
 
 @dataclass
@@ -58,19 +59,65 @@ def _clip_near(points: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def _inside(outline: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """The pixel centres of the box [x0, x1) × [y0, y1) inside a convex polygon (K×2, either orientation).
+def _boxes(outlines: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Pixel boxes x0, y0, x1, y1 (end exclusive, inside the image) around N polygons (N×K×2)."""
+    x0, y0 = np.maximum(np.floor(outlines.min(axis=1)).astype(int) - 1, 0).T
+    x1, y1 = np.minimum(np.ceil(outlines.max(axis=1)).astype(int) + 2, [size[1], size[0]]).T
+    return x0, y0, x1, y1
 
-    Not ``cv2.fillPoly``: it also fills pixels that its edges only touch, up to a pixel outside the polygon, where
-    the face's plane would give a depth the face does not have and win the depth test against what is really there.
-    """
-    following = np.roll(outline, -1, axis=0)
-    orientation = np.sign(np.sum(outline[:, 0] * following[:, 1] - following[:, 0] * outline[:, 1]))
+
+def _edges(outlines: np.ndarray) -> np.ndarray:
+    """N×K×3 half-planes (e, f, g) of N convex polygons (N×K×2): pixel (x, y) is inside where every
+    e·y − f·x + g >= 0 (none, for a polygon of no area)."""
+    following = np.roll(outlines, -1, axis=1)
+    e, f = following[..., 0] - outlines[..., 0], following[..., 1] - outlines[..., 1]
+    g = f * outlines[..., 0] - e * outlines[..., 1]
+    orientation = np.sign(np.sum(outlines[..., 0] * following[..., 1] - following[..., 0] * outlines[..., 1], axis=1))
+    half_planes = np.stack([e, f, g], axis=-1) * orientation[:, None, None]
+    half_planes[orientation == 0] = [0.0, 0.0, -1.0]
+    return half_planes
+
+
+def _draw_face(index: int, outline: np.ndarray, plane: np.ndarray, depth: np.ndarray, seen: np.ndarray) -> None:
+    """Draw one face (its image outline K×2, its depth plane a, b, c, n·(P − C)) where it is nearest so far."""
+    (x0,), (y0,), (x1,), (y1,) = _boxes(outline[None], depth.shape)
+    if x1 <= x0 or y1 <= y0:
+        return
     cols, rows = np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64)
-    inside = np.full((y1 - y0, x1 - x0), orientation != 0)
-    for (ax, ay), (bx, by) in zip(outline, following):  # left of every edge (right, if clockwise)
-        inside &= orientation * (((bx - ax) * (rows - ay))[:, None] - ((by - ay) * (cols - ax))[None, :]) >= 0
-    return inside
+    inside = np.ones((y1 - y0, x1 - x0), bool)
+    for e, f, g in _edges(outline[None])[0]:
+        inside &= (e * rows + g)[:, None] - (f * cols)[None, :] >= 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # rays along the plane, outside the face
+        t = plane[3] / ((plane[1] * rows + plane[2])[:, None] + (plane[0] * cols)[None, :])
+    box = (slice(y0, y1), slice(x0, x1))
+    nearer = inside & (t > NEAR_M) & (t < depth[box])
+    depth[box][nearer] = t[nearer]
+    seen[box][nearer] = index
+
+
+def _draw_at_once(faces: np.ndarray, outlines: np.ndarray, planes: np.ndarray, depth: np.ndarray,
+                  seen: np.ndarray) -> None:
+    """``_draw_face`` for many small faces at once: every pixel of every box, then the nearest face per pixel
+    (most faces of a far view cover a few pixels, where a loop would spend its time on the loop)."""
+    x0, y0, x1, y1 = _boxes(outlines, depth.shape)
+    width, area = x1 - x0, (x1 - x0) * (y1 - y0)
+    owner = np.repeat(np.arange(len(faces)), area)
+    local = np.arange(area.sum()) - (np.cumsum(area) - area)[owner]
+    col, row = x0[owner] + local % width[owner], y0[owner] + local // width[owner]
+    half_planes = _edges(outlines)
+    inside = np.ones(len(owner), bool)
+    for edge in range(half_planes.shape[1]):
+        e, f, g = half_planes[owner, edge].T
+        inside &= e * row - f * col + g >= 0
+    plane = planes[owner]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = plane[:, 3] / (plane[:, 0] * col + plane[:, 1] * row + plane[:, 2])
+    keep = inside & (t > NEAR_M) & (t < depth[row, col])
+    pixel, t, owner = row[keep] * depth.shape[1] + col[keep], t[keep], owner[keep]
+    order = np.lexsort((t, pixel))  # by pixel, nearest first
+    first = order[np.diff(pixel[order], prepend=-1) != 0]
+    np.put(depth, pixel[first], t[first])
+    np.put(seen, pixel[first], faces[owner[first]])
 
 
 def facade_atlas(blocks: list[Block]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -146,39 +193,29 @@ class BlockRenderer:
         inf for the sky) so far; ``rays`` are the pixels' camera-frame directions (H×W×3, z = 1)."""
         r = rotation_world_to_camera(pose)
         centre = np.array([pose.x, pose.y, -pose.altitude])
-        size = depth.shape
-        depth = depth.copy()
-        seen = np.full(size, -1, np.int32)
-        faces = self._facing(r, centre, k, size)
+        depth, seen = depth.copy(), np.full(depth.shape, -1, np.int32)
+        faces = self._facing(r, centre, k, depth.shape)
         cams = (self._corners[faces] - centre) @ r.T
         ahead = cams[..., 2].min(axis=1) >= NEAR_M
-        pix = cams[..., :2] / np.where(ahead[:, None], cams[..., 2], 1.0)[..., None] * np.diag(k)[:2] + k[:2, 2]
-        low, high = pix.min(axis=1), pix.max(axis=1)
-        shown = ~ahead | ((high[:, 0] >= 0) & (low[:, 0] < size[1]) & (high[:, 1] >= 0) & (low[:, 1] < size[0]))
-        rows, cols = np.arange(size[0], dtype=np.float64), np.arange(size[1], dtype=np.float64)
-        for index, cam in zip(faces[shown], cams[shown]):
+        outlines = cams[..., :2] / np.where(ahead[:, None], cams[..., 2], 1.0)[..., None] * np.diag(k)[:2] + k[:2, 2]
+        # depth of the plane n·X = n·P along the ray X = C + t·Rᵀ·d of pixel (x, y), d = K⁻¹·(x, y, 1):
+        # t = n·(P − C) / (n_c·d), where n_c·d = a·x + b·y + c
+        n_c = self._normals[faces] @ r.T
+        a, b = n_c[:, 0] / k[0, 0], n_c[:, 1] / k[1, 1]
+        planes = np.column_stack([a, b, n_c[:, 2] - a * k[0, 2] - b * k[1, 2],
+                                  np.einsum("fi,fi->f", self._normals[faces], self._corners[faces, 0] - centre)])
+        x0, y0, x1, y1 = _boxes(outlines, depth.shape)
+        in_image = ahead & (x1 > x0) & (y1 > y0)
+        small = in_image & ((x1 - x0) * (y1 - y0) <= SMALL_BOX_PX)
+        _draw_at_once(faces[small], outlines[small], planes[small], depth, seen)
+        large = (in_image & ~small) | ~ahead
+        for index, cam, outline, plane in zip(faces[large], cams[large], outlines[large], planes[large]):
             if cam[:, 2].min() < NEAR_M:  # partly behind the camera
                 cam = _clip_near(cam[: len(self.faces[index].corners)])
                 if len(cam) < 3:
                     continue
-            outline = cam[:, :2] / cam[:, 2:] * np.diag(k)[:2] + k[:2, 2]
-            x0, y0 = np.maximum(np.floor(outline.min(axis=0)).astype(int) - 1, 0)
-            x1, y1 = np.minimum(np.ceil(outline.max(axis=0)).astype(int) + 2, [size[1], size[0]])
-            if x1 <= x0 or y1 <= y0:
-                continue
-            box = (slice(y0, y1), slice(x0, x1))
-            mask = _inside(outline, x0, y0, x1, y1)
-            # depth of the plane n·X = n·P along each pixel's ray X = C + t·Rᵀ·d, d = K⁻¹·(x, y, 1):
-            # t = n·(P − C) / (n_c·d), and n_c·d is linear in x and y
-            normal = self._normals[index]
-            n_c = r @ normal
-            across = (n_c[0] / k[0, 0]) * (cols[x0:x1] - k[0, 2])
-            down = (n_c[1] / k[1, 1]) * (rows[y0:y1] - k[1, 2]) + n_c[2]
-            with np.errstate(divide="ignore", invalid="ignore"):  # rays along the plane, outside the face
-                t = (normal @ (self._corners[index, 0] - centre)) / (down[:, None] + across[None, :])
-            nearer = mask & (t > NEAR_M) & (t < depth[box])
-            depth[box][nearer] = t[nearer]
-            seen[box][nearer] = index
+                outline = cam[:, :2] / cam[:, 2:] * np.diag(k)[:2] + k[:2, 2]
+            _draw_face(index, outline, plane, depth, seen)
         drawn = seen >= 0
         return BlockLayer(faces=seen, depth=depth, rgb=self._texels(seen[drawn], grid[drawn], r, centre, k),
                           points=centre + depth[drawn][:, None] * (rays[drawn] @ r))
