@@ -2,10 +2,11 @@
 the ground floor, a darker plinth, a band under the eaves, and light by the sun.
 
 A block's four walls are painted side by side in one strip (``blocks.py``: a = texels along the perimeter, b =
-texels down from the top), so neighbouring walls meet at their shared corner in the texture as on the building,
-and one mip-map per block filters them all. The sun is the world's: light on a wall is the ambient light of a
-shadow (``SHADOW_LIGHT``, the ground's shadow factor) plus the sun's share, which on a vertical wall is the
-ground's times cot(elevation) = ``SHADOW_PER_HEIGHT`` times the cosine between the wall and the sun's azimuth.
+texels down from the top), so neighbouring walls meet at their shared corner in the texture as on the building
+and are filtered together (``block_render.facade_atlas`` wraps the strip's ends around). The sun is the world's:
+light on a wall is the ambient light of a shadow (``SHADOW_LIGHT``, the ground's shadow factor) plus the sun's
+share, which on a vertical wall is the ground's times cot(elevation) = ``SHADOW_PER_HEIGHT`` times the cosine
+between the wall and the sun's azimuth.
 """
 
 from __future__ import annotations
