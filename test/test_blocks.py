@@ -207,6 +207,28 @@ def test_a_car_behind_a_wall_is_hidden_and_one_in_front_is_drawn(oblique) -> Non
     assert front.labels[y, x] == L.MOVING_CAR and front.ids[y, x] == 1
 
 
+def test_a_car_that_a_wall_hides_in_the_next_frame_has_no_valid_flow(oblique) -> None:
+    """Flying back (frame 1 to frame 0), a wall comes between the camera and ground it saw: a car standing there is
+    drawn in frame 1 and its flow into frame 0 is invalid."""
+    video, _ = oblique
+    cur, nxt = video._render(1, []), video._render(0, [])
+    ys, xs = np.nonzero(cur.ids[10:-10, 10:-10] == 0)
+    ys, xs = ys + 10, xs + 10
+    rays = video._rays[ys, xs] @ rotation_world_to_camera(cur.camera)
+    points = camera_centre(cur.camera) + cur.blocks.depth[ys, xs][:, None] * rays
+    target, depth = project_points(nxt.camera, video.k, points)
+    col, row = np.round(target).astype(int).T
+    inside = (col >= 0) & (col < 200) & (row >= 0) & (row < 120)
+    hidden = np.flatnonzero(inside)[nxt.blocks.depth[row[inside], col[inside]] < 0.8 * depth[inside]]
+    assert len(hidden), "a wall should hide some of this ground in frame 0"
+    spot = hidden[len(hidden) // 2]
+    car = _Standing(points[spot, :2] / video.world.gsd_m)
+    cur, nxt = video._render(1, [car]), video._render(0, [car])
+    y, x = ys[spot], xs[spot]
+    flow, valid = video._exact_flow(cur, nxt)
+    assert cur.labels[y, x] == L.MOVING_CAR and not valid[y, x]
+
+
 def test_mirrored_blocks_stand_outside_the_world() -> None:
     """A view across the world's edge sees 3D blocks beyond it: the mirrored copies, with exact flow."""
     video = SyntheticVideo(walls_scenario(pitch=65.0), frames=2, seed=11)
