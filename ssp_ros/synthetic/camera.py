@@ -61,6 +61,15 @@ def ground_depth(pose: CameraPose, points_px: np.ndarray, gsd_m: float) -> np.nd
     return offset @ r[2]
 
 
+def project_points(pose: CameraPose, k: np.ndarray, points_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image pixels (N×2) and depths along the optical axis (N, m; ≤ 0 behind the camera) of N×3 world points
+    (metres, Z down)."""
+    cam = (points_m - [pose.x, pose.y, -pose.altitude]) @ rotation_world_to_camera(pose).T
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):  # points in the camera's plane: inf, and z says why
+        return cam[:, :2] / z[:, None] * np.diag(k)[:2] + k[:2, 2], z
+
+
 def sky_to_image(pose: CameraPose, k: np.ndarray) -> np.ndarray:
     """3×3 homography from world directions to image pixels: how a point at infinity (the sky) is seen."""
     return k @ rotation_world_to_camera(pose)

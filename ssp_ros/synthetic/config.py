@@ -18,6 +18,9 @@ from ssp_ros.schema import Bounds, check_bounds, check_pair, config_from_dict, r
 
 MAX_PITCH_DEG = 75.0  # forward pitch of the synthetic camera from nadir
 MAX_VIEW_DEG = 80.0  # pitch + wobble: the optical axis stays 10° below the horizon
+MAX_BUILDING_HEIGHT_M = 100.0  # eaves of the tallest block
+MIN_BUILDING_HEIGHT_M = 2.0  # eaves of the lowest block, when buildings are raised at all
+ROOF_CLEARANCE_M = 10.0  # the camera flies this far above the highest eaves (a ridge rises up to 6.7 m above them)
 
 
 @dataclass
@@ -86,9 +89,16 @@ class WorldLayout:
     clutter_patches_per_km2: float = setting(250.0, "clutter patches per km²", Bounds(0))
     flat_roof_share: float = setting(0.5, "share of flat grey roofs, which look like road from above: the "
                                      "ambiguity we want", Bounds(0.0, 1.0))
+    building_height_m: tuple[float, float] = setting((0.0, 0.0), "buildings are blocks with walls, their eaves at a "
+                                                     "height drawn in this range (m); [0, 0] = roofs painted on "
+                                                     "flat ground")
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        check_pair(self.building_height_m, "building_height_m", 0.0, MAX_BUILDING_HEIGHT_M)
+        require(self.building_height_m[1] == 0.0 or self.building_height_m[0] >= MIN_BUILDING_HEIGHT_M,
+                "building_height_m", f"expected [0, 0] (flat) or a min >= {MIN_BUILDING_HEIGHT_M:g} m, got "
+                f"{list(self.building_height_m)}")
         require(self.size_m / self.gsd_m <= 16384, "size_m",
                  f"world texture would be {self.size_m / self.gsd_m:.0f} px wide (max 16384): raise gsd_m")
 
@@ -127,7 +137,10 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self)
-
+        require(self.world.building_height_m[1] + ROOF_CLEARANCE_M <= self.camera.altitude_m[0],
+                "world.building_height_m", f"max {self.world.building_height_m[1]:g} m must stay "
+                f"{ROOF_CLEARANCE_M:g} m below camera.altitude_m min {self.camera.altitude_m[0]:g} m (the camera "
+                "flies above the roofs)")
 
 
 @dataclass

@@ -25,14 +25,16 @@ import numpy as np
 MAX_ANISOTROPY = 4  # taps along the footprint's longer axis (GPUs allow up to 16; 4 keeps rendering fast)
 MIN_LEVEL_SIZE = 8  # the pyramid stops before a level gets smaller than this many pixels
 FOOTPRINT_STEP = 4  # image pixels between the points where the footprint is worked out exactly
+POINTS_ROW = 4096  # sample_points reads its points in rows this long
 
 
 class MipMap:
-    """The world texture and its ``cv2.pyrDown`` pyramid, read with :meth:`sample`."""
+    """A texture and its ``cv2.pyrDown`` pyramid, read with :meth:`sample` (a grid) or :meth:`sample_points`."""
 
-    def __init__(self, image: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, max_levels: int | None = None) -> None:
+        """``max_levels`` caps the pyramid (a texture atlas: coarser levels would blend neighbouring textures)."""
         self.levels = [image]
-        while min(self.levels[-1].shape[:2]) >= 2 * MIN_LEVEL_SIZE:
+        while min(self.levels[-1].shape[:2]) >= 2 * MIN_LEVEL_SIZE and len(self.levels) != max_levels:
             self.levels.append(cv2.pyrDown(self.levels[-1], borderType=cv2.BORDER_REFLECT))
 
     def sample(self, u: np.ndarray, v: np.ndarray, jacobian: np.ndarray) -> np.ndarray:
@@ -47,6 +49,38 @@ class MipMap:
         if jacobian.shape != (*expected, 2, 2):
             raise ValueError(f"jacobian: expected {expected} x 2 x 2 (every {FOOTPRINT_STEP}th pixel of "
                              f"{u.shape}), got {jacobian.shape}")
+        level, spread, taps = self._filter(jacobian)
+        size = (u.shape[1], u.shape[0])
+        level = cv2.resize(level, size, interpolation=cv2.INTER_LINEAR)
+        spread = cv2.resize(spread, size, interpolation=cv2.INTER_LINEAR) if taps > 1 else None
+        return self._read(u, v, level, spread, taps)
+
+    def sample_points(self, u: np.ndarray, v: np.ndarray, jacobian: np.ndarray) -> np.ndarray:
+        """Filtered texture at N scattered positions ``u, v`` (N,) with their own footprints (N×2×2, as in
+        :meth:`sample`): pixels of many small planes, each footprint exact. Returns N×C float32."""
+        n = len(u)
+        if jacobian.shape != (n, 2, 2):
+            raise ValueError(f"jacobian: expected {n} x 2 x 2 (one per point), got {jacobian.shape}")
+        if n == 0:
+            return np.zeros((0, self.levels[0].shape[2]), np.float32)
+        level, spread, taps = self._filter(jacobian)
+        # rows of similar level, so that each level reads only the rows it serves (a radix sort on eighths of a level)
+        order = np.argsort(np.round(level * 8).astype(np.uint8), kind="stable")
+        width = min(n, POINTS_ROW)  # laid out in rows: cv2.remap takes maps under 32767 px a side
+        rows = -(-n // width)
+
+        def grid(values: np.ndarray) -> np.ndarray:
+            flat = np.zeros((rows * width, *values.shape[1:]), np.float32)
+            flat[:n] = values[order]
+            return flat.reshape(rows, width, *values.shape[1:])
+
+        read = self._read(grid(u), grid(v), grid(level), grid(spread) if taps > 1 else None, taps)
+        out = np.empty((n, read.shape[-1]), np.float32)
+        out[order] = read.reshape(rows * width, -1)[:n]
+        return out
+
+    def _filter(self, jacobian: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Pyramid level (…), tap spread (…×2, world px) and tap count of footprints ``jacobian`` (…×2×2)."""
         coarse = jacobian.astype(np.float32)
         along_x, along_y = coarse[..., 0], coarse[..., 1]  # footprint edges (world px)
         len_x, len_y = np.hypot(along_x[..., 0], along_x[..., 1]), np.hypot(along_y[..., 0], along_y[..., 1])
@@ -55,10 +89,12 @@ class MipMap:
         taps_needed = np.clip(np.ceil(rho_max / rho_min - 0.5), 1, MAX_ANISOTROPY)  # within 1.5x: one tap
         level = np.clip(np.log2(np.maximum(rho_max / taps_needed, 1.0)), 0.0, len(self.levels) - 1.0)
         spread = major * ((1.0 - 1.0 / taps_needed)[..., None])  # tap centres span the footprint less one texel
-        taps = int(taps_needed.max())
-        size = (u.shape[1], u.shape[0])
-        level = cv2.resize(level, size, interpolation=cv2.INTER_LINEAR)
-        spread = cv2.resize(spread, size, interpolation=cv2.INTER_LINEAR) if taps > 1 else None
+        return level, spread, int(taps_needed.max(initial=1))
+
+    def _read(self, u: np.ndarray, v: np.ndarray, level: np.ndarray, spread: np.ndarray | None,
+              taps: int) -> np.ndarray:
+        """``taps`` reads spread along ``spread`` around ``u, v`` (H×W), each trilinear between the two levels
+        around ``level``; H×W×C float32."""
         height, width = self.levels[0].shape[:2]
         positions = []  # per tap: world (x, y), folded into the texture
         for tap in range(taps):

@@ -3,14 +3,17 @@
 Each frame is the world seen through the camera homography, read with mip-mapped, anisotropic filtering
 (``sampling.py``) so that far ground does not alias, with the movers drawn on top, the haze and the sky
 (``atmosphere.py``) and the camera nuisances applied. Pixels whose ray never meets the ground are sky,
-labelled clutter as UAVid does.
+labelled clutter as UAVid does. In a world with 3D blocks (``world.building_height_m``) the blocks are drawn
+last, with a per-pixel depth test against the ground, the movers lying on it and each other
+(``block_render.py``), and hazed by their own distance.
 
 The flow of frame k → k+1 is exact: ground pixels move with ``H_{k+1}·H_k⁻¹``, a mover's pixels with
-``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose), and sky pixels with the camera's rotation alone,
+``H_{k+1}·A_{k+1}·A_k⁻¹·H_k⁻¹`` (A = the mover's pose), sky pixels with the camera's rotation alone,
 ``K·R_{k+1}·R_kᵀ·K⁻¹``: the sky is drawn at infinity, so that is its true motion (our choice over marking
-it invalid: a segmenter's sky must stay sky, and this measures it). A pixel's flow is valid when it
-lands inside frame k+1 on the same surface (ground, sky or the same mover), so occlusions by movers and
-out-of-view pixels are excluded.
+it invalid: a segmenter's sky must stay sky, and this measures it), and a block's pixels with their 3D point,
+seen from the next camera (the blocks show parallax against the ground's homography, as real buildings do).
+A pixel's flow is valid when it lands inside frame k+1 on the same surface (ground, sky, the same mover or
+the same block face), so occlusions by movers and blocks and out-of-view pixels are excluded.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from ssp_ros.errors import ConfigError
 from ssp_ros.frames import SyntheticFrame
 from ssp_ros.synthetic import labels as L
 from ssp_ros.synthetic.atmosphere import AtmosphereModel
+from ssp_ros.synthetic.block_render import NEAR_M, BlockLayer, BlockRenderer
 from ssp_ros.synthetic.camera import (
+    CameraPose,
     camera_rays,
     fly,
     footprint_radius_m,
     ground_depth,
     intrinsics,
+    project_points,
     rotation_world_to_camera,
     sky_to_image,
     world_to_image,
@@ -43,6 +49,7 @@ from ssp_ros.synthetic.textures import fill_polygon
 from ssp_ros.synthetic.world import World, build_world
 
 SKY_ID = np.iinfo(np.uint16).max  # the sky in a frame's surface-id map (0 ground, i + 1 mover i)
+BLOCK_ID = SKY_ID - 1  # any block face (BlockLayer.faces tells which)
 MIN_GROUND_SINE = 1e-3  # a ray this close to the horizon (sine of its angle below it) counts as sky
 
 
@@ -57,6 +64,8 @@ class _Render:
     sky_h: np.ndarray  # world directions → image pixels (K·R)
     poses: dict[int, np.ndarray]  # mover id → pose (local metres → world px), every mover
     boxes: dict[int, tuple[slice, slice]]  # mover id → image bounding box, movers in view only
+    camera: CameraPose
+    blocks: BlockLayer | None  # None: the world has no 3D blocks
 
 
 def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -91,6 +100,7 @@ class SyntheticVideo:
         world_seed, drop_seed, flight_seed, self._mover_seed, self._nuisance_seed, sky_seed = seeds
         self.world: World = build_world(cfg.world, np.random.default_rng(world_seed))
         self._mip = MipMap(self.world.rgb)
+        self._blocks = BlockRenderer(self.world, self._mip) if self.world.blocks else None
         self.atmosphere = AtmosphereModel(cfg.atmosphere, np.random.default_rng(sky_seed))
         drops = np.random.default_rng(drop_seed).random(frames - 1) < cfg.nuisances.drop_prob
         self.steps = np.concatenate([[0], np.cumsum(np.where(drops, 2, 1))]).astype(int)
@@ -174,9 +184,22 @@ class SyntheticVideo:
         distance = pose.altitude * lengths[ground] / rays[..., 2][ground]
         image[ground] = self.atmosphere.haze(image[ground], distance)
         image[~ground] = self.atmosphere.sky(rays[~ground])
+        blocks = None if self._blocks is None else self._draw_blocks(pose, rays, ground, lengths, image, labels, ids)
         rgb = np.clip(image + 0.5, 0, 255).astype(np.uint8)
         return _Render(image=rgb, labels=labels, ids=ids, h=h, sky_h=sky_to_image(pose, self.k), poses=poses,
-                       boxes=boxes)
+                       boxes=boxes, camera=pose, blocks=blocks)
+
+    def _draw_blocks(self, pose: CameraPose, rays: np.ndarray, ground: np.ndarray, lengths: np.ndarray,
+                     image: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> BlockLayer:
+        """Draw the 3D blocks over a drawn frame where they are nearer than the ground (and the movers lying on it),
+        hazed by their own distance; ``rays`` are the pixels' world directions, ``lengths`` their norms."""
+        depth = np.full(ground.shape, np.inf)
+        depth[ground] = pose.altitude / rays[..., 2][ground]
+        layer = self._blocks.draw(pose, self.k, self._grid, self._rays, depth)
+        drawn = layer.faces >= 0
+        image[drawn] = self.atmosphere.haze(layer.rgb, layer.depth[drawn] * lengths[drawn])
+        labels[drawn], ids[drawn] = L.BUILDING, BLOCK_ID
+        return layer
 
     def _exact_flow(self, cur: _Render, nxt: _Render) -> tuple[np.ndarray, np.ndarray]:
         """Forward flow cur → nxt (H×W×2 float32) and its validity (H×W bool)."""
@@ -193,8 +216,16 @@ class SyntheticVideo:
         sky = cur.ids == SKY_ID
         if sky.any():
             target[sky] = apply_homography(nxt.sky_h @ np.linalg.inv(cur.sky_h), self._grid[sky])
+        if cur.blocks is not None:  # a block's point stays where it is: seen from the next camera
+            drawn = cur.blocks.faces >= 0
+            pixels, depth = project_points(nxt.camera, self.k, cur.blocks.points)
+            ahead = depth > NEAR_M
+            target[drawn] = np.where(ahead[:, None], pixels, self._grid[drawn])
         flow = (target - self._grid).astype(np.float32)
         col, row = np.round(target[..., 0]).astype(np.int64), np.round(target[..., 1]).astype(np.int64)
         valid = (col >= 0) & (col < cfg.width) & (row >= 0) & (row < cfg.height)
         valid[valid] = nxt.ids[row[valid], col[valid]] == cur.ids[valid]
+        if cur.blocks is not None:  # on the same face there, and in front of the camera
+            valid[valid] = nxt.blocks.faces[row[valid], col[valid]] == cur.blocks.faces[valid]
+            valid[drawn] &= ahead
         return flow, valid

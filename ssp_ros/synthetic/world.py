@@ -5,18 +5,25 @@ bare-soil and gravel clutter, roads with markings, parking lots full of cars, bu
 roofs (that look like road) or pitched tiled roofs, and tree clusters whose canopy is a darker, blobbier
 green than the grass around them. Buildings and trees cast shadows, which change colour but not class.
 
+With ``WorldLayout.building_height_m`` above 0 the buildings are also 3D blocks (``blocks.py``) with painted
+facades (``facades.py``), for the renderer to raise: the roofs painted here are their roofs' texture, and their
+shadows grow with their height. The town's layout is the flat one's for the same seed: the eaves replace the
+height the flat shadows were drawn for, and facades and ridges draw from their own stream.
+
 Coordinates: world pixels (u right, v down), ``gsd_m`` metres per pixel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from ssp_ros.synthetic import labels as L
+from ssp_ros.synthetic.blocks import SHADOW_LIGHT, SHADOW_PER_HEIGHT, Block, block_walls, shadow_outline
 from ssp_ros.synthetic.config import WorldLayout
+from ssp_ros.synthetic.facades import paint_facade
 from ssp_ros.synthetic.shapes import Part, car_parts, transform_points
 from ssp_ros.synthetic.textures import fill_polygon, grain, rectangle, smooth_noise
 
@@ -29,6 +36,8 @@ SOILS = np.array([[128.0, 108.0, 84.0], [150.0, 146.0, 136.0], [104.0, 98.0, 92.
 TILED_ROOFS = np.array([[150.0, 74.0, 56.0], [122.0, 62.0, 52.0], [78.0, 78.0, 84.0], [108.0, 92.0, 82.0]])
 MARKING = np.array([222.0, 222.0, 212.0])
 OCCUPIED = (L.ROAD, L.BUILDING, L.STATIC_CAR)  # classes a new lot or building must keep clear of
+FLAT_BUILDING_HEIGHT_M = (3.0, 14.0)  # heights the shadows of flat (painted) buildings are drawn for
+ROOF_PITCH_DEG = (25.0, 40.0)  # slope of a 3D block's gabled roof
 
 
 @dataclass
@@ -57,12 +66,13 @@ class Road:
 
 @dataclass
 class World:
-    """The rendered world: RGB texture, label map, roads, scale and sun direction."""
+    """The rendered world: RGB texture, label map, roads, scale, and the buildings raised as blocks."""
 
     rgb: np.ndarray  # n×n×3 uint8
     labels: np.ndarray  # n×n uint8, UAVid class ids
     roads: list[Road]
     gsd_m: float
+    blocks: list[Block] = field(default_factory=list)  # empty: the buildings are roofs painted on flat ground
 
     @property
     def size_px(self) -> int:
@@ -155,10 +165,10 @@ def build_world(layout: WorldLayout, rng: np.random.Generator) -> World:
     _add_clutter(canvas, count(layout.clutter_patches_per_km2), px)
     roads = _add_roads(canvas, layout.roads, px)
     _add_parking_lots(canvas, roads, count(layout.parked_cars_per_km2), px, shadow_dir)
-    _add_buildings(canvas, roads, count(layout.buildings_per_km2), layout.flat_roof_share, px, shadow_dir)
+    blocks = _add_buildings(canvas, roads, count(layout.buildings_per_km2), layout, px, shadow_dir)
     _add_trees(canvas, count(layout.tree_clusters_per_km2), px, shadow_dir)
     rgb = np.clip(canvas.rgb + 0.5, 0, 255).astype(np.uint8)
-    return World(rgb=rgb, labels=canvas.labels, roads=roads, gsd_m=layout.gsd_m)
+    return World(rgb=rgb, labels=canvas.labels, roads=roads, gsd_m=layout.gsd_m, blocks=blocks)
 
 
 def _blob(center: np.ndarray, radius: float, rng: np.random.Generator, roughness: float = 0.25) -> np.ndarray:
@@ -279,9 +289,14 @@ def _draw_car(canvas: _Canvas, parts: list[Part], pose: tuple[np.ndarray, float]
                      L.STATIC_CAR if i == 0 else None, texture=0.03)
 
 
-def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, flat_share: float, px: float,
-                   shadow_dir: np.ndarray) -> None:
+def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, layout: WorldLayout, px: float,
+                   shadow_dir: np.ndarray) -> list[Block]:
+    """Buildings beside the roads; with ``layout.building_height_m`` above 0 also their 3D blocks."""
     rng = canvas.rng
+    raised = layout.building_height_m[1] > 0
+    detail_rng = rng.spawn(1)[0] if raised else None  # facades and ridges: a stream apart (spawning draws nothing)
+    heights = layout.building_height_m if raised else FLAT_BUILDING_HEIGHT_M
+    blocks = []
     placed, attempts = 0, 0
     while placed < count and attempts < 30 * max(count, 1):
         attempts += 1
@@ -294,13 +309,29 @@ def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, flat_share: f
         footprint = rectangle(center, length, depth, heading)
         if not canvas.free(rectangle(center, length + 4 * px, depth + 4 * px, heading), OCCUPIED):
             continue
-        height = rng.uniform(3, 14) * px
-        _draw_shadow(canvas, footprint, shadow_dir * 0.45 * height, 0.55)
-        if rng.random() < flat_share:
+        height_m = rng.uniform(*heights)
+        flat = rng.random() < layout.flat_roof_share
+        if raised:
+            blocks.append(_raise_block(canvas, footprint, height_m, 0.0 if flat else depth / px, detail_rng,
+                                       shadow_dir))
+        else:
+            _draw_shadow(canvas, footprint, shadow_dir * SHADOW_PER_HEIGHT * (height_m * px), SHADOW_LIGHT)
+        if flat:
             _flat_roof(canvas, center, length, depth, heading, px, shadow_dir)
         else:
             _pitched_roof(canvas, center, length, depth, heading)
         placed += 1
+    return blocks
+
+
+def _raise_block(canvas: _Canvas, footprint: np.ndarray, eaves_m: float, gable_span_m: float,
+                 rng: np.random.Generator, shadow_dir: np.ndarray) -> Block:
+    """The 3D block of a building (a gabled roof spans ``gable_span_m``; 0 = flat), its facade and its shadow."""
+    ridge_m = gable_span_m / 2 * float(np.tan(np.radians(rng.uniform(*ROOF_PITCH_DEG)))) if gable_span_m else 0.0
+    facade = paint_facade(block_walls(footprint, canvas.gsd, ridge_m > 0), eaves_m, eaves_m + ridge_m, rng, shadow_dir)
+    block = Block(footprint=footprint, eaves_m=eaves_m, ridge_m=ridge_m, facade=facade)
+    canvas.shade(shadow_outline(block, shadow_dir, canvas.gsd), SHADOW_LIGHT, keep=(L.BUILDING,))
+    return block
 
 
 def _flat_roof(canvas: _Canvas, center: np.ndarray, length: float, depth: float, heading: float, px: float,
