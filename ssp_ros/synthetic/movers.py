@@ -116,7 +116,9 @@ def spawn_movers(world: World, cars: int, people: int, rng: np.random.Generator,
         if world.walkable(int(position[0]), int(position[1])):
             movers.append(Walker(position, rng, px_per_m))
             people -= 1
-    return movers + _groups(world, grouped, rng, px_per_m)
+    if grouped:
+        movers += _groups(world, grouped, rng, px_per_m)
+    return movers
 
 
 def _groups(world: World, people: int, rng: np.random.Generator, px_per_m: float) -> list[Mover]:

@@ -24,7 +24,7 @@ from ssp_ros.synthetic.config import WorldLayout
 from ssp_ros.synthetic.palette import STANDARD, Palette
 from ssp_ros.synthetic.shapes import Part, car_parts, transform_points
 from ssp_ros.synthetic.terrain import SAND, BareTexture, bare_ground_mask, beach_mask
-from ssp_ros.synthetic.textures import blob_outline, fill_polygon, grain, rectangle, smooth_noise
+from ssp_ros.synthetic.textures import blob_outline, fill_polygon, grain, polygon_mask, rectangle, smooth_noise
 from ssp_ros.synthetic.town import District, district, kerb_slots, plots, polyline
 from ssp_ros.synthetic.water import WaterBodies, land_part, place_water, water_colour
 
@@ -32,6 +32,7 @@ OCCUPIED = (L.ROAD, L.BUILDING, L.STATIC_CAR)  # classes a new lot or building m
 SUN_ELEVATION = np.arctan(1.0 / 0.45)  # the sun's height (rad): a building's shadow is 0.45 × its height long
 MIN_ROAD_M = 20.0  # a road the sea cuts shorter than this is dropped
 DISTRICT_TRIES = 8  # candidate places for a town district
+COVER_STEP = 8  # world pixels between the samples that measure how much of a candidate district is taken
 
 
 @dataclass
@@ -254,15 +255,16 @@ def _add_districts(canvas: _Canvas, count: int, px: float) -> list[District]:
     rng = canvas.rng
     districts = []
     for _ in range(count):
+        taken = np.isin(canvas.labels[::COVER_STEP, ::COVER_STEP], OCCUPIED)  # every COVER_STEP-th pixel is enough
+        if canvas.water is not None:
+            taken |= canvas.water[::COVER_STEP, ::COVER_STEP]
         best, covered = None, 1.0
         for _attempt in range(DISTRICT_TRIES):
             candidate = district(rng.uniform(0.1 * canvas.n, 0.9 * canvas.n, 2), px, rng)
-            ys, xs, m = canvas.mask(candidate.corners())
-            taken = np.isin(canvas.labels[ys, xs][m], OCCUPIED)
-            if canvas.water is not None:
-                taken |= canvas.water[ys, xs][m]
-            if taken.mean() < covered:
-                best, covered = candidate, float(taken.mean())
+            inside = polygon_mask(taken.shape, candidate.corners() / COVER_STEP)
+            share = float(taken[inside].mean()) if inside.any() else 1.0
+            if share < covered:
+                best, covered = candidate, share
         if best is not None:
             districts.append(best)
     for town in districts:
