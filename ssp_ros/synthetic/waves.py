@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ssp_ros.synthetic.sampling import FOOTPRINT_STEP, fold_reflect
+from ssp_ros.synthetic.sampling import fold_reflect, footprint_points
 
 GRAVITY = 9.81  # m/s², sets the wave speeds
 WAVE_TERMS = 5  # travelling waves summed
@@ -55,38 +55,52 @@ class WaterSurface:
              jacobian: np.ndarray, t: float) -> None:
         """Paint waves and glints at time ``t`` (s) over the water in ``image`` (H×W×3 float32, in place).
 
-        ``u, v``: each pixel's world position (world px, H×W); ``ground``: pixels that see the ground; ``rays``:
-        their viewing directions in the world (H×W×3, Z down); ``jacobian``: the image → world footprint at every
-        FOOTPRINT_STEP-th pixel (``sampling.MipMap.sample``).
+        ``u, v``: each pixel's world position (world px, H×W float32); ``ground``: pixels that see the ground;
+        ``rays``: their viewing directions in the world (H×W×3, Z down); ``jacobian``: the image → world footprint
+        at every FOOTPRINT_STEP-th pixel (``sampling.MipMap.sample``).
         """
         n = self.mask.shape[0]
         on_water = cv2.remap(self.mask, fold_reflect(u, n), fold_reflect(v, n), cv2.INTER_NEAREST,
                              borderMode=cv2.BORDER_REFLECT).astype(bool) & ground
-        ys, xs = np.nonzero(on_water)
-        if not len(ys):
+        wet = np.flatnonzero(on_water)
+        if not len(wet):
             return
-        position_m = np.stack([u[ys, xs], v[ys, xs]], axis=1).astype(np.float64) * self.gsd_m
-        coarse = jacobian[ys // FOOTPRINT_STEP, xs // FOOTPRINT_STEP]
-        footprint_m = np.maximum(np.hypot(coarse[:, 0, 0], coarse[:, 1, 0]),
-                                 np.hypot(coarse[:, 0, 1], coarse[:, 1, 1])) * self.gsd_m
-        mirrored = rays[ys, xs] * np.array([1.0, 1.0, -1.0])
-        cosine = mirrored @ self.sun / np.linalg.norm(mirrored, axis=1)
+        # what varies slowly over the image is worked out where the footprint is, and interpolated (as MipMap does)
+        smooth = self._smooth(footprint_points(u), footprint_points(v), footprint_points(rays), jacobian, t)
+        smooth = cv2.resize(smooth, (u.shape[1], u.shape[0]), interpolation=cv2.INTER_LINEAR).reshape(-1, 3)[wet]
+        shading, footprint_m, lobe = smooth.T
+        position_m = np.stack([u.ravel()[wet], v.ravel()[wet]], axis=1) * np.float32(self.gsd_m)
+        sharp = np.exp(np.float32(-FADE / FACET_M**2) * footprint_m**2)
+        glint = sharp * self._facets(position_m, footprint_m, lobe, t) + (1.0 - sharp) * np.float32(GLITTER) * lobe
+        pixels = image.reshape(-1, 3)  # a view: writing it paints the image
+        rgb = pixels[wet] * (1.0 + np.float32(WAVE_GAIN) * shading)[:, None]
+        pixels[wet] = rgb + (GLINT_RGB - rgb) * np.minimum(glint, 1.0)[:, None]
+
+    def _smooth(self, u: np.ndarray, v: np.ndarray, rays: np.ndarray, jacobian: np.ndarray, t: float) -> np.ndarray:
+        """h×w×3 float32 at the footprint's points: the waves' shading, the footprint (m) and the sun's lobe."""
+        footprint_m = np.maximum(np.hypot(jacobian[..., 0, 0], jacobian[..., 1, 0]),
+                                 np.hypot(jacobian[..., 0, 1], jacobian[..., 1, 1])) * self.gsd_m
+        mirrored = rays * np.array([1.0, 1.0, -1.0])
+        cosine = mirrored @ self.sun / np.linalg.norm(mirrored, axis=-1)
         lobe = LOBE_FLOOR + (1.0 - LOBE_FLOOR) * np.exp((cosine - 1.0) / LOBE_RAD**2)
-        sharp = np.exp(-FADE * (footprint_m / FACET_M) ** 2)
-        glint = sharp * self._facets(position_m, footprint_m, lobe, t) + (1.0 - sharp) * GLITTER * lobe
-        rgb = image[ys, xs] * (1.0 + WAVE_GAIN * self.waves(position_m, footprint_m, t))[:, None].astype(np.float32)
-        image[ys, xs] = rgb + (GLINT_RGB - rgb) * np.clip(glint, 0.0, 1.0)[:, None].astype(np.float32)
+        position_m = np.stack([u, v], axis=-1).reshape(-1, 2).astype(np.float64) * self.gsd_m
+        shading = self.waves(position_m, footprint_m.ravel(), t).reshape(u.shape)
+        return np.stack([shading, footprint_m, lobe], axis=-1).astype(np.float32)
 
     def _facets(self, position_m: np.ndarray, footprint_m: np.ndarray, lobe: np.ndarray, t: float) -> np.ndarray:
-        """Glint brightness (N, 0..1) at N positions: the spot of their cell's facet, if it glints now."""
-        cell = np.floor(position_m / FACET_M)
-        key = self._hash(cell[:, 0].astype(np.int64), cell[:, 1].astype(np.int64))
-        point = (cell + np.stack([_unit(self._hash(key, 1)), _unit(self._hash(key, 2))], axis=1)) * FACET_M
+        """Glint brightness (N float32, 0 and up) at N positions (N×2 m): the spot of their cell's facet, if it
+        glints now; the facet's place and times are hashed from its cell, so they hold from frame to frame."""
+        cell = np.floor(position_m / np.float32(FACET_M)).astype(np.int64)
+        key = self._hash(cell[:, 0], cell[:, 1])
         slot = np.floor(t * FLASH_HZ + _unit(self._hash(key, 3))).astype(np.int64)
-        lit = _unit(self._hash(key, slot)) < GLINT_SHARE * lobe
-        spread = np.hypot(FACET_RADIUS_M, footprint_m / 2.0)  # a spot smaller than a pixel dims, not vanishes
-        distance2 = np.sum((position_m - point) ** 2, axis=1)
-        return lit * GLINT_GAIN * (FACET_RADIUS_M / spread) ** 2 * np.exp(-distance2 / (2.0 * spread**2))
+        lit = np.flatnonzero(_unit(self._hash(key, slot)) < GLINT_SHARE * lobe)
+        key = key[lit]
+        point = (cell[lit] + np.stack([_unit(self._hash(key, 1)), _unit(self._hash(key, 2))], axis=1)) * FACET_M
+        spread = np.hypot(FACET_RADIUS_M, footprint_m[lit] / 2.0)  # a spot smaller than a pixel dims, not vanishes
+        distance2 = np.sum((position_m[lit] - point) ** 2, axis=1)
+        glint = np.zeros(len(position_m), np.float32)
+        glint[lit] = GLINT_GAIN * (FACET_RADIUS_M / spread) ** 2 * np.exp(-distance2 / (2.0 * spread**2))
+        return glint
 
     def _hash(self, *keys: np.ndarray | int) -> np.ndarray:
         """A well-mixed uint64 per element of the integer ``keys`` (a multiply-xorshift hash, salted per world)."""
@@ -99,7 +113,7 @@ class WaterSurface:
 
 def _unit(hashed: np.ndarray) -> np.ndarray:
     """Hashes → floats uniform in [0, 1)."""
-    return (hashed >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return (hashed >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
 
 
 class _Waves:

@@ -250,21 +250,19 @@ def _add_water(canvas: _Canvas, roads: list[Road], layout: WorldLayout, px: floa
 
 
 def _add_districts(canvas: _Canvas, count: int, px: float) -> list[District]:
-    """Town districts, their streets drawn as roads: each the one of DISTRICT_TRIES candidates whose square is least
-    covered by roads and water already, so that its blocks have room."""
+    """Town districts, their streets drawn as roads: each the one of DISTRICT_TRIES candidates on land (less than
+    a tenth under water) whose square roads and buildings cover least, so that its blocks have room."""
     rng = canvas.rng
     districts = []
     for _ in range(count):
-        taken = np.isin(canvas.labels[::COVER_STEP, ::COVER_STEP], OCCUPIED)  # every COVER_STEP-th pixel is enough
-        if canvas.water is not None:
-            taken |= canvas.water[::COVER_STEP, ::COVER_STEP]
+        built = np.isin(canvas.labels[::COVER_STEP, ::COVER_STEP], OCCUPIED)  # every COVER_STEP-th pixel will do
+        wet = np.zeros_like(built) if canvas.water is None else canvas.water[::COVER_STEP, ::COVER_STEP]
         best, covered = None, 1.0
         for _attempt in range(DISTRICT_TRIES):
             candidate = district(rng.uniform(0.1 * canvas.n, 0.9 * canvas.n, 2), px, rng)
-            inside = polygon_mask(taken.shape, candidate.corners() / COVER_STEP)
-            share = float(taken[inside].mean()) if inside.any() else 1.0
-            if share < covered:
-                best, covered = candidate, share
+            inside = polygon_mask(built.shape, candidate.corners() / COVER_STEP)
+            if inside.any() and wet[inside].mean() < 0.1 and built[inside].mean() < covered:
+                best, covered = candidate, float(built[inside].mean())
         if best is not None:
             districts.append(best)
     for town in districts:
