@@ -54,7 +54,7 @@ class BareTexture:
 
     def __init__(self, n: int, px: float, palette: Palette, mid: np.ndarray, fine: np.ndarray,
                  rng: np.random.Generator) -> None:
-        self.px, self.palette, self.mid, self.fine = px, palette, mid, fine
+        self.palette, self.mid, self.fine = palette, mid, fine
         self.shares = rng.dirichlet(np.ones(3))  # of sand, rock, dirt among the bare areas
         self.split = np.stack([_coarse_field(n, MATERIAL_M * px, rng) for _ in range(2)], axis=-1)
         self.slow = np.stack([_coarse_field(n, DUNE_M * px, rng) for _ in range(2)], axis=-1)

@@ -131,8 +131,8 @@ def polyline(start: np.ndarray, end: np.ndarray, step: float) -> np.ndarray:
 @dataclass(frozen=True)
 class KerbSlot:
     """A parking slot beside a road: its centre (world px), the road's heading there (rad), the unit normal
-    pointing away from the road, the slot's rectangle (length along the road × width, px) and whether a car
-    stands in it."""
+    pointing away from the road, the slot's rectangle (length along the road × width, px), whether a car stands
+    in it and which way that car faces (rad: with the traffic on its side of the road)."""
 
     center: np.ndarray
     heading: float
@@ -140,16 +140,22 @@ class KerbSlot:
     length: float
     width: float
     taken: bool
+    facing: float
 
 
 def kerb_slots(points: np.ndarray, cumulative: np.ndarray, road_width: float, share: float, px: float,
                rng: np.random.Generator) -> list[KerbSlot]:
     """Slots along both kerbs of a road (centre line ``points``, arc lengths ``cumulative``, N world px): rows of
-    slots whose runs cover about ``share`` of each kerb, alternating with runs of free kerb."""
+    slots (of one length per row) whose runs cover about ``share`` of each kerb, alternating with free kerb."""
     slots = []
     lane = LANE_M * px
+
+    def free_kerb() -> float:
+        """The length of a stretch without parking: its mean makes the rows cover ``share`` of the kerb."""
+        return rng.exponential(RUN_M * px * (1.0 - share) / share) if share < 1.0 else 0.0
+
     for side in (-1.0, 1.0):
-        s = rng.exponential(RUN_M * px * (1.0 - share) / share) if share < 1.0 else 0.0
+        s = free_kerb()
         while s < cumulative[-1]:
             run_end = s + rng.exponential(RUN_M * px)
             length = rng.uniform(*SLOT_M) * px
@@ -162,7 +168,8 @@ def kerb_slots(points: np.ndarray, cumulative: np.ndarray, road_width: float, sh
                 outward = np.array([-np.sin(heading), np.cos(heading)]) * side
                 slots.append(KerbSlot(center=on_road + outward * (road_width + lane) / 2, heading=heading,
                                       outward=outward, length=length, width=lane,
-                                      taken=bool(rng.random() < SLOT_TAKEN)))
+                                      taken=bool(rng.random() < SLOT_TAKEN),
+                                      facing=heading if side > 0 else heading + np.pi))
                 s += length
-            s = run_end + (rng.exponential(RUN_M * px * (1.0 - share) / share) if share < 1.0 else 0.0)
+            s = run_end + free_kerb()
     return slots

@@ -305,9 +305,7 @@ def _add_kerb_parking(canvas: _Canvas, roads: list[Road], share: float, px: floa
             canvas.paint(rectangle(slot.center, slot.length, slot.width, slot.heading),
                          canvas.palette.asphalt * rng.uniform(0.9, 1.1), L.ROAD, texture=0.08)
             if slot.taken:
-                facing = slot.heading if slot.outward @ [-np.sin(slot.heading), np.cos(slot.heading)] > 0 \
-                    else slot.heading + np.pi  # parked with the traffic on its side of the road
-                _draw_car(canvas, car_parts(rng), (slot.center, facing), px, shadow_dir)
+                _draw_car(canvas, car_parts(rng), (slot.center, slot.facing), px, shadow_dir)
 
 
 def _add_roads(canvas: _Canvas, count: int, px: float) -> list[Road]:
