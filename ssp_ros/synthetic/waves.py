@@ -30,7 +30,7 @@ WAVE_LENGTH_M = (1.0, 8.0)
 WAVE_GAIN = 0.10  # relative brightness swing of the waves (std)
 FACET_M = 0.5  # side of a glint facet's cell on the water
 FACET_RADIUS_M = 0.04  # size of a glint (std of its Gaussian spot)
-GLINT_GAIN = 6.0  # a glint is the sun's mirror image: this bright (clipped to white) even spread over a pixel
+GLINT_GAIN = 6.0  # a glint mirrors the sun, far brighter than white: spread over a pixel, it still shows
 FLASH_HZ = 6.0  # a facet draws whether it glints this often, each at its own times
 GLINT_SHARE = 0.08  # share of the facets that glint at the lobe's centre
 GLINT_RGB = np.array([255.0, 252.0, 240.0], np.float32)
@@ -103,7 +103,11 @@ class WaterSurface:
         return glint
 
     def _hash(self, *keys: np.ndarray | int) -> np.ndarray:
-        """A well-mixed uint64 per element of the integer ``keys`` (a multiply-xorshift hash, salted per world)."""
+        """A well-mixed uint64 per element of the integer ``keys`` (a multiply-xorshift hash, salted per world).
+
+        Hand-rolled because numpy has no stateless random function of a key: hashing a facet's cell gives it the
+        same place and times in every frame, in any order of drawing, without a table of all the cells.
+        """
         mixed = np.full(np.shape(keys[0]), self.salt, np.uint64)
         for key in keys:
             mixed = (mixed ^ np.asarray(key).astype(np.uint64)) * _GOLDEN
