@@ -37,10 +37,10 @@ BARE = dict(roads=0, buildings_per_km2=0.0, tree_clusters_per_km2=0.0, parked_ca
 
 
 @pytest.fixture(scope="module")
-def wet_video() -> list:
+def wet_video() -> tuple[SyntheticVideo, list]:
     """Five clean frames over a world with lakes, a river and the sea, seed 11 (the camera sees water)."""
     video = SyntheticVideo(small_scenario(world=WET, nuisances=CLEAN), frames=5, seed=11)
-    return [video, list(video)]
+    return video, list(video)
 
 
 def water_in_view(video: SyntheticVideo, frame) -> np.ndarray:
