@@ -27,10 +27,11 @@ HORIZON_CLOUD_FADE_RAD = 0.06  # clouds fade into the airlight below this elevat
 
 
 class AtmosphereModel:
-    """One world's haze and sky: ``haze(image, distance)`` and ``sky(directions)``."""
+    """One world's haze and sky: ``haze(image, distance)`` and ``sky(directions)``; clouds of ``cloud_rgb``."""
 
-    def __init__(self, cfg: Atmosphere, rng: np.random.Generator) -> None:
+    def __init__(self, cfg: Atmosphere, rng: np.random.Generator, cloud_rgb: np.ndarray = CLOUD_RGB) -> None:
         self.cfg = cfg
+        self.cloud_rgb = np.asarray(cloud_rgb, np.float32)
         self.beta = np.log(50.0) / cfg.visibility_m if cfg.visibility_m > 0 else 0.0
         self.airlight = np.asarray(cfg.airlight_rgb, np.float32)
         self.zenith = np.asarray(cfg.zenith_rgb, np.float32)
@@ -69,7 +70,7 @@ class AtmosphereModel:
         density = np.ones(len(d)) if self.threshold is None else np.clip((field - self.threshold) * 1.5, 0.0, 1.0)
         density *= 1.0 - np.exp(-elevation / HORIZON_CLOUD_FADE_RAD)
         shade = (1.0 - 0.12 * np.clip(field - (self.threshold or 0.0), 0.0, 2.0))[:, None]
-        cloud = (CLOUD_RGB * shade).astype(np.float32)
+        cloud = (self.cloud_rgb * shade).astype(np.float32)
         return rgb + (cloud - rgb) * density.astype(np.float32)[:, None]
 
     def _detail(self, azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ MAX_VIEW_DEG = 80.0  # pitch + wobble: the optical axis stays 10° below the hor
 MAX_BUILDING_HEIGHT_M = 100.0  # eaves of the tallest block
 MIN_BUILDING_HEIGHT_M = 2.0  # eaves of the lowest block, when buildings are raised at all
 ROOF_CLEARANCE_M = 10.0  # the camera flies this far above the highest eaves (a ridge rises up to 6.7 m above them)
+SKY_KINDS = ("clear", "overcast", "dusk")  # the looks of ``Atmosphere.sky_kinds`` (skies.py)
 
 
 @dataclass
@@ -65,9 +66,15 @@ class Atmosphere:
     cloud_cover: float = setting(0.3, "share of the sky covered by clouds", Bounds(0.0, 1.0))
     sky_texture: float = setting(0.0, "contrast of fine detail in the sky (grey levels; 0 = soft clouds only): broken "
                                  "cloud or a skyline, the stress case for registration", Bounds(0.0, 128.0))
+    sky_kinds: tuple[str, ...] = setting((), "each flight draws its sky from this list (clear, overcast, dusk): "
+                                         "colours, cloud cover and the light on the ground (dimmer, warmer, softer "
+                                         "shadows) replace airlight_rgb, zenith_rgb and cloud_cover; empty = the "
+                                         "sky as set above")
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        unknown = sorted(set(self.sky_kinds) - set(SKY_KINDS))
+        require(not unknown, "sky_kinds", f"unknown kind(s) {unknown}: expected some of {list(SKY_KINDS)}")
         for key in ("airlight_rgb", "zenith_rgb"):
             value = getattr(self, key)
             require(len(value) == 3 and all(0.0 <= c <= 255.0 for c in value), key,
@@ -89,12 +96,26 @@ class WorldLayout:
     clutter_patches_per_km2: float = setting(250.0, "clutter patches per km²", Bounds(0))
     flat_roof_share: float = setting(0.5, "share of flat grey roofs, which look like road from above: the "
                                      "ambiguity we want", Bounds(0.0, 1.0))
+    lakes_per_km2: float = setting(0.0, "lakes per km² (water: class clutter, UAVid has no water class)", Bounds(0))
+    river_prob: float = setting(0.0, "chance that a river crosses the world (clutter)", Bounds(0.0, 1.0))
+    coast_prob: float = setting(0.0, "chance that the sea fills a strip along one edge of the world (clutter)",
+                                Bounds(0.0, 1.0))
+    bare_ground_share: tuple[float, float] = setting((0.0, 0.0), "share of the world that is bare sand, rock or "
+                                                     "dirt (desert, quarry, building site; clutter), drawn per "
+                                                     "world in this range")
+    town_districts_per_km2: float = setting(0.0, "town districts per km²: a grid of streets lined densely with "
+                                            "buildings and parked cars", Bounds(0))
+    kerb_parking_share: float = setting(0.0, "share of every road's kerbs lined with rows of parked cars (static "
+                                        "car)", Bounds(0.0, 1.0))
+    people_group_share: float = setting(0.0, "share of the people who stand or walk in groups of 2 to 6",
+                                        Bounds(0.0, 1.0))
     building_height_m: tuple[float, float] = setting((0.0, 0.0), "buildings are blocks with walls, their eaves at a "
                                                      "height drawn in this range (m); [0, 0] = roofs painted on "
                                                      "flat ground")
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        check_pair(self.bare_ground_share, "bare_ground_share", 0.0, 0.9)
         check_pair(self.building_height_m, "building_height_m", 0.0, MAX_BUILDING_HEIGHT_M)
         require(self.building_height_m[1] == 0.0 or self.building_height_m[0] >= MIN_BUILDING_HEIGHT_M,
                 "building_height_m", f"expected [0, 0] (flat) or a min >= {MIN_BUILDING_HEIGHT_M:g} m, got "
@@ -124,6 +145,29 @@ class Nuisances:
 
 
 @dataclass
+class Colours:
+    """How far each world's materials (grass, trees, soil, asphalt, roofs, water, sand...) stray from the
+    standard palette: every material draws its own shift per world, so a model learns shapes and context
+    rather than our colours. All 0 = the standard palette."""
+
+    hue_deg: float = setting(0.0, "each material's hue shifts by up to ± this (deg)", Bounds(0.0, 180.0))
+    saturation: float = setting(0.0, "each material's saturation is scaled by 1 ± up to this", Bounds(0.0, 1.0,
+                                                                                                    open_high=True))
+    brightness: float = setting(0.0, "each material's brightness is scaled by 1 ± up to this", Bounds(0.0, 1.0,
+                                                                                                     open_high=True))
+    texture_contrast: float = setting(0.0, "the world's texture contrast is scaled by 1 ± up to this",
+                                      Bounds(0.0, 1.0, open_high=True))
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+    @property
+    def jitters(self) -> bool:
+        """True when any range is open, i.e. each world draws its own palette."""
+        return any((self.hue_deg, self.saturation, self.brightness, self.texture_contrast))
+
+
+@dataclass
 class SyntheticConfig:
     """A synthetic aerial video scenario: resolution, flight, world and nuisances."""
 
@@ -134,6 +178,7 @@ class SyntheticConfig:
     world: WorldLayout = field(default_factory=WorldLayout)
     nuisances: Nuisances = field(default_factory=Nuisances)
     atmosphere: Atmosphere = field(default_factory=Atmosphere)
+    colours: Colours = field(default_factory=Colours)
 
     def __post_init__(self) -> None:
         check_bounds(self)

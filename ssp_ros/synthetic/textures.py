@@ -50,6 +50,12 @@ def fill_polygon(canvas: np.ndarray, points: np.ndarray, value: float | tuple) -
     cv2.fillPoly(canvas, [to_fixed(points)], value, lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
 
 
+def draw_polyline(canvas: np.ndarray, points: np.ndarray, width: float, value: float | tuple) -> None:
+    """Draw one thick open polyline (float N×2 pixel coordinates, ``width`` pixels) in place, sub-pixel vertices."""
+    cv2.polylines(canvas, [to_fixed(points)], False, value, thickness=max(int(round(width)), 1), lineType=cv2.LINE_8,
+                  shift=SUBPIXEL_BITS)
+
+
 def polygon_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     """Boolean H×W mask of one polygon."""
     mask = np.zeros(shape, np.uint8)
@@ -63,6 +69,15 @@ def rectangle(center: np.ndarray, length: float, width: float, angle: float) -> 
     along, across = np.array([c, s]) * length / 2, np.array([-s, c]) * width / 2
     return np.array([center + along + across, center - along + across, center - along - across,
                      center + along - across])
+
+
+def blob_outline(center: np.ndarray, radius: float, rng: np.random.Generator, roughness: float = 0.25) -> np.ndarray:
+    """An irregular closed outline (K×2) around ``center``: a circle whose radius wavers with a few harmonics."""
+    k = 28
+    angles = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    harmonics = sum(rng.normal(0, roughness / h) * np.cos(h * angles + rng.uniform(0, 2 * np.pi)) for h in (2, 3, 5))
+    r = radius * np.clip(1.0 + harmonics, 0.4, 1.8)
+    return center + np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
 
 
 def blend_where(image: np.ndarray, mask: np.ndarray, color: np.ndarray, texture: np.ndarray | None = None,

@@ -14,6 +14,9 @@ it invalid: a segmenter's sky must stay sky, and this measures it), and a block'
 seen from the next camera (the blocks show parallax against the ground's homography, as real buildings do).
 A pixel's flow is valid when it lands inside frame k+1 on the same surface (ground, sky, the same mover or
 the same block face), so occlusions by movers and blocks and out-of-view pixels are excluded.
+
+Water is ground: its waves and glints (``waves.py``) change its look from frame to frame, but its labels and
+flow are the ground's. A flight's sky kind (``skies.py``) lights the ground and the movers with its colour.
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ from ssp_ros.synthetic.camera import (
 from ssp_ros.synthetic.config import SyntheticConfig
 from ssp_ros.synthetic.movers import Mover, spawn_movers
 from ssp_ros.synthetic.nuisances import NuisanceModel
+from ssp_ros.synthetic.palette import STANDARD, draw_palette
 from ssp_ros.synthetic.sampling import MipMap, fold_reflect, footprint_points, homography_jacobian, world_positions
+from ssp_ros.synthetic.skies import draw_sky
 from ssp_ros.synthetic.textures import fill_polygon
+from ssp_ros.synthetic.waves import WaterSurface
 from ssp_ros.synthetic.world import World, build_world
 
 SKY_ID = np.iinfo(np.uint16).max  # the sky in a frame's surface-id map (0 ground, i + 1 mover i)
@@ -95,13 +101,19 @@ class SyntheticVideo:
                               f"(altitude up to {cfg.camera.altitude_m[1]} m, hfov {cfg.camera.hfov_deg}°): "
                               f"needs >= {needed:.0f} m")
         self.cfg, self.frames, self.seed = cfg, frames, seed
-        # One stream per concern, so that e.g. asking for more frames does not change the first ones.
-        seeds = np.random.SeedSequence(seed).spawn(6)
-        world_seed, drop_seed, flight_seed, self._mover_seed, self._nuisance_seed, sky_seed = seeds
-        self.world: World = build_world(cfg.world, np.random.default_rng(world_seed))
+        # One stream per concern, so that e.g. asking for more frames does not change the first ones; a stream
+        # added later comes last, so the earlier ones stay as they were.
+        seeds = np.random.SeedSequence(seed).spawn(9)
+        world_seed, drop_seed, flight_seed, self._mover_seed, self._nuisance_seed, sky_seed = seeds[:6]
+        palette_seed, sky_kind_seed, wave_seed = seeds[6:]
+        self.sky = draw_sky(cfg.atmosphere, np.random.default_rng(sky_kind_seed))
+        palette = draw_palette(cfg.colours, np.random.default_rng(palette_seed)) if cfg.colours.jitters else STANDARD
+        self.world: World = build_world(cfg.world, np.random.default_rng(world_seed), palette, self.sky.shadow_depth)
         self._mip = MipMap(self.world.rgb)
         self._blocks = BlockRenderer(self.world, self._mip) if self.world.blocks else None
-        self.atmosphere = AtmosphereModel(cfg.atmosphere, np.random.default_rng(sky_seed))
+        self._water = None if self.world.water is None else WaterSurface(
+            self.world.water.mask, self.world.water.sun, self.world.gsd_m, np.random.default_rng(wave_seed))
+        self.atmosphere = AtmosphereModel(self.sky.atmosphere, np.random.default_rng(sky_seed), self.sky.cloud_rgb)
         drops = np.random.default_rng(drop_seed).random(frames - 1) < cfg.nuisances.drop_prob
         self.steps = np.concatenate([[0], np.cumsum(np.where(drops, 2, 1))]).astype(int)
         self.poses = fly(cfg.camera, cfg.world.size_m, cfg.width, cfg.height, cfg.fps, int(self.steps[-1]) + 1,
@@ -119,7 +131,8 @@ class SyntheticVideo:
         mover_rng = np.random.default_rng(self._mover_seed)
         area_km2 = (cfg.world.size_m / 1000.0) ** 2
         movers = spawn_movers(self.world, int(mover_rng.poisson(cfg.world.moving_cars_per_km2 * area_km2)),
-                              int(mover_rng.poisson(cfg.world.people_per_km2 * area_km2)), mover_rng)
+                              int(mover_rng.poisson(cfg.world.people_per_km2 * area_km2)), mover_rng,
+                              cfg.world.people_group_share)
         nuisances = NuisanceModel(cfg.nuisances, np.random.default_rng(self._nuisance_seed))
         dt = 1.0 / cfg.fps
         motion = np.zeros(2)
@@ -156,6 +169,8 @@ class SyntheticVideo:
         jac = homography_jacobian(to_world, footprint_points(self._grid))
         jac[~footprint_points(ground)] = np.eye(2)
         image = self._mip.sample(u, v, jac)
+        if self._water is not None:
+            self._water.draw(image, u, v, ground, rays, jac, float(self.steps[index]) / cfg.fps)
         n = world.size_px
         labels = cv2.remap(world.labels, fold_reflect(u, n), fold_reflect(v, n), cv2.INTER_NEAREST,
                            borderMode=cv2.BORDER_REFLECT)
@@ -181,6 +196,8 @@ class SyntheticVideo:
                     fill_polygon(labels, points, mover.label)
                     fill_polygon(ids, points, i + 1)
             boxes[i + 1] = (slice(max(y0, 0), min(y1, cfg.height)), slice(max(x0, 0), min(x1, cfg.width)))
+        if self.sky.light is not None:
+            image *= self.sky.light
         distance = pose.altitude * lengths[ground] / rays[..., 2][ground]
         image[ground] = self.atmosphere.haze(image[ground], distance)
         image[~ground] = self.atmosphere.sky(rays[~ground])
@@ -192,12 +209,14 @@ class SyntheticVideo:
     def _draw_blocks(self, pose: CameraPose, rays: np.ndarray, ground: np.ndarray, lengths: np.ndarray,
                      image: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> BlockLayer:
         """Draw the 3D blocks over a drawn frame where they are nearer than the ground (and the movers lying on it),
-        hazed by their own distance; ``rays`` are the pixels' world directions, ``lengths`` their norms."""
+        in the sky kind's light, hazed by their own distance; ``rays`` are the pixels' world directions, ``lengths``
+        their norms."""
         depth = np.full(ground.shape, np.inf)
         depth[ground] = pose.altitude / rays[..., 2][ground]
         layer = self._blocks.draw(pose, self.k, self._grid, self._rays, depth)
         drawn = layer.faces >= 0
-        image[drawn] = self.atmosphere.haze(layer.rgb, layer.depth[drawn] * lengths[drawn])
+        rgb = layer.rgb if self.sky.light is None else layer.rgb * self.sky.light
+        image[drawn] = self.atmosphere.haze(rgb, layer.depth[drawn] * lengths[drawn])
         labels[drawn], ids[drawn] = L.BUILDING, BLOCK_ID
         return layer
 

@@ -4,11 +4,15 @@ The world is a flat square seen from above: fields of low vegetation with dry an
 bare-soil and gravel clutter, roads with markings, parking lots full of cars, buildings with flat grey
 roofs (that look like road) or pitched tiled roofs, and tree clusters whose canopy is a darker, blobbier
 green than the grass around them. Buildings and trees cast shadows, which change colour but not class.
+A layout may add large bare areas of sand, rock and dirt (``terrain.py``), lakes, a river and the sea with
+beaches (``water.py``), dense town districts (``town.py``), and rows of cars parked along the kerbs; all of
+them are off in the default layout, which draws nothing for them. Colours come from a ``Palette``
+(``palette.py``): the standard one, or one drawn per world.
 
-With ``WorldLayout.building_height_m`` above 0 the buildings are also 3D blocks (``blocks.py``) with painted
-facades (``facades.py``), for the renderer to raise: the roofs painted here are their roofs' texture, and their
-shadows grow with their height. The town's layout is the flat one's for the same seed: the eaves replace the
-height the flat shadows were drawn for, and facades and ridges draw from their own stream.
+With ``WorldLayout.building_height_m`` above 0 the buildings (town buildings too) are also 3D blocks
+(``blocks.py``) with painted facades (``facades.py``), for the renderer to raise: the roofs painted here are their
+roofs' texture, and their shadows grow with their height. The town's layout is the flat one's for the same seed:
+the eaves replace the height the flat shadows were drawn for, and facades and ridges draw from their own stream.
 
 Coordinates: world pixels (u right, v down), ``gsd_m`` metres per pixel.
 """
@@ -24,18 +28,18 @@ from ssp_ros.synthetic import labels as L
 from ssp_ros.synthetic.blocks import SHADOW_LIGHT, SHADOW_PER_HEIGHT, Block, block_walls, shadow_outline
 from ssp_ros.synthetic.config import WorldLayout
 from ssp_ros.synthetic.facades import paint_facade
+from ssp_ros.synthetic.palette import STANDARD, Palette
 from ssp_ros.synthetic.shapes import Part, car_parts, transform_points
-from ssp_ros.synthetic.textures import fill_polygon, grain, rectangle, smooth_noise
+from ssp_ros.synthetic.terrain import SAND, BareTexture, bare_ground_mask, beach_mask
+from ssp_ros.synthetic.textures import blob_outline, fill_polygon, grain, polygon_mask, rectangle, smooth_noise
+from ssp_ros.synthetic.town import TOWN_HEIGHT_M, District, district, kerb_slots, plots, polyline
+from ssp_ros.synthetic.water import WaterBodies, land_part, place_water, water_colour
 
-ASPHALT = np.array([98.0, 98.0, 102.0])
-GRASS = np.array([92.0, 122.0, 60.0])
-DRY_GRASS = np.array([142.0, 138.0, 84.0])
-DARK_GRASS = np.array([62.0, 92.0, 46.0])
-TREE_GREENS = np.array([[48.0, 80.0, 38.0], [58.0, 92.0, 44.0], [66.0, 98.0, 50.0], [44.0, 70.0, 40.0]])
-SOILS = np.array([[128.0, 108.0, 84.0], [150.0, 146.0, 136.0], [104.0, 98.0, 92.0]])
-TILED_ROOFS = np.array([[150.0, 74.0, 56.0], [122.0, 62.0, 52.0], [78.0, 78.0, 84.0], [108.0, 92.0, 82.0]])
-MARKING = np.array([222.0, 222.0, 212.0])
-OCCUPIED = (L.ROAD, L.BUILDING, L.STATIC_CAR)  # classes a new lot or building must keep clear of
+OCCUPIED = (L.ROAD, L.BUILDING, L.STATIC_CAR)  # classes a new lot or building must keep clear of (and water)
+SUN_ELEVATION = np.arctan(1.0 / 0.45)  # the sun's height (rad): a building's shadow is 0.45 × its height long
+MIN_ROAD_M = 20.0  # a road the sea cuts shorter than this is dropped
+DISTRICT_TRIES = 8  # candidate places for a town district
+COVER_STEP = 8  # world pixels between the samples that measure how much of a candidate district is taken
 FLAT_BUILDING_HEIGHT_M = (3.0, 14.0)  # heights the shadows of flat (painted) buildings are drawn for
 ROOF_PITCH_DEG = (25.0, 40.0)  # slope of a 3D block's gabled roof
 
@@ -66,35 +70,47 @@ class Road:
 
 @dataclass
 class World:
-    """The rendered world: RGB texture, label map, roads, scale, and the buildings raised as blocks."""
+    """The rendered world: RGB texture, label map, roads, scale, open water, and the buildings raised as blocks."""
 
     rgb: np.ndarray  # n×n×3 uint8
     labels: np.ndarray  # n×n uint8, UAVid class ids
     roads: list[Road]
     gsd_m: float
+    water: WaterBodies | None = None  # open water (labelled clutter) and the sun, for the waves; None: no water
     blocks: list[Block] = field(default_factory=list)  # empty: the buildings are roofs painted on flat ground
 
     @property
     def size_px(self) -> int:
         return self.labels.shape[0]
 
+    def walkable(self, u: int, v: int) -> bool:
+        """True if a person may stand on world pixel (u, v): not on a building, not in water."""
+        return self.labels[v, u] != L.BUILDING and (self.water is None or not self.water.mask[v, u])
+
 
 class _Canvas:
-    """The world under construction: float RGB, labels and shared noise fields, painted crop by crop."""
+    """The world under construction: float RGB, labels and shared noise fields, painted crop by crop, in the
+    colours of a palette, with shadows darkened by ``factor ** shadow_depth`` (1: as painted)."""
 
-    def __init__(self, n: int, gsd: float, rng: np.random.Generator) -> None:
+    def __init__(self, n: int, gsd: float, rng: np.random.Generator, palette: Palette = STANDARD,
+                 shadow_depth: float = 1.0) -> None:
         self.n, self.gsd, self.rng = n, gsd, rng
+        self.palette, self.shadow_depth = palette, shadow_depth
+        self.water: np.ndarray | None = None  # n×n bool once the world has water
+        self.bare: BareTexture | None = None  # the look of sand, rock and dirt, once the world has some
         px = 1.0 / gsd
         self.fine = grain(rng, (n, n), 0.6)
         self.mid = smooth_noise(rng, (n, n), 1.2 * px, octaves=3)
         self.blobs = smooth_noise(rng, (n, n), 0.7 * px, octaves=2)
         dry = np.clip(smooth_noise(rng, (n, n), 45 * px, octaves=2) - 0.3, 0, 1)
         dark = np.clip(1.6 * (smooth_noise(rng, (n, n), 30 * px, octaves=2) - 0.6), 0, 1)
-        texture = 1.0 + 0.07 * self.mid + 0.06 * self.fine
+        contrast = palette.contrast
+        texture = 1.0 + 0.07 * contrast * self.mid + 0.06 * contrast * self.fine
+        grass, dry_grass, dark_grass = palette.grass, palette.dry_grass, palette.dark_grass
         self.rgb = np.empty((n, n, 3), np.float32)
         for c in range(3):
-            base = np.float32(GRASS[c]) + np.float32(DRY_GRASS[c] - GRASS[c]) * dry
-            base += (np.float32(DARK_GRASS[c]) - base) * dark
+            base = np.float32(grass[c]) + np.float32(dry_grass[c] - grass[c]) * dry
+            base += (np.float32(dark_grass[c]) - base) * dark
             self.rgb[..., c] = base * texture
         self.labels = np.full((n, n), L.LOW_VEGETATION, np.uint8)
 
@@ -121,8 +137,8 @@ class _Canvas:
         return ys, xs, m
 
     def texture(self, ys: slice, xs: slice, gain: float) -> np.ndarray:
-        """Brightness modulation of a crop: 1 + gain × (mid-scale noise + 0.8 × grain)."""
-        return 1.0 + gain * (self.mid[ys, xs] + 0.8 * self.fine[ys, xs])
+        """Brightness modulation of a crop: 1 + gain × contrast × (mid-scale noise + 0.8 × grain)."""
+        return 1.0 + gain * self.palette.contrast * (self.mid[ys, xs] + 0.8 * self.fine[ys, xs])
 
     def paint(self, points: np.ndarray, color: np.ndarray, label: int | None, texture: float = 0.08,
               keep: tuple[int, ...] = ()) -> None:
@@ -140,22 +156,30 @@ class _Canvas:
         found = self.mask(points, keep)
         if found is not None:
             ys, xs, m = found
-            self.rgb[ys, xs][m] *= factor
+            self.rgb[ys, xs][m] *= factor**self.shadow_depth
 
     def free(self, points: np.ndarray, blocked: tuple[int, ...]) -> bool:
-        """True if the polygon lies inside the world and covers no pixel of the ``blocked`` classes."""
+        """True if the polygon lies inside the world and covers no pixel of the ``blocked`` classes, nor water."""
         if points.min() < 0 or points.max() >= self.n:
             return False
         ys, xs, m = self.mask(points)
+        if self.water is not None and self.water[ys, xs][m].any():
+            return False
         return not np.isin(self.labels[ys, xs][m], blocked).any()
 
+    def on_water(self, pos: np.ndarray) -> bool:
+        """True if world position ``pos`` (inside the world) is open water."""
+        return self.water is not None and bool(self.water[int(pos[1]), int(pos[0])])
 
-def build_world(layout: WorldLayout, rng: np.random.Generator) -> World:
-    """Generate the world for a layout; deterministic for a given generator state."""
+
+def build_world(layout: WorldLayout, rng: np.random.Generator, palette: Palette = STANDARD,
+                shadow_depth: float = 1.0) -> World:
+    """Generate the world for a layout in a palette, shadows darkened by ``factor ** shadow_depth``;
+    deterministic for a given generator state. A feature the layout leaves off draws nothing from ``rng``."""
     n = int(round(layout.size_m / layout.gsd_m))
     px = 1.0 / layout.gsd_m
     area_km2 = (layout.size_m / 1000.0) ** 2
-    canvas = _Canvas(n, layout.gsd_m, rng)
+    canvas = _Canvas(n, layout.gsd_m, rng, palette, shadow_depth)
     sun = rng.uniform(0, 2 * np.pi)
     shadow_dir = np.array([np.cos(sun), np.sin(sun)])
 
@@ -163,29 +187,161 @@ def build_world(layout: WorldLayout, rng: np.random.Generator) -> World:
         return int(rng.poisson(per_km2 * area_km2))
 
     _add_clutter(canvas, count(layout.clutter_patches_per_km2), px)
+    if layout.bare_ground_share[1] > 0:
+        _add_bare_ground(canvas, rng.uniform(*layout.bare_ground_share), px)
     roads = _add_roads(canvas, layout.roads, px)
+    if layout.lakes_per_km2 > 0 or layout.river_prob > 0 or layout.coast_prob > 0:
+        roads = _add_water(canvas, roads, layout, px)
+    districts = _add_districts(canvas, count(layout.town_districts_per_km2), px) \
+        if layout.town_districts_per_km2 > 0 else []
+    roads = roads + [Road(points=polyline(start, end, 0.5 * px), width_px=town.street_width)
+                     for town in districts for start, end in town.streets()]
+    if layout.kerb_parking_share > 0:
+        _add_kerb_parking(canvas, roads, layout.kerb_parking_share, px, shadow_dir)
+    builder = _Builder(canvas, layout, shadow_dir)
+    for town in districts:
+        _add_town_buildings(builder, town, px)
     _add_parking_lots(canvas, roads, count(layout.parked_cars_per_km2), px, shadow_dir)
-    blocks = _add_buildings(canvas, roads, count(layout.buildings_per_km2), layout, px, shadow_dir)
+    _add_buildings(builder, roads, count(layout.buildings_per_km2), px)
     _add_trees(canvas, count(layout.tree_clusters_per_km2), px, shadow_dir)
+    water = None
+    if canvas.water is not None:  # what was painted over the water since (bridges, canopies) is not water
+        toward_sun = np.array([-np.cos(sun), -np.sin(sun), 0.0]) * np.cos(SUN_ELEVATION)
+        toward_sun[2] = -np.sin(SUN_ELEVATION)  # Z points down
+        water = WaterBodies(mask=canvas.water & (canvas.labels == L.CLUTTER), sun=toward_sun)
     rgb = np.clip(canvas.rgb + 0.5, 0, 255).astype(np.uint8)
-    return World(rgb=rgb, labels=canvas.labels, roads=roads, gsd_m=layout.gsd_m, blocks=blocks)
-
-
-def _blob(center: np.ndarray, radius: float, rng: np.random.Generator, roughness: float = 0.25) -> np.ndarray:
-    """An irregular closed outline (K×2) around ``center``."""
-    k = 28
-    angles = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    harmonics = sum(rng.normal(0, roughness / h) * np.cos(h * angles + rng.uniform(0, 2 * np.pi)) for h in (2, 3, 5))
-    r = radius * np.clip(1.0 + harmonics, 0.4, 1.8)
-    return center + np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
+    return World(rgb=rgb, labels=canvas.labels, roads=roads, gsd_m=layout.gsd_m, water=water, blocks=builder.blocks)
 
 
 def _add_clutter(canvas: _Canvas, patches: int, px: float) -> None:
     rng = canvas.rng
     for _ in range(patches):
         center = rng.uniform(0, canvas.n, 2)
-        color = SOILS[rng.integers(len(SOILS))] * rng.uniform(0.9, 1.1)
-        canvas.paint(_blob(center, rng.uniform(4, 16) * px, rng), color, L.CLUTTER, texture=0.12)
+        soils = canvas.palette.soils
+        color = soils[rng.integers(len(soils))] * rng.uniform(0.9, 1.1)
+        canvas.paint(blob_outline(center, rng.uniform(4, 16) * px, rng), color, L.CLUTTER, texture=0.12)
+
+
+def _bare_texture(canvas: _Canvas) -> BareTexture:
+    """The world's look of sand, rock and dirt, drawn when first needed."""
+    if canvas.bare is None:
+        canvas.bare = BareTexture(canvas.n, 1.0 / canvas.gsd, canvas.palette, canvas.mid, canvas.fine, canvas.rng)
+    return canvas.bare
+
+
+def _add_bare_ground(canvas: _Canvas, share: float, px: float) -> None:
+    """Large areas of sand, rock and dirt (class clutter) over about ``share`` of the world."""
+    ys, xs = np.nonzero(bare_ground_mask(canvas.n, px, share, canvas.rng))
+    texture = _bare_texture(canvas)
+    canvas.rgb[ys, xs] = texture.colours(ys, xs, texture.material(ys, xs))
+    canvas.labels[ys, xs] = L.CLUTTER
+
+
+def _add_water(canvas: _Canvas, roads: list[Road], layout: WorldLayout, px: float) -> list[Road]:
+    """Lakes, a river and the sea (class clutter) with sandy beaches; returns the roads left on land.
+
+    Roads cross lakes and rivers on causeways and bridges (their pixels stay road); at the sea they end: the sea
+    paints over them and each keeps its longest stretch on land (MIN_ROAD_M or more), so no car drives into it.
+    """
+    inland, sea = place_water(layout, canvas.n, px, canvas.rng)
+    water = (inland & (canvas.labels != L.ROAD)) | sea
+    if sea.any():
+        ashore = [(land_part(road.points, sea), road.width_px) for road in roads]
+        kept = [Road(points=points, width_px=width) for points, width in ashore if len(points) >= 2]
+        roads = [road for road in kept if road.length >= MIN_ROAD_M * px]
+    ys, xs = np.nonzero(water)
+    canvas.rgb[ys, xs] = water_colour(water, canvas.palette, px, canvas.mid[ys, xs])
+    canvas.labels[ys, xs] = L.CLUTTER
+    canvas.water = water
+    beach = beach_mask(water, px, canvas.rng) & (canvas.labels != L.ROAD)
+    ys, xs = np.nonzero(beach)
+    canvas.rgb[ys, xs] = _bare_texture(canvas).colours(ys, xs, np.full(len(ys), SAND))
+    canvas.labels[ys, xs] = L.CLUTTER
+    return roads
+
+
+def _add_districts(canvas: _Canvas, count: int, px: float) -> list[District]:
+    """Town districts, their streets drawn as roads: each the one of DISTRICT_TRIES candidates on land (less than
+    a tenth under water) whose square roads and buildings cover least, so that its blocks have room."""
+    rng = canvas.rng
+    districts = []
+    for _ in range(count):
+        built = np.isin(canvas.labels[::COVER_STEP, ::COVER_STEP], OCCUPIED)  # every COVER_STEP-th pixel will do
+        wet = np.zeros_like(built) if canvas.water is None else canvas.water[::COVER_STEP, ::COVER_STEP]
+        best, covered = None, 1.0
+        for _attempt in range(DISTRICT_TRIES):
+            candidate = district(rng.uniform(0.1 * canvas.n, 0.9 * canvas.n, 2), px, rng)
+            inside = polygon_mask(built.shape, candidate.corners() / COVER_STEP)
+            if inside.any() and wet[inside].mean() < 0.1 and built[inside].mean() < covered:
+                best, covered = candidate, float(built[inside].mean())
+        if best is not None:
+            districts.append(best)
+    for town in districts:
+        for start, end in town.streets():
+            heading = np.arctan2(*(end - start)[::-1])
+            canvas.paint(rectangle((start + end) / 2, np.linalg.norm(end - start), town.street_width, heading),
+                         canvas.palette.asphalt * rng.uniform(0.85, 1.1), L.ROAD, texture=0.1)
+            _edge_lines(canvas, polyline(start, end, 0.5 * px), town.street_width, px)
+    return districts
+
+
+class _Builder:
+    """Draws buildings: the shadow and a flat or pitched roof on the ground; with ``building_height_m`` above 0
+    the building's 3D block too, collected in ``blocks``."""
+
+    def __init__(self, canvas: _Canvas, layout: WorldLayout, shadow_dir: np.ndarray) -> None:
+        self.canvas, self.layout, self.shadow_dir = canvas, layout, shadow_dir
+        self.raised = layout.building_height_m[1] > 0
+        # facades and ridges: a stream apart (spawning draws nothing), so the layout is the flat one's
+        self.detail_rng = canvas.rng.spawn(1)[0] if self.raised else None
+        self.blocks: list[Block] = []
+
+    def heights(self, flat_range_m: tuple[float, float]) -> tuple[float, float]:
+        """The range a building's height is drawn from: its eaves when raised, else what its shadow is drawn for."""
+        return self.layout.building_height_m if self.raised else flat_range_m
+
+    def build(self, center: np.ndarray, length: float, depth: float, heading: float, height_m: float) -> None:
+        """One building on ``rectangle(center, length, depth, heading)`` (world px), ``height_m`` tall."""
+        canvas, px = self.canvas, 1.0 / self.canvas.gsd
+        footprint = rectangle(center, length, depth, heading)
+        flat = canvas.rng.random() < self.layout.flat_roof_share
+        if self.raised:
+            self.blocks.append(_raise_block(canvas, footprint, height_m, 0.0 if flat else depth / px,
+                                            self.detail_rng, self.shadow_dir))
+        else:
+            _draw_shadow(canvas, footprint, self.shadow_dir * SHADOW_PER_HEIGHT * (height_m * px), SHADOW_LIGHT)
+        if flat:
+            _flat_roof(canvas, center, length, depth, heading, px, self.shadow_dir)
+        else:
+            _pitched_roof(canvas, center, length, depth, heading)
+
+
+def _add_town_buildings(builder: _Builder, town: District, px: float) -> None:
+    """A district's blocks: rows of buildings along its streets, each drawn where it is free, as
+    ``_add_buildings`` draws a building."""
+    canvas = builder.canvas
+    for plot in plots(town, px, canvas.rng, builder.heights(TOWN_HEIGHT_M)):
+        margin = 0.2 * px
+        if not canvas.free(rectangle(plot.center, plot.length + margin, plot.depth + margin, plot.heading), OCCUPIED):
+            continue
+        builder.build(plot.center, plot.length, plot.depth, plot.heading, plot.height_m)
+
+
+def _add_kerb_parking(canvas: _Canvas, roads: list[Road], share: float, px: float, shadow_dir: np.ndarray) -> None:
+    """Rows of cars (class static car) parked along the kerbs, on a parking lane (class road) outside the
+    driving lanes; a slot is used only where its lane is clear of other roads, buildings, cars and water."""
+    rng = canvas.rng
+    margin = 0.3 * px  # the check keeps off the road's own edge and the neighbouring slots
+    for road in roads:
+        for slot in kerb_slots(road.points, road.cumulative, road.width_px, share, px, rng):
+            check = rectangle(slot.center + slot.outward * margin / 2, slot.length - 2 * margin,
+                              slot.width - margin, slot.heading)
+            if not canvas.free(check, OCCUPIED):
+                continue
+            canvas.paint(rectangle(slot.center, slot.length, slot.width, slot.heading),
+                         canvas.palette.asphalt * rng.uniform(0.9, 1.1), L.ROAD, texture=0.08)
+            if slot.taken:
+                _draw_car(canvas, car_parts(rng), (slot.center, slot.facing), px, shadow_dir)
 
 
 def _add_roads(canvas: _Canvas, count: int, px: float) -> list[Road]:
@@ -205,16 +361,21 @@ def _add_roads(canvas: _Canvas, count: int, px: float) -> list[Road]:
         width = rng.uniform(7.0, 10.0) * px
         road = Road(points=points, width_px=width)
         roads.append(road)
-        _stroke(canvas, points, width, ASPHALT * rng.uniform(0.85, 1.15), L.ROAD, texture=0.1)
-        for side in (-1, 1):
-            edge = _offset_polyline(points, side * (width / 2 - 0.4 * px))
-            _stroke(canvas, edge, 0.15 * px, MARKING * 0.9, L.ROAD, texture=0.05)
+        _stroke(canvas, points, width, canvas.palette.asphalt * rng.uniform(0.85, 1.15), L.ROAD, texture=0.1)
+        _edge_lines(canvas, points, width, px)
         dash, gap = 3.0 * px, 6.0 * px
         for start in np.arange(0, road.length - dash, dash + gap):
             i0, i1 = np.searchsorted(road.cumulative, [start, start + dash])
             if i1 - i0 >= 2:
-                _stroke(canvas, points[i0:i1], 0.15 * px, MARKING, L.ROAD, texture=0.05)
+                _stroke(canvas, points[i0:i1], 0.15 * px, canvas.palette.marking, L.ROAD, texture=0.05)
     return roads
+
+
+def _edge_lines(canvas: _Canvas, points: np.ndarray, width: float, px: float) -> None:
+    """The white lines along both edges of a road."""
+    for side in (-1, 1):
+        edge = _offset_polyline(points, side * (width / 2 - 0.4 * px))
+        _stroke(canvas, edge, 0.15 * px, canvas.palette.marking * 0.9, L.ROAD, texture=0.05)
 
 
 def _offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
@@ -264,7 +425,7 @@ def _add_parking_lots(canvas: _Canvas, roads: list[Road], cars: int, px: float, 
         lot = rectangle(center, length, depth, heading)
         if not canvas.free(rectangle(center, length + 2 * px, depth + 2 * px, heading), OCCUPIED):
             continue
-        canvas.paint(lot, ASPHALT * rng.uniform(0.9, 1.2), L.ROAD, texture=0.08)
+        canvas.paint(lot, canvas.palette.asphalt * rng.uniform(0.9, 1.2), L.ROAD, texture=0.08)
         along = np.array([np.cos(heading), np.sin(heading)])
         across = np.array([-np.sin(heading), np.cos(heading)])
         stalls = int(length / (2.6 * px))
@@ -272,7 +433,7 @@ def _add_parking_lots(canvas: _Canvas, roads: list[Road], cars: int, px: float, 
             for k in range(stalls):
                 stall_center = center + along * ((k + 0.5) * 2.6 * px - length / 2) + across * row * depth / 4
                 line = rectangle(stall_center + along * 1.3 * px, 0.12 * px, depth / 2 * 0.9, heading)
-                canvas.paint(line, MARKING * 0.85, L.ROAD, texture=0.03)
+                canvas.paint(line, canvas.palette.marking * 0.85, L.ROAD, texture=0.03)
                 if placed < cars and rng.random() < 0.75:
                     pose = (stall_center, heading + np.pi / 2 + (np.pi if rng.random() < 0.5 else 0.0))
                     _draw_car(canvas, car_parts(rng), pose, px, shadow_dir)
@@ -289,14 +450,10 @@ def _draw_car(canvas: _Canvas, parts: list[Part], pose: tuple[np.ndarray, float]
                      L.STATIC_CAR if i == 0 else None, texture=0.03)
 
 
-def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, layout: WorldLayout, px: float,
-                   shadow_dir: np.ndarray) -> list[Block]:
-    """Buildings beside the roads; with ``layout.building_height_m`` above 0 also their 3D blocks."""
+def _add_buildings(builder: _Builder, roads: list[Road], count: int, px: float) -> None:
+    """Buildings beside the roads (and a few anywhere), where the ground is free."""
+    canvas = builder.canvas
     rng = canvas.rng
-    raised = layout.building_height_m[1] > 0
-    detail_rng = rng.spawn(1)[0] if raised else None  # facades and ridges: a stream apart (spawning draws nothing)
-    heights = layout.building_height_m if raised else FLAT_BUILDING_HEIGHT_M
-    blocks = []
     placed, attempts = 0, 0
     while placed < count and attempts < 30 * max(count, 1):
         attempts += 1
@@ -306,22 +463,10 @@ def _add_buildings(canvas: _Canvas, roads: list[Road], count: int, layout: World
             heading += rng.normal(0, 0.03)
         else:
             center, heading = rng.uniform(0, canvas.n, 2), rng.uniform(0, np.pi)
-        footprint = rectangle(center, length, depth, heading)
         if not canvas.free(rectangle(center, length + 4 * px, depth + 4 * px, heading), OCCUPIED):
             continue
-        height_m = rng.uniform(*heights)
-        flat = rng.random() < layout.flat_roof_share
-        if raised:
-            blocks.append(_raise_block(canvas, footprint, height_m, 0.0 if flat else depth / px, detail_rng,
-                                       shadow_dir))
-        else:
-            _draw_shadow(canvas, footprint, shadow_dir * SHADOW_PER_HEIGHT * (height_m * px), SHADOW_LIGHT)
-        if flat:
-            _flat_roof(canvas, center, length, depth, heading, px, shadow_dir)
-        else:
-            _pitched_roof(canvas, center, length, depth, heading)
+        builder.build(center, length, depth, heading, rng.uniform(*builder.heights(FLAT_BUILDING_HEIGHT_M)))
         placed += 1
-    return blocks
 
 
 def _raise_block(canvas: _Canvas, footprint: np.ndarray, eaves_m: float, gable_span_m: float,
@@ -353,7 +498,7 @@ def _flat_roof(canvas: _Canvas, center: np.ndarray, length: float, depth: float,
 def _pitched_roof(canvas: _Canvas, center: np.ndarray, length: float, depth: float, heading: float) -> None:
     """A gabled roof: two tiled halves lit differently, split along the ridge."""
     rng = canvas.rng
-    color = TILED_ROOFS[rng.integers(len(TILED_ROOFS))] * rng.uniform(0.9, 1.1)
+    color = canvas.palette.tiled_roofs[rng.integers(len(canvas.palette.tiled_roofs))] * rng.uniform(0.9, 1.1)
     across = np.array([-np.sin(heading), np.cos(heading)])
     lit = rng.uniform(1.0, 1.2)
     for side, gain in ((-1, lit), (1, 2.0 - lit - 0.15)):
@@ -369,15 +514,15 @@ def _add_trees(canvas: _Canvas, clusters: int, px: float, shadow_dir: np.ndarray
     for _ in range(clusters):
         center = rng.uniform(0, canvas.n, 2)
         spread = rng.uniform(3, 12) * px
-        green = TREE_GREENS[rng.integers(len(TREE_GREENS))]
+        green = canvas.palette.tree_greens[rng.integers(len(canvas.palette.tree_greens))]
         for _ in range(rng.integers(2, 14)):
             pos = center + rng.normal(0, spread, 2)
             if not (0 <= pos[0] < canvas.n and 0 <= pos[1] < canvas.n):
                 continue
-            if canvas.labels[int(pos[1]), int(pos[0])] in (L.BUILDING, L.ROAD):
+            if canvas.labels[int(pos[1]), int(pos[0])] in (L.BUILDING, L.ROAD) or canvas.on_water(pos):
                 continue
             radius = rng.uniform(1.6, 4.5) * px
-            outline = _blob(pos, radius, rng, roughness=0.12)
+            outline = blob_outline(pos, radius, rng, roughness=0.12)
             canvas.shade(outline + shadow_dir * radius * 0.9, 0.6, keep=(L.BUILDING,))
             found = canvas.mask(outline, keep=(L.BUILDING,))
             if found is None:
@@ -385,7 +530,9 @@ def _add_trees(canvas: _Canvas, clusters: int, px: float, shadow_dir: np.ndarray
             ys, xs, m = found
             yy, xx = np.mgrid[ys, xs]
             toward_sun = -((xx - pos[0]) * shadow_dir[0] + (yy - pos[1]) * shadow_dir[1]) / radius
-            light = 1.0 + 0.22 * toward_sun + 0.22 * canvas.blobs[ys, xs] + 0.06 * canvas.fine[ys, xs]
+            contrast = canvas.palette.contrast
+            light = (1.0 + 0.22 * toward_sun + 0.22 * contrast * canvas.blobs[ys, xs]
+                     + 0.06 * contrast * canvas.fine[ys, xs])
             tint = green * rng.uniform(0.9, 1.1)
             canvas.rgb[ys, xs][m] = (tint[None, :] * light[m][:, None]).astype(np.float32)
             canvas.labels[ys, xs][m] = L.TREE
