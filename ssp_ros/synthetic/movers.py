@@ -25,7 +25,6 @@ class Mover(ABC):
 
     label: int
     parts: list[Part]
-    radius_m: float
 
     @abstractmethod
     def pose(self, px_per_m: float) -> np.ndarray:
@@ -43,7 +42,6 @@ class Car(Mover):
 
     def __init__(self, road: Road, rng: np.random.Generator, px_per_m: float) -> None:
         self.parts = car_parts(rng)
-        self.radius_m = 2.6
         self.road = road
         self.s = rng.uniform(0.0, road.length)
         self.direction = rng.choice([-1.0, 1.0])
@@ -74,7 +72,6 @@ class Walker(Mover):
     def __init__(self, position: np.ndarray, rng: np.random.Generator, px_per_m: float, heading: float | None = None,
                  speed_mps: float | None = None) -> None:
         self.parts = person_parts(rng)
-        self.radius_m = 0.4
         self.rng = rng
         self.position = position.astype(np.float64)
         self.wanders = heading is None

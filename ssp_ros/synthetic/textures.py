@@ -78,15 +78,3 @@ def blob_outline(center: np.ndarray, radius: float, rng: np.random.Generator, ro
     harmonics = sum(rng.normal(0, roughness / h) * np.cos(h * angles + rng.uniform(0, 2 * np.pi)) for h in (2, 3, 5))
     r = radius * np.clip(1.0 + harmonics, 0.4, 1.8)
     return center + np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
-
-
-def blend_where(image: np.ndarray, mask: np.ndarray, color: np.ndarray, texture: np.ndarray | None = None,
-                texture_gain: float = 0.0) -> None:
-    """Paint ``color`` (RGB float) into float image pixels under ``mask``, modulated by ``texture``."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return
-    value = np.broadcast_to(np.asarray(color, np.float32), (ys.size, 3)).copy()
-    if texture is not None:
-        value *= (1.0 + texture_gain * texture[ys, xs])[:, None]
-    image[ys, xs] = value

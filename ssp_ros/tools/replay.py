@@ -185,7 +185,7 @@ class _Run:
         if self.call_ms:  # the first call includes one-off warm-up costs
             for stage, values in self.stage_ms.items():
                 values.append(out.result.timings_ms.get(stage, 0.0))
-            if getattr(out.result, "registration_ms", None) is not None:
+            if out.result.registration_ms is not None:
                 self.registration_ms.append(out.result.registration_ms)
         self.call_ms.append(call_ms)
         self.size = self.size or list(out.frame.shape[:2])
