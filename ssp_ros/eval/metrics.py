@@ -84,7 +84,10 @@ class TemporalConsistency:
     def update(self, pred: np.ndarray, next_pred: np.ndarray, flow: np.ndarray, valid: np.ndarray | None = None
                ) -> float:
         """Score one pair given the forward flow of ``pred``'s frame; returns the pair's TC."""
-        warped, ok = warp_nearest(next_pred, flow, valid)
+        return self.update_warped(pred, *warp_nearest(next_pred, flow, valid))
+
+    def update_warped(self, pred: np.ndarray, warped: np.ndarray, ok: np.ndarray) -> float:
+        """``update`` with the next prediction already pulled back to ``pred``'s frame (``warp_nearest``)."""
         score = pair_miou(pred, warped, self.num_classes, ok, self.ignore_index)
         if np.isfinite(score):
             self.pairs.append(score)
@@ -122,9 +125,10 @@ class ChangeRate:
         self.changed = 0
         self.tracked = 0
 
-    def update(self, pred: np.ndarray, next_pred: np.ndarray, flow: np.ndarray, valid: np.ndarray | None) -> None:
-        warped, ok = warp_nearest(next_pred, flow, valid)
-        ok &= (pred != self.ignore_index) & (warped != self.ignore_index)
+    def update_warped(self, pred: np.ndarray, warped: np.ndarray, ok: np.ndarray) -> None:
+        """Count one pair, the next prediction already pulled back to ``pred``'s frame by the flow (``warp_nearest``:
+        ``warped``, and ``ok`` where it is tracked); the warp is ``TemporalConsistency``'s too."""
+        ok = ok & (pred != self.ignore_index) & (warped != self.ignore_index)
         self.tracked += int(ok.sum())
         self.changed += int((ok & (pred != warped)).sum())
 
@@ -222,9 +226,10 @@ class SequenceMetrics:
         self.shares.update(pred)
         if self._previous is not None:
             p_pred, p_labels, p_flow, p_valid = self._previous
-            if p_flow is not None:
-                self.tc.update(p_pred, pred, p_flow, p_valid)
-                self.changes.update(p_pred, pred, p_flow, p_valid)
+            if p_flow is not None:  # one warp serves TC and the change rate
+                warped, ok = warp_nearest(pred, p_flow, p_valid)
+                self.tc.update_warped(p_pred, warped, ok)
+                self.changes.update_warped(p_pred, warped, ok)
                 if p_labels is not None and labels is not None:
                     self.flicker.update(p_pred, p_labels, pred, labels, p_flow, p_valid)
         if labels is not None:
