@@ -32,7 +32,7 @@ from ssp_ros.classes import ClassSet, load_class_set, overlay
 from ssp_ros.config import SspConfig
 from ssp_ros.eval.clips import Clip, run_clip
 from ssp_ros.eval.provenance import trained_on, trained_on_line
-from ssp_ros.eval.report import cell, plot_tc_over_time
+from ssp_ros.eval.report import cell, class_share_table, plot_tc_over_time
 from ssp_ros.eval.stabilise import clip_truth, segmenter_source, write_stabilised
 from ssp_ros.eval.strip import titled, write_strip
 from ssp_ros.io import VideoWriter, write_png
@@ -91,19 +91,13 @@ def _markdown(report: dict) -> str:
         "change rate (label-free flicker: share of flow-tracked pixels whose class changes between frames; lower is "
         "steadier) and VC_n. TC alone rewards over-smoothing: read it next to mIoU and flicker. Resets: frames where "
         "SSP started over after the first (the image model never fuses).", "",
-        *rows, "", "Share of pixels per class (percent):", "", *_share_lines(report), "",
+        *rows, "", "Share of pixels per class (percent):", "",
+        *class_share_table(report["classes"], {label: report["models"][name]["class_share"]
+                                               for name, label in MODELS.items()}), "",
         "Median latency per stage (ms; the registration stage is the wait for registration after the segmenter, "
         "which runs beside it in its own thread):", "", *lat, "", *_registration_lines(report["models"]["ssp"]),
         f"`strip.png`: {strip} at a few points of the clip, under a colour key of the classes.", "",
     ])
-
-
-def _share_lines(report: dict) -> list[str]:
-    """The share of pixels per class of each model as a Markdown table."""
-    shares = {name: report["models"][name]["class_share"] or [None] * len(report["classes"]) for name in MODELS}
-    rows = [f"| {cls} | " + " | ".join(cell(shares[name][i]) for name in MODELS) + " |"
-            for i, cls in enumerate(report["classes"])]
-    return ["| class | " + " | ".join(MODELS.values()) + " |", "|---" * (len(MODELS) + 1) + "|", *rows]
 
 
 def _registration_lines(ssp: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Pieces of the run reports shared by ``ssp demo`` and ``ssp replay``: the TC-over-time plot, table cells."""
+"""Pieces of the run reports shared by ``ssp demo`` and ``ssp replay``: the TC-over-time plot, table cells, the
+class-share table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from pathlib import Path
 def cell(value: float | None) -> str:
     """A Markdown table cell for a metric: two decimals, an en dash when there is no value."""
     return "–" if value is None else f"{value:.2f}"
+
+
+def class_share_table(classes: list[str], shares: dict[str, list[float] | None]) -> list[str]:
+    """Markdown lines: one row per class, one column per model (label → percent per class; None: no pixel seen)."""
+    columns = {label: values or [None] * len(classes) for label, values in shares.items()}
+    rows = [f"| {name} | " + " | ".join(cell(values[i]) for values in columns.values()) + " |"
+            for i, name in enumerate(classes)]
+    return ["| class | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|", *rows]
 
 
 def plot_tc_over_time(path: Path, curves: dict[str, list[float]]) -> None:

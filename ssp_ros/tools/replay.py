@@ -47,7 +47,7 @@ from ssp_ros.eval.flow import DISFlow
 from ssp_ros.eval.metrics import SequenceMetrics
 from ssp_ros.eval.provenance import trained_on, trained_on_line
 from ssp_ros.eval.registration_health import resets_after_start
-from ssp_ros.eval.report import cell, plot_tc_over_time
+from ssp_ros.eval.report import cell, class_share_table, plot_tc_over_time
 from ssp_ros.io import read_png
 from ssp_ros.pipeline import STAGES, Pipeline
 from ssp_ros.ros.images import MessageError, image_pixels, stamp_ns
@@ -363,10 +363,8 @@ def _markdown(report: dict) -> str:
         "TC and the change rate (label-free flicker: the share of flow-tracked pixels whose class changes between "
         "frames) use DIS optical flow between consecutive frames; TC alone rewards over-smoothing, read it next to "
         "mIoU.", "",
-        "Share of pixels per class (percent):", "", "| class | " + " | ".join(models) + " |",
-        "|---" * (len(models) + 1) + "|",
-        *(f"| {cls} | " + " | ".join(cell((m["class_share"] or [None] * len(report["classes"]))[i])
-                                      for m in models.values()) + " |" for i, cls in enumerate(report["classes"])), "",
+        "Share of pixels per class (percent):", "",
+        *class_share_table(report["classes"], {name: m["class_share"] for name, m in models.items()}), "",
         f"Resets after the stream's start: {resets}.", "",
         "Skipped messages:", "", "| reason | count | last detail |", "|---|---|---|", *skipped, "",
         "Latency per stage (ms):", "", *lat, "",

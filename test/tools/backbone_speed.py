@@ -28,6 +28,7 @@ from ssp_ros.classes import load_class_set
 from ssp_ros.config import ModelConfig
 from ssp_ros.deploy.export import export_config
 from ssp_ros.deploy.quantize import quantize_export
+from ssp_ros.eval.interleave import ratio_spread, turn_order
 from ssp_ros.models import build_segmenter
 from ssp_ros.synthetic.config import load_sim_config
 
@@ -36,10 +37,10 @@ SIZES = ((384, 640), (736, 1280))
 
 def time_in_turn(backends: dict[str, OnnxRuntimeBackend], image: np.ndarray, frames: int,
                  warmup: int) -> dict[str, list[float]]:
-    """Seconds per ``segment`` call of each backend, called in turn on ``image`` (order reversed every frame)."""
+    """Seconds per ``segment`` call of each backend, called in turn on ``image`` (``turn_order``: as ``ssp bench``)."""
     names, times = list(backends), {name: [] for name in backends}
     for index in range(warmup + frames):
-        for name in names if index % 2 == 0 else names[::-1]:
+        for name in turn_order(names, index):
             start = time.perf_counter()
             backends[name].segment(image)
             if index >= warmup:
@@ -59,14 +60,13 @@ def measure(backbone: str, size: tuple[int, int], args: argparse.Namespace, scra
                                                                                               ("int8", int8))}
     image = np.random.default_rng(0).uniform(0, 255, (*size, 3)).astype(np.float32)
     times = time_in_turn(backends, image, args.frames, args.warmup)
-    speedup = np.asarray(times["fp32"]) / np.asarray(times["int8"])
     segmenter = build_segmenter(model_cfg, load_class_set(model_cfg.dataset).num_classes)
     params = sum(p.numel() for p in segmenter.parameters())
     return {"backbone": backbone, "input": f"{size[0]}x{size[1]}", "decoder": args.decoder,
             "params_m": round(params / 1e6, 2),
             "fp32_ms": round(1000 * float(np.median(times["fp32"])), 1),
             "int8_ms": round(1000 * float(np.median(times["int8"])), 1),
-            "int8_speedup": round(float(np.median(speedup)), 2),
+            "int8_speedup": round(ratio_spread(times["fp32"], times["int8"])["p50"], 2),
             "fp32_segmenter_mb": round((fp32 / "segmenter.onnx").stat().st_size / 1e6, 1)}
 
 
