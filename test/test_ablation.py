@@ -110,6 +110,9 @@ def test_tiny_plan_end_to_end(tmp_path, monkeypatch):
     table = (out / "ablation.md").read_text()
     assert table == markdown(saved)
     assert "| fixed blend |" in table and "*beyond the paper*" in table and "image model (no propagation)" in table
+    assert saved["classes"][5] == "moving_car" and len(saved["image"]["iou_per_class"]) == 8
+    per_class = table.split("IoU per class")[1]
+    assert "| variant | clutter | building |" in per_class and "| fixed blend |" in per_class
 
     # a second run reuses every finished variant; --only retrains the named one
     def no_training(*args, **kwargs):

@@ -11,11 +11,13 @@ from ssp_train.losses import (
     distillation_loss,
     flow_warp,
     fused_teacher_targets,
+    motion_unexplained,
     occlusion_mask,
     occlusion_weight,
     segmentation_loss,
     teacher_probabilities,
     temporal_consistency_loss,
+    weighted_segmentation_loss,
 )
 
 
@@ -49,6 +51,39 @@ def test_cross_entropy_upsamples_and_ignores():
     assert segmentation_loss(logits, labels) > good
     empty = segmentation_loss(logits.requires_grad_(), torch.full((1, 8, 8), 255))
     assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_weighted_cross_entropy_by_hand():
+    logits = torch.tensor([[[[2.0, 0.0, 1.0]], [[0.0, 5.0, 1.0]]]])
+    labels = torch.tensor([[[0, 0, 255]]])
+    ce = [math.log(1.0 + math.exp(-2.0)), math.log(1.0 + math.exp(5.0))]
+    weight = torch.tensor([[[1.0, 3.0, 7.0]]])  # the unlabelled pixel's weight must not count
+    expected = (ce[0] + 3.0 * ce[1]) / 4.0
+    assert weighted_segmentation_loss(logits, labels, weight).item() == pytest.approx(expected)
+    equal = torch.full_like(weight, 2.0)
+    assert weighted_segmentation_loss(logits, labels, equal).item() == pytest.approx(
+        segmentation_loss(logits, labels).item())
+
+
+@pytest.mark.parametrize("stride", [1, 4])
+def test_motion_unexplained_marks_a_mover_and_its_trail_not_the_ground(stride):
+    h, w = 16, 48
+    prev = torch.zeros(1, h, w + stride, dtype=torch.long)
+    prev[0, 4:12, 30:34] = 1  # a building: moves only with the camera
+    prev[0, 6:10, 8:12] = 2  # a car
+    # the camera pans one cell to the right: current pixel x shows previous pixel x + stride
+    cur = prev[:, :, stride:].clone()
+    cur[cur == 2] = 0
+    cur[0, 6:10, 14:18] = 2  # meanwhile the car drove 10 px to the right (in the current frame's pixels)
+    cur[0, 0, 0] = 255  # an unlabelled pixel is never marked
+    cur[0, 4:12, 30 - stride - 1] = 1  # the building one pixel wider: an edge shifted by sampling, not a mover
+    to_previous = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # cells of the stride map
+    marked = motion_unexplained(cur, prev[:, :, :w], to_previous, stride)
+    expected = torch.zeros(1, h, w, dtype=torch.bool)
+    expected[0, 6:10, 8 - stride:12 - stride] = True  # where the car was (its trail)
+    expected[0, 6:10, 14:18] = True  # where it is
+    expected[0, :, w - stride:] = False  # these come from outside the previous map
+    assert torch.equal(marked, expected)
 
 
 def test_occlusion_weight_and_tc_loss_by_hand():

@@ -13,15 +13,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import small_scenario
 
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import ConfigError
 from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata, save_weights, warp
 from ssp_ros.resources import share_dir
+from ssp_ros.synthetic import SyntheticVideo
+from ssp_ros.synthetic.config import WorldLayout
 from ssp_train.augment import conjugate, flip_matrix
 from ssp_train.config import DataConfig, TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset
-from ssp_train.losses import segmentation_loss
+from ssp_train.losses import motion_unexplained, segmentation_loss
 from ssp_train.objectives import ImagePairObjective, SspObjective
 from ssp_train.sources import SyntheticSource
 from ssp_train.train import _cli, check_weights_size, cosine_schedule, main
@@ -288,6 +291,47 @@ def test_ssp_objective_without_registration_fuses_with_the_identity(small_video)
         expected = batch["to_previous"][:, 0] if registration else torch.eye(3).expand(2, 3, 3)
         torch.testing.assert_close(calls[0], expected)
     assert not torch.allclose(losses[True], losses[False])
+
+
+@pytest.fixture(scope="module")
+def busy_road_pairs() -> dict[float, dict[str, torch.Tensor]]:
+    """Pair batches (gap 2, crops of 96) of a small world with ten times the moving cars, unflipped and flipped."""
+    world = WorldLayout(size_m=160.0, gsd_m=0.1, moving_cars_per_km2=4000.0)
+    source = SyntheticSource([list(SyntheticVideo(small_scenario(world=world), frames=12, seed=5))])
+    batches = {}
+    for flip in (0.0, 1.0):
+        dataset = ClipDataset(source, crop_size=96, frame_gap=(2, 2), length=2, flip_prob=flip)
+        batches[flip] = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    return batches
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_motion_unexplained_finds_the_moving_cars_of_generated_pairs(busy_road_pairs, flip):
+    """With the generator's homographies (flipped ones too), what the camera's motion leaves unexplained is
+    concentrated on the moving cars: a wrong scale or flip of the homography would mark edges everywhere."""
+    batch = busy_road_pairs[flip]
+    labels = batch["labels"]
+    marked = motion_unexplained(labels[:, 1], labels[:, 0], batch["to_previous"][:, 0], 4)
+    car = labels[:, 1] == 5  # moving car
+    assert car.sum() > 1000
+    on_cars, elsewhere = marked[car].float().mean(), marked[~car].float().mean()
+    assert on_cars > 10 * elsewhere and elsewhere < 0.01
+
+
+def test_ssp_objective_weights_the_unexplained_pixels(busy_road_pairs):
+    segmenter = build_segmenter(TINY, K).eval()
+    batch = busy_road_pairs[0.0]
+    model = SSP(segmenter, SimilarityHead(segmenter.feature_channels))
+    with torch.no_grad():
+        plain = SspObjective(model, frozen=True, tc_weight=0.0).train()(batch)["loss"]
+        weighted = SspObjective(model, frozen=True, tc_weight=0.0, movers_weight=20.0).train()(batch)["loss"]
+        assert not torch.isclose(plain, weighted)
+        # a pair of one frame twice: the camera's motion (none) explains every pixel, so the weight changes nothing
+        still = {**batch, "images": batch["images"][:, [1, 1]], "labels": batch["labels"][:, [1, 1]],
+                 "to_previous": torch.eye(3).expand_as(batch["to_previous"])}
+        plain = SspObjective(model, frozen=True, tc_weight=0.0).train()(still)["loss"]
+        weighted = SspObjective(model, frozen=True, tc_weight=0.0, movers_weight=20.0).train()(still)["loss"]
+        torch.testing.assert_close(plain, weighted)
 
 
 def test_trained_weights_round_trip(tmp_path):

@@ -177,7 +177,9 @@ def _evaluate(plan: AblationPlan, weights: Path, clips: list, propagate: bool, r
     num_classes = load_class_set(dataset).num_classes
     runs = [run_clip(run_cfg, backend, clip, propagate, num_classes, label) for clip in clips]
     means = {key: mean_of_known([r[key] for r in runs]) for key in METRICS}
-    return {**means, "per_sequence": [{"source": c.source, **{k: r[k] for k in METRICS}} for c, r in zip(clips, runs)]}
+    per_class = [mean_of_known([r["iou_per_class"][k] if r["iou_per_class"] else None for r in runs])
+                 for k in range(num_classes)]
+    return {**means, "iou_per_class": per_class, "per_sequence": [{"source": c.source, **{k: r[k] for k in METRICS}} for c, r in zip(clips, runs)]}
 
 
 def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
@@ -261,7 +263,8 @@ def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:
         log.line(f"ablate: {variant.name}: mIoU {cell(row['miou'])}  TC {cell(row['tc'])}  "
                  f"flicker {cell(row['flicker'])}  ({seconds:.0f} s)")
         rows.append(row)
-    report = {"plan": plan.source, "base": to_dict(plan.base), "image_model": str(image_path),
+    report = {"plan": plan.source, "base": to_dict(plan.base), "classes": list(classes.names),
+              "image_model": str(image_path),
               "evaluation": evaluation, "image": image_row, "rows": rows}
     (plan.out / "ablation.json").write_text(json.dumps(report, indent=2))
     (plan.out / "ablation.md").write_text(markdown(report))
@@ -304,4 +307,17 @@ def markdown(report: dict) -> str:
         "frames. Percent, mean over sequences; Δ against plain SSP (the `ssp` row). Flicker: share of pixels whose "
         "true class stays the same but whose prediction changes (lower is better); VC8: video consistency over 8 "
         "frames. TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
-        *head, *lines, ""])
+        *head, *lines, "", *_per_class_table(report)])
+
+
+def _per_class_table(report: dict) -> list[str]:
+    """Each row's IoU per class (mean over the sequences where the class occurs), when the report has them:
+    where a variant gains or loses, e.g. on moving cars, which the mean IoU hides."""
+    names = report.get("classes")
+    rows = [("image model (no propagation)", report["image"])] + [(r["label"], r) for r in report["rows"]]
+    if not names or any("iou_per_class" not in row for _, row in rows):
+        return []
+    return ["IoU per class (percent, mean over the sequences where the class occurs):", "",
+            "| variant | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+            *(f"| {label} | " + " | ".join(cell(v) for v in row["iou_per_class"]) + " |" for label, row in rows),
+            ""]

@@ -143,6 +143,8 @@ class SspStageConfig:
     unroll: int = 1  # fusion steps per clip: 1 = the paper's pairs; n > 1 = clips of n + 1 frames where each
     # fused output is the next step's previous state, as at run time (the head then learns to trust it)
     tc_weight: float = 0.5  # λ of the temporal-consistency loss on the fused outputs (paper: 0.5); 0 = CE only
+    movers_weight: float = 0.0  # extra cross-entropy weight on pixels the true camera motion does not explain (a
+    # moving car and the trail a warp of the previous state leaves): each counts 1 + this; 0 = plain CE (paper)
     crop_size: int = 256  # the same random square crop of both frames (multiple of 32); 0 = whole frames
     lr: float = 1e-3  # peak learning rate of the similarity head
     lr_image: float = 0.0  # learning rate of the image model; 0 = frozen (eval mode, no gradients)
@@ -161,6 +163,7 @@ class SspStageConfig:
         check_range(self, "lr_image", 0.0)
         check_range(self, "unroll", 1, 8)
         check_range(self, "tc_weight", 0.0)
+        check_range(self, "movers_weight", 0.0)
         require(self.similarity in ("learned", "pooled") or not self.similarity_inputs, "similarity_inputs",
                 f"extra inputs need a learned head (learned, pooled), not similarity '{self.similarity}'")
 

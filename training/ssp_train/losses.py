@@ -8,7 +8,8 @@ this frame: ``out[p] = values_other[p + flow[p]]`` (bilinear); ``occlusion_mask`
 
 Losses:
 
-- ``segmentation_loss``: cross-entropy with ignore label 255.
+- ``segmentation_loss``: cross-entropy with ignore label 255; ``weighted_segmentation_loss`` the same with a weight
+  per pixel, e.g. more on ``motion_unexplained`` pixels (what the camera's motion does not explain: moving cars).
 - ``temporal_consistency_loss``: ``L_tc = 1/HW Σ O·‖P_k − warp(P_{k−1})‖²`` with the soft occlusion weight
   ``O = exp(−‖I_k − warp(I_{k−1})‖₁)`` (``occlusion_weight``).
 - ``fused_teacher_targets``: ``T^c_{k−1} = (T_{k−1} + (1−M_{k−1})·warp(T_k)) / (2 − M_{k−1})`` and the symmetric
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ssp_ros.models.warp import homography_grid
 
 OCCLUSION_ALPHA = 0.01  # the KD-SSP occlusion test: |f + b|² > α (|f|² + |b|²) + β (docs/design.md §1)
 OCCLUSION_BETA = 0.5
@@ -78,6 +81,49 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     if not (labels != ignore_index).any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits, labels, ignore_index=ignore_index)
+
+
+def weighted_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
+                               ignore_index: int = 255) -> torch.Tensor:
+    """``segmentation_loss`` as a weighted mean: each labelled pixel's cross-entropy counts ``weight`` (N×H×W,
+    > 0) times. With equal weights it is ``segmentation_loss``."""
+    logits = _to_size(logits, labels.shape[-2:])
+    labels = labels.long()
+    labelled = labels != ignore_index
+    if not labelled.any():
+        return logits.sum() * 0.0
+    per_pixel = F.cross_entropy(logits, labels.masked_fill(~labelled, 0), reduction="none")
+    weight = weight * labelled
+    return (per_pixel * weight).sum() / weight.sum()
+
+
+def motion_unexplained(labels: torch.Tensor, prev_labels: torch.Tensor, to_previous: torch.Tensor, stride: int,
+                       ignore_index: int = 255) -> torch.Tensor:
+    """N×H×W bool: pixels whose class the camera's motion does not explain.
+
+    The previous frame's labels (N×H×W) are pulled into this frame through ``to_previous`` (N×3×3, between the
+    cells of a stride-``stride`` map, as ``ssp_ros.models.warp``; scaled here to pixels) by nearest sampling; a
+    pixel is marked where they differ from this frame's, both are labelled and the source lies inside the
+    previous frame. That is where a moving car is now and where it was (the trail a ground-plane warp of the
+    previous state leaves), plus walls seen with parallax: the pixels where fusion has to take the current frame.
+    The marks are then opened with a 3×3 square (eroded, then dilated): class edges that nearest sampling shifts
+    by a pixel would otherwise mark every boundary (on the default scenario about 0.5 % of all pixels, ten times
+    the moving cars' share), so only marks at least 3 px across remain (people, 1 to 3 px, drop out too).
+    """
+    n, height, width = labels.shape
+    half = (stride - 1) / 2.0  # the centre of cell i is pixel stride·i + half
+    to_cells = torch.tensor([[1.0 / stride, 0.0, -half / stride], [0.0, 1.0 / stride, -half / stride],
+                             [0.0, 0.0, 1.0]], dtype=torch.float64)
+    to_pixels = torch.linalg.inv(to_cells)
+    pixel_h = (to_pixels @ to_previous.double().cpu() @ to_cells).to(torch.float32).to(labels.device)
+    grid = homography_grid(pixel_h, height, width)
+    warped = F.grid_sample(prev_labels[:, None].float(), grid, mode="nearest", padding_mode="zeros",
+                           align_corners=False)[:, 0]
+    inside = (grid.abs() <= 1.0).all(dim=-1)
+    labelled = (labels != ignore_index) & (warped != ignore_index)
+    marked = (inside & labelled & (warped != labels.float()))[:, None].float()
+    eroded = -F.max_pool2d(-marked, 3, stride=1, padding=1)
+    return F.max_pool2d(eroded, 3, stride=1, padding=1)[:, 0] > 0.5
 
 
 def occlusion_weight(image: torch.Tensor, warped_prev_image: torch.Tensor) -> torch.Tensor:

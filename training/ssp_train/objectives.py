@@ -17,10 +17,12 @@ from ssp_train.losses import (
     distillation_loss,
     flow_warp,
     fused_teacher_targets,
+    motion_unexplained,
     occlusion_weight,
     segmentation_loss,
     teacher_probabilities,
     temporal_consistency_loss,
+    weighted_segmentation_loss,
 )
 
 
@@ -102,7 +104,10 @@ class SspObjective(_FusionObjective):
     the image model as in the paper: cross-entropy against each later frame's labels, plus ``tc_weight`` × the
     TC loss between the fused output and the warped previous state. The previous state of step t is the fused
     output of step t − 1 (for pairs: the image model's logits on frame k − gap). Without ``registration`` the
-    fusion warps with the identity (the ablation); the TC loss still compares through the true motion.
+    fusion warps with the identity (the ablation); the TC loss still compares through the true motion. With
+    ``movers_weight`` w > 0 the cross-entropy is a weighted mean in which pixels whose class the true camera
+    motion does not explain (``motion_unexplained``: a moving car now and its trail) count 1 + w times: they are
+    a tiny share of the pixels, yet the ones where trusting the warped state is wrong.
 
     With ``frozen`` the image model runs without gradients and stays in eval mode (BatchNorm statistics kept),
     whatever ``train()`` is called with. ``forward`` also returns ``image_loss``: the image model's own
@@ -110,9 +115,19 @@ class SspObjective(_FusionObjective):
     """
 
     def __init__(self, model: SSP, frozen: bool, tc_weight: float, ignore_index: int = 255,
-                 registration: bool = True) -> None:
+                 registration: bool = True, movers_weight: float = 0.0) -> None:
         super().__init__(model, frozen)
         self.tc_weight, self.ignore_index, self.registration = tc_weight, ignore_index, registration
+        self.movers_weight = movers_weight
+
+    def _ce(self, state: torch.Tensor, labels: torch.Tensor, prev_labels: torch.Tensor,
+            to_previous: torch.Tensor) -> torch.Tensor:
+        if self.movers_weight == 0:
+            return segmentation_loss(state, labels, self.ignore_index)
+        movers = motion_unexplained(labels, prev_labels, to_previous, self.model.segmenter.output_stride,
+                                    self.ignore_index)
+        return weighted_segmentation_loss(state, labels, 1.0 + self.movers_weight * movers.to(state.dtype),
+                                          self.ignore_index)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         segmenter = self.model.segmenter
@@ -129,7 +144,7 @@ class SspObjective(_FusionObjective):
             prev_state = state
             fusion_h = to_previous if self.registration else _identity_like(to_previous)
             state, _, _ = self.fusion(logits[:, t], feats[:, t], prev_state, feats[:, t - 1], fusion_h)
-            step_loss = segmentation_loss(state, labels[:, t], self.ignore_index)
+            step_loss = self._ce(state, labels[:, t], labels[:, t - 1], to_previous)
             if self.tc_weight > 0:
                 step_loss = step_loss + self.tc_weight * _tc_term(state, prev_state, small[:, t], small[:, t - 1],
                                                                   to_previous)

@@ -303,7 +303,8 @@ def train_ssp(cfg: TrainConfig, segmenter: Segmenter, source: FrameSource | None
     dataset = ClipDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), segmenter.output_stride,
                           segmenter.input_multiple, length=stage.unroll + 1, jitter=cfg.data.jitter)
     frozen = stage.lr_image == 0
-    objective = SspObjective(model, frozen, stage.tc_weight, classes.ignore_index, stage.registration)
+    objective = SspObjective(model, frozen, stage.tc_weight, classes.ignore_index, stage.registration,
+                             stage.movers_weight)
     optimizer = _fusion_optimizer(model, stage, frozen)
 
     make_batches = _batch_maker(cfg, dataset, stage.batch_size, cfg.seed + 2, group)
