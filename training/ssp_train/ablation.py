@@ -179,7 +179,8 @@ def _evaluate(plan: AblationPlan, weights: Path, clips: list, propagate: bool, r
     means = {key: mean_of_known([r[key] for r in runs]) for key in METRICS}
     per_class = [mean_of_known([r["iou_per_class"][k] if r["iou_per_class"] else None for r in runs])
                  for k in range(num_classes)]
-    return {**means, "iou_per_class": per_class, "per_sequence": [{"source": c.source, **{k: r[k] for k in METRICS}} for c, r in zip(clips, runs)]}
+    per_sequence = [{"source": c.source, **{k: r[k] for k in METRICS}} for c, r in zip(clips, runs)]
+    return {**means, "iou_per_class": per_class, "per_sequence": per_sequence}
 
 
 def run_ablation(plan: AblationPlan, only: list[str] | None = None) -> dict:

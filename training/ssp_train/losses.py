@@ -110,7 +110,7 @@ def motion_unexplained(labels: torch.Tensor, prev_labels: torch.Tensor, to_previ
     by a pixel would otherwise mark every boundary (on the default scenario about 0.5 % of all pixels, ten times
     the moving cars' share), so only marks at least 3 px across remain (people, 1 to 3 px, drop out too).
     """
-    n, height, width = labels.shape
+    height, width = labels.shape[-2:]
     half = (stride - 1) / 2.0  # the centre of cell i is pixel stride·i + half
     to_cells = torch.tensor([[1.0 / stride, 0.0, -half / stride], [0.0, 1.0 / stride, -half / stride],
                              [0.0, 0.0, 1.0]], dtype=torch.float64)
