@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ssp_ros.geometry import resize_homography
 from ssp_ros.models.warp import homography_grid
 
 OCCLUSION_ALPHA = 0.01  # the KD-SSP occlusion test: |f + b|² > α (|f|² + |b|²) + β (docs/design.md §1)
@@ -111,12 +112,9 @@ def motion_unexplained(labels: torch.Tensor, prev_labels: torch.Tensor, to_previ
     the moving cars' share), so only marks at least 3 px across remain (people, 1 to 3 px, drop out too).
     """
     height, width = labels.shape[-2:]
-    half = (stride - 1) / 2.0  # the centre of cell i is pixel stride·i + half
-    to_cells = torch.tensor([[1.0 / stride, 0.0, -half / stride], [0.0, 1.0 / stride, -half / stride],
-                             [0.0, 0.0, 1.0]], dtype=torch.float64)
-    to_pixels = torch.linalg.inv(to_cells)
-    pixel_h = (to_pixels @ to_previous.double().cpu() @ to_cells).to(torch.float32).to(labels.device)
-    grid = homography_grid(pixel_h, height, width)
+    to_cells = torch.as_tensor(resize_homography(1.0 / stride, 1.0 / stride), device=to_previous.device)
+    pixel_h = torch.linalg.inv(to_cells) @ to_previous.double() @ to_cells  # geometry.scale_homography, undone
+    grid = homography_grid(pixel_h.float(), height, width)
     warped = F.grid_sample(prev_labels[:, None].float(), grid, mode="nearest", padding_mode="zeros",
                            align_corners=False)[:, 0]
     inside = (grid.abs() <= 1.0).all(dim=-1)
