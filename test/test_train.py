@@ -27,7 +27,7 @@ from ssp_train.data import ClipDataset, FrameDataset, PairDataset
 from ssp_train.losses import motion_unexplained, segmentation_loss
 from ssp_train.objectives import ImagePairObjective, SspObjective
 from ssp_train.sources import SyntheticSource
-from ssp_train.train import _cli, check_weights_size, cosine_schedule, main
+from ssp_train.train import _cli, _validation_sets, check_weights_size, cosine_schedule, main
 
 TRAIN_CONFIGS = share_dir() / "config" / "train"
 K = 8  # UAVid classes
@@ -115,6 +115,9 @@ def test_a_mix_of_scenarios_deals_the_sequences_in_turn():
     assert [cfg.camera.pitch_deg[1] > 0 for cfg, _ in plan] == [False, True, False, True]
     assert all((cfg.height, cfg.width) == (96, 160) for cfg, _ in plan)
     assert data.resolve_scenario() == plan[0][0]
+    heavy = DataConfig(scenarios=("default", "oblique", "default"), sequences=6, val_frames=2, frame_size=(64, 96))
+    assert [cfg.camera.pitch_deg[1] > 0 for cfg, _ in heavy.sequence_plan()] == [False, True, False] * 2
+    assert [name for name, _ in _validation_sets(TrainConfig(data=heavy))] == ["default", "oblique"]
     with pytest.raises(ConfigError, match="scenarios: a mix of scenario files replaces"):
         DataConfig(scenarios=("default",), scenario="calm")
     with pytest.raises(ConfigError, match="scenarios: 2 scenarios need at least as many sequences"):

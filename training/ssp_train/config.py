@@ -32,7 +32,8 @@ class DataConfig:
     scenario: str | None = None  # synthetic: scenario YAML (path, or a name in config/scenarios/); None = `synthetic`
     synthetic: SyntheticConfig | None = None  # synthetic: inline scenario (keys of SyntheticConfig); None = default
     scenarios: tuple[str, ...] = ()  # synthetic: a mix of scenario files instead of one: the sequences are dealt
-    # over them in turn (sequence i gets scenarios[i % n]) and validation runs val_frames of each
+    # over them in turn (sequence i gets scenarios[i % n]; name one twice for a larger share) and validation runs
+    # val_frames of each scenario once
     frame_size: tuple[int, int] | None = (384, 640)  # (H, W): synthetic frames are generated at it, real frames
     # resized to it (paper, UAVid: 1080×1920); None keeps the scenario's / the files' size
     sequences: int = 6  # synthetic: training sequences, one world and flight each

@@ -191,11 +191,12 @@ def training_source(cfg: TrainConfig, log: RunLog | None = None) -> FrameSource:
 
 
 def _validation_sets(cfg: TrainConfig) -> list[tuple[str, Sequence]]:
-    """(scenario name, frames) of the held-out validation flight of each training scenario; none if switched off."""
+    """(scenario name, frames) of the held-out validation flight of each training scenario, once per scenario
+    (a mix may name one several times to give it a larger share); none if switched off."""
     if cfg.data.val_frames == 0:
         return []
     return [(name, generate_sequence(scenario, cfg.data.val_frames, cfg.data.val_seed, keep_flow=True))
-            for name, scenario in cfg.data.resolve_scenarios()]
+            for name, scenario in dict(cfg.data.resolve_scenarios()).items()]
 
 
 # ---------------------------------------------------------------------------------------------------------
