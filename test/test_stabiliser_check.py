@@ -8,7 +8,7 @@ import pytest
 
 from ssp_ros.config import load_config
 from ssp_ros.errors import SspError
-from ssp_ros.eval.stabiliser_check import MERGED_NAMES, TILE, merge, noisy_tiles, run_stabiliser_check
+from ssp_ros.eval.stabiliser_check import MERGED_NAMES, TILE, markdown, merge, noisy_tiles, run_stabiliser_check
 from ssp_ros.stabiliser import VOID
 
 
@@ -33,3 +33,21 @@ def test_noisy_tiles_change_whole_tiles_per_frame_and_never_unknown_pixels() -> 
 def test_the_check_refuses_what_it_cannot_measure() -> None:
     with pytest.raises(SspError, match="--frames 2: the check needs at least 3 frames"):
         run_stabiliser_check(load_config(), None, frames=2)
+
+
+def test_the_report_names_the_flights_whose_headroom_is_under_the_per_flight_target() -> None:
+    def run(name: str, before: float, after: float, truth: float) -> dict:
+        metrics = {"tc": before, "miou": 50.0, "flicker": 1.0}
+        return {"segmenter": name, "flight": "nadir", "classes": 8, "before": metrics,
+                "after": {**metrics, "tc": after}, "truth_tc": truth, "headroom": round(truth - before, 2),
+                "tc_gain": round(after - before, 2), "miou_change": 0.0, "ms_per_frame": 9.0}
+
+    runs = [run("steady", 89.0, 91.0, 94.5), run("shaky", 40.0, 80.0, 99.0)]
+    report = {"frames": 40, "size": [368, 640], "runs": runs,
+              "mean_tc_gain": 21.0, "min_tc_gain": 2.0, "worst_miou_change": 0.0,
+              "targets": {"mean_tc_gain": 10.0, "each_tc_gain": 8.0, "max_miou_loss": 0.5},
+              "met": {"mean_tc_gain": True, "each_tc_gain": False, "miou": True}}
+    text = markdown(report)
+    assert "| steady | nadir | 8 | 89.00 | 91.00 | 2.00 | 94.50 | 5.50 |" in text
+    assert "under the per-flight target: steady nadir (5.50): a gain of 8.0" in text
+    assert "shaky nadir" not in text.split("headroom (truth TC")[1]
