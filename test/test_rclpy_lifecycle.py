@@ -24,10 +24,13 @@ from node_harness import HUNG_S, reference_masks, stop_node, wait_for_start, wai
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from test_rclpy_node import Viewer, node_config, start_node  # noqa: E402
 
 from ssp_ros.propagation import REQUESTED  # noqa: E402
 from ssp_ros.ros.lifecycle import LifecycleSegmentationNode  # noqa: E402
+from ssp_ros.ros.pairing import CLEARED, IMAGE, UNPAIRED  # noqa: E402
+from ssp_ros.ros.stabilise_node import StabilisingNode  # noqa: E402
 from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
@@ -76,6 +79,34 @@ def test_each_transition_holds_what_its_state_promises(managed) -> None:
     assert "/ssp/mask" not in topics and "~/reset" in {s.srv_name for s in managed.services}, "made once"
     assert managed.trigger_configure() == SUCCESS, "configure again after cleanup (QoS override parameters stay)"
     assert managed.trigger_activate() == SUCCESS
+
+
+def test_the_stabiliser_mode_listens_to_both_inputs_only_while_active(context, tmp_path) -> None:
+    """``node.mode: stabilise`` under the lifecycle: camera and mask subscriptions come with activate and go with
+    deactivate, and an image waiting for its mask at deactivate is counted as dropped, never paired later."""
+    config = node_config(tmp_path, node={"mode": "stabilise", "mask_topic": "/segmenter/mask"})
+    node = LifecycleSegmentationNode(context=context, parameter_overrides=[Parameter("config_file", value=str(config))])
+    try:
+        assert node.trigger_configure() == SUCCESS
+        segmenter = node.segmenter
+        assert isinstance(segmenter, StabilisingNode) and not list(node.subscriptions)
+        topics = {p.topic_name for p in node.publishers}
+        assert {"/ssp/mask", "/ssp/overlay"} <= topics and "/ssp/confidence" not in topics, "labels in: no confidence"
+        assert node.trigger_activate() == SUCCESS
+        assert sorted(s.topic_name for s in node.subscriptions) == ["/camera/image_raw", "/segmenter/mask"]
+        image = Image(encoding="rgb8", height=4, width=4, step=12, data=bytes(48))
+        image.header.stamp.sec = 7
+        segmenter._on_image(image)
+        assert segmenter.pairer.waiting(IMAGE) == 1, "the image waits for its mask"
+        assert node.trigger_deactivate() == SUCCESS and not list(node.subscriptions)
+        assert segmenter.pairer.waiting(IMAGE) == 0
+        assert segmenter.monitor.totals[UNPAIRED + CLEARED] == 1, "the waiting image is counted as dropped"
+        assert node.trigger_activate() == SUCCESS and len(list(node.subscriptions)) == 2
+        assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
+        assert node.segmenter is None and state(node) == "unconfigured"
+    finally:
+        node.close()
+        node.destroy_node()
 
 
 def test_cleanup_frees_the_model(managed) -> None:
