@@ -39,7 +39,7 @@ class SegmenterPipeline:
         from ssp_ros.backends.external import OnnxSegmenter
 
         self.cfg = cfg
-        self.segmenter = OnnxSegmenter(spec)
+        self.segmenter = OnnxSegmenter(spec, cfg.runtime.device)
         self.stabiliser = make_stabiliser(cfg, self.segmenter.num_classes)
 
     def reset(self) -> None:

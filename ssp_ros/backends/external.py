@@ -10,7 +10,11 @@ A small YAML says how to feed it and what it returns (``SegmenterSpec``)::
     output: logits                # logits | probabilities | labels
     output_name: ""               # which output; empty: the first
     classes: ""                   # a class list (dataset name or YAML as in config/datasets/); empty: numbered
+    fp16: true                    # on a GPU with TensorRT: FP16 engines
 
+It runs where ``runtime.device`` says: on the CPU, or on a GPU with ONNX Runtime's TensorRT provider where the
+installed ONNX Runtime has it (the Jetson's onnxruntime-gpu; engines built on first use and cached, see
+``engine_cache_dir``), else its CUDA provider.
 The model is checked against the YAML when it loads (one image input of 3 channels and, where the graph fixes it,
 of ``input_size``; the named output of the rank its kind has, as many classes as the class list), and then run once
 on a blank input to check what it really returns (a class axis the graph leaves open included), so a mismatch is
@@ -19,6 +23,10 @@ one sentence naming the file before any frame is read or any output written, not
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,12 +34,55 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from ssp_ros.backends.onnx_backend import import_onnxruntime, open_session, session_options
+from ssp_ros.backends.onnx_backend import import_onnxruntime, open_session, providers_for, session_options
 from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set
 from ssp_ros.errors import SspError
 from ssp_ros.schema import Bounds, check_bounds, load_section, require, setting
 
 OutputKind = Literal["logits", "probabilities", "labels"]
+TENSORRT = "TensorrtExecutionProvider"
+LOG = logging.getLogger(__name__)
+
+
+def provider_name(provider: str | tuple[str, dict]) -> str:
+    """The name of an ONNX Runtime provider entry (a name, or a name with options)."""
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def segmenter_providers(device: str, available: list[str], fp16: bool,
+                        cache: Callable[[], Path]) -> list[str | tuple[str, dict]]:
+    """ONNX Runtime execution providers for a user's segmenter on ``device`` (``runtime.device``): the CPU; on a
+    GPU, TensorRT first where this ONNX Runtime has its provider (engines cached in ``cache()``, built FP16 with
+    ``fp16``), then CUDA (``providers_for``: an error naming the fix if this ONNX Runtime has no CUDA), then the
+    CPU for what neither takes."""
+    cuda = providers_for(device, available)
+    if device == "cpu" or TENSORRT not in available:
+        return cuda
+    folder = cache()
+    options = {"device_id": int(device.partition(":")[2] or 0), "trt_fp16_enable": fp16,
+               "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
+    return [(TENSORRT, options), *cuda]
+
+
+def engine_cache_dir(model: Path, ort_version: str) -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps the engines it builds for ``model``: a folder per model file
+    (its SHA-256), ONNX Runtime and TensorRT version under ``$XDG_CACHE_HOME/ssp_ros`` (else ``~/.cache``). The
+    provider keys its engines by graph and shapes but not by the versions that built them, so an upgrade starts a
+    new folder instead of loading an engine the new TensorRT cannot run. Made on first use."""
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    try:
+        import tensorrt  # noqa: PLC0415 - only on a GPU, and only to name the cache folder
+
+        trt_version = tensorrt.__version__
+    except ImportError:
+        trt_version = "unknown"
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ssp_ros" / "segmenter_engines"
+    folder = root / f"{model.stem}-{digest}-ort{ort_version}-trt{trt_version}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SspError(f"{folder}: cannot make the TensorRT engine cache for {model.name}: {err}") from None
+    return folder
 
 
 @dataclass
@@ -46,6 +97,7 @@ class SegmenterSpec:
     output_name: str = setting("", "the output to read; empty: the model's first")
     classes: str = setting("", "class list (dataset name or YAML path); empty: numbered classes")
     threads: int = setting(0, "ONNX Runtime intra-op threads; 0 = all cores", Bounds(0))
+    fp16: bool = setting(True, "on a GPU with ONNX Runtime's TensorRT provider: let TensorRT build FP16 engines")
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "the ONNX file is not set")
@@ -57,14 +109,24 @@ class SegmenterSpec:
 class OnnxSegmenter:
     """The segmenter of a ``SegmenterSpec`` YAML: ``segmenter(frame)`` → K×h×w scores (float32) or h×w labels."""
 
-    def __init__(self, spec_path: str | Path) -> None:
+    def __init__(self, spec_path: str | Path, device: str = "cpu") -> None:
         ort = import_onnxruntime()
         self.spec_path = Path(spec_path)
         self.spec = spec = load_section(SegmenterSpec, self.spec_path)
         self.model = (self.spec_path.parent / spec.model).resolve()
         if not self.model.is_file():
             raise SspError(f"{self.spec_path}: model: {self.model} not found")
-        self.session = open_session(ort, self.model, session_options(ort, spec.threads), ["CPUExecutionProvider"])
+        try:
+            providers = segmenter_providers(device, ort.get_available_providers(), spec.fp16,
+                                            lambda: engine_cache_dir(self.model, ort.__version__))
+        except SspError as err:
+            raise SspError(f"{self.spec_path}: {err}") from None
+        self.session = open_session(ort, self.model, session_options(ort, spec.threads), providers)
+        self.providers = self.session.get_providers()
+        wanted = provider_name(providers[0])
+        if wanted not in self.providers:  # ONNX Runtime falls back without an error when a provider cannot load
+            LOG.warning("%s: ONNX Runtime could not start %s (its libraries?); it runs on %s", self.model, wanted,
+                        ", ".join(self.providers))
         inputs = self.session.get_inputs()
         image = len(inputs) == 1 and len(inputs[0].shape) == 4
         if not image or isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3:

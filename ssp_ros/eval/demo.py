@@ -157,7 +157,7 @@ def run_segmenter_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip],
     """
     from ssp_ros.backends.external import OnnxSegmenter
 
-    segmenter = OnnxSegmenter(spec)
+    segmenter = OnnxSegmenter(spec, cfg.runtime.device)
     stabiliser = make_stabiliser(cfg, segmenter.num_classes)
     clip = make_clip()
     truth, no_miou = clip_truth(clip.labels, segmenter.num_classes)

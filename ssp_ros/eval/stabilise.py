@@ -185,7 +185,7 @@ def run_stabilise(cfg: SspConfig, frames_path: Path, masks_path: Path | None, ou
     else:
         from ssp_ros.backends.external import OnnxSegmenter
 
-        source = segmenter_source(OnnxSegmenter(segmenter), len(clip.images))
+        source = segmenter_source(OnnxSegmenter(segmenter, cfg.runtime.device), len(clip.images))
     k = source.classes.num_classes
     truth, no_miou = ground_truth(labels_dir, clip.labels, clip.images, k)
     stabiliser = make_stabiliser(cfg, k, confidence)
