@@ -12,7 +12,8 @@ def output(fused: bool, reason: str = "", inliers: int = 80, total_ms: float = 2
     result = FrameResult(stamp=0.0, mask=np.zeros((2, 2), np.uint8), confidence=np.zeros((2, 2), np.uint8),
                          similarity=None, fused=fused, reset_reason=reason,
                          registration=Registration(np.eye(3), inliers, 100, inliers / 100, True),
-                         timings_ms={"segmenter": total_ms - 5, "registration": 5.0, "total": total_ms})
+                         timings_ms={"segmenter": total_ms - 5, "registration": 5.0, "total": total_ms},
+                         registration_ms=None if not fused else 9.0)
     return StreamOutput(header=None, stamp_ns=0, frame=np.zeros((2, 2, 3), np.uint8), result=result, mask=None,
                         confidence=None, overlay=None, similarity=None,
                         timings_ms={"transit": 4.0, "convert": 1.0, "messages": 2.0, "wait": 3.0, "publish": 0.5})
@@ -38,6 +39,8 @@ def test_healthy_stream_reports_rates_latency_and_inliers() -> None:
     assert processing["latency wait ms (median / max)"] == "3.0 / 3.0"
     assert processing["latency transit ms (median / max)"] == "4.0 / 4.0"
     assert processing["latency publish ms (median / max)"] == "0.5 / 0.5"
+    assert processing["latency registration ms (median / max)"] == "5.0 / 5.0", "the wait for the thread"
+    assert processing["registration in its thread ms (median / max)"] == "9.0 / 9.0"
     propagation = dict(items["propagation"].values)
     assert items["propagation"].level == OK and propagation["registration inliers (median / min)"] == "61 / 60"
     assert propagation["resets: first frame"] == "1"
