@@ -15,6 +15,7 @@ A small YAML says how to feed it and what it returns (``SegmenterSpec``)::
 It runs where ``runtime.device`` says: on the CPU, or on a GPU with ONNX Runtime's TensorRT provider where the
 installed ONNX Runtime has it (the Jetson's onnxruntime-gpu; engines built on first use and cached, see
 ``engine_cache_dir``), else its CUDA provider.
+
 The model is checked against the YAML when it loads (one image input of 3 channels and, where the graph fixes it,
 of ``input_size``; the named output of the rank its kind has, as many classes as the class list), and then run once
 on a blank input to check what it really returns (a class axis the graph leaves open included), so a mismatch is
