@@ -3,6 +3,8 @@ exported once, and a private rclpy context for the in-process ROS tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ssp_ros.frames import SyntheticFrame
@@ -16,6 +18,20 @@ def small_scenario(**overrides) -> SyntheticConfig:
                 camera=CameraMotion(altitude_m=(30.0, 40.0)))
     base.update(overrides)
     return SyntheticConfig(**base)
+
+
+def untrained_weights(folder: Path, input_size: tuple[int, int], metadata: dict | None = None) -> Path:
+    """``tiny.safetensors`` in ``folder``: the default SSP model for ``input_size``, untrained (seeded), for tests of
+    what runs around the model, not of what it predicts."""
+    import torch
+
+    from ssp_ros.config import ModelConfig
+    from ssp_ros.models import build_ssp, save_weights
+
+    torch.manual_seed(0)
+    path = folder / "tiny.safetensors"
+    save_weights(build_ssp(ModelConfig(input_size=input_size), 8), path, metadata or {})
+    return path
 
 
 @pytest.fixture(scope="session")

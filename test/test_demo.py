@@ -4,8 +4,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 import yaml
+from conftest import untrained_weights
 from onnx_segmenters import conv_segmenter, segmenter_yaml
 
 from ssp_ros.classes import load_class_set
@@ -15,17 +15,13 @@ from ssp_ros.eval.clips import Clip, file_clip
 from ssp_ros.eval.demo import run_demo
 from ssp_ros.eval.strip import KEY_LINE, KEY_SWATCH, colour_key
 from ssp_ros.io import VideoWriter
-from ssp_ros.models import build_ssp, save_weights
 
 INPUT = (96, 160)
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(build_ssp(ModelConfig(input_size=INPUT), 8), path, {})
-    return path
+    return untrained_weights(tmp_path_factory.mktemp("weights"), INPUT)
 
 
 def clip_of(frames) -> Clip:
@@ -102,9 +98,8 @@ def test_unlabelled_video_reports_tc_without_miou(weights: Path, small_video, tm
     writer.close()
     clip = file_clip(writer.output, frames=None)
     assert len(clip.images) == 6 and clip.labels is None and clip.flows[-1] is None
-    synthetic = tmp_path / "synthetic.safetensors"  # what `ssp train` writes of weights trained on our worlds
-    torch.manual_seed(0)
-    save_weights(build_ssp(ModelConfig(input_size=INPUT), 8), synthetic, {"trained_on": "ssp_ros.synthetic"})
+    # what `ssp train` writes of weights trained on our worlds
+    synthetic = untrained_weights(tmp_path, INPUT, {"trained_on": "ssp_ros.synthetic"})
     cfg = SspConfig(model=ModelConfig(input_size=INPUT, weights=str(synthetic)))
     report = run_demo(cfg, tmp_path / "out", lambda: clip)
     assert report["models"]["ssp"]["miou"] is None and report["models"]["ssp"]["tc"] is not None

@@ -5,13 +5,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 import yaml
+from conftest import untrained_weights
 from onnx_segmenters import conv_segmenter, segmenter_yaml
 
 from ssp_ros.cli.main import main
 from ssp_ros.config import ModelConfig, NodeConfig, PropagationConfig, SspConfig, load_config
-from ssp_ros.models import build_ssp, save_weights
 from ssp_ros.ros.images import UNSUPPORTED_ENCODING, image_pixels, stamp_ns
 from ssp_ros.ros.stream import REJECTED, STALE, SUPERSEDED
 from ssp_ros.tools.bag import (
@@ -31,10 +30,7 @@ OUTPUTS = ("/ssp/mask", "/ssp/overlay", "/ssp/confidence")
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(build_ssp(ModelConfig(input_size=INPUT), 8), path, {})
-    return path
+    return untrained_weights(tmp_path_factory.mktemp("weights"), INPUT)
 
 
 @pytest.fixture(scope="module")
