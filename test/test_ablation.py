@@ -27,7 +27,7 @@ def test_shipped_plan_covers_the_issue_ablations():
     plan = load_plan(TRAIN_CONFIGS / "ablation.yaml")
     variants = {v.name: v.recipe.ssp for v in plan.variants}
     base = plan.base.ssp
-    assert variants["ssp"] == base  # the reference row is the shipped recipe's SSP stage
+    assert variants["ssp"] == base  # the reference row is the base recipe's SSP stage
     assert variants["fixed_blend"].similarity == "fixed" and variants["cosine"].similarity == "cosine"
     assert variants["no_registration"].registration is False
     assert sorted(v.tc_weight for n, v in variants.items() if n.startswith("lambda_")) == [0.2, 0.35, 0.5, 0.65]

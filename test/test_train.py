@@ -49,7 +49,7 @@ def _write(path: Path, data: dict) -> Path:
 # the recipe
 
 
-@pytest.mark.parametrize("name", ["default", "smoke"])
+@pytest.mark.parametrize("name", ["default", "v2", "smoke"])
 def test_shipped_recipes_load(name):
     cfg = load_train_config(TRAIN_CONFIGS / f"{name}.yaml")
     scenario = cfg.data.resolve_scenario()
@@ -59,7 +59,9 @@ def test_shipped_recipes_load(name):
 
 def test_default_recipe_is_the_shipped_model():
     cfg = load_train_config(TRAIN_CONFIGS / "default.yaml")
-    assert cfg.model == ModelConfig()  # what config/ssp.yaml builds, so the weights load there
+    first = load_train_config(TRAIN_CONFIGS / "v2.yaml")  # run first: the shipped recipe continues from its result
+    assert cfg.model == dataclasses.replace(ModelConfig(), weights=first.output.weights)  # config/ssp.yaml's net
+    assert first.model == ModelConfig() and cfg.output.weights == "models/ssp_default.safetensors"
     assert (cfg.data.resolve_scenario().height, cfg.data.resolve_scenario().width) == cfg.model.input_size
     assert check_weights_size(cfg, K) <= cfg.output.max_weights_mb
 
@@ -92,6 +94,14 @@ def test_missing_recipe_names_the_file(tmp_path, capsys):
     missing = tmp_path / "nope.yaml"
     assert _cli(["--config", str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_a_recipe_that_continues_a_missing_run_is_refused_before_any_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where config/train/v2.yaml has not run: no out/train/ssp_v2/ssp_v2.safetensors
+    monkeypatch.setattr("ssp_train.train.training_source", lambda *a, **k: pytest.fail("data before the check"))
+    with pytest.raises(ConfigError, match=r"default.yaml: model.weights: out/train/ssp_v2/ssp_v2.safetensors not "
+                                          r"found .* needs that one run first"):
+        main(TRAIN_CONFIGS / "default.yaml")
 
 
 def test_weights_over_the_size_limit_are_refused_before_training():

@@ -439,6 +439,9 @@ def run(cfg: TrainConfig, source_name: str = "<config>") -> dict:
     torch.manual_seed(cfg.seed)
     classes = _classes(cfg)
     size_mb = check_weights_size(cfg, classes.num_classes)
+    if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():  # before minutes of data
+        raise ConfigError(f"{source_name}: model.weights: {cfg.model.weights} not found (from {Path.cwd()}); a "
+                          "recipe that continues another's result needs that one run first (its output.weights)")
     with process_group(cfg.compute.device) as group:
         torch.manual_seed(cfg.seed + group.rank)  # dropout differs between processes; DDP copies rank 0's weights
         out_dir = Path(cfg.output.dir)
