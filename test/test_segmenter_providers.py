@@ -57,5 +57,5 @@ def test_the_segmenter_runs_where_the_runtime_device_says(tmp_path) -> None:
     conv_segmenter(tmp_path / "seg.onnx", (32, 48), 3)
     spec = segmenter_yaml(tmp_path, model="seg.onnx", input_size=[32, 48], output="logits")
     assert OnnxSegmenter(spec).providers == [CPU]
-    with pytest.raises(SspError, match="segmenter.yaml: runtime.device 'cuda': this onnxruntime has no CUDAExecutionProvider"):
+    with pytest.raises(SspError, match="segmenter.yaml: runtime.device 'cuda': this onnxruntime has no CUDA"):
         OnnxSegmenter(spec, "cuda")
