@@ -136,6 +136,11 @@ class PropagationConfig:
         check_bounds(self)
 
 
+def gpu_index(device: str) -> int:
+    """The GPU index of a ``runtime.device`` value ("cuda" → 0, "cuda:1" → 1); 0 for "cpu"."""
+    return int(device.partition(":")[2] or 0)
+
+
 @dataclass
 class RuntimeConfig:
     """Which inference runtime runs the model, and where its exported graphs or engines are."""
@@ -162,7 +167,7 @@ class RuntimeConfig:
     @property
     def device_index(self) -> int:
         """The GPU index of ``device`` ("cuda" → 0); 0 on CPU."""
-        return int(self.device.partition(":")[2] or 0)
+        return gpu_index(self.device)
 
 
 @dataclass

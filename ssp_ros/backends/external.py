@@ -37,6 +37,7 @@ import numpy as np
 
 from ssp_ros.backends.onnx_backend import import_onnxruntime, open_session, providers_for, session_options
 from ssp_ros.classes import ClassSet, load_class_set, numbered_class_set
+from ssp_ros.config import gpu_index
 from ssp_ros.errors import SspError
 from ssp_ros.schema import Bounds, check_bounds, load_section, require, setting
 
@@ -60,7 +61,7 @@ def segmenter_providers(device: str, available: list[str], fp16: bool,
     if device == "cpu" or TENSORRT not in available:
         return cuda
     folder = cache()
-    options = {"device_id": int(device.partition(":")[2] or 0), "trt_fp16_enable": fp16,
+    options = {"device_id": gpu_index(device), "trt_fp16_enable": fp16,
                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder)}
     return [(TENSORRT, options), *cuda]
 

@@ -24,7 +24,7 @@ from ssp_ros.backends.export_info import (
 )
 from ssp_ros.backends.int8_cpu import mismatch, this_cpu
 from ssp_ros.backends.postprocess import labels_from_logits, similarity_image
-from ssp_ros.config import RuntimeConfig
+from ssp_ros.config import RuntimeConfig, gpu_index
 from ssp_ros.errors import SspError
 from ssp_ros.resources import resolve_data_path
 
@@ -69,7 +69,7 @@ def providers_for(device: str, available: list[str]) -> list[str | tuple[str, di
     if "CUDAExecutionProvider" not in available:
         raise SspError(f"runtime.device '{device}': this onnxruntime has no CUDAExecutionProvider "
                        f"(available: {', '.join(available)}); install onnxruntime-gpu or use device 'cpu'")
-    index = int(device.partition(":")[2] or 0)
+    index = gpu_index(device)
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 

@@ -74,9 +74,8 @@ class StreamMonitor:
             result = outcome.result
             inliers = result.registration.inliers if result.registration is not None else None
             timings = {**result.timings_ms, **outcome.timings_ms}
-            own = getattr(result, "registration_ms", None)  # the stabiliser registers in line: no thread time
-            if own is not None:
-                timings[REGISTRATION_THREAD] = own
+            if result.registration_ms is not None:  # registration ran in its own thread
+                timings[REGISTRATION_THREAD] = result.registration_ms
             self._frames.append(_Frame(now, timings, result.fused, result.reset_reason, inliers))
             self.totals["output"] += 1
             if not result.fused:

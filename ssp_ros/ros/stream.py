@@ -129,7 +129,7 @@ NODE_STAGES = ("transit", "wait", "convert", "messages", "publish")
 @dataclass
 class StabilisedResult:
     """One frame of the stabiliser node: the stabiliser's result with the node's timings, read by the monitor
-    as a ``FrameResult`` is (``fused``, ``reset_reason``, ``registration``, ``timings_ms``)."""
+    as a ``FrameResult`` is (``fused``, ``reset_reason``, ``registration``, ``registration_ms``, ``timings_ms``)."""
 
     frame: StabilisedFrame
     timings_ms: dict[str, float]
@@ -145,6 +145,11 @@ class StabilisedResult:
     @property
     def registration(self) -> Registration | None:
         return self.frame.registration
+
+    @property
+    def registration_ms(self) -> None:
+        """None: the stabiliser registers in line, so registration has no thread time of its own."""
+        return None
 
 
 @dataclass
