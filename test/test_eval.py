@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from conftest import small_scenario
@@ -12,7 +13,8 @@ from conftest import small_scenario
 from ssp_ros.cli.main import build_parser
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import SspError
-from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, Candidate, run_eval
+from ssp_ros.eval.evaluate import HELD_ASIDE_SEEDS, Candidate, pooled_iou, run_eval
+from ssp_ros.eval.metrics import ConfusionMatrix
 from ssp_ros.models import build_segmenter, build_ssp, save_weights
 from ssp_ros.synthetic.config import SimConfig
 
@@ -42,11 +44,30 @@ def test_eval_scores_every_weights_file(tmp_path, weights):
         assert len(row["per_sequence"]) == 2
         assert 0 <= row["miou"] <= 100 and 0 <= row["tc"] <= 100
         assert row["miou"] == pytest.approx(sum(s["miou"] for s in row["per_sequence"]) / 2, abs=1e-3)
+        assert 0 <= row["miou_all"] <= 100 and len(row["iou_all_per_class"]) == K
         # resets after the stream's start: SSP counts them, the image model never fuses so has none to count
         assert all(len(s["iou_per_class"]) == K and (s["resets"] is None) == (row["model"] == "image")
                    for s in row["per_sequence"])
     assert json.loads((out / "eval.json").read_text())["rows"][2]["label"] == "teacher: image model"
     assert "| ssp: SSP |" in (out / "eval.md").read_text()
+    assert "mIoU, all pixels |" in (out / "eval.md").read_text()
+
+
+def test_pooled_iou_weighs_a_stray_class_by_its_pixels():
+    # the first sequence lacks class 2 and paints it on 1 of its 100 pixels; the second has 20 pixels of it, right
+    first, second = ConfusionMatrix(3), ConfusionMatrix(3)
+    truth_a = np.array([0] * 50 + [1] * 50)
+    pred_a = truth_a.copy()
+    pred_a[0] = 2
+    truth_b = np.array([0] * 40 + [1] * 40 + [2] * 20)
+    first.update(pred_a, truth_a)
+    second.update(truth_b, truth_b)
+    assert first.miou() == pytest.approx((49 / 50 + 1 + 0) / 3)  # the stray class costs a whole class
+    first.merge(second)
+    pooled = pooled_iou(first)
+    assert pooled["iou_all_per_class"] == [pytest.approx(100 * 89 / 90, abs=1e-3), 100.0,
+                                           pytest.approx(100 * 20 / 21, abs=1e-3)]
+    assert pooled["miou_all"] == pytest.approx(100 * (89 / 90 + 1 + 20 / 21) / 3, abs=1e-3)
 
 
 def test_eval_gives_rows_per_scenario(tmp_path, weights):

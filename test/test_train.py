@@ -18,6 +18,7 @@ from conftest import small_scenario
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import ConfigError
 from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata, save_weights, warp
+from ssp_ros.models.appearance import AppearanceSimilarity
 from ssp_ros.resources import share_dir
 from ssp_ros.synthetic import SyntheticVideo
 from ssp_ros.synthetic.config import WorldLayout
@@ -25,7 +26,7 @@ from ssp_train.augment import conjugate, flip_matrix
 from ssp_train.config import DataConfig, TrainConfig, load_train_config
 from ssp_train.data import ClipDataset, FrameDataset, PairDataset
 from ssp_train.losses import motion_unexplained, segmentation_loss
-from ssp_train.objectives import ImagePairObjective, SspObjective
+from ssp_train.objectives import ImagePairObjective, SspObjective, StabiliserObjective
 from ssp_train.sources import SyntheticSource
 from ssp_train.train import _cli, _validation_sets, check_weights_size, cosine_schedule, main
 
@@ -345,6 +346,27 @@ def test_ssp_objective_weights_the_unexplained_pixels(busy_road_pairs):
         plain = SspObjective(model, frozen=True, tc_weight=0.0).train()(still)["loss"]
         weighted = SspObjective(model, frozen=True, tc_weight=0.0, movers_weight=20.0).train()(still)["loss"]
         torch.testing.assert_close(plain, weighted)
+
+
+def test_stabiliser_objective_weights_the_unexplained_cells(busy_road_pairs):
+    clips = busy_road_pairs[0.0]
+    pairs = {"prev": clips["images"][:, 0], "cur": clips["images"][:, 1], "prev_labels": clips["labels"][:, 0],
+             "labels": clips["labels"][:, 1], "to_previous": clips["to_previous"][:, 0]}
+    still = {**pairs, "prev": pairs["cur"], "prev_labels": pairs["labels"],
+             "to_previous": torch.eye(3).expand_as(pairs["to_previous"])}
+    torch.manual_seed(0)
+    model = AppearanceSimilarity(8).eval()
+
+    def terms(batch: dict, movers_weight: float) -> tuple[float, float]:
+        torch.manual_seed(1)  # the same simulated segmenter for both weights
+        with torch.no_grad():
+            out = StabiliserObjective(model, K, fusion_weight=0.5, movers_weight=movers_weight)(batch)
+        return float(out["bce"]), float(out["fused_ce"])
+
+    plain, weighted = terms(pairs, 0.0), terms(pairs, 20.0)
+    assert plain[0] != pytest.approx(weighted[0], rel=1e-3) and plain[1] != pytest.approx(weighted[1], rel=1e-3)
+    # the same frame twice: the camera's motion (none) explains every cell, so the weight changes nothing
+    assert terms(still, 0.0) == pytest.approx(terms(still, 20.0), rel=1e-6)
 
 
 def test_trained_weights_round_trip(tmp_path):

@@ -66,7 +66,8 @@ def file_clip(path: Path, frames: int | None) -> Clip:
 def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: int, desc: str) -> dict:
     """One pass over the clip with propagation on (SSP) or off (image model): masks, metrics, median latency
     per stage and, with propagation on, how registration went, its median time in its own thread and the resets
-    after the stream's start (the image model has none: it never fuses). Also what `ssp eval` runs."""
+    after the stream's start (the image model has none: it never fuses), and the confusion matrix of the labelled
+    frames (``ssp eval`` adds those of its sequences up). Also what `ssp eval` runs."""
     pipeline = Pipeline(replace(cfg, propagation=replace(cfg.propagation, enabled=enabled)), backend)
     metrics = SequenceMetrics(num_classes)
     registrations = RegistrationLog()
@@ -96,4 +97,5 @@ def run_clip(cfg: SspConfig, backend, clip: Clip, enabled: bool, num_classes: in
             "resets": None if resets is None else sum(resets.values()), "iou_per_class": report["iou_per_class"],
             "class_share": report["class_share"], "tc_per_pair": report["tc_per_pair"],
             "registration_ms": round(float(np.median(registration_ms)), 2) if registration_ms else None,
-            "registration": registrations.summary(pipeline.propagator.resets) if enabled else None, "masks": masks}
+            "registration": registrations.summary(pipeline.propagator.resets) if enabled else None, "masks": masks,
+            "confusion": metrics.confusion}

@@ -6,7 +6,10 @@ one), generated with their labels and exact flow; ``--input`` takes an ``ssp syn
 file runs through the same ``Pipeline`` as on the drone (``ssp_ros.eval.clips.run_clip``): an SSP-kind file gives
 two rows, its image model (propagation off) and SSP (on); an image-model file gives one. A candidate may also
 be an ``ssp export`` folder (FP32 or ``--int8``): it runs on ONNX Runtime and gives two rows.
-mIoU counts labelled frames, TC every consecutive pair; each metric is the mean of its per-sequence values.
+mIoU counts labelled frames, TC every consecutive pair; each metric is the mean of its per-sequence values. Each
+row also gives the mIoU of all its sequences' pixels in one confusion matrix (``miou_all``, with ``iou_all_per_class``;
+the dataset-level mIoU of UAVid's benchmark): a class a sequence lacks but a model paints on a few of its pixels
+counts as 0 in that sequence's mIoU, and so in the mean, while ``miou_all`` weighs it by its pixels.
 Writes ``eval.json`` and ``eval.md`` into ``--out``.
 """
 
@@ -23,6 +26,7 @@ from ssp_ros.backends.choice import torch_installed
 from ssp_ros.classes import load_class_set
 from ssp_ros.config import SspConfig
 from ssp_ros.errors import SspError
+from ssp_ros.eval.metrics import ConfusionMatrix, percent
 from ssp_ros.eval.report import cell
 from ssp_ros.synthetic.config import SimConfig, SyntheticConfig
 
@@ -105,6 +109,12 @@ def mean_of_known(values: list[float | None]) -> float | None:
     return round(float(np.mean(known)), 3) if known else None
 
 
+def pooled_iou(confusion: ConfusionMatrix) -> dict:
+    """``miou_all`` and ``iou_all_per_class`` (percent, 3 decimals; None for a class no pixel has or got) of one
+    confusion matrix summed over sequences."""
+    return {"miou_all": percent(confusion.miou()), "iou_all_per_class": [percent(x) for x in confusion.iou()]}
+
+
 def run_eval(cfg: SimConfig, candidates: list[Candidate], out: Path, seeds: list[int], frames: int,
              input_path: Path | None = None, scenarios: dict[str, SyntheticConfig] | None = None) -> dict:
     """Evaluate every candidate on the clips (``input_path``, else one synthetic clip per seed of each of
@@ -126,6 +136,7 @@ def run_eval(cfg: SimConfig, candidates: list[Candidate], out: Path, seeds: list
               else [(name, lambda seed=seed, scenario=scenario: synthetic_clip(scenario, frames, seed))
                     for name, scenario in scenarios.items() for seed in seeds])
     per_sequence: dict[tuple[str, str, str], list[dict]] = {}
+    pooled: dict[tuple[str, str, str], ConfusionMatrix] = {}
     sources = []
     for scenario_name, make in makers:
         clip = make()
@@ -137,14 +148,17 @@ def run_eval(cfg: SimConfig, candidates: list[Candidate], out: Path, seeds: list
             for mode in ("image", "ssp") if kind == "ssp" else ("image",):
                 result = run_clip(run_cfg, backend, clip, mode == "ssp", classes.num_classes,
                                   f"{candidate.name} {mode}")
-                per_sequence.setdefault((scenario_name, candidate.name, mode), []).append(
+                key = (scenario_name, candidate.name, mode)
+                per_sequence.setdefault(key, []).append(
                     {"source": clip.source, **{k: result[k] for k in METRICS},
                      "iou_per_class": result["iou_per_class"], "resets": result["resets"]})
+                pooled.setdefault(key, ConfusionMatrix(classes.num_classes)).merge(result["confusion"])
     several = len({key[0] for key in per_sequence}) > 1  # name the scenario in each label only then
     rows = [{"scenario": scenario_name, "name": name, "model": mode,
              "label": f"{name}: {ROW_LABELS[mode]}" + (f" ({scenario_name})" if several else ""),
              "weights": str(backends[name][0].model.weights),
-             **{k: mean_of_known([s[k] for s in seqs]) for k in METRICS}, "per_sequence": seqs}
+             **{k: mean_of_known([s[k] for s in seqs]) for k in METRICS},
+             **pooled_iou(pooled[(scenario_name, name, mode)]), "per_sequence": seqs}
             for (scenario_name, name, mode), seqs in per_sequence.items()]
     report = {"sources": sources, "frames": frames, "seeds": list(seeds) if input_path is None else None,
               "scenarios": list(dict.fromkeys(key[0] for key in per_sequence)),
@@ -157,8 +171,9 @@ def run_eval(cfg: SimConfig, candidates: list[Candidate], out: Path, seeds: list
 
 def markdown(report: dict) -> str:
     """The report as a Markdown table (means over sequences) with one line per sequence below."""
-    head = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS |", "|---|---|---|---|---|---|---|"]
-    rows = [f"| {r['label']} | " + " | ".join(cell(r[k]) for k in METRICS) + " |" for r in report["rows"]]
+    head = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS | mIoU, all pixels |", "|---|---|---|---|---|---|---|---|"]
+    rows = [f"| {r['label']} | " + " | ".join(cell(r[k]) for k in (*METRICS, "miou_all")) + " |"
+            for r in report["rows"]]
     detail = [f"- {r['label']}, {s['source']}: mIoU {cell(s['miou'])}, TC {cell(s['tc'])}, "
               f"flicker {cell(s['flicker'])}" for r in report["rows"] for s in r["per_sequence"]]
     return "\n".join([
@@ -166,5 +181,7 @@ def markdown(report: dict) -> str:
         f"{len(report['sources'])} sequence(s) of up to {report['frames']} frames: {', '.join(report['sources'])}.",
         "", "Percent, mean over sequences. mIoU on labelled frames; TC over all consecutive pairs (exact flow on "
         "synthetic video); flicker: share of stable-truth pixels whose prediction changes (lower is better). "
-        "TC alone rewards over-smoothing: read it next to mIoU and flicker.", "",
+        "TC alone rewards over-smoothing: read it next to mIoU and flicker. mIoU, all pixels: every sequence's "
+        "pixels in one confusion matrix (a class painted on a few pixels of a sequence that lacks it costs that "
+        "sequence's mIoU a whole class, and this one only those pixels).", "",
         *head, *rows, "", "Per sequence:", "", *detail, ""])

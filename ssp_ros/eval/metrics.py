@@ -25,6 +25,11 @@ import numpy as np
 from ssp_ros.eval.flow import warp_nearest
 
 
+def percent(x: float) -> float | None:
+    """A share in [0, 1] as percent with 3 decimals, for JSON reports; None for NaN (nothing counted)."""
+    return None if not np.isfinite(x) else round(100.0 * float(x), 3)
+
+
 class ConfusionMatrix:
     """Streaming K×K confusion matrix (rows: ground truth, columns: prediction)."""
 
@@ -241,19 +246,16 @@ class SequenceMetrics:
     def report(self) -> dict:
         """JSON-ready results in percent (NaN → None): miou, tc, flicker, change rate, vc_n, per-class IoU, class
         share, TC per pair."""
-        def pct(x: float) -> float | None:
-            return None if not np.isfinite(x) else round(100.0 * float(x), 3)
-
         labelled = self.confusion.matrix.sum() > 0
         return {
             "frames": self.frames,
-            "miou": pct(self.confusion.miou()) if labelled else None,
-            "tc": pct(self.tc.value()),
-            "flicker": pct(self.flicker.value()),
+            "miou": percent(self.confusion.miou()) if labelled else None,
+            "tc": percent(self.tc.value()),
+            "flicker": percent(self.flicker.value()),
             "change_rate": self.changes.value(),
-            **{f"vc{n}": pct(vc.value()) for n, vc in self.vc.items()},
-            "iou_per_class": [pct(x) for x in self.confusion.iou()] if labelled else None,
+            **{f"vc{n}": percent(vc.value()) for n, vc in self.vc.items()},
+            "iou_per_class": [percent(x) for x in self.confusion.iou()] if labelled else None,
             "class_share": self.shares.value(),
-            "tc_per_pair": [pct(x) for x in self.tc.pairs],
+            "tc_per_pair": [percent(x) for x in self.tc.pairs],
         }
 

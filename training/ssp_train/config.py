@@ -214,6 +214,8 @@ class StabiliserStageConfig:
     accumulate: int = 1  # micro-batches whose gradients add up to one optimiser step
     crop_size: int = 256  # the same random square crop of both frames (multiple of 32); 0 = whole frames
     fusion_weight: float = 0.5  # weight of the fused cross-entropy next to the SSP target's binary cross-entropy
+    movers_weight: float = 0.0  # extra weight of both terms on cells the true camera motion does not explain (moving
+    # objects and what they uncover): a cell counts 1 + this × its share of such pixels; 0 = every cell alike
     lr: float = 3e-3  # peak AdamW learning rate (from scratch)
     weight_decay: float = 0.05  # AdamW weight decay (not on biases and norm weights)
     warmup_steps: int = 50  # linear warm-up, then cosine decay
@@ -223,6 +225,7 @@ class StabiliserStageConfig:
         _stage_checks(self)
         check_range(self, "channels", 2, 256)
         check_range(self, "fusion_weight", 0.0)
+        check_range(self, "movers_weight", 0.0)
         check_range(self, "lr", 0.0, open_low=True)
 
 

@@ -12,7 +12,8 @@ from torch import nn
 
 from ssp_ros.models import SSP, Segmenter, warp
 from ssp_ros.models.appearance import AppearanceSimilarity
-from ssp_train.input_segmenters import cell_truth, simulate
+from ssp_train.input_segmenters import IGNORE, cell_truth, simulate
+from ssp_train.input_segmenters import STRIDE as CELL_STRIDE
 from ssp_train.losses import (
     distillation_loss,
     flow_warp,
@@ -197,11 +198,23 @@ class StabiliserObjective(nn.Module):
     against the SSP target (the chance that the warped previous cell and the current cell hold the same true
     class), plus ``fusion_weight`` × the cross-entropy of fusing a simulated segmenter's outputs with ``s``
     (``ssp_train.input_segmenters``) against the current truth. Both count only cells that come from inside the
-    previous frame. ``forward`` also returns the two terms and the simulated segmenter's own loss."""
+    previous frame. With ``movers_weight`` w > 0 a cell counts 1 + w × the share of its pixels whose class the
+    true camera motion does not explain (``motion_unexplained``: a moving object, the ground it uncovers): a tiny
+    share of the cells, and the ones where keeping the past is wrong. ``forward`` also returns the two terms and
+    the simulated segmenter's own loss."""
 
-    def __init__(self, model: AppearanceSimilarity, num_classes: int, fusion_weight: float) -> None:
+    def __init__(self, model: AppearanceSimilarity, num_classes: int, fusion_weight: float,
+                 movers_weight: float = 0.0) -> None:
         super().__init__()
         self.model, self.num_classes, self.fusion_weight = model, num_classes, fusion_weight
+        self.movers_weight = movers_weight
+
+    def _cell_weight(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """N×1×h×w: 1 + ``movers_weight`` × each cell's share of pixels the camera motion does not explain."""
+        if self.movers_weight == 0:
+            return 1.0
+        movers = motion_unexplained(batch["labels"], batch["prev_labels"], batch["to_previous"], CELL_STRIDE, IGNORE)
+        return 1.0 + self.movers_weight * F.avg_pool2d(movers[:, None].float(), CELL_STRIDE)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         n, to_previous = batch["cur"].shape[0], batch["to_previous"]
@@ -210,8 +223,10 @@ class StabiliserObjective(nn.Module):
         s = self.model(warped_feats, feats[n:]).clamp(1e-6, 1 - 1e-6)
         truth_prev, truth = (cell_truth(batch[key], self.num_classes) for key in ("prev_labels", "labels"))
         warped_truth, _ = warp(truth_prev, to_previous)
-        weight = valid * warped_truth.sum(1, keepdim=True) * truth.sum(1, keepdim=True)  # labelled, in view
-        same = (warped_truth * truth).sum(1, keepdim=True) / weight.clamp_min(1e-6) * valid
+        labelled = valid * warped_truth.sum(1, keepdim=True) * truth.sum(1, keepdim=True)  # labelled, in view
+        same = (warped_truth * truth).sum(1, keepdim=True) / labelled.clamp_min(1e-6) * valid
+        cell_weight = self._cell_weight(batch)
+        weight = labelled * cell_weight
         total = weight.sum().clamp_min(1.0)
         with torch.autocast(s.device.type, enabled=False):  # autocast refuses binary_cross_entropy on CUDA
             bce = (F.binary_cross_entropy(s.float(), same.float().clamp(0, 1), reduction="none") * weight).sum() / total
@@ -222,7 +237,8 @@ class StabiliserObjective(nn.Module):
         fused = blend * warped_prev + (1 - blend) * seg.cur
         in_view = valid * seg.truth.sum(1, keepdim=True)
         count = in_view.sum().clamp_min(1.0)
-        fused_ce = -(seg.truth * torch.log(fused.clamp_min(1e-6)) * valid).sum() / count
+        fused_ce = (-(seg.truth * torch.log(fused.clamp_min(1e-6)) * valid).sum(1, keepdim=True) * cell_weight).sum()
+        fused_ce = fused_ce / (in_view * cell_weight).sum().clamp_min(1.0)
         with torch.no_grad():
             own_ce = -(seg.truth * torch.log(seg.cur.clamp_min(1e-6)) * valid).sum() / count
         return {"loss": bce + self.fusion_weight * fused_ce, "bce": bce.detach(), "fused_ce": fused_ce.detach(),

@@ -392,7 +392,7 @@ def train_stabiliser(cfg: TrainConfig, source: FrameSource | None = None, log: R
     source = source if source is not None else training_source(cfg, log)
     dataset = PairDataset(source, stage.crop_size, cfg.data.frame_gap, _flip_prob(cfg), key="stabiliser.crop_size",
                           jitter=cfg.data.jitter)
-    objective = StabiliserObjective(model, _classes(cfg).num_classes, stage.fusion_weight)
+    objective = StabiliserObjective(model, _classes(cfg).num_classes, stage.fusion_weight, stage.movers_weight)
     optimizer = torch.optim.AdamW(param_groups(model, stage.lr, stage.weight_decay), lr=stage.lr)
     make_batches = _batch_maker(cfg, dataset, stage.batch_size, cfg.seed + 4, group)
     log.line(f"stabiliser stage: {stage.steps} steps of {_batch_words(stage, group, 'pairs')} "
