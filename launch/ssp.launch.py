@@ -8,12 +8,14 @@
     ros2 launch ssp_ros ssp.launch.py lifecycle:=true             # managed: ros2 lifecycle set /ssp configure
     ros2 launch ssp_ros ssp.launch.py enclave:=/ssp               # SROS2 (ROS_SECURITY_* set; README, Security)
     ros2 launch ssp_ros ssp.launch.py mode:=stabilise masks:=/segmenter/mask   # stabilise another segmenter's masks
+    ros2 launch ssp_ros ssp.launch.py mode:=stabilise masks:=/seg/mask label_info:=/seg/label_info  # its classes too
 
 ``config`` is an ssp_ros YAML (schema ssp_ros/config.py) read by the node; ``params_file`` is an optional
 ROS 2 parameter file (``ssp: ros__parameters: {propagation.max_time_gap_s: 1.0}``); ``backend``, ``device``,
-``export_dir``, ``compressed`` and ``mode`` override single keys when given, and win over both files.
-``mode:=stabilise`` runs the stabiliser mode: the node pairs the camera with another segmenter's masks (``masks``,
-remapped like ``image``; what they carry and their classes are ``node.mask_input`` and ``node.classes``). TensorRT runs
+``export_dir``, ``compressed``, ``mode``, ``segmenter`` and ``label_info`` override single keys when given, and win
+over both files. ``mode:=stabilise`` runs the stabiliser mode: the node pairs the camera with another segmenter's masks
+(``masks``, remapped like ``image``; what they carry and their classes are ``node.mask_input`` and ``node.classes``,
+or the class list of that segmenter's LabelInfo on ``label_info``). TensorRT runs
 on a GPU only, so ``backend:=tensorrt`` with a config on ``cpu`` and no ``device`` runs on ``cuda``. A
 relative ``image`` (the default) is resolved in the namespace ``ns``. QoS is overridden with ROS parameters in
 ``params_file`` (``qos_overrides./camera/image_raw.subscription.reliability: reliable``).
@@ -42,7 +44,8 @@ from ssp_ros.ros.rviz import layout_for
 from ssp_ros.schema import flatten, read_yaml
 
 OVERRIDES = {"backend": "runtime.backend", "device": "runtime.device", "export_dir": "runtime.export_dir",
-             "compressed": "node.input_compressed", "mode": "node.mode", "segmenter": "node.segmenter"}
+             "compressed": "node.input_compressed", "mode": "node.mode", "segmenter": "node.segmenter",
+             "label_info": "node.label_info_topic"}
 FLAGS = {"node.input_compressed"}  # parameters that take true/false
 NODE_NAME = "ssp"
 
@@ -134,6 +137,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("masks", default_value="",
                               description="stabilise mode: the other segmenter's mask topic (remaps masks, the "
                                           "config's node.mask_topic by default); empty: no remapping"),
+        DeclareLaunchArgument("label_info", default_value="",
+                              description="stabilise mode: the other segmenter's vision_msgs/LabelInfo topic, whose "
+                                          "class list the node then takes (node.label_info_topic); empty: from "
+                                          "config"),
         DeclareLaunchArgument("ns", default_value="",
                               description="namespace of this camera's node (ns:=left, ns:=right): its topics, "
                                           "parameters and RViz layout move under it"),

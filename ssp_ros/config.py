@@ -228,7 +228,11 @@ class NodeConfig:
                                     "class ids, 255 = unknown where K <= 255), or probabilities / logits (32FC<K> "
                                     "images, one channel per class, any size)")
     classes: str | None = setting(None, "stabilise mode: the other segmenter's class list, config/datasets/<name>"
-                                  ".yaml or a path to such a file; empty = model.dataset")
+                                  ".yaml or a path to such a file; empty = model.dataset (or label_info_topic)")
+    label_info_topic: str | None = setting(None, "stabilise mode: the other segmenter's vision_msgs/LabelInfo "
+                                           "topic (transient local) before remapping, whose class_map gives the "
+                                           "class list instead of classes; pairs wait for it, counted; empty = "
+                                           "classes")
     pair_wait_ms: float = setting(500.0, "stabilise mode: how long an image or mask waits for its partner "
                                   "(same stamp) before it is dropped (ms)", Bounds(0.0, 60_000.0, open_low=True))
     pair_hold: int = setting(32, "stabilise mode: at most this many images (and masks) wait for their partner; "
@@ -240,6 +244,11 @@ class NodeConfig:
         require(bool(self.mask_topic), "mask_topic", "must not be empty")
         require(not (self.segmenter and self.mode == "stabilise"), "segmenter",
                 "stabilise mode takes the masks of mask_topic; a segmenter YAML runs in segment mode")
+        require(not (self.label_info_topic and self.classes), "label_info_topic",
+                f"the class list comes from one place: label_info_topic ({self.label_info_topic}) or classes "
+                f"({self.classes}), not both")
+        require(not self.label_info_topic or self.mode == "stabilise", "label_info_topic",
+                "is read in stabilise mode only (segment mode's classes are its model's)")
         check_bounds(self)
 
 @dataclass

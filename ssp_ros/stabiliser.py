@@ -336,8 +336,13 @@ class Stabiliser:
         return np.where(replace_frame, winner, labels)
 
 
-def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float | None = None) -> Stabiliser:
-    """The stabiliser of ``cfg`` for another segmenter's ``num_classes`` classes, its similarity model loaded from
-    ``stabiliser.model`` (every caller builds it here). ``confidence`` None: ``stabiliser.confidence``."""
-    folder = resolve_data_path(cfg.stabiliser.model, "stabiliser.model", "stabiliser model folder")
-    return Stabiliser(cfg, AppearanceModel(folder), num_classes, confidence)
+def similarity_model(cfg: SspConfig) -> AppearanceModel:
+    """The similarity model of ``stabiliser.model``; one per stream (it serves one thread)."""
+    return AppearanceModel(resolve_data_path(cfg.stabiliser.model, "stabiliser.model", "stabiliser model folder"))
+
+
+def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float | None = None,
+                    model: AppearanceModel | None = None) -> Stabiliser:
+    """The stabiliser of ``cfg`` for another segmenter's ``num_classes`` classes (every caller builds it here), with
+    ``model`` or, None, the similarity model of ``stabiliser.model``. ``confidence`` None: ``stabiliser.confidence``."""
+    return Stabiliser(cfg, similarity_model(cfg) if model is None else model, num_classes, confidence)

@@ -196,3 +196,34 @@ def test_an_undecodable_sample_reaches_the_callback_as_a_bad_sample(loopback) ->
     assert isinstance(bad, BadSample) and bad.topic == "rt/image"
     assert "sensor_msgs/msg/Image sample on rt/image does not decode" in bad.detail and "utf-8" in bad.detail
     assert good.header.stamp.sec == 9
+
+
+def test_a_latched_label_info_reaches_a_late_subscriber_byte_for_byte(loopback) -> None:
+    """vision_msgs/LabelInfo (not in rosbags' Humble store; the transport registers it): the IDL struct and
+    rosbags' CDR agree, and a class list published transient local before the node subscribes still reaches it,
+    as a segmenter's latched LabelInfo reaches a stabiliser node started after it."""
+    from ssp_ros.ros.dds_transport import vision_types
+    from ssp_ros.ros.label_info import LABEL_INFO
+    from ssp_ros.ros.transport import LATCHED
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    store.register(vision_types())
+    vision_class = store.types["vision_msgs/msg/VisionClass"]
+    classes = [vision_class(class_id=i, class_name=n) for i, n in ((0, "sky"), (7, "car"))]
+    msg = store.types[LABEL_INFO](header=header(), class_map=classes, threshold=0.25)
+    idl = dds_types.LabelInfo(header=idl_header(), class_map=[dds_types.VisionClass(0, "sky"),
+                                                              dds_types.VisionClass(7, "car")], threshold=0.25)
+    assert bytes(store.serialize_cdr(msg, LABEL_INFO)) == idl.serialize()
+    assert dds_types.LabelInfo.__idl_typename__ == "vision_msgs::msg::dds_::LabelInfo_"
+    segmenter, node = DdsTransport(loopback, "segmenter"), DdsTransport(loopback, "ssp")
+    received: list = []
+    try:
+        latched = segmenter.publisher("~/label_info", LABEL_INFO, LATCHED)  # kept: Cyclone deletes a dropped writer
+        latched.publish(msg)
+        node.subscribe("/segmenter/label_info", LABEL_INFO, LATCHED, received.append)
+        wait_until(lambda: received, "the latched LabelInfo at the late subscriber")
+    finally:
+        segmenter.close()
+        node.close()
+    assert [(c.class_id, c.class_name) for c in received[0].class_map] == [(0, "sky"), (7, "car")]
+    assert received[0].threshold == 0.25

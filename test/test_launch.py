@@ -18,7 +18,7 @@ LAUNCH = ROOT / "launch"
 EXPECTED = {
     "ssp.launch.py": {"config", "params_file", "image", "ns", "lifecycle", "enclave", "respawn", "compressed",
                       "backend", "device", "export_dir", "use_rviz", "use_sim_time", "fastdds_profile", "mode",
-                      "masks", "segmenter"},
+                      "masks", "segmenter", "label_info"},
     "replay.launch.py": {"bag", "image", "config", "rate", "delay", "use_rviz"},
 }
 
@@ -67,21 +67,24 @@ def test_ssp_launch_runs_the_node_with_parameters_remap_and_rviz(monkeypatch) ->
     assert ast.literal_eval(overrides.value) == {"backend": "runtime.backend", "device": "runtime.device",
                                                  "export_dir": "runtime.export_dir",
                                                  "compressed": "node.input_compressed", "mode": "node.mode",
-                                                 "segmenter": "node.segmenter"}
+                                                 "segmenter": "node.segmenter", "label_info": "node.label_info_topic"}
 
 
 def test_mode_stabilise_with_a_masks_topic_runs_the_stabiliser_on_it(monkeypatch) -> None:
-    """``mode:=stabilise masks:=/segmenter/mask``: the node's mode parameter, and its mask topic (``masks``, the
-    config's node.mask_topic) remapped beside the camera; without ``masks`` only the camera is remapped."""
+    """``mode:=stabilise masks:=/segmenter/mask label_info:=...``: the node's mode and class-list topic parameters,
+    and its mask topic (``masks``, the config's node.mask_topic) remapped beside the camera; without ``masks`` only
+    the camera is remapped."""
     from ssp_ros.config import load_config
     from ssp_ros.ros.params import config_with_params
 
-    (node,) = _launch_nodes(monkeypatch, mode="stabilise", masks="/segmenter/mask")
+    (node,) = _launch_nodes(monkeypatch, mode="stabilise", masks="/segmenter/mask",
+                            label_info="/segmenter/label_info")
     assert node["remappings"] == [("image", "camera/image_raw"), ("masks", "/segmenter/mask")]
     params = dict(node["parameters"][0])
     cfg = config_with_params(load_config(params.pop("config_file")),
                              {k: v for k, v in params.items() if k != "use_sim_time"})
     assert cfg.node.mode == "stabilise" and cfg.node.mask_topic == "masks"
+    assert cfg.node.label_info_topic == "/segmenter/label_info"
     (plain,) = _launch_nodes(monkeypatch)
     assert "node.mode" not in plain["parameters"][0] and plain["remappings"] == [("image", "camera/image_raw")]
 

@@ -215,3 +215,35 @@ def test_a_namespace_moves_every_topic_and_names_the_diagnostics(context) -> Non
     finally:
         seg.close()
         node.destroy_node()
+
+
+def test_a_label_info_topic_needs_vision_msgs_and_is_subscribed_latched(context) -> None:
+    """vision_msgs is not on PyPI: without it, a stabilise node told to read LabelInfo fails to start with one line
+    naming the topic and what to install (threads stopped); with it (a sourced ROS 2), the subscription is
+    transient local, so the segmenter's latched class list reaches a node started after it."""
+    from rclpy.qos import DurabilityPolicy
+
+    from ssp_ros.config import NodeConfig
+    from ssp_ros.ros.stabilise_node import make_node as make_ros_node
+
+    cfg = SspConfig(node=replace(NodeConfig(), mode="stabilise", label_info_topic="segmenter/label_info"))
+    node = make_node(context)
+    try:
+        try:
+            import vision_msgs.msg  # noqa: F401
+        except ImportError:
+            with pytest.raises(ConfigError, match=r"^/segmenter/label_info: the node reads vision_msgs/msg/LabelInfo "
+                                                  r"there, but vision_msgs is not installed here: install "
+                                                  r"ros-\$ROS_DISTRO-vision-msgs or give the class list in "
+                                                  r"node\.classes$"):
+                make_ros_node(rclpy_transport.RclpyTransport(node), cfg)
+            assert not {t.name for t in threading.enumerate()} & {"ssp_worker", "ssp_diagnostics"}, "threads stopped"
+            return
+        seg = make_ros_node(rclpy_transport.RclpyTransport(node), cfg)
+        try:
+            (sub,) = [s for s in node.subscriptions if s.topic_name == "/segmenter/label_info"]
+            assert sub.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        finally:
+            seg.close()
+    finally:
+        node.destroy_node()

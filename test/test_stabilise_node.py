@@ -291,3 +291,73 @@ def test_reset_and_parameter_changes_reach_a_segmenter_of_its_own(small_video, t
         node.close()
     resets = node.processor.pipeline.propagator.resets
     assert resets.get("reset requested") == 1, resets  # the second frame started over, as asked
+
+
+def test_a_label_info_topic_gives_the_class_list_and_pairs_wait_for_it(small_video, transport) -> None:
+    """``node.label_info_topic``: pairs before the first usable LabelInfo are skipped (counted), an unusable one is
+    logged, counted and ignored, a usable one builds the stabiliser (the outputs are an in-process stabiliser's over
+    the same pairs), the same list again changes nothing, and another list rebuilds it for its K."""
+    from test_label_info import label_info
+
+    from ssp_ros.classes import load_class_set
+    from ssp_ros.ros.label_info import LABEL_INFO
+    from ssp_ros.ros.stabilise_stream import WAITING_FOR_CLASSES
+    from ssp_ros.ros.transport import LATCHED
+    from ssp_ros.stabiliser import make_stabiliser
+
+    frames = small_video[:7]
+    labels = labels_of(frames)
+    stamps = [20.0 + i / 10 for i in range(len(frames))]
+    cfg = config(label_info_topic="segmenter/label_info", pair_wait_ms=1000.0)
+    node = make_node(transport, cfg)
+    uavid = list(enumerate(load_class_set("uavid").names))
+    try:
+        msg_type, qos, on_label_info = transport.subscriptions["/segmenter/label_info"]
+        assert (msg_type, qos) == (LABEL_INFO, LATCHED) and node.classes is None
+        assert "classes from the LabelInfo on /segmenter/label_info" in transport.logs[-1][1]
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        _, _, on_mask = transport.subscriptions["/segmenter/mask"]
+
+        def pair(i: int, values: np.ndarray) -> None:
+            on_image(rgb8(frames[i].image, stamps[i]))
+            on_mask(mask_msg(values, stamps[i], "mono8"))
+            node.process(node.slot.take(timeout=0))
+
+        pair(0, labels[0])  # no class list yet
+        on_label_info(label_info([(0, "a"), (1, "b"), (1, "c")]))
+        assert node.classes is None and "class_id 1 appears twice" in transport.logs[-1][1]
+        on_label_info(label_info(uavid))
+        assert node.classes.names == load_class_set("uavid").names
+        assert transport.logs[-1] == ("info", "class list from /segmenter/label_info: 8 classes (clutter, building, "
+                                              "road, tree, low_vegetation, moving_car, static_car, human)")
+        for i in (1, 2, 3):
+            pair(i, labels[i])
+        on_label_info(label_info(uavid))  # the same list again: the stream goes on
+        pair(4, labels[4])
+        on_label_info(label_info([(0, "ground"), (1, "building"), (2, "vegetation"), (3, "object")]))
+        assert node.classes.num_classes == 4 and "the stream starts over" in transport.logs[-1][1]
+        pair(5, labels[5])  # classes 4..7 are not classes any more
+        pair(6, labels[6] % 4)
+        node.publish_diagnostics()
+    finally:
+        node.close()
+    h, w = frames[0].image.shape[:2]
+    outs = [np.frombuffer(m.data, np.uint8).reshape(h, w) for m in transport.sent["/ssp/mask"]]
+    assert len(outs) == 5
+    reference = make_stabiliser(cfg, K)
+    for out, i in zip(outs[:4], (1, 2, 3, 4)):
+        np.testing.assert_array_equal(out, reference.process(frames[i].image, labels[i], stamps[i]).labels)
+    np.testing.assert_array_equal(outs[4], labels[6] % 4)  # a new stream: its first frame is the input
+    status = {s.name: {kv.key: kv.value for kv in s.values} for s in transport.sent["/diagnostics"][-1].status}
+    inputs, classes = status["ssp: input"], status["ssp: classes"]
+    assert inputs[f"skipped: {WAITING_FOR_CLASSES}"] == "1" and inputs[f"skipped: {MASK_LABELS}"] == "1"
+    assert inputs["published"] == "5"
+    assert (classes["classes"], classes["received"], classes["lists taken"], classes["refused"]) == ("4", "4", "2", "1")
+    assert "appears twice" in classes["last refusal"]
+
+
+def test_the_class_list_comes_from_one_place() -> None:
+    with pytest.raises(ConfigError, match="label_info_topic: the class list comes from one place"):
+        config(label_info_topic="segmenter/label_info", classes="uavid")
+    with pytest.raises(ConfigError, match="label_info_topic: is read in stabilise mode only"):
+        replace(NodeConfig(), label_info_topic="segmenter/label_info")

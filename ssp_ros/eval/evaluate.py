@@ -171,7 +171,8 @@ def run_eval(cfg: SimConfig, candidates: list[Candidate], out: Path, seeds: list
 
 def markdown(report: dict) -> str:
     """The report as a Markdown table (means over sequences) with one line per sequence below."""
-    head = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS | mIoU, all pixels |", "|---|---|---|---|---|---|---|---|"]
+    head = ["| model | mIoU | TC | flicker | VC8 | VC16 | FPS | mIoU, all pixels |",
+            "|---|---|---|---|---|---|---|---|"]
     rows = [f"| {r['label']} | " + " | ".join(cell(r[k]) for k in (*METRICS, "miou_all")) + " |"
             for r in report["rows"]]
     detail = [f"- {r['label']}, {s['source']}: mIoU {cell(s['miou'])}, TC {cell(s['tc'])}, "

@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from ssp_ros.errors import SspError
 from ssp_ros.ros.images import RosbagsMessages
+from ssp_ros.ros.label_info import DEFINITIONS
 from ssp_ros.ros.log_throttle import LogThrottle, with_held_back
 from ssp_ros.ros.transport import BadSample, DiagnosticItem, QosProfile, resolve_name
 
@@ -104,6 +105,14 @@ class DdsPublisher:
         self.writer = None
 
 
+def vision_types() -> dict[str, Any]:
+    """rosbags types of vision_msgs' LabelInfo and VisionClass (``label_info.DEFINITIONS``), to register."""
+    types: dict[str, Any] = {}
+    for name, definition in DEFINITIONS.items():
+        types.update(get_types_from_msg(definition, name))
+    return types
+
+
 class RosbagsBuilder:
     """Output messages (Image, DiagnosticArray) as rosbags dataclasses: the DDS transport's message side."""
 
@@ -134,6 +143,7 @@ class DdsTransport:
         self.node_name, self.namespace = node_name, namespace
         self.participant = participant(domain_id)
         self.typestore = get_typestore(Stores.ROS2_HUMBLE)
+        self.typestore.register(vision_types())  # the Humble store has no vision_msgs
         self._messages = RosbagsBuilder(self.typestore, node_name)
         self._topics: dict[str, Any] = {}
         self._readers: list[tuple[Any, Any, str, Callable[[Any], None]]] = []  # reader, condition, type, callback

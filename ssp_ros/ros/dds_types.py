@@ -11,7 +11,7 @@ No ``from __future__ import annotations`` here: cyclonedds resolves the field an
 from dataclasses import dataclass
 
 from cyclonedds.idl import IdlStruct
-from cyclonedds.idl.types import byte, int32, sequence, uint8, uint32
+from cyclonedds.idl.types import byte, float32, int32, sequence, uint8, uint16, uint32
 
 
 @dataclass
@@ -65,10 +65,24 @@ class DiagnosticArray(IdlStruct, typename="diagnostic_msgs::msg::dds_::Diagnosti
     status: sequence[DiagnosticStatus]
 
 
+@dataclass
+class VisionClass(IdlStruct, typename="vision_msgs::msg::dds_::VisionClass_"):
+    class_id: uint16
+    class_name: str
+
+
+@dataclass
+class LabelInfo(IdlStruct, typename="vision_msgs::msg::dds_::LabelInfo_"):
+    header: Header
+    class_map: sequence[VisionClass]
+    threshold: float32
+
+
 IDL_TYPES: dict[str, type[IdlStruct]] = {  # ROS 2 type name (rosbags spelling) → IDL struct
     "sensor_msgs/msg/Image": Image,
     "sensor_msgs/msg/CompressedImage": CompressedImage,
     "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray,
+    "vision_msgs/msg/LabelInfo": LabelInfo,
 }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ssp_ros.classes import ClassSet
 from ssp_ros.pipeline import STAGES
 from ssp_ros.propagation import DISABLED
 from ssp_ros.ros.pairing import IMAGE, MASK, UNPAIRED, StampPairer
@@ -164,3 +165,35 @@ def pairing_status(topic: str, pairer: StampPairer) -> DiagnosticItem:
     if not pairer.paired:
         return DiagnosticItem("masks", WARN, f"no mask has matched an image's stamp on {topic}", tuple(values))
     return DiagnosticItem("masks", OK, f"{pairer.paired} of {pairer.received[MASK]} masks paired", tuple(values))
+
+
+@dataclass
+class LabelInfoCount:
+    """The LabelInfo messages of stabilise mode's class-list topic: taken (a new list), received (usable), refused
+    (no usable list), and the last refusal's reason."""
+
+    received: int = 0
+    taken: int = 0
+    refused: int = 0
+    last_problem: str = ""
+
+    def refuse(self, problem: str) -> None:
+        self.refused += 1
+        self.last_problem = problem
+
+
+def label_info_status(topic: str, classes: ClassSet | None, counts: LabelInfoCount) -> DiagnosticItem:
+    """The ``classes`` status of stabilise mode with ``node.label_info_topic``: the class list in use (WARN while
+    none has come: every pair is skipped), and the LabelInfo messages counted."""
+    values = [("topic", topic), ("classes", "none yet" if classes is None else str(classes.num_classes)),
+              ("received", str(counts.received + counts.refused)), ("lists taken", str(counts.taken)),
+              ("refused", str(counts.refused))]
+    if counts.last_problem:
+        values.append(("last refusal", counts.last_problem))
+    if classes is None:
+        message = (f"no usable LabelInfo on {topic} yet ({counts.refused} refused): pairs are skipped"
+                   if counts.refused else f"waiting for a LabelInfo on {topic}: pairs are skipped")
+        return DiagnosticItem("classes", WARN, message, tuple(values))
+    level = WARN if counts.refused else OK
+    return DiagnosticItem("classes", level, f"{classes.num_classes} classes from {topic}"
+                          + (f" ({counts.refused} LabelInfo refused)" if counts.refused else ""), tuple(values))

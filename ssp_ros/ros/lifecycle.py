@@ -97,9 +97,12 @@ class LifecycleSegmentationNode(LifecycleNode):
         except SspError as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        self._label_info = publish_label_info(self, self.segmenter.classes)
-        self.get_logger().info(f"configured: {self.segmenter.hardware_id}, "
-                               f"{self.segmenter.classes.num_classes} classes")
+        classes = self.segmenter.classes
+        if classes is not None:  # None: they come from the other segmenter's LabelInfo, which describes ours too
+            self._label_info = publish_label_info(self, classes)
+        self.get_logger().info(f"configured: {self.segmenter.hardware_id}, " + (
+            f"{classes.num_classes} classes" if classes is not None else "classes from the other segmenter's "
+            f"LabelInfo on {self.segmenter.label_info_topic}"))
         return super().on_configure(state)
 
     @_logged

@@ -21,9 +21,10 @@ from ssp_ros.classes import ClassSet
 from ssp_ros.config import SspConfig, load_config
 from ssp_ros.errors import ConfigError
 from ssp_ros.ros.images import UNSUPPORTED_ENCODING, MessageError, image_fields, rclpy_image_data
+from ssp_ros.ros.label_info import LABEL_INFO
 from ssp_ros.ros.params import PARAMS, SPECS, ParamSpec, config_with_params, param_values
 from ssp_ros.ros.stream import StreamProcessor
-from ssp_ros.ros.transport import DiagnosticItem, QosProfile
+from ssp_ros.ros.transport import LATCHED, DiagnosticItem, QosProfile
 
 LEVELS = ("info", "warning", "error")
 
@@ -118,11 +119,27 @@ class _Publisher:
 
 
 def _message_types() -> dict[str, type]:
+    """The message classes the node uses; LabelInfo only where vision_msgs is installed (not on PyPI)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CompressedImage, Image
 
-    return {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
-            "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray}
+    types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
+             "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray}
+    try:
+        from vision_msgs.msg import LabelInfo
+    except ImportError:
+        return types
+    return {**types, LABEL_INFO: LabelInfo}
+
+
+def _message_type(types: dict[str, type], msg_type: str, topic: str) -> type:
+    """``types[msg_type]``; a ConfigError naming the topic and the package to install where it is missing."""
+    if msg_type not in types:
+        package = msg_type.partition("/")[0]
+        raise ConfigError(f"{topic}: the node reads {msg_type} there, but {package} is not installed here: install "
+                          f"ros-$ROS_DISTRO-{package.replace('_', '-')}"
+                          + (" or give the class list in node.classes" if msg_type == LABEL_INFO else ""))
+    return types[msg_type]
 
 
 class RclpyTransport:
@@ -156,12 +173,14 @@ class RclpyTransport:
 
     def subscribe(self, topic: str, msg_type: str, qos: QosProfile, callback: Callable[[Any], None]) -> Any:
         return self._with_overrides(self.node.create_subscription, "subscription", topic,
-                                    self._types[msg_type], topic, callback, rclpy_qos(qos))
+                                    _message_type(self._types, msg_type, self.resolve(topic)), topic, callback,
+                                    rclpy_qos(qos))
 
     def publisher(self, topic: str, msg_type: str, qos: QosProfile) -> _Publisher:
         # a lifecycle node's publishers are managed: they send only while the node is active
         create = getattr(self.node, "create_lifecycle_publisher", self.node.create_publisher)
-        return _Publisher(self._with_overrides(create, "publisher", topic, self._types[msg_type], topic,
+        return _Publisher(self._with_overrides(create, "publisher", topic,
+                                               _message_type(self._types, msg_type, self.resolve(topic)), topic,
                                                rclpy_qos(qos)))
 
     def destroy(self, entity: Any) -> None:
@@ -246,8 +265,7 @@ def publish_label_info(node: Any, classes: ClassSet) -> Any | None:
     except ImportError:
         node.get_logger().info("vision_msgs has no LabelInfo here: ~/label_info is not published")
         return None
-    latched = QosProfile(reliable=True, depth=1, transient_local=True)  # late joiners get the class list
-    publisher = node.create_publisher(LabelInfo, "~/label_info", rclpy_qos(latched))
+    publisher = node.create_publisher(LabelInfo, "~/label_info", rclpy_qos(LATCHED))
     msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name)
                                for i, name in enumerate(classes.names)], threshold=0.0)
     msg.header.stamp = node.get_clock().now().to_msg()
@@ -255,10 +273,12 @@ def publish_label_info(node: Any, classes: ClassSet) -> Any | None:
     return publisher
 
 
-def add_ros_interfaces(node: Any, processor: StreamProcessor, classes: ClassSet) -> None:
-    """``~/reset``, ``~/label_info`` (``classes``) and in-flight parameter changes (applied to ``processor``) on
-    the rclpy ``node``: the plain node's. The lifecycle node adds the same pieces itself (``~/reset`` and the
-    parameter callback at start, ``~/label_info`` at configure)."""
+def add_ros_interfaces(node: Any, processor: StreamProcessor, classes: ClassSet | None) -> None:
+    """``~/reset``, ``~/label_info`` (``classes``; None: they come from the other segmenter's LabelInfo, which
+    describes the output as well) and in-flight parameter changes (applied to ``processor``) on the rclpy
+    ``node``: the plain node's. The lifecycle node adds the same pieces itself (``~/reset`` and the parameter
+    callback at start, ``~/label_info`` at configure)."""
     create_reset_service(node, processor.reset)
     add_parameter_callback(node, processor.reconfigure)
-    publish_label_info(node, classes)
+    if classes is not None:
+        publish_label_info(node, classes)

@@ -12,6 +12,11 @@ Everything not output is counted: an image dropped by the pairing goes into the 
 ``unpaired: <reason>`` (so received images still add up to published + skipped + in flight), and the ``masks``
 status of /diagnostics counts the masks received, paired and dropped by reason. ``make_node`` builds the node of
 ``cfg.node.mode``.
+
+The class list is ``node.classes`` (else ``model.dataset``) or, with ``node.label_info_topic``, the other
+segmenter's ``vision_msgs/LabelInfo`` (``label_info``, transient local, so a late start still gets it): pairs are
+skipped as ``waiting for the class list`` until one arrives; a LabelInfo with another list rebuilds the stabiliser
+(the stream starts over), one that gives no usable list is logged, counted and ignored (the ``classes`` status).
 """
 
 from __future__ import annotations
@@ -25,16 +30,25 @@ import numpy as np
 
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
-from ssp_ros.ros.diagnostics import pairing_status
+from ssp_ros.ros.diagnostics import LabelInfoCount, label_info_status, pairing_status
 from ssp_ros.ros.images import MessageError, stamp_ns
+from ssp_ros.ros.label_info import LABEL_INFO, class_set_from_label_info
 from ssp_ros.ros.node import IMAGE, SegmentationNode
 from ssp_ros.ros.pairing import IMAGE as IMAGE_SIDE
 from ssp_ros.ros.pairing import MASK as MASK_SIDE
 from ssp_ros.ros.pairing import UNPAIRED, Drop, StampPairer
 from ssp_ros.ros.stabilise_stream import StabiliseProcessor, outputs_for
 from ssp_ros.ros.stream import Skipped
-from ssp_ros.ros.transport import RELIABLE_LATEST, SENSOR_DATA, BadSample, DiagnosticItem, QosProfile, Transport
-from ssp_ros.stabiliser import make_stabiliser
+from ssp_ros.ros.transport import (
+    LATCHED,
+    RELIABLE_LATEST,
+    SENSOR_DATA,
+    BadSample,
+    DiagnosticItem,
+    QosProfile,
+    Transport,
+)
+from ssp_ros.stabiliser import make_stabiliser, similarity_model
 
 
 class StabilisingNode(SegmentationNode):
@@ -45,14 +59,22 @@ class StabilisingNode(SegmentationNode):
         self.pairer = StampPairer(cfg.node.pair_wait_ms / 1000.0, cfg.node.pair_hold)
         self._pairing = threading.Lock()
         self.mask_topic = transport.resolve(cfg.node.mask_topic)
+        topic = cfg.node.label_info_topic
+        self.label_info_topic = transport.resolve(topic) if topic else None
+        self.label_infos = LabelInfoCount()
         super().__init__(transport, cfg, fallback, active)
 
     def _make_processor(self, fallback: Callable[[Any], np.ndarray] | None
-                        ) -> tuple[ClassSet, StabiliseProcessor, str]:
-        """The other segmenter's classes (``node.classes``, else ``model.dataset``) and the stabiliser for them."""
+                        ) -> tuple[ClassSet | None, StabiliseProcessor, str]:
+        """The other segmenter's classes (``node.classes``, else ``model.dataset``) and the stabiliser for them; with
+        ``node.label_info_topic`` neither yet (the similarity model is loaded now, so a bad folder fails here)."""
         node = self.cfg.node
+        self._similarity = similarity_model(self.cfg)
+        if self.label_info_topic is not None:
+            waiting = f"no class list yet: waiting for vision_msgs/LabelInfo on {self.label_info_topic}"
+            return None, StabiliseProcessor(None, self.cfg, None, self.transport, fallback, waiting), "stabiliser"
         classes = load_class_set(node.classes or self.cfg.model.dataset)
-        stabiliser = make_stabiliser(self.cfg, classes.num_classes)
+        stabiliser = make_stabiliser(self.cfg, classes.num_classes, model=self._similarity)
         return classes, StabiliseProcessor(stabiliser, self.cfg, classes, self.transport, fallback), "stabiliser"
 
     def _output_names(self) -> list[str]:
@@ -61,13 +83,42 @@ class StabilisingNode(SegmentationNode):
     def _inputs(self) -> list[tuple[str, str, QosProfile, Callable[[Any], None]]]:
         node = self.cfg.node
         qos = RELIABLE_LATEST if node.reliable else SENSOR_DATA
-        return [*super()._inputs(), (node.mask_topic, IMAGE, qos, self._on_mask)]
+        inputs = [*super()._inputs(), (node.mask_topic, IMAGE, qos, self._on_mask)]
+        if node.label_info_topic:
+            inputs.append((node.label_info_topic, LABEL_INFO, LATCHED, self._on_label_info))
+        return inputs
 
     def _describe(self) -> str:
         node = self.cfg.node
+        classes = (f"classes from the LabelInfo on {self.label_info_topic}" if self.label_info_topic is not None
+                   else f"{self.classes.num_classes} classes ({self.classes.name})")
         return (f"stabilising {self.mask_topic} ({node.mask_input}) over {self.monitor.topic} "
-                f"({'reliable' if node.reliable else 'best effort'}), {self.classes.num_classes} classes "
-                f"({self.classes.name}); pairing by exact stamp, waiting at most {node.pair_wait_ms:g} ms")
+                f"({'reliable' if node.reliable else 'best effort'}), {classes}; pairing by exact stamp, waiting "
+                f"at most {node.pair_wait_ms:g} ms")
+
+    def _on_label_info(self, msg: Any) -> None:
+        """A class list from the other segmenter: taken when it differs from the one in use (the stabiliser is
+        rebuilt between two pairs and the stream starts over); counted, logged and ignored when unusable."""
+        try:
+            if isinstance(msg, BadSample):
+                raise MessageError(BadSample.REASON, msg.detail)
+            classes = class_set_from_label_info(msg, self.label_info_topic)
+        except MessageError as err:
+            self.label_infos.refuse(str(err))
+            self._log_throttled("warning", "label info refused", f"ignored a LabelInfo: {err}")
+            return
+        self.label_infos.received += 1
+        if self.classes is not None and classes.names == self.classes.names:
+            return  # the same list again (a re-publication, or a second subscription's copy)
+        stabiliser = make_stabiliser(self.cfg, classes.num_classes, model=self._similarity)
+        with self._busy:  # between two pairs of the worker
+            replaced = self.classes is not None
+            self.processor.use_classes(classes, stabiliser)
+            self.classes = classes
+        self.label_infos.taken += 1
+        shown = ", ".join(classes.names[:12]) + (", ..." if classes.num_classes > 12 else "")
+        self._log("info", f"class list from {self.label_info_topic}: {classes.num_classes} classes ({shown})"
+                          + ("; it replaces the previous list, and the stream starts over" if replaced else ""))
 
     def deactivate(self) -> None:
         """As ``SegmentationNode.deactivate``; what waits for a partner is dropped too (counted)."""
@@ -134,7 +185,10 @@ class StabilisingNode(SegmentationNode):
             drops = self.pairer.expire(now)
             status = pairing_status(self.mask_topic, self.pairer)
         self._count(drops, now)
-        return [*super()._diagnostic_items(now), status]
+        items = [*super()._diagnostic_items(now), status]
+        if self.label_info_topic is not None:
+            items.append(label_info_status(self.label_info_topic, self.classes, self.label_infos))
+        return items
 
 
 def make_node(transport: Transport, cfg: SspConfig, fallback: Callable[[Any], np.ndarray] | None = None,

@@ -5,7 +5,9 @@
 header: ``mask`` (the stabilised class ids, mono8, or mono16 for mono16 labels), ``overlay`` (bgr8) and, for soft
 input only, ``confidence`` (mono8: the other segmenter's probability of the published class × 255; label images
 carry no probability to report). Like ``StreamProcessor`` it never raises on bad input: it returns a counted
-``Skipped``; a problem of the mask is counted under ``mask: <reason>``.
+``Skipped``; a problem of the mask is counted under ``mask: <reason>``. Where the class list comes from the other
+segmenter's LabelInfo, the processor starts without one: pairs are skipped under ``WAITING_FOR_CLASSES`` until
+``use_classes`` gives it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ MASK = "mask: "  # prefix of the reasons that are the mask's fault
 MASK_SIZE = MASK + "size differs from the image"
 MASK_LABELS = MASK + "labels outside the classes"
 MASK_SCORES = MASK + "scores refused"
+WAITING_FOR_CLASSES = "waiting for the class list"
 STABILISE_OUTPUTS = ("mask", "overlay", "confidence")  # confidence for soft input only
 
 
@@ -65,11 +68,14 @@ def class_confidence(scores: np.ndarray, logits: bool, labels: np.ndarray) -> np
 
 class StabiliseProcessor:
     """One camera stream and its masks: pairs in, output messages (or a counted skip) out. One thread at a time;
-    ``reset`` may be called from another."""
+    ``reset`` may be called from another. ``stabiliser`` and ``classes`` None: not known yet (``use_classes``);
+    ``waiting`` then says what for."""
 
-    def __init__(self, stabiliser: Stabiliser, cfg: SspConfig, classes: ClassSet, messages: MessageFactory,
-                 fallback: Callable[[Any], np.ndarray] | None = None) -> None:
+    def __init__(self, stabiliser: Stabiliser | None, cfg: SspConfig, classes: ClassSet | None,
+                 messages: MessageFactory, fallback: Callable[[Any], np.ndarray] | None = None,
+                 waiting: str = "") -> None:
         self.stabiliser, self._cfg, self.classes, self.messages = stabiliser, cfg, classes, messages
+        self.waiting = waiting
         self.node = cfg.node
         self.fallback = fallback
         self.skipped: Counter[str] = Counter()
@@ -89,7 +95,15 @@ class StabiliseProcessor:
 
     def reset(self) -> None:
         """Start over at the next frame (the ~/reset service)."""
-        self.stabiliser.propagator.request_reset()
+        if self.stabiliser is not None:
+            self.stabiliser.propagator.request_reset()
+
+    def use_classes(self, classes: ClassSet, stabiliser: Stabiliser) -> None:
+        """Take a new class list and its stabiliser (``stabiliser.num_classes`` must be its K): the stream starts
+        over with the next pair. Call it between pairs (the node holds its worker's lock)."""
+        if stabiliser.num_classes != classes.num_classes:
+            raise ValueError(f"a stabiliser of {stabiliser.num_classes} classes for a list of {classes.num_classes}")
+        self.classes, self.stabiliser = classes, stabiliser
 
     def reconfigure(self, values: dict[str, Any]) -> SspConfig:
         """Apply changed ``node.*`` parameters in flight; ConfigError (nothing applied) for an invalid value, one
@@ -112,6 +126,8 @@ class StabiliseProcessor:
         problem = stamp_problem(stamp, now, self.node, self._last_stamp_ns)
         if problem is not None:
             return self.skip(*problem, stamp)
+        if self.stabiliser is None:
+            return self.skip(WAITING_FOR_CLASSES, self.waiting, stamp)
         clock = time.perf_counter()
         try:
             frame = message_to_rgb(pair.image, self.fallback, self.node.max_pixels)

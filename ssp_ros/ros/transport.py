@@ -28,6 +28,7 @@ class QosProfile:
 SENSOR_DATA = QosProfile(reliable=False, depth=1)  # camera input: ROS 2's sensor-data profile, newest frame only
 RELIABLE_LATEST = QosProfile(reliable=True, depth=1)  # outputs: reliable, but never a backlog of old frames
 DEFAULT = QosProfile(reliable=True, depth=10)  # ROS 2's default profile (/diagnostics)
+LATCHED = QosProfile(reliable=True, depth=1, transient_local=True)  # a class list: late joiners get the last one
 
 
 @dataclass(frozen=True)
