@@ -225,8 +225,8 @@ class NodeConfig:
     mask_topic: str = setting("masks", "stabilise mode: the other segmenter's output topic before remapping, "
                               "paired with the camera image of exactly its header stamp")
     mask_input: MaskInput = setting("labels", "stabilise mode: what mask_topic carries: labels (mono8 or mono16 "
-                                    "class ids, 255 = unknown where K <= 255), or probabilities / logits (32FC<K> "
-                                    "images, one channel per class, any size)")
+                                    "class ids, 255 (and 65535 in mono16) = unknown where K <= 255), or "
+                                    "probabilities / logits (32FC<K> images, one channel per class, any size)")
     classes: str | None = setting(None, "stabilise mode: the other segmenter's class list, config/datasets/<name>"
                                   ".yaml or a path to such a file; empty = model.dataset (or label_info_topic)")
     label_info_topic: str | None = setting(None, "stabilise mode: the other segmenter's vision_msgs/LabelInfo "

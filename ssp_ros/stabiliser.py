@@ -1,7 +1,8 @@
 """SSP over another segmenter: its output made temporally consistent by our registration and fusion.
 
 ``Stabiliser.process(frame, labels, stamp)`` takes a camera frame and the class ids another segmenter gave it
-(values 0..K−1; ``VOID`` = unknown where K ≤ 255) and returns stabilised class ids of the same size and dtype;
+(values 0..K−1; ``VOID``, and ``VOID_16`` in uint16 labels, = unknown where K ≤ 255) and returns stabilised class
+ids of the same size and dtype;
 ``process_scores(frame, scores, stamp, logits)`` takes its soft output instead (K×h×w probabilities or logits,
 any h×w) and returns class ids (uint8). Per frame:
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -42,6 +43,7 @@ from ssp_ros.registration import FrameRegistrar, Registration
 from ssp_ros.resources import resolve_data_path
 
 VOID = 255  # the label of an unknown pixel, where the class count leaves it free (K ≤ 255)
+VOID_16 = 65535  # in a 16-bit label image, unknown too (K ≤ 255): vision_msgs' unlabelled id of 16-bit class ids
 MAX_CLASSES = 256
 STRIDE = 4  # the cells the similarity head compares, and the fused state's resolution
 LEADS = 0.999  # a label whose support (its probability over the best class's) is at least this leads its pixel
@@ -70,7 +72,8 @@ class _State:
 
 def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, int]) -> None:
     """Refuse a label image that does not fit: not 2-D uint8/uint16, another size than its frame, or a value that
-    is neither a class (0..K−1) nor ``VOID``; ``FrameError`` names the problem."""
+    is neither a class (0..K−1) nor unknown (``VOID``, and ``VOID_16`` in a uint16 image, where K ≤ 255);
+    ``FrameError`` names the problem."""
     if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
         raise FrameError(f"labels must be a 2-D uint8 or uint16 image, got {getattr(labels, 'dtype', type(labels))} "
                          f"{getattr(labels, 'shape', '')}")
@@ -80,12 +83,16 @@ def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, in
     if int(labels.max(initial=0)) < num_classes:
         return
     invalid = labels >= num_classes
+    wide = labels.dtype == np.uint16
     if num_classes <= VOID:
         invalid &= labels != VOID
+        if wide:
+            invalid &= labels != VOID_16
     if invalid.any():
         bad = int(labels[invalid].max())
+        unknown = f"{VOID}{f' and {VOID_16}' if wide else ''} = unknown"
         raise FrameError(f"label {bad} is not a class of {num_classes} (0..{num_classes - 1}"
-                         + (f", {VOID} = unknown)" if num_classes <= VOID else ")"))
+                         + (f", {unknown})" if num_classes <= VOID else ")"))
 
 
 def check_scores(scores: np.ndarray, num_classes: int, logits: bool) -> None:
@@ -196,8 +203,7 @@ class Stabiliser:
             raise SspError(f"number of classes {num_classes}: must be 2..{MAX_CLASSES}")
         if not 1.0 / num_classes < confidence <= 1.0:
             raise SspError(f"confidence {confidence}: must be above 1/K ({1.0 / num_classes:.3g}) and at most 1")
-        if model.stride != STRIDE:
-            raise SspError(f"{model.folder}: features at stride {model.stride}; the stabiliser fuses at {STRIDE}")
+        check_similarity_model(model)
         self.cfg, self.model = cfg, model
         self.input_size: tuple[int, int] = tuple(cfg.stabiliser.input_size)
         self.num_classes, self.confidence = num_classes, confidence
@@ -221,6 +227,9 @@ class Stabiliser:
         with ``reset_on_backwards_time`` off); FrameError for a frame or label image that cannot be used."""
         check_frame(frame, min_side=16)
         check_labels(labels, self.num_classes, frame.shape[:2])
+        given = labels
+        if labels.dtype == np.uint16 and self.num_classes <= VOID and (labels == VOID_16).any():
+            labels = np.where(given == VOID_16, VOID, given).astype(np.uint16)  # one unknown label inside
 
         def cells() -> np.ndarray:
             if self._map.fit:
@@ -229,7 +238,11 @@ class Stabiliser:
                 read, known = labels, (labels != VOID if self.num_classes <= VOID else np.ones(labels.shape, bool))
             return cell_probabilities(read, known, self.num_classes, self.confidence, self._map.cells)
 
-        return self._step(frame, labels, stamp, cells)
+        result = self._step(frame, labels, stamp, cells)
+        if result is None or labels is given:
+            return result
+        # unknown pixels are never replaced: give them back their own unknown label
+        return replace(result, labels=np.where(given == VOID_16, given, result.labels), input_labels=given)
 
     def process_scores(self, frame: np.ndarray, scores: np.ndarray, stamp: float, logits: bool = False
                        ) -> StabilisedFrame | None:
@@ -336,9 +349,17 @@ class Stabiliser:
         return np.where(replace_frame, winner, labels)
 
 
+def check_similarity_model(model: AppearanceModel) -> None:
+    """Refuse a similarity model whose features are not at the stride the stabiliser fuses at."""
+    if model.stride != STRIDE:
+        raise SspError(f"{model.folder}: features at stride {model.stride}; the stabiliser fuses at {STRIDE}")
+
+
 def similarity_model(cfg: SspConfig) -> AppearanceModel:
-    """The similarity model of ``stabiliser.model``; one per stream (it serves one thread)."""
-    return AppearanceModel(resolve_data_path(cfg.stabiliser.model, "stabiliser.model", "stabiliser model folder"))
+    """The similarity model of ``stabiliser.model``, checked; one per stream (it serves one thread)."""
+    model = AppearanceModel(resolve_data_path(cfg.stabiliser.model, "stabiliser.model", "stabiliser model folder"))
+    check_similarity_model(model)
+    return model
 
 
 def make_stabiliser(cfg: SspConfig, num_classes: int, confidence: float | None = None,

@@ -35,13 +35,15 @@ def test_skipped_ids_are_unnamed_classes_and_the_unlabelled_id_is_no_class() -> 
     assert classes.names == ("ground", "class_1", "class_2", "class_3", "class_4", "car")
     wide = class_set_from_label_info(label_info([(0, "a"), (1, ""), (65535, "unlabeled")]), TOPIC)
     assert wide.names == ("a", "class_1")
-    # ids above 255 make a uint16 pipeline, whose unlabelled id is 65535: 255 is then a class
-    assert class_set_from_label_info(label_info([(0, "a"), (255, "b"), (65535, "u")]), TOPIC).num_classes == 256
+    # 255 is vision_msgs' unlabelled id only for fewer than 255 classes: 256 of them make it a class
+    full = class_set_from_label_info(label_info([(i, f"c{i}") for i in range(256)] + [(65535, "u")]), TOPIC)
+    assert full.num_classes == 256 and full.names[255] == "c255"
 
 
 @pytest.mark.parametrize(("entries", "problem"), [
     ([], "class_map names no class"),
-    ([(255, "unlabeled")], "only the unlabelled id 255"),
+    ([(255, "unlabeled")], "only unlabelled ids: 255"),
+    ([(65535, "unlabeled"), (255, "u8")], "only unlabelled ids: 255, 65535"),
     ([(0, "a"), (1, "b"), (1, "c")], "class_id 1 appears twice"),
     ([(0, "a"), (300, "b")], "class_id 300 means 301 classes; the stabiliser takes at most 256"),
     ([(0, "a")], "one class (id 0) leaves nothing to stabilise"),

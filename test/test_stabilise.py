@@ -15,7 +15,7 @@ from onnx_segmenters import SHIPPED_SEGMENTER, argmax_segmenter, segmenter_yaml
 from ssp_ros.cli.main import main
 from ssp_ros.config import load_config
 from ssp_ros.errors import FrameError, SspError
-from ssp_ros.stabiliser import VOID, Stabiliser, cell_probabilities, check_labels, make_stabiliser
+from ssp_ros.stabiliser import VOID, VOID_16, Stabiliser, cell_probabilities, check_labels, make_stabiliser
 
 
 def test_cell_probabilities_spread_a_hard_label_and_leave_unknown_pixels_uniform() -> None:
@@ -37,6 +37,8 @@ def test_cell_probabilities_spread_a_hard_label_and_leave_unknown_pixels_uniform
     (np.array([[3] * 8] + [[VOID] * 8] * 3, np.uint8), 3, r"label 3 is not a class of 3"),  # beside unknown pixels
     (np.zeros((4, 8), np.float32), 3, "labels must be a 2-D uint8 or uint16 image"),
     (np.full((4, 8), 300, np.uint16), 256, r"label 300 is not a class of 256 \(0..255\)"),
+    (np.full((4, 8), 300, np.uint16), 3, r"label 300 is not a class of 3 \(0..2, 255 and 65535 = unknown\)"),
+    (np.full((4, 8), VOID_16, np.uint16), 256, r"label 65535 is not a class of 256 \(0..255\)"),
 ])
 def test_labels_that_do_not_fit_are_refused_by_name(labels, classes, says) -> None:
     with pytest.raises(FrameError, match=says):
@@ -45,6 +47,7 @@ def test_labels_that_do_not_fit_are_refused_by_name(labels, classes, says) -> No
 
 def test_unknown_labels_pass_and_stay_unknown() -> None:
     check_labels(np.full((4, 8), VOID, np.uint8), 3, (4, 8))
+    check_labels(np.full((4, 8), VOID_16, np.uint16), 3, (4, 8))
 
 
 def flicker(labels: np.ndarray, rng: np.random.Generator, classes: int = 8) -> np.ndarray:

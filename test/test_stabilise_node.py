@@ -20,7 +20,7 @@ from ssp_ros.ros.masks import WRONG_CLASS_COUNT, mask_labels, mask_scores
 from ssp_ros.ros.pairing import NO_PARTNER, PARTNER_DROPPED, UNPAIRED
 from ssp_ros.ros.stabilise_node import StabilisingNode, make_node
 from ssp_ros.ros.stabilise_stream import MASK, MASK_LABELS, MASK_SIZE, class_confidence
-from ssp_ros.stabiliser import VOID
+from ssp_ros.stabiliser import VOID, VOID_16
 
 K = 8  # uavid's classes
 
@@ -171,6 +171,7 @@ def test_a_bad_mask_is_counted_skipped_and_logged_by_topic(small_video, transpor
 def test_sixteen_bit_labels_come_back_sixteen_bit_and_unknown_stays_unknown(small_video, transport) -> None:
     labels = labels_of(small_video[:1])[0].astype(np.uint16)
     labels[:10] = VOID
+    labels[10:20] = VOID_16  # vision_msgs' unlabelled id of 16-bit class ids: unknown too
     node = make_node(transport, config())
     try:
         _, _, on_image = transport.subscriptions["/camera/image"]
@@ -183,7 +184,7 @@ def test_sixteen_bit_labels_come_back_sixteen_bit_and_unknown_stays_unknown(smal
     (msg,) = transport.sent["/ssp/mask"]
     assert msg.encoding == "mono16" and msg.step == 2 * msg.width
     out = np.frombuffer(msg.data, "<u2").reshape(msg.height, msg.width)
-    assert (out[:10] == VOID).all() and out[10:].max() < K
+    assert (out[:10] == VOID).all() and (out[10:20] == VOID_16).all() and out[20:].max() < K
 
 
 def test_probabilities_give_a_confidence_under_the_camera_header(small_video, transport) -> None:
@@ -361,3 +362,48 @@ def test_the_class_list_comes_from_one_place() -> None:
         config(label_info_topic="segmenter/label_info", classes="uavid")
     with pytest.raises(ConfigError, match="label_info_topic: is read in stabilise mode only"):
         replace(NodeConfig(), label_info_topic="segmenter/label_info")
+
+
+def test_a_pair_of_the_old_class_list_is_skipped_and_an_unusable_list_leaves_the_node_running(small_video,
+                                                                                            transport) -> None:
+    """A pair that formed before a new class list came is skipped (its mask numbers the old list's classes), what
+    waits for a partner is dropped, both counted; a list the stabiliser cannot take (here K = 2 with
+    ``stabiliser.confidence`` 0.4, not above 1/K) is refused, counted and logged, and the node goes on."""
+    from test_label_info import label_info
+
+    from ssp_ros.classes import load_class_set
+    from ssp_ros.ros.pairing import CLEARED
+    from ssp_ros.ros.stabilise_stream import CLASSES_CHANGED
+
+    frames = small_video[:4]
+    stamps = [30.0 + i / 10 for i in range(len(frames))]
+    cfg = config(label_info_topic="segmenter/label_info", pair_wait_ms=1000.0)
+    cfg = replace(cfg, stabiliser=replace(cfg.stabiliser, confidence=0.4))
+    node = make_node(transport, cfg)
+    try:
+        _, _, on_label_info = transport.subscriptions["/segmenter/label_info"]
+        _, _, on_image = transport.subscriptions["/camera/image"]
+        _, _, on_mask = transport.subscriptions["/segmenter/mask"]
+        on_label_info(label_info(list(enumerate(load_class_set("uavid").names))))
+        on_image(rgb8(frames[0].image, stamps[0]))
+        on_mask(mask_msg(frames[0].labels.astype(np.uint8), stamps[0], "mono8"))  # a pair, not processed yet
+        on_image(rgb8(frames[1].image, stamps[1]))  # waits for its mask
+        on_label_info(label_info([(0, "ground"), (1, "building"), (2, "vegetation"), (3, "object")]))
+        node.process(node.slot.take(timeout=0))
+        on_label_info(label_info([(0, "ground"), (1, "sky")]))
+        assert node.classes.num_classes == 4
+        refusal = "ignored a LabelInfo on /segmenter/label_info: confidence 0.4: must be above 1/K"
+        assert refusal in transport.logs[-1][1]
+        on_image(rgb8(frames[2].image, stamps[2]))
+        on_mask(mask_msg(frames[2].labels.astype(np.uint8) % 4, stamps[2], "mono8"))
+        node.process(node.slot.take(timeout=0))
+        node.publish_diagnostics()
+    finally:
+        node.close()
+    assert len(transport.sent["/ssp/mask"]) == 1
+    status = {s.name: {kv.key: kv.value for kv in s.values} for s in transport.sent["/diagnostics"][-1].status}
+    inputs, classes = status["ssp: input"], status["ssp: classes"]
+    assert inputs[f"skipped: {CLASSES_CHANGED}"] == "1" and inputs[f"skipped: {UNPAIRED}{CLEARED}"] == "1"
+    assert inputs["published"] == "1" and inputs["in flight"] == "0"
+    assert (classes["classes"], classes["received"], classes["lists taken"], classes["refused"]) == ("4", "3", "2", "1")
+    assert transport.sent["/diagnostics"][-1].status[-1].level == 1, "the newest LabelInfo was refused: WARN"

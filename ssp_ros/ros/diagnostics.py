@@ -169,31 +169,40 @@ def pairing_status(topic: str, pairer: StampPairer) -> DiagnosticItem:
 
 @dataclass
 class LabelInfoCount:
-    """The LabelInfo messages of stabilise mode's class-list topic: taken (a new list), received (usable), refused
-    (no usable list), and the last refusal's reason."""
+    """The LabelInfo messages of stabilise mode's class-list topic: received, taken (a new list), refused (no
+    usable list), the last refusal's reason and whether the newest message was refused."""
 
     received: int = 0
     taken: int = 0
     refused: int = 0
     last_problem: str = ""
+    newest_refused: bool = False
+
+    def usable(self) -> None:
+        self.received += 1
+        self.newest_refused = False
 
     def refuse(self, problem: str) -> None:
+        self.received += 1
         self.refused += 1
-        self.last_problem = problem
+        self.last_problem, self.newest_refused = problem, True
 
 
 def label_info_status(topic: str, classes: ClassSet | None, counts: LabelInfoCount) -> DiagnosticItem:
     """The ``classes`` status of stabilise mode with ``node.label_info_topic``: the class list in use (WARN while
-    none has come: every pair is skipped), and the LabelInfo messages counted."""
+    none has come, when every pair is skipped, and while the newest LabelInfo was refused), and the LabelInfo
+    messages counted."""
     values = [("topic", topic), ("classes", "none yet" if classes is None else str(classes.num_classes)),
-              ("received", str(counts.received + counts.refused)), ("lists taken", str(counts.taken)),
+              ("received", str(counts.received)), ("lists taken", str(counts.taken)),
               ("refused", str(counts.refused))]
     if counts.last_problem:
         values.append(("last refusal", counts.last_problem))
     if classes is None:
         message = (f"no usable LabelInfo on {topic} yet ({counts.refused} refused): pairs are skipped"
-                   if counts.refused else f"waiting for a LabelInfo on {topic}: pairs are skipped")
+                   if counts.refused else f"waiting for a LabelInfo on {topic} (its publisher must be transient "
+                                          "local, as vision_msgs asks): pairs are skipped")
         return DiagnosticItem("classes", WARN, message, tuple(values))
-    level = WARN if counts.refused else OK
-    return DiagnosticItem("classes", level, f"{classes.num_classes} classes from {topic}"
-                          + (f" ({counts.refused} LabelInfo refused)" if counts.refused else ""), tuple(values))
+    if counts.newest_refused:
+        return DiagnosticItem("classes", WARN, f"{classes.num_classes} classes from {topic}; the newest LabelInfo "
+                                               "was refused", tuple(values))
+    return DiagnosticItem("classes", OK, f"{classes.num_classes} classes from {topic}", tuple(values))

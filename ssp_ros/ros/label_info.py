@@ -2,8 +2,9 @@
 
 A LabelInfo carries ``class_map``, a list of (``class_id`` uint16, ``class_name``) pairs, and is latched (transient
 local) by the pipeline that publishes it. vision_msgs reserves the largest id for "unlabelled": 65535, or 255 for a
-pipeline of fewer than 255 classes, which is the stabiliser's ``VOID``. So those ids are the unknown label here, not
-classes; the others give K = the largest id + 1, and an id the map skips is a class without a name (``class_<id>``).
+pipeline of fewer than 255 classes; those are the stabiliser's unknown labels (``VOID_16``, ``VOID``), so a map
+entry for them is no class. The other ids give K = the largest + 1, and an id the map skips is a class without a
+name (``class_<id>``).
 Messages are read by duck typing (rclpy's and rosbags' classes alike). ``DEFINITIONS`` are the two message
 definitions (the fields of vision_msgs 4.1, the version Humble ships) for transports that build their own types.
 """
@@ -14,14 +15,13 @@ from typing import Any
 
 from ssp_ros.classes import ClassSet, numbered_class_set
 from ssp_ros.ros.images import MessageError
-from ssp_ros.stabiliser import MAX_CLASSES, VOID
+from ssp_ros.stabiliser import MAX_CLASSES, VOID, VOID_16
 
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
 DEFINITIONS = {
     "vision_msgs/msg/VisionClass": "uint16 class_id\nstring class_name\n",
     LABEL_INFO: "std_msgs/Header header\nvision_msgs/VisionClass[] class_map\nfloat32 threshold\n",
 }
-UNLABELED_WIDE = 65535  # vision_msgs' "unlabelled" id of a uint16 pipeline
 BAD_LABEL_INFO = "class list refused"  # the reason counted for a LabelInfo that gives no usable class list
 
 
@@ -40,11 +40,13 @@ def class_set_from_label_info(msg: Any, topic: str) -> ClassSet:
             raise MessageError(BAD_LABEL_INFO, f"LabelInfo on {topic}: class_id {class_id} appears twice in "
                                                f"class_map ({names[class_id]!r} and {name!r})")
         names[class_id] = name
-    unlabeled = UNLABELED_WIDE if UNLABELED_WIDE in names or max(names, default=0) > VOID else VOID
-    classes = {class_id: name for class_id, name in names.items() if class_id != unlabeled}
+    others = set(names) - {VOID, VOID_16}
+    unlabeled = {VOID_16} | ({VOID} if len(others) < VOID else set())  # 255 is a class of a 256-class pipeline
+    classes = {class_id: name for class_id, name in names.items() if class_id not in unlabeled}
     if not classes:
         raise MessageError(BAD_LABEL_INFO, f"LabelInfo on {topic}: class_map names no class"
-                                           + (f" (only the unlabelled id {unlabeled})" if names else ""))
+                                           + (f" (only unlabelled ids: {', '.join(map(str, sorted(names)))})"
+                                              if names else ""))
     k = max(classes) + 1
     if k > MAX_CLASSES:
         raise MessageError(BAD_LABEL_INFO, f"LabelInfo on {topic}: class_id {max(classes)} means {k} classes; the "

@@ -29,18 +29,20 @@ PARTNER_DROPPED = "partner already dropped"  # arrived after its partner had bee
 LATE = "older than the last pair"  # stamped before the newest pair, by less than the wait: its frame is past
 DUPLICATE = "duplicate stamp"  # a second item of a stamp already waiting or paired on this side
 OVERFLOW = "too many waiting"  # more than ``hold`` items of one side waiting: the oldest stamp goes
-CLEARED = "cleared"  # waiting when the pairer was cleared (the node deactivated)
+CLEARED = "cleared"  # waiting when the pairer was cleared (the node deactivated, the class list changed)
 UNPAIRED = "unpaired: "  # the prefix of an image's reason in the node's input status (the pairing dropped it)
 MEMORY = 256  # recent stamps remembered per side (paired, dropped) to name why a late item goes
 
 
 @dataclass(frozen=True)
 class Pair:
-    """An image and the mask of exactly its stamp."""
+    """An image and the mask of exactly its stamp; ``classes_version``: the class list in use when it formed (the
+    stabiliser node's, which changes with a LabelInfo; the pairer leaves it 0)."""
 
     stamp_ns: int
     image: Any
     mask: Any
+    classes_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,9 @@ class StampPairer:
                                                                   f"{1000 * self.wait_s:g} ms"))
         return drops
 
-    def clear(self) -> list[Drop]:
-        """Drop everything waiting (the node stops; what comes after starts afresh)."""
-        drops = [self._drop(side, stamp, CLEARED, "the node was deactivated")
+    def clear(self, why: str = "the node was deactivated") -> list[Drop]:
+        """Drop everything waiting (the node stops, or the class list changed; what comes after starts afresh)."""
+        drops = [self._drop(side, stamp, CLEARED, why)
                  for side in SIDES for stamp in sorted(self._waiting[side])]
         for side in SIDES:
             self._waiting[side].clear()

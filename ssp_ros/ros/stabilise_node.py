@@ -24,12 +24,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ssp_ros.classes import ClassSet, load_class_set
 from ssp_ros.config import SspConfig
+from ssp_ros.errors import SspError
 from ssp_ros.ros.diagnostics import LabelInfoCount, label_info_status, pairing_status
 from ssp_ros.ros.images import MessageError, stamp_ns
 from ssp_ros.ros.label_info import LABEL_INFO, class_set_from_label_info
@@ -62,6 +64,7 @@ class StabilisingNode(SegmentationNode):
         topic = cfg.node.label_info_topic
         self.label_info_topic = transport.resolve(topic) if topic else None
         self.label_infos = LabelInfoCount()
+        self._classes_version = 0  # of the newest class list taken (LabelInfo); pairs carry the one they formed under
         super().__init__(transport, cfg, fallback, active)
 
     def _make_processor(self, fallback: Callable[[Any], np.ndarray] | None
@@ -97,24 +100,30 @@ class StabilisingNode(SegmentationNode):
                 f"at most {node.pair_wait_ms:g} ms")
 
     def _on_label_info(self, msg: Any) -> None:
-        """A class list from the other segmenter: taken when it differs from the one in use (the stabiliser is
-        rebuilt between two pairs and the stream starts over); counted, logged and ignored when unusable."""
+        """A class list from the other segmenter: taken when it differs from the one in use (the stabiliser takes it
+        before its next pair and starts over; what waits for a partner is dropped, and a pair formed before is
+        skipped, counted: their masks number the old list's classes); counted, logged and ignored when unusable."""
         try:
             if isinstance(msg, BadSample):
                 raise MessageError(BadSample.REASON, msg.detail)
             classes = class_set_from_label_info(msg, self.label_info_topic)
-        except MessageError as err:
+            if self.classes is not None and classes.names == self.classes.names:
+                self.label_infos.usable()
+                return  # the same list again (a re-publication, or a second subscription's copy)
+            stabiliser = make_stabiliser(self.cfg, classes.num_classes, model=self._similarity)
+        except (MessageError, SspError) as err:  # SspError: e.g. stabiliser.confidence not above 1/K
             self.label_infos.refuse(str(err))
-            self._log_throttled("warning", "label info refused", f"ignored a LabelInfo: {err}")
+            self._log_throttled("warning", "label info refused", f"ignored a LabelInfo on {self.label_info_topic}: "
+                                                                 f"{err}")
             return
-        self.label_infos.received += 1
-        if self.classes is not None and classes.names == self.classes.names:
-            return  # the same list again (a re-publication, or a second subscription's copy)
-        stabiliser = make_stabiliser(self.cfg, classes.num_classes, model=self._similarity)
-        with self._busy:  # between two pairs of the worker
+        self.label_infos.usable()
+        with self._pairing:  # no pair forms between the offer and the version it is for
             replaced = self.classes is not None
-            self.processor.use_classes(classes, stabiliser)
+            self._classes_version += 1
+            self.processor.offer_classes(classes, stabiliser, self._classes_version)
             self.classes = classes
+            drops = self.pairer.clear("the class list changed") if replaced else []
+        self._count(drops, time.monotonic())
         self.label_infos.taken += 1
         shown = ", ".join(classes.names[:12]) + (", ..." if classes.num_classes > 12 else "")
         self._log("info", f"class list from {self.label_info_topic}: {classes.num_classes} classes ({shown})"
@@ -164,7 +173,7 @@ class StabilisingNode(SegmentationNode):
     def _pair(self, side: str, stamp: int, msg: Any, now: float) -> None:
         with self._pairing:  # the slot too: under a multi-threaded executor a newer pair must not be overwritten
             pair, drops = self.pairer.add(side, stamp, msg, now)
-            superseded = pair is not None and self.slot.put(pair)
+            superseded = pair is not None and self.slot.put(replace(pair, classes_version=self._classes_version))
         self._count(drops, now)
         if superseded:
             self.monitor.superseded(now)

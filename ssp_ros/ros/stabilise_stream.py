@@ -7,7 +7,8 @@ input only, ``confidence`` (mono8: the other segmenter's probability of the publ
 carry no probability to report). Like ``StreamProcessor`` it never raises on bad input: it returns a counted
 ``Skipped``; a problem of the mask is counted under ``mask: <reason>``. Where the class list comes from the other
 segmenter's LabelInfo, the processor starts without one: pairs are skipped under ``WAITING_FOR_CLASSES`` until
-``use_classes`` gives it.
+``offer_classes`` gives it, and a pair that formed under another list than the one in use is skipped under
+``CLASSES_CHANGED`` (its mask numbers the classes of that list).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ MASK_SIZE = MASK + "size differs from the image"
 MASK_LABELS = MASK + "labels outside the classes"
 MASK_SCORES = MASK + "scores refused"
 WAITING_FOR_CLASSES = "waiting for the class list"
+CLASSES_CHANGED = "formed under another class list"
 STABILISE_OUTPUTS = ("mask", "overlay", "confidence")  # confidence for soft input only
 
 
@@ -68,14 +70,16 @@ def class_confidence(scores: np.ndarray, logits: bool, labels: np.ndarray) -> np
 
 class StabiliseProcessor:
     """One camera stream and its masks: pairs in, output messages (or a counted skip) out. One thread at a time;
-    ``reset`` may be called from another. ``stabiliser`` and ``classes`` None: not known yet (``use_classes``);
-    ``waiting`` then says what for."""
+    ``reset`` and ``offer_classes`` may be called from another. ``stabiliser`` and ``classes`` None: not known yet
+    (``offer_classes``); ``waiting`` then says what for."""
 
     def __init__(self, stabiliser: Stabiliser | None, cfg: SspConfig, classes: ClassSet | None,
                  messages: MessageFactory, fallback: Callable[[Any], np.ndarray] | None = None,
                  waiting: str = "") -> None:
         self.stabiliser, self._cfg, self.classes, self.messages = stabiliser, cfg, classes, messages
         self.waiting = waiting
+        self.classes_version = 0  # of the list in use; a pair's ``classes_version`` must match it
+        self._offered: tuple[ClassSet, Stabiliser, int] | None = None
         self.node = cfg.node
         self.fallback = fallback
         self.skipped: Counter[str] = Counter()
@@ -98,12 +102,12 @@ class StabiliseProcessor:
         if self.stabiliser is not None:
             self.stabiliser.propagator.request_reset()
 
-    def use_classes(self, classes: ClassSet, stabiliser: Stabiliser) -> None:
-        """Take a new class list and its stabiliser (``stabiliser.num_classes`` must be its K): the stream starts
-        over with the next pair. Call it between pairs (the node holds its worker's lock)."""
+    def offer_classes(self, classes: ClassSet, stabiliser: Stabiliser, version: int) -> None:
+        """A new class list, its stabiliser (for its K) and its version, taken before the next pair: the stream
+        starts over there, and pairs of other versions are skipped. From any thread (the newest offer wins)."""
         if stabiliser.num_classes != classes.num_classes:
             raise ValueError(f"a stabiliser of {stabiliser.num_classes} classes for a list of {classes.num_classes}")
-        self.classes, self.stabiliser = classes, stabiliser
+        self._offered = (classes, stabiliser, version)
 
     def reconfigure(self, values: dict[str, Any]) -> SspConfig:
         """Apply changed ``node.*`` parameters in flight; ConfigError (nothing applied) for an invalid value, one
@@ -126,8 +130,15 @@ class StabiliseProcessor:
         problem = stamp_problem(stamp, now, self.node, self._last_stamp_ns)
         if problem is not None:
             return self.skip(*problem, stamp)
+        offered, self._offered = self._offered, None
+        if offered is not None:
+            self.classes, self.stabiliser, self.classes_version = offered
         if self.stabiliser is None:
             return self.skip(WAITING_FOR_CLASSES, self.waiting, stamp)
+        if pair.classes_version != self.classes_version:
+            return self.skip(CLASSES_CHANGED, f"the pair of stamp {stamp * 1e-9:.9f} s formed under class list "
+                                              f"{pair.classes_version}, the stabiliser has list "
+                                              f"{self.classes_version} now", stamp)
         clock = time.perf_counter()
         try:
             frame = message_to_rgb(pair.image, self.fallback, self.node.max_pixels)
