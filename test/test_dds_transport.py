@@ -215,6 +215,7 @@ def test_a_latched_label_info_reaches_a_late_subscriber_byte_for_byte(loopback) 
                                                               dds_types.VisionClass(7, "car")], threshold=0.25)
     assert bytes(store.serialize_cdr(msg, LABEL_INFO)) == idl.serialize()
     assert dds_types.LabelInfo.__idl_typename__ == "vision_msgs::msg::dds_::LabelInfo_"
+    assert dds_types.VisionClass.__idl_typename__ == "vision_msgs::msg::dds_::VisionClass_"
     segmenter, node = DdsTransport(loopback, "segmenter"), DdsTransport(loopback, "ssp")
     received: list = []
     try:
