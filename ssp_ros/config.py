@@ -181,7 +181,7 @@ class StabiliserConfig:
                                           "fused state (multiples of 4); the labels keep the frame's own size")
     confidence: float = setting(0.9, "a hard label's probability for its class (the rest is shared by the others)",
                                 Bounds(0.0, 1.0, open_low=True))
-    keep_ratio: float = setting(0.7, "where the current frame leads with a pixel's label, the label is replaced "
+    keep_ratio: float = setting(0.55, "where the current frame leads with a pixel's label, the label is replaced "
                                 "by the fused best class when the fused state gives it less than this share of that "
                                 "class's probability; higher replaces more flicker and risks more accuracy",
                                 Bounds(0.0, 1.0, open_low=True))

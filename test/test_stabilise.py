@@ -85,9 +85,9 @@ def test_stabilise_makes_flickering_labels_consistent_and_more_accurate(flight, 
     assert report["num_classes"] == 8 and report["classes"][1] == "building"
     assert (out / report["overlay"]).exists()
     before, after = report["before"], report["after"]
-    assert after["tc"] > before["tc"] + 25, (before, after)  # measured: 48.1 -> 88.9
-    assert after["change_rate"] < 0.3 * before["change_rate"], (before, after)  # 18.0 -> 2.2
-    assert after["miou"] > before["miou"] + 8, (before, after)  # 53.6 -> 65.8: the blobs do not persist
+    assert after["tc"] > before["tc"] + 25, (before, after)  # measured: 48.1 -> 85.8
+    assert after["change_rate"] < 0.3 * before["change_rate"], (before, after)  # 18.0 -> 2.7
+    assert after["miou"] > before["miou"] + 8, (before, after)  # 53.6 -> 66.4: the blobs do not persist
     assert report["registration"]["failed"] == 0
     written = sorted(p.name for p in (out / "masks").iterdir())
     assert written == sorted(p.name for p in masks.iterdir())
@@ -105,8 +105,8 @@ def test_a_segmenter_that_is_right_stays_right(flight, tmp_path) -> None:
                  "--classes", "uavid"]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     before, after = report["before"], report["after"]
-    assert before["miou"] == 100.0 and after["miou"] > 98.5, after  # measured: 99.24
-    assert after["tc"] > before["tc"] - 1.0, (before, after)  # measured: 98.08 -> 97.50
+    assert before["miou"] == 100.0 and after["miou"] > 98.5, after  # measured: 99.78
+    assert after["tc"] > before["tc"] - 1.0, (before, after)  # measured: 98.08 -> 97.84
 
 
 def test_sixteen_bit_masks_come_back_sixteen_bit(flight, tmp_path) -> None:
