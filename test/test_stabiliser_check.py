@@ -43,11 +43,13 @@ def test_the_report_names_the_flights_whose_headroom_is_under_the_per_flight_tar
                 "tc_gain": round(after - before, 2), "miou_change": 0.0, "ms_per_frame": 9.0}
 
     runs = [run("steady", 89.0, 91.0, 94.5), run("shaky", 40.0, 80.0, 99.0)]
-    report = {"frames": 40, "size": [368, 640], "runs": runs,
+    report = {"frames": 40, "size": [368, 640], "similarity_model": "models/ssp_stabiliser", "keep_ratio": 0.55,
+              "confidence": 0.9, "runs": runs,
               "mean_tc_gain": 21.0, "min_tc_gain": 2.0, "worst_miou_change": 0.0,
               "targets": {"mean_tc_gain": 10.0, "each_tc_gain": 8.0, "max_miou_loss": 0.5},
               "met": {"mean_tc_gain": True, "each_tc_gain": False, "miou": True}}
     text = markdown(report)
+    assert "Similarity model models/ssp_stabiliser, keep_ratio 0.55, hard-label confidence 0.9." in text
     assert "| steady | nadir | 8 | 89.00 | 91.00 | 2.00 | 94.50 | 5.50 |" in text
     assert "under the per-flight target: steady nadir (5.50): a gain of 8.0" in text
     assert "shaky nadir" not in text.split("headroom (truth TC")[1]

@@ -140,7 +140,8 @@ def run_stabiliser_check(cfg: SspConfig, out: Path, frames: int = 40) -> dict:
     gains = [r["tc_gain"] for r in runs]
     losses = [-r["miou_change"] for r in runs]
     report = {
-        "frames": frames, "size": list(FRAME_SIZE), "similarity_model": cfg.stabiliser.model, "runs": runs,
+        "frames": frames, "size": list(FRAME_SIZE), "similarity_model": cfg.stabiliser.model,
+        "keep_ratio": cfg.stabiliser.keep_ratio, "confidence": cfg.stabiliser.confidence, "runs": runs,
         "mean_tc_gain": round(float(np.mean(gains)), 2), "min_tc_gain": min(gains),
         "worst_miou_change": -max(losses),
         "targets": {"mean_tc_gain": TARGET_MEAN_TC_GAIN, "each_tc_gain": TARGET_EACH_TC_GAIN,
@@ -158,6 +159,8 @@ def run_stabiliser_check(cfg: SspConfig, out: Path, frames: int = 40) -> dict:
 def markdown(report: dict) -> str:
     """The report as a Markdown table, one row per (segmenter, flight), and the targets."""
     lines = [f"# Stabiliser on held-aside flights ({report['frames']} frames, {report['size'][1]}x{report['size'][0]})",
+             "", f"Similarity model {report['similarity_model']}, keep_ratio {report['keep_ratio']}, hard-label "
+             f"confidence {report['confidence']}.",
              "", "| segmenter | flight | K | TC before | TC after | gain | truth TC | headroom | mIoU before | "
              "mIoU after | change | flicker before | flicker after | ms/frame |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
