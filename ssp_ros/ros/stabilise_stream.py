@@ -13,6 +13,7 @@ segmenter's LabelInfo, the processor starts without one: pairs are skipped under
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class StabiliseProcessor:
         self.waiting = waiting
         self.classes_version = 0  # of the list in use; a pair's ``classes_version`` must match it
         self._offered: tuple[ClassSet, Stabiliser, int] | None = None
+        self._offer_lock = threading.Lock()  # an offer made while the worker takes the last one is not lost
         self.node = cfg.node
         self.fallback = fallback
         self.skipped: Counter[str] = Counter()
@@ -107,7 +109,8 @@ class StabiliseProcessor:
         starts over there, and pairs of other versions are skipped. From any thread (the newest offer wins)."""
         if stabiliser.num_classes != classes.num_classes:
             raise ValueError(f"a stabiliser of {stabiliser.num_classes} classes for a list of {classes.num_classes}")
-        self._offered = (classes, stabiliser, version)
+        with self._offer_lock:
+            self._offered = (classes, stabiliser, version)
 
     def reconfigure(self, values: dict[str, Any]) -> SspConfig:
         """Apply changed ``node.*`` parameters in flight; ConfigError (nothing applied) for an invalid value, one
@@ -130,7 +133,8 @@ class StabiliseProcessor:
         problem = stamp_problem(stamp, now, self.node, self._last_stamp_ns)
         if problem is not None:
             return self.skip(*problem, stamp)
-        offered, self._offered = self._offered, None
+        with self._offer_lock:
+            offered, self._offered = self._offered, None
         if offered is not None:
             self.classes, self.stabiliser, self.classes_version = offered
         if self.stabiliser is None:
