@@ -138,7 +138,7 @@ def run_demo(cfg: SspConfig, out: Path, make_clip: Callable[[], Clip]) -> dict:
         "labelled": clip.labels is not None,
         "backend": backend.name, "weights": cfg.model.weights,
         "trained_on": trained_on(cfg.model.weights, cfg.runtime.export_dir), "classes": list(classes.names),
-        "models": {name: {k: v for k, v in run.items() if k not in ("masks", "tc_per_pair")}
+        "models": {name: {k: v for k, v in run.items() if k not in ("masks", "tc_per_pair", "confusion")}
                    for name, run in runs.items()},
         "tc_per_pair": {name: runs[name]["tc_per_pair"] for name in MODELS},
     }
