@@ -95,6 +95,14 @@ def check_labels(labels: np.ndarray, num_classes: int, frame_size: tuple[int, in
                          + (f", {unknown})" if num_classes <= VOID else ")"))
 
 
+def unknown_as_void(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``labels`` with ``VOID_16`` written as ``VOID`` (a uint16 image, K ≤ 255): one unknown label, for the code
+    that knows only ``VOID`` (the fusion, the metrics); the image itself where it has no ``VOID_16``."""
+    if labels.dtype == np.uint16 and num_classes <= VOID and (labels == VOID_16).any():
+        return np.where(labels == VOID_16, VOID, labels).astype(np.uint16)
+    return labels
+
+
 def check_scores(scores: np.ndarray, num_classes: int, logits: bool) -> None:
     """Refuse soft scores that do not fit: not a K×h×w float array, not finite, or (probabilities) outside [0, 1]
     or not summing to 1 over the classes (within 1 %); ``FrameError`` names the problem."""
@@ -227,9 +235,7 @@ class Stabiliser:
         with ``reset_on_backwards_time`` off); FrameError for a frame or label image that cannot be used."""
         check_frame(frame, min_side=16)
         check_labels(labels, self.num_classes, frame.shape[:2])
-        given = labels
-        if labels.dtype == np.uint16 and self.num_classes <= VOID and (labels == VOID_16).any():
-            labels = np.where(given == VOID_16, VOID, given).astype(np.uint16)  # one unknown label inside
+        given, labels = labels, unknown_as_void(labels, self.num_classes)
 
         def cells() -> np.ndarray:
             if self._map.fit:

@@ -8,6 +8,7 @@ from ssp_ros.eval.metrics import (
     SequenceMetrics,
     TemporalConsistency,
     VideoConsistency,
+    pair_miou,
 )
 
 
@@ -30,6 +31,15 @@ def test_confusion_matrix_iou_by_hand() -> None:
 def test_confusion_matrix_rejects_bad_ids() -> None:
     with pytest.raises(ValueError, match="outside 0..2"):
         ConfusionMatrix(3).update(np.array([3]), np.array([0]))
+
+
+def test_an_unknown_prediction_is_skipped_on_either_side_not_scored() -> None:
+    """Another segmenter's void pixels: as a prediction they are no class (TC pairs an unknown pixel with the
+    next frame's class wherever the camera moved), so they count for nothing, like unlabelled truth."""
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([0, 255, 1, 2]), np.array([0, 1, 1, 255]))
+    assert cm.matrix.sum() == 2 and cm.miou() == 1.0
+    assert pair_miou(np.array([[0, 255, 1]]), np.array([[0, 1, 255]]), 3) == 1.0
 
 
 def zero_flow(h: int, w: int) -> np.ndarray:

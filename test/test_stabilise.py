@@ -109,21 +109,48 @@ def test_a_segmenter_that_is_right_stays_right(flight, tmp_path) -> None:
     assert after["tc"] > before["tc"] - 1.0, (before, after)  # measured: 98.08 -> 97.84
 
 
-def test_sixteen_bit_masks_come_back_sixteen_bit(flight, tmp_path) -> None:
+def test_sixteen_bit_masks_come_back_sixteen_bit_with_65535_unknown(flight, tmp_path) -> None:
+    """16-bit masks (and truth) whose unknown pixels are 65535, vision_msgs' unlabelled id of 16-bit class ids: the
+    class count ignores it, the metrics count it as unknown, and every output keeps it, fused frames included."""
     synth, masks = flight
     wide = tmp_path / "wide"
     wide.mkdir()
     for path in sorted(masks.iterdir())[:3]:
-        cv2.imwrite(str(wide / path.name), cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.uint16) * 30)
+        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.uint16) * 30
+        labels[:12] = VOID_16
+        cv2.imwrite(str(wide / path.name), labels)
     frames = tmp_path / "frames"
     frames.mkdir()
     for path in sorted((synth / "images").iterdir())[:3]:
         (frames / path.name).write_bytes(path.read_bytes())
-    assert main(["stabilise", "--input", str(frames), "--masks", str(wide), "--out", str(tmp_path / "out")]) == 0
+    assert main(["stabilise", "--input", str(frames), "--masks", str(wide), "--labels", str(wide),
+                 "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["num_classes"] == 211  # the largest label, 7 x 30, plus one
-    out = cv2.imread(str(tmp_path / "out" / "masks" / "frame_0000.png"), cv2.IMREAD_UNCHANGED)
-    assert out.dtype == np.uint16 and set(np.unique(out)) <= set(range(0, 211, 30))
+    assert report["before"]["miou"] == 100.0 and report["registration"]["failed"] == 0
+    for path in sorted((tmp_path / "out" / "masks").iterdir()):
+        out = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert out.dtype == np.uint16 and (out[:12] == VOID_16).all()
+        assert set(np.unique(out[12:])) <= set(range(0, 211, 30))
+
+
+def test_unknown_pixels_of_eight_bit_masks_are_scored_as_nothing_on_a_moving_camera(flight, tmp_path) -> None:
+    """255 in 8-bit masks (unknown where K ≤ 255): the flight's camera moves, so TC pairs them with classes of the
+    next frame; they count for nothing there (this once stopped `ssp stabilise` with a traceback) and stay 255."""
+    synth, masks = flight
+    void = tmp_path / "void"
+    void.mkdir()
+    for path in sorted(masks.iterdir())[:4]:
+        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        labels[:12] = VOID
+        cv2.imwrite(str(void / path.name), labels)
+    frames = copy_masks(synth / "images", tmp_path / "frames", 4)
+    assert main(["stabilise", "--input", str(frames), "--masks", str(void), "--out", str(tmp_path / "out"),
+                 "--num-classes", "8"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["after"]["tc"] > report["before"]["tc"] and report["registration"]["failed"] == 0
+    for path in sorted((tmp_path / "out" / "masks").iterdir()):
+        assert (cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[:12] == VOID).all()
 
 
 def copy_masks(masks: Path, to: Path, count: int | None = None) -> Path:

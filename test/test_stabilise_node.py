@@ -366,14 +366,15 @@ def test_the_class_list_comes_from_one_place() -> None:
 
 def test_a_pair_of_the_old_class_list_is_skipped_and_an_unusable_list_leaves_the_node_running(small_video,
                                                                                             transport) -> None:
-    """A pair that formed before a new class list came is skipped (its mask numbers the old list's classes), what
-    waits for a partner is dropped, both counted; a list the stabiliser cannot take (here K = 2 with
-    ``stabiliser.confidence`` 0.4, not above 1/K) is refused, counted and logged, and the node goes on."""
+    """A pair that formed before the first class list waits for it, one that formed before a new list came is
+    skipped (its mask numbers the old list's classes), what waits for a partner is dropped, all counted; a list the
+    stabiliser cannot take (here K = 2 with ``stabiliser.confidence`` 0.4, not above 1/K) is refused, counted and
+    logged, and the node goes on."""
     from test_label_info import label_info
 
     from ssp_ros.classes import load_class_set
     from ssp_ros.ros.pairing import CLEARED
-    from ssp_ros.ros.stabilise_stream import CLASSES_CHANGED
+    from ssp_ros.ros.stabilise_stream import CLASSES_CHANGED, WAITING_FOR_CLASSES
 
     frames = small_video[:4]
     stamps = [30.0 + i / 10 for i in range(len(frames))]
@@ -384,18 +385,24 @@ def test_a_pair_of_the_old_class_list_is_skipped_and_an_unusable_list_leaves_the
         _, _, on_label_info = transport.subscriptions["/segmenter/label_info"]
         _, _, on_image = transport.subscriptions["/camera/image"]
         _, _, on_mask = transport.subscriptions["/segmenter/mask"]
-        on_label_info(label_info(list(enumerate(load_class_set("uavid").names))))
+        # the worker's job, here in lock step: each pair is taken as it forms (before the worker can), processed later
         on_image(rgb8(frames[0].image, stamps[0]))
-        on_mask(mask_msg(frames[0].labels.astype(np.uint8), stamps[0], "mono8"))  # a pair, not processed yet
-        on_image(rgb8(frames[1].image, stamps[1]))  # waits for its mask
+        on_mask(mask_msg(frames[0].labels.astype(np.uint8), stamps[0], "mono8"))
+        before_any_list = node.slot.take(timeout=0)
+        on_label_info(label_info(list(enumerate(load_class_set("uavid").names))))
+        node.process(before_any_list)
+        on_image(rgb8(frames[1].image, stamps[1]))
+        on_mask(mask_msg(frames[1].labels.astype(np.uint8), stamps[1], "mono8"))
+        under_the_old_list = node.slot.take(timeout=0)
+        on_image(rgb8(frames[2].image, stamps[2]))  # waits for its mask
         on_label_info(label_info([(0, "ground"), (1, "building"), (2, "vegetation"), (3, "object")]))
-        node.process(node.slot.take(timeout=0))
+        node.process(under_the_old_list)
         on_label_info(label_info([(0, "ground"), (1, "sky")]))
         assert node.classes.num_classes == 4
         refusal = "ignored a LabelInfo on /segmenter/label_info: confidence 0.4: must be above 1/K"
         assert refusal in transport.logs[-1][1]
-        on_image(rgb8(frames[2].image, stamps[2]))
-        on_mask(mask_msg(frames[2].labels.astype(np.uint8) % 4, stamps[2], "mono8"))
+        on_image(rgb8(frames[3].image, stamps[3]))
+        on_mask(mask_msg(frames[3].labels.astype(np.uint8) % 4, stamps[3], "mono8"))
         node.process(node.slot.take(timeout=0))
         node.publish_diagnostics()
     finally:
@@ -404,6 +411,7 @@ def test_a_pair_of_the_old_class_list_is_skipped_and_an_unusable_list_leaves_the
     status = {s.name: {kv.key: kv.value for kv in s.values} for s in transport.sent["/diagnostics"][-1].status}
     inputs, classes = status["ssp: input"], status["ssp: classes"]
     assert inputs[f"skipped: {CLASSES_CHANGED}"] == "1" and inputs[f"skipped: {UNPAIRED}{CLEARED}"] == "1"
+    assert inputs[f"skipped: {WAITING_FOR_CLASSES}"] == "1", "the pair formed before the first list"
     assert inputs["published"] == "1" and inputs["in flight"] == "0"
     assert (classes["classes"], classes["received"], classes["lists taken"], classes["refused"]) == ("4", "3", "2", "1")
     assert transport.sent["/diagnostics"][-1].status[-1].level == 1, "the newest LabelInfo was refused: WARN"

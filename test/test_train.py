@@ -365,6 +365,10 @@ def test_stabiliser_objective_weights_the_unexplained_cells(busy_road_pairs):
 
     plain, weighted = terms(pairs, 0.0), terms(pairs, 20.0)
     assert plain[0] != pytest.approx(weighted[0], rel=1e-3) and plain[1] != pytest.approx(weighted[1], rel=1e-3)
+    # the weight lands on the moving cars' cells, not evenly (an even weight would cancel in the weighted means)
+    weight = StabiliserObjective(model, K, fusion_weight=0.5, movers_weight=20.0)._cell_weight(pairs)[:, 0]
+    car = torch.nn.functional.avg_pool2d((pairs["labels"] == 5).float()[:, None], 4)[:, 0] > 0.5
+    assert float(weight[car].mean()) > 1.3 and float(weight[~car].mean()) < 1.05
     # the same frame twice: the camera's motion (none) explains every cell, so the weight changes nothing
     assert terms(still, 0.0) == pytest.approx(terms(still, 20.0), rel=1e-6)
 

@@ -111,7 +111,9 @@ def mean_of_known(values: list[float | None]) -> float | None:
 
 def pooled_iou(confusion: ConfusionMatrix) -> dict:
     """``miou_all`` and ``iou_all_per_class`` (percent, 3 decimals; None for a class no pixel has or got) of one
-    confusion matrix summed over sequences."""
+    confusion matrix summed over sequences; both None without labelled frames."""
+    if not confusion.matrix.sum():
+        return {"miou_all": None, "iou_all_per_class": None}
     return {"miou_all": percent(confusion.miou()), "iou_all_per_class": [percent(x) for x in confusion.iou()]}
 
 

@@ -38,10 +38,12 @@ class ConfusionMatrix:
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
 
     def update(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Count pixels of ``pred`` against ``target`` (same shape), skipping ignore labels and ``~mask``."""
+        """Count pixels of ``pred`` against ``target`` (same shape), skipping ``~mask`` and the ignore label on either
+        side: a target nobody labelled, and a prediction of "unknown" (another segmenter's void pixels, which the
+        stabiliser keeps as they are), which is no class to score."""
         if pred.shape != target.shape:
             raise ValueError(f"prediction {pred.shape} and target {target.shape} differ in shape")
-        keep = target != self.ignore_index
+        keep = (target != self.ignore_index) & (pred != self.ignore_index)
         if mask is not None:
             keep &= mask
         t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)

@@ -35,7 +35,15 @@ from ssp_ros.eval.registration_health import RegistrationLog
 from ssp_ros.eval.report import cell
 from ssp_ros.eval.strip import titled
 from ssp_ros.io import VideoWriter, commit_output, prepare_output, read_png, write_png
-from ssp_ros.stabiliser import VOID, StabilisedFrame, Stabiliser, check_labels, make_stabiliser
+from ssp_ros.stabiliser import (
+    VOID,
+    VOID_16,
+    StabilisedFrame,
+    Stabiliser,
+    check_labels,
+    make_stabiliser,
+    unknown_as_void,
+)
 
 if TYPE_CHECKING:
     from ssp_ros.backends.external import OnnxSegmenter
@@ -88,8 +96,8 @@ def check_mask(path: Path, labels: np.ndarray, frame_size: tuple[int, int], num_
 
 
 def largest_label(masks: list[np.ndarray]) -> int:
-    """The largest class id in the masks, ``VOID`` aside."""
-    return max(int(m[m != VOID].max(initial=0)) for m in masks)
+    """The largest class id in the masks, the unknown labels (``VOID``, ``VOID_16``) aside."""
+    return max(int(m[(m != VOID) & (m != VOID_16)].max(initial=0)) for m in masks)
 
 
 def infer_num_classes(masks: list[np.ndarray]) -> int:
@@ -255,9 +263,10 @@ def _run(stabiliser: Stabiliser, clip: Clip, source: Source, truth: list[np.ndar
             video.write(_side_by_side(clip.images[i], result.input_labels, result.labels, classes))
         changed.append(result.changed)
         registrations.add(result.registration, result.labels.shape)
+        truth_i = None if truth is None else unknown_as_void(truth[i], k)
         for name, labels in (("before", result.input_labels), ("after", result.labels)):
             step = clip.flows[i]
-            metrics[name].add(labels, None if truth is None else truth[i], None if step is None else step[0],
+            metrics[name].add(unknown_as_void(labels, k), truth_i, None if step is None else step[0],
                               None if step is None else step[1])
     reports = {name: m.report() for name, m in metrics.items()}
     return {

@@ -139,6 +139,8 @@ class StabiliseProcessor:
             self.classes, self.stabiliser, self.classes_version = offered
         if self.stabiliser is None:
             return self.skip(WAITING_FOR_CLASSES, self.waiting, stamp)
+        if pair.classes_version == 0 and self.classes_version > 0:  # it formed before the first list came
+            return self.skip(WAITING_FOR_CLASSES, self.waiting, stamp)
         if pair.classes_version != self.classes_version:
             return self.skip(CLASSES_CHANGED, f"the pair of stamp {stamp * 1e-9:.9f} s formed under class list "
                                               f"{pair.classes_version}, the stabiliser has list "
