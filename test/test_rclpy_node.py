@@ -52,6 +52,7 @@ from ssp_ros.synthetic import SyntheticVideo  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE = [128, 224]
 OUTPUTS = ("mask", "overlay", "confidence")
+HOSTILE_MESSAGES = 300  # about 85 good frames and 20 of each kind of bad one (test_ros_stream fuzzes 1000 in-process)
 HOSTILE_MAX_AGE_NS = 30 * 10**9  # the hostile test's node.max_age_ms: duplicate and backwards stamps are those of
 # the last good frame, and a run of bad messages, each paced on the node's counters, may take seconds under load
 
@@ -290,13 +291,13 @@ def judged_all(viewer: Viewer) -> bool:
 
 
 @pytest.mark.slow
-def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, domain) -> None:
+def test_hostile_messages_through_the_real_node(tmp_path, frames, domain) -> None:
     """Output for the good frames never stops; /diagnostics counts every skip under its reason.
 
     Lock step on the node's own counters: the next message goes out once the node has answered a good frame or
     counted a bad one (/diagnostics every 50 ms). The input is best effort, keep last 1: a message sent before the
     node took the one before it replaces that one in the middleware, where nothing counts it (on a loaded machine
-    that lost one message in a thousand), or supersedes it in the node's slot. Paced so, every message is
+    that lost one message in a thousand, unpaced), or supersedes it in the node's slot. Paced so, every message is
     received and judged on its own, whatever the machine's load, and the counts must match exactly."""
     from ssp_ros.ros.images import BAD_STAMP, BAD_STEP, EMPTY_IMAGE, SHORT_DATA, TOO_LARGE, UNSUPPORTED_ENCODING
     from ssp_ros.ros.stream import DUPLICATE, NOT_NEWER, REJECTED, STALE
@@ -313,7 +314,7 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
         viewer.received_now()
         viewer.wait_for(lambda: judged_all(viewer), "the node to judge every handshake frame it received")
         baseline, before = int(viewer.last_status("input")["received"]), not_output(viewer)
-        for i in range(1000):
+        for i in range(HOSTILE_MESSAGES):
             msg, reason = hostile(rng, rng.choice(frames), viewer, good[-1] if good else None)
             viewer.camera.publish(msg)
             if reason is None:
@@ -332,13 +333,13 @@ def test_a_thousand_hostile_messages_through_the_real_node(tmp_path, frames, dom
         def accounted() -> bool:
             if not viewer.diagnostics:
                 return False
-            return int(viewer.last_status("input")["received"]) == baseline + 1001
+            return int(viewer.last_status("input")["received"]) == baseline + HOSTILE_MESSAGES + 1
 
-        viewer.wait_for(accounted, "diagnostics counting all 1001 messages")
+        viewer.wait_for(accounted, f"diagnostics counting all {HOSTILE_MESSAGES + 1} messages")
         assert node.poll() is None, log.read_text()
         code = stop_node(node, signal.SIGTERM)
     assert code == 0, log.read_text()
-    assert len(good) >= 100 and set(good) <= set(viewer.order), "every good frame came out"
+    assert len(good) >= HOSTILE_MESSAGES // 5 and set(good) <= set(viewer.order), "every good frame came out"
     assert not_output(viewer) - before == expected, "each bad message counted once, under its reason; none superseded"
     assert set(expected) == {UNSUPPORTED_ENCODING, EMPTY_IMAGE, BAD_STEP, SHORT_DATA, TOO_LARGE, REJECTED, BAD_STAMP,
                              DUPLICATE, NOT_NEWER, STALE}, f"every kind of bad message was sent: {expected}"

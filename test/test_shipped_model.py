@@ -26,23 +26,22 @@ WEIGHTS = share_dir() / "models" / "ssp_default.safetensors"
 
 
 def run_flight(scenario: SyntheticConfig, frames: int = 40, seed: int = 2000) -> dict:
-    """Image model and SSP over one held-aside flight: metric reports, resets and the share of sky called clutter."""
+    """Image model and SSP over one held-aside flight, scored from one pass as ``ssp replay`` does (the pipeline
+    keeps each frame's image-model mask): metric reports, SSP's resets and the share of sky called clutter."""
     cfg = load_config()
-    backend = make_backend(cfg, 8)
-    video = list(SyntheticVideo(scenario, frames=frames, seed=seed))  # not a training seed
-    out = {}
-    for name, enabled in (("image", False), ("ssp", True)):
-        pipeline = Pipeline(replace(cfg, propagation=replace(cfg.propagation, enabled=enabled)), backend)
-        metrics = SequenceMetrics(8, vc_lengths=())
-        sky = sky_clutter = 0
-        for frame in video:
-            result = pipeline.process(frame.image, frame.stamp)
-            metrics.add(result.mask, frame.labels, frame.flow, frame.valid)
-            sky += int(frame.sky.sum())
-            sky_clutter += int((result.mask[frame.sky] == CLUTTER).sum())
-        out[name] = metrics.report()
-        out[name]["resets"] = sum(pipeline.propagator.resets.values())
-        out[name]["sky_pixels"], out[name]["sky_as_clutter"] = sky, sky_clutter / max(sky, 1)
+    pipeline = Pipeline(cfg, make_backend(cfg, 8), keep_image_mask=True)
+    metrics = {name: SequenceMetrics(8, vc_lengths=()) for name in ("image", "ssp")}
+    sky, sky_clutter = 0, {"image": 0, "ssp": 0}
+    for frame in SyntheticVideo(scenario, frames=frames, seed=seed):  # not a training seed
+        result = pipeline.process(frame.image, frame.stamp)
+        sky += int(frame.sky.sum())
+        for name, mask in (("image", result.image_mask), ("ssp", result.mask)):
+            metrics[name].add(mask, frame.labels, frame.flow, frame.valid)
+            sky_clutter[name] += int((mask[frame.sky] == CLUTTER).sum())
+    out = {name: metrics[name].report() for name in metrics}
+    for name in out:
+        out[name]["sky_pixels"], out[name]["sky_as_clutter"] = sky, sky_clutter[name] / max(sky, 1)
+    out["ssp"]["resets"] = sum(pipeline.propagator.resets.values())
     return out
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import yaml
 from conftest import small_scenario
 
+import ssp_train.train
 from ssp_ros.config import ModelConfig
 from ssp_ros.errors import ConfigError
 from ssp_ros.models import SSP, SimilarityHead, build_segmenter, build_ssp, read_weights_metadata, save_weights, warp
@@ -118,7 +119,7 @@ def test_scenario_by_name_and_frame_size():
     assert scenario.nuisances.noise_sigma == 0.0  # from config/scenarios/calm.yaml
 
 
-def test_a_mix_of_scenarios_deals_the_sequences_in_turn():
+def test_a_mix_of_scenarios_deals_the_sequences_in_turn(monkeypatch):
     data = DataConfig(scenarios=("default", "oblique"), sequences=4, first_seed=10, frame_size=(96, 160))
     names = [name for name, _ in data.resolve_scenarios()]
     plan = data.sequence_plan()
@@ -128,7 +129,11 @@ def test_a_mix_of_scenarios_deals_the_sequences_in_turn():
     assert data.resolve_scenario() == plan[0][0]
     heavy = DataConfig(scenarios=("default", "oblique", "default"), sequences=6, val_frames=2, frame_size=(64, 96))
     assert [cfg.camera.pitch_deg[1] > 0 for cfg, _ in heavy.sequence_plan()] == [False, True, False] * 2
-    assert [name for name, _ in _validation_sets(TrainConfig(data=heavy))] == ["default", "oblique"]
+    flown = []  # which validation flights are flown, not the flights (a few seconds each at full world size)
+    monkeypatch.setattr(ssp_train.train, "generate_sequence", lambda scenario, frames, seed, keep_flow: flown.append(
+        (scenario.camera.pitch_deg[1] > 0, frames, seed, keep_flow)) or len(flown))
+    assert _validation_sets(TrainConfig(data=heavy)) == [("default", 1), ("oblique", 2)]
+    assert flown == [(False, 2, heavy.val_seed, True), (True, 2, heavy.val_seed, True)], "each scenario once"
     with pytest.raises(ConfigError, match="scenarios: a mix of scenario files replaces"):
         DataConfig(scenarios=("default",), scenario="calm")
     with pytest.raises(ConfigError, match="scenarios: 2 scenarios need at least as many sequences"):
