@@ -28,9 +28,13 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ssp_ros.synthetic.config import SyntheticConfig
 
 # bounds of section 1: CUDA convolutions may use TF32 (cuDNN's default), and the CPU warps with OpenCV where
 # the device uses grid_sample (≤ 1e-3 apart, test_cpu_warp.py)
@@ -43,6 +47,25 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def check_scenario(synthetic: SyntheticConfig, size: tuple[int, int]) -> SyntheticConfig:
+    """``synthetic`` at ``size`` over a world just wider than the camera's view (``SyntheticVideo``'s minimum and
+    20 m more to fly in) where the scenario's own is larger: the check's flights last a second or two, and the
+    default 360 m world takes 13 s of one core to build, once per section."""
+    from ssp_ros.synthetic.camera import footprint_radius_m
+
+    scenario = dataclasses.replace(synthetic, height=size[0], width=size[1])
+    view_m = 2.0 * footprint_radius_m(scenario.camera, size[1], size[0])
+    side = min(scenario.world.size_m, float(np.ceil(view_m + 40.0)))
+    return dataclasses.replace(scenario, world=dataclasses.replace(scenario.world, size_m=side))
+
+
+def _world(size: tuple[int, int]) -> dict:
+    """The ``synthetic:`` section of a bench config: the default scenario over ``check_scenario``'s world."""
+    from ssp_ros.synthetic.config import SyntheticConfig
+
+    return {"world": {"size_m": check_scenario(SyntheticConfig(), size).world.size_m}}
+
+
 def parity(device: str, size: tuple[int, int], frames: int, seed: int = 2003) -> list[str]:
     """Section 1: the same weights on ``device`` and on the CPU, each recursive on its own state."""
     from ssp_ros.backends.torch_backend import TorchBackend
@@ -53,7 +76,7 @@ def parity(device: str, size: tuple[int, int], frames: int, seed: int = 2003) ->
     from ssp_ros.synthetic.config import load_sim_config
 
     cfg = load_sim_config()
-    cfg = dataclasses.replace(cfg, synthetic=dataclasses.replace(cfg.synthetic, height=size[0], width=size[1]))
+    cfg = dataclasses.replace(cfg, synthetic=check_scenario(cfg.synthetic, size))
     classes = load_class_set(cfg.model.dataset)
     model = build_ssp(cfg.model, classes.num_classes).eval()
     cpu = Pipeline(cfg, TorchBackend(model, cfg.model.input_size, "cpu"))
@@ -136,7 +159,8 @@ def _fps(report: dict) -> dict[str, float]:
 
 def bench(device: str, size: tuple[int, int], frames: int, out: Path) -> list[str]:
     """Section 3: ``ssp bench`` of the shipped model on ``device``."""
-    report = _bench({"runtime": {"device": device}}, size, frames, max(2, frames // 4), out / "shipped")
+    report = _bench({"runtime": {"device": device}, "synthetic": _world(size)}, size, frames, max(2, frames // 4),
+                    out / "shipped")
     for run in report["runs"]:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in run["latency_ms"].items())
         print(f"  {run['model']:5s} {run['size'][0]}x{run['size'][1]}: {run['fps']:.1f} FPS (median ms: {stages})")
@@ -150,7 +174,8 @@ def paper_fps(device: str, size: tuple[int, int], frames: int, out: Path) -> lis
 
     model = {"backbone": PAPER_MODEL.backbone, "decoder_channels": PAPER_MODEL.decoder_channels,
              "dataset": PAPER_MODEL.dataset, "input_size": list(size), "weights": None}
-    report = _bench({"model": model, "runtime": {"device": device}}, size, frames, max(2, frames // 4), out / "paper")
+    report = _bench({"model": model, "runtime": {"device": device}, "synthetic": _world(size)}, size, frames,
+                    max(2, frames // 4), out / "paper")
     fps = _fps(report)
     ours = f"{fps.get('image', float('nan')):.1f} → {fps.get('ssp', float('nan')):.1f} FPS"
     paper = f"{PAPER_FPS_A100['image']:.0f} → {PAPER_FPS_A100['ssp']:.0f} FPS"
