@@ -1,11 +1,11 @@
 """The CPU fusion (OpenCV warp + blend graph) against the graph's warp (GridSample), which stays for TensorRT/CUDA."""
 
-import dataclasses
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import snug
 
 from ssp_ros.backends import cpu_warp
 from ssp_ros.backends.cpu_warp import StateWarper, precise_warp, use_cpu_warp, validity, warp_planes
@@ -118,7 +118,7 @@ def test_onnxruntime_cpu_fusion_matches_the_graph_over_100_recursive_frames(ship
     cfg = load_sim_config()
     info = load_export_info(shipped_export)
     pipes = [Pipeline(cfg, OnnxRuntimeBackend(info, cpu_warp=flag)) for flag in (False, True)]
-    video = SyntheticVideo(dataclasses.replace(cfg.synthetic), frames=101, seed=2003)
+    video = SyntheticVideo(snug(cfg.synthetic, margin_m=60.0), frames=101, seed=2003)
     fused, agreement, drift = 0, [], []
     for frame in video:
         graph, cpu = (p.process(frame.image, frame.stamp) for p in pipes)

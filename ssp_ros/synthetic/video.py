@@ -86,6 +86,12 @@ def relative_homography(prev: SyntheticFrame, cur: SyntheticFrame) -> np.ndarray
     return h / h[2, 2]
 
 
+def smallest_world_m(cfg: SyntheticConfig) -> float:
+    """The smallest ``world.size_m`` a flight of ``cfg`` may be flown over: the near part of the camera's view at
+    its highest altitude and full tilt (``footprint_radius_m``), and 20 m."""
+    return 2.0 * footprint_radius_m(cfg.camera, cfg.width, cfg.height) + 20.0
+
+
 class SyntheticVideo:
     """An iterable synthetic drone video: ``for frame in SyntheticVideo(cfg, frames=300, seed=0)``.
 
@@ -95,7 +101,7 @@ class SyntheticVideo:
     def __init__(self, cfg: SyntheticConfig, frames: int, seed: int) -> None:
         if frames < 1:
             raise ConfigError(f"frames: must be >= 1, got {frames}")
-        needed = 2.0 * footprint_radius_m(cfg.camera, cfg.width, cfg.height) + 20.0
+        needed = smallest_world_m(cfg)
         if cfg.world.size_m < needed:
             raise ConfigError(f"world.size_m: {cfg.world.size_m} m is too small for the camera's view "
                               f"(altitude up to {cfg.camera.altitude_m[1]} m, hfov {cfg.camera.hfov_deg}°): "

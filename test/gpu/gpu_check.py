@@ -48,14 +48,13 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def check_scenario(synthetic: SyntheticConfig, size: tuple[int, int]) -> SyntheticConfig:
-    """``synthetic`` at ``size`` over a world just wider than the camera's view (``SyntheticVideo``'s minimum and
+    """``synthetic`` at ``size`` over a world just wider than the camera's view (``SyntheticVideo``'s smallest and
     20 m more to fly in) where the scenario's own is larger: the check's flights last a second or two, and the
     default 360 m world takes 13 s of one core to build, once per section."""
-    from ssp_ros.synthetic.camera import footprint_radius_m
+    from ssp_ros.synthetic.video import smallest_world_m
 
     scenario = dataclasses.replace(synthetic, height=size[0], width=size[1])
-    view_m = 2.0 * footprint_radius_m(scenario.camera, size[1], size[0])
-    side = min(scenario.world.size_m, float(np.ceil(view_m + 40.0)))
+    side = min(scenario.world.size_m, float(np.ceil(smallest_world_m(scenario) + 20.0)))
     return dataclasses.replace(scenario, world=dataclasses.replace(scenario.world, size_m=side))
 
 
