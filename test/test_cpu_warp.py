@@ -1,6 +1,5 @@
 """The CPU fusion (OpenCV warp + blend graph) against the graph's warp (GridSample), which stays for TensorRT/CUDA."""
 
-
 import cv2
 import numpy as np
 import pytest
