@@ -139,6 +139,26 @@ class Viewer(NodeWatcher):
         wait_until(future.done, f"the {what} service to answer")
         return future.result()
 
+    def query(self, client, request, what: str, resend_s: float = 5.0):
+        """``call`` for a request that changes nothing (get_state), sent again every ``resend_s`` until one is
+        answered: just after discovery, on a loaded machine, a first request can go unanswered (rmw_fastrtps drops a
+        response whose client's reader it has not matched within the writer's blocking time, "client will not
+        receive response"), and nothing sends it again. Bounded by ``HUNG_S`` in all."""
+        if not client.wait_for_service(timeout_sec=HUNG_S):
+            raise AssertionError(f"no {what} service after {HUNG_S:g} s")
+        futures, sent = [client.call_async(request)], [time.monotonic()]
+
+        def answered() -> bool:
+            if any(future.done() for future in futures):
+                return True
+            if time.monotonic() - sent[0] >= resend_s:
+                futures.append(client.call_async(request))
+                sent[0] = time.monotonic()
+            return False
+
+        wait_until(answered, f"the {what} service to answer")
+        return next(future for future in futures if future.done()).result()
+
     def set_parameter(self, name: str, value) -> tuple[bool, str]:
         kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}[type(value)]
