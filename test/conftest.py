@@ -3,16 +3,13 @@ exported once, and a private rclpy context for the in-process ROS tests."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ssp_ros.frames import SyntheticFrame
 from ssp_ros.synthetic import SyntheticVideo
 from ssp_ros.synthetic.config import CameraMotion, SyntheticConfig, WorldLayout
-from ssp_ros.synthetic.video import smallest_world_m
 
 
 def small_scenario(**overrides) -> SyntheticConfig:
@@ -21,13 +18,6 @@ def small_scenario(**overrides) -> SyntheticConfig:
                 camera=CameraMotion(altitude_m=(30.0, 40.0)))
     base.update(overrides)
     return SyntheticConfig(**base)
-
-
-def snug(scenario: SyntheticConfig, margin_m: float = 20.0) -> SyntheticConfig:
-    """``scenario`` over a world just wider than its camera's view (``smallest_world_m`` and ``margin_m`` to fly in),
-    for flights whose ground does not matter: the default scenario's 360 m world takes 8-13 s of one core to build."""
-    side = min(scenario.world.size_m, float(np.ceil(smallest_world_m(scenario) + margin_m)))
-    return dataclasses.replace(scenario, world=dataclasses.replace(scenario.world, size_m=side))
 
 
 def untrained_weights(folder: Path, input_size: tuple[int, int], metadata: dict | None = None) -> Path:

@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import snug
 
 from ssp_ros.backends.choice import TORCH_STACK, choose_backend
 from ssp_ros.backends.export_info import load_export_info, sha256_file
@@ -116,9 +115,10 @@ def test_the_shipped_export_computes_what_the_shipped_weights_do() -> None:
     from ssp_ros.pipeline import Pipeline
     from ssp_ros.synthetic import SyntheticVideo
     from ssp_ros.synthetic.config import load_sim_config
+    from ssp_ros.synthetic.video import snug_world
 
     cfg = load_config()
-    frames = list(SyntheticVideo(snug(load_sim_config().synthetic), frames=6, seed=2000))
+    frames = list(SyntheticVideo(snug_world(load_sim_config().synthetic), frames=6, seed=2000))
     masks = {}
     for name, backend in (("onnx", OnnxRuntimeBackend(load_export_info(EXPORT))),
                           ("torch", TorchBackend.from_config(cfg.model, 8))):
@@ -157,15 +157,15 @@ def test_the_node_runs_the_shipped_export_without_torch() -> None:
     script = NO_TORCH + textwrap.dedent(f"""
         sys.path.insert(0, {str(ROOT / "test")!r})
         import numpy as np
-        from conftest import snug
         from rosbags.typesys import Stores, get_typestore
         from test_node import _MemoryTransport
         from ssp_ros.config import load_config
         from ssp_ros.ros.node import SegmentationNode
         from ssp_ros.synthetic import SyntheticVideo
         from ssp_ros.synthetic.config import load_sim_config
+        from ssp_ros.synthetic.video import snug_world
 
-        frame = next(iter(SyntheticVideo(snug(load_sim_config().synthetic), frames=1, seed=2000)))
+        frame = next(iter(SyntheticVideo(snug_world(load_sim_config().synthetic), frames=1, seed=2000)))
         types = get_typestore(Stores.ROS2_HUMBLE).types
         h, w = frame.image.shape[:2]
         header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=10, nanosec=0),

@@ -4,7 +4,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import snug
 
 from ssp_ros.backends import cpu_warp
 from ssp_ros.backends.cpu_warp import StateWarper, precise_warp, use_cpu_warp, validity, warp_planes
@@ -18,6 +17,7 @@ from ssp_ros.models.warp import warp
 from ssp_ros.pipeline import Pipeline
 from ssp_ros.synthetic import SyntheticVideo
 from ssp_ros.synthetic.config import load_sim_config
+from ssp_ros.synthetic.video import snug_world
 
 HOMOGRAPHIES = {  # current → previous stride-4 cells
     "identity": np.eye(3),
@@ -117,7 +117,7 @@ def test_onnxruntime_cpu_fusion_matches_the_graph_over_100_recursive_frames(ship
     cfg = load_sim_config()
     info = load_export_info(shipped_export)
     pipes = [Pipeline(cfg, OnnxRuntimeBackend(info, cpu_warp=flag)) for flag in (False, True)]
-    video = SyntheticVideo(snug(cfg.synthetic, margin_m=60.0), frames=101, seed=2003)
+    video = SyntheticVideo(snug_world(cfg.synthetic, margin_m=60.0), frames=101, seed=2003)
     fused, agreement, drift = 0, [], []
     for frame in video:
         graph, cpu = (p.process(frame.image, frame.stamp) for p in pipes)

@@ -246,7 +246,7 @@ class LifecycleViewer(Viewer):
         self.state_client = self.node.create_client(GetState, "/ssp/get_state")
 
     def state(self) -> int:
-        return self.query(self.state_client, GetState.Request(), "get_state").current_state.id
+        return self.call(self.state_client, GetState.Request(), "get_state", resend_s=5.0).current_state.id
 
     def change(self, transition: int) -> bool:
         request = ChangeState.Request(transition=Transition(id=transition))

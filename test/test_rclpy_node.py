@@ -131,19 +131,13 @@ class Viewer(NodeWatcher):
         self.wait_for(lambda: all(stamp in self.outputs[name] for name in OUTPUTS), f"the outputs of {stamp}")
         return stamp
 
-    def call(self, client, request, what: str):
-        """Call a service of the running node (nothing to watch while it answers: bounded by ``HUNG_S``)."""
-        if not client.wait_for_service(timeout_sec=HUNG_S):
-            raise AssertionError(f"no {what} service after {HUNG_S:g} s")
-        future = client.call_async(request)
-        wait_until(future.done, f"the {what} service to answer")
-        return future.result()
+    def call(self, client, request, what: str, resend_s: float | None = None):
+        """Call a service of the running node (nothing to watch while it answers: bounded by ``HUNG_S``).
 
-    def query(self, client, request, what: str, resend_s: float = 5.0):
-        """``call`` for a request that changes nothing (get_state), sent again every ``resend_s`` until one is
-        answered: just after discovery, on a loaded machine, a first request can go unanswered (rmw_fastrtps drops a
-        response whose client's reader it has not matched within the writer's blocking time, "client will not
-        receive response"), and nothing sends it again. Bounded by ``HUNG_S`` in all."""
+        ``resend_s``, only for a request that changes nothing (get_state): send it again every ``resend_s`` until one
+        is answered. Just after discovery, on a loaded machine, a first request can go unanswered (rmw_fastrtps
+        drops a response whose client's reader it has not matched within the writer's blocking time, "client will
+        not receive response"), and nothing sends it again."""
         if not client.wait_for_service(timeout_sec=HUNG_S):
             raise AssertionError(f"no {what} service after {HUNG_S:g} s")
         futures, sent = [client.call_async(request)], [time.monotonic()]
@@ -151,7 +145,7 @@ class Viewer(NodeWatcher):
         def answered() -> bool:
             if any(future.done() for future in futures):
                 return True
-            if time.monotonic() - sent[0] >= resend_s:
+            if resend_s is not None and time.monotonic() - sent[0] >= resend_s:
                 futures.append(client.call_async(request))
                 sent[0] = time.monotonic()
             return False

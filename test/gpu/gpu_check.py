@@ -48,14 +48,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def check_scenario(synthetic: SyntheticConfig, size: tuple[int, int]) -> SyntheticConfig:
-    """``synthetic`` at ``size`` over a world just wider than the camera's view (``SyntheticVideo``'s smallest and
-    20 m more to fly in) where the scenario's own is larger: the check's flights last a second or two, and the
+    """``synthetic`` at ``size`` over ``snug_world``'s world: the check's flights last a second or two, and the
     default 360 m world takes 13 s of one core to build, once per section."""
-    from ssp_ros.synthetic.video import smallest_world_m
+    from ssp_ros.synthetic.video import snug_world
 
-    scenario = dataclasses.replace(synthetic, height=size[0], width=size[1])
-    side = min(scenario.world.size_m, float(np.ceil(smallest_world_m(scenario) + 20.0)))
-    return dataclasses.replace(scenario, world=dataclasses.replace(scenario.world, size_m=side))
+    return snug_world(dataclasses.replace(synthetic, height=size[0], width=size[1]))
 
 
 def _world(size: tuple[int, int]) -> dict:
