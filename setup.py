@@ -59,8 +59,9 @@ setup(
         "ros-jazzy": ROS_JAZZY,
         "ros-kilted": ROS_KILTED,
         "ros": ROS_JAZZY,  # the name the README, docs and `ssp node`'s remedy line use
-        "test": TORCH + VIDEO + ONNX + PLOTS + DDS + ROS_JAZZY + ["pytest>=7", "ruff>=0.5", "catkin_pkg>=1.0",
-                                                          "colcon-common-extensions>=0.3", HADOLINT],
+        "test": TORCH + VIDEO + ONNX + PLOTS + DDS + ROS_JAZZY + ["pytest>=7", "pytest-xdist>=3", "ruff>=0.5",
+                                                          "catkin_pkg>=1.0", "colcon-common-extensions>=0.3",
+                                                          HADOLINT],
     },
     tests_require=["pytest"],  # colcon test (ament_python) looks for it
     zip_safe=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dds_domains import private_domain
 
 from ssp_ros.frames import SyntheticFrame
 from ssp_ros.synthetic import SyntheticVideo
@@ -56,7 +57,7 @@ def context(monkeypatch):
     from rclpy.signals import SignalHandlerOptions
 
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    monkeypatch.setenv("ROS_DOMAIN_ID", "77")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(private_domain(76, 2)))
     ctx = rclpy.Context()
     rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
     yield ctx

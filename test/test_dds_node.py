@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from dds_domains import private_domain
 
 from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 
@@ -110,7 +111,7 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture
 def domain(monkeypatch) -> int:
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
-    return 10 + os.getpid() % 100
+    return private_domain(10, 100)
 
 
 @pytest.mark.slow

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import os
 
 import numpy as np
 import pytest
+from dds_domains import private_domain
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
@@ -60,7 +60,7 @@ def domain(monkeypatch) -> int:
     """A domain no other test file uses (those take 10-109 and 150-219): 220-232 is within Fast DDS's limit (232)
     and puts both middlewares' ports above Linux's ephemeral range. Loopback for Cyclone and for this process's
     rclpy contexts (the node processes get the same through their environment)."""
-    domain = 220 + os.getpid() % 13
+    domain = private_domain(220, 13)
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
     for key, value in ros_env(domain).items():
         monkeypatch.setenv(key, value)

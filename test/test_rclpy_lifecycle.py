@@ -6,7 +6,6 @@ shutdown from a running state, exit on SIGINT)."""
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import threading
 import time
@@ -14,6 +13,7 @@ import weakref
 
 import numpy as np
 import pytest
+from dds_domains import private_domain
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
@@ -43,7 +43,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture
 def domain() -> int:
-    return 40 + os.getpid() % 50  # as test_rclpy_node: the files run one after the other
+    return private_domain(40, 50)  # as test_rclpy_node
 
 
 def state(node: LifecycleSegmentationNode) -> str:

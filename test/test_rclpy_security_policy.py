@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import signal
 
 import pytest
+from dds_domains import private_domain
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
@@ -114,7 +114,7 @@ def launched(monkeypatch, **launch_args: str) -> list[str]:
 
 @pytest.fixture
 def domain() -> int:
-    return 40 + os.getpid() % 50  # as test_rclpy_node: the files run one after the other
+    return private_domain(40, 50)  # as test_rclpy_node
 
 
 @pytest.mark.slow
