@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dds_domains import private_domain
 
-RANGES = [(1, 9), (10, 100), (40, 50), (76, 2), (90, 10), (100, 10), (150, 70), (220, 13)]  # what the files use
+RANGES = [(1, 9), (10, 100), (40, 50), (110, 40), (90, 10), (100, 10), (150, 70), (220, 13)]  # what the files use
 
 
 def domains_of(monkeypatch, index: int, workers: int) -> list[int]:

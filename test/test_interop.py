@@ -57,7 +57,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture
 def domain(monkeypatch) -> int:
-    """A domain no other test file uses (those take 10-109 and 150-219): 220-232 is within Fast DDS's limit (232)
+    """A domain no other test file uses (those take 1-219): 220-232 is within Fast DDS's limit (232)
     and puts both middlewares' ports above Linux's ephemeral range. Loopback for Cyclone and for this process's
     rclpy contexts (the node processes get the same through their environment)."""
     domain = private_domain(220, 13)
