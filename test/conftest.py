@@ -51,9 +51,9 @@ def shipped_export(tmp_path_factory: pytest.TempPathFactory):
     return export_config(load_config().model, tmp_path_factory.mktemp("export") / "ssp_export")
 
 
-@pytest.fixture
-def context(monkeypatch):
-    """A private rclpy context on loopback, without rclpy's signal handlers (pytest owns SIGINT)."""
+def open_context(monkeypatch):  # noqa: ANN201 - an rclpy Context
+    """A private rclpy context on loopback, in this worker's in-process domain, without rclpy's signal handlers
+    (pytest owns SIGINT)."""
     rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
     from rclpy.signals import SignalHandlerOptions
 
@@ -61,10 +61,25 @@ def context(monkeypatch):
     monkeypatch.setenv("ROS_DOMAIN_ID", str(private_domain(110, 40)))  # no node process test uses these ids
     ctx = rclpy.Context()
     rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-    yield ctx
+    return ctx
+
+
+def close_context(ctx) -> None:  # noqa: ANN001 - an rclpy Context
+    """Shut ``ctx`` down and take its DDS participant, and every node of it, off the graph.
+
+    Shutdown alone leaves the participant alive while the context's handle lives, and a test's nodes hold it
+    through reference cycles: an in-process "ssp" node stayed on the graph after its test, where the next test
+    in this process saw it. Collected and destroyed, nothing of the test stays behind."""
+    import rclpy
+
     rclpy.try_shutdown(context=ctx)
-    # Shutdown leaves the DDS participant, and the test's nodes with it, on the graph while the context's handle
-    # lives: the nodes hold it through reference cycles. Collected and destroyed, nothing of the test stays behind
-    # for the next test in this process (measured: an in-process "ssp" node was still listed after its test).
     gc.collect()
     ctx.destroy()
+
+
+@pytest.fixture
+def context(monkeypatch):
+    """A private rclpy context for one in-process ROS test (``open_context``), closed after it."""
+    ctx = open_context(monkeypatch)
+    yield ctx
+    close_context(ctx)
