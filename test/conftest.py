@@ -7,7 +7,7 @@ import gc
 from pathlib import Path
 
 import pytest
-from dds_domains import private_domain
+from dds_domains import IN_PROCESS, private_domain
 
 from ssp_ros.frames import SyntheticFrame
 from ssp_ros.synthetic import SyntheticVideo
@@ -58,7 +58,7 @@ def open_context(monkeypatch):  # noqa: ANN201 - an rclpy Context
     from rclpy.signals import SignalHandlerOptions
 
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(private_domain(110, 40)))  # no node process test uses these ids
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(private_domain(IN_PROCESS)))
     ctx = rclpy.Context()
     rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
     return ctx

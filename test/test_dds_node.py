@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from dds_domains import private_domain
+from dds_domains import CYCLONE_NODE, private_domain
 
 from ssp_ros.ros.transport import DEFAULT, RELIABLE_LATEST, SENSOR_DATA
 
@@ -111,7 +111,7 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture
 def domain(monkeypatch) -> int:
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
-    return private_domain(10, 100)
+    return private_domain(CYCLONE_NODE)
 
 
 @pytest.mark.slow

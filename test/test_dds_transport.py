@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dds_domains import private_domain
+from dds_domains import CYCLONE_TRANSPORT, private_domain
 from rosbags.typesys import Stores, get_typestore
 
 from ssp_ros.ros.diagnostics import WARN
@@ -80,7 +80,7 @@ def test_qos_maps_to_ros2_profiles() -> None:
 def loopback(monkeypatch) -> int:
     """A private domain on the loopback interface only."""
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
-    return private_domain(150, 70)
+    return private_domain(CYCLONE_TRANSPORT)
 
 
 def test_the_users_cyclone_config_follows_the_fast_dds_setting_and_the_environment_is_left_alone(loopback) -> None:

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from dds_domains import private_domain
+from dds_domains import FAST_DDS_PROFILE, private_domain
 
 from ssp_ros.tools.node_bench.delivery import START_TIMEOUT_S, Child, child_env, measure
 
@@ -34,7 +34,7 @@ rclpy.shutdown()
 
 
 def domain() -> int:
-    return private_domain(100, 10)  # as test_dds_node's range (Cyclone DDS, another file): no Fast DDS test uses it
+    return private_domain(FAST_DDS_PROFILE)
 
 
 def elements(path: Path) -> ET.Element:

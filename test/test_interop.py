@@ -25,7 +25,7 @@ import importlib.metadata
 
 import numpy as np
 import pytest
-from dds_domains import private_domain
+from dds_domains import INTEROP, private_domain
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install -e '.[dds]')")
 pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
@@ -57,10 +57,10 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture
 def domain(monkeypatch) -> int:
-    """A domain no other test file uses (those take 1-219): 220-232 is within Fast DDS's limit (232)
-    and puts both middlewares' ports above Linux's ephemeral range. Loopback for Cyclone and for this process's
-    rclpy contexts (the node processes get the same through their environment)."""
-    domain = private_domain(220, 13)
+    """A domain no other test file uses (``INTEROP``): within Fast DDS's limit (232), and it puts both middlewares'
+    ports above Linux's ephemeral range. Loopback for Cyclone and for this process's rclpy contexts (the node
+    processes get the same through their environment)."""
+    domain = private_domain(INTEROP)
     monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
     for key, value in ros_env(domain).items():
         monkeypatch.setenv(key, value)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dds_domains import private_domain
+from dds_domains import NODE_BENCH, private_domain
 
 from ssp_ros.cli.main import build_parser
 from ssp_ros.config import load_config
@@ -140,7 +140,7 @@ def test_a_few_seconds_over_each_transport_give_real_numbers(tmp_path, small_exp
 
     plans = plan_runs(["rclpy", "dds"], [SMALL], rate_hz=20, duration_s=3, warmup_s=1)
     report = run_node_bench(load_sim_config(), plans, backend="onnxruntime", export_dirs=[small_export], warmup_s=1,
-                            domain=private_domain(1, 9), scenario=small_scenario(height=SMALL[0], width=SMALL[1]),
+                            domain=private_domain(NODE_BENCH), scenario=small_scenario(height=SMALL[0], width=SMALL[1]),
                             seed=7)
     out, md = write_report(report, tmp_path / "bench.json")
     report = json.loads(out.read_text())

@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 import pytest
-from dds_domains import private_domain
+from dds_domains import RCLPY_NODES, private_domain
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
@@ -43,7 +43,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture
 def domain() -> int:
-    return private_domain(40, 50)  # as test_rclpy_node
+    return private_domain(RCLPY_NODES)
 
 
 def state(node: LifecycleSegmentationNode) -> str:

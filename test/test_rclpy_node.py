@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from dds_domains import private_domain
+from dds_domains import RCLPY_NODES, REFUSALS, private_domain
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
@@ -208,7 +208,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture
 def domain() -> int:
-    return private_domain(40, 50)  # low ids keep Fast DDS's ports below the ephemeral range
+    return private_domain(RCLPY_NODES)
 
 
 @pytest.mark.slow
@@ -393,7 +393,7 @@ def test_a_dead_worker_makes_the_node_exit_non_zero(tmp_path) -> None:
     script = ("import sys\nfrom ssp_ros.ros import main\nfrom ssp_ros.ros.stream import FrameSlot\n"
               "def broken(self, timeout=None):\n    raise RuntimeError('slot broke')\n"
               "FrameSlot.take = broken\nsys.exit(main.main(sys.argv))\n")
-    env = {**os.environ, **ros_env(private_domain(90, 10)), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **ros_env(private_domain(REFUSALS)), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", script, "--ros-args", "-p", f"config_file:={node_config(tmp_path)}"],
                             env=env, capture_output=True, text=True, timeout=CEILING_S, cwd=ROOT)
     assert result.returncode == 1, result.stdout + result.stderr

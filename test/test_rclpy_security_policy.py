@@ -17,7 +17,7 @@ import importlib.util
 import signal
 
 import pytest
-from dds_domains import private_domain
+from dds_domains import RCLPY_NODES, private_domain
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
@@ -114,7 +114,7 @@ def launched(monkeypatch, **launch_args: str) -> list[str]:
 
 @pytest.fixture
 def domain() -> int:
-    return private_domain(40, 50)  # as test_rclpy_node
+    return private_domain(RCLPY_NODES)
 
 
 @pytest.mark.slow

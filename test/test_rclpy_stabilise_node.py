@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dds_domains import private_domain
+from dds_domains import RCLPY_NODES, private_domain
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: pip install -e '.[ros]' or source ROS 2")
 
@@ -136,7 +136,7 @@ def test_the_stabiliser_node_pairs_by_stamp_and_counts_every_drop(tmp_path) -> N
     labels = [flicker(f.labels, rng) for f in video]
     config = node_config(tmp_path, node={"mode": "stabilise", "mask_topic": MASKS, "pair_wait_ms": 2000.0,
                                          "diagnostics_period_s": 0.1, "max_age_ms": 30000.0})
-    domain = private_domain(40, 50)  # as test_rclpy_node's
+    domain = private_domain(RCLPY_NODES)
     log = tmp_path / "node.log"
     viewer = StabiliseViewer(domain, labels[0])
     node = start_node(config, domain, log)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dds_domains import private_domain
+from dds_domains import RCLPY_NODES, REFUSALS, private_domain
 
 from ssp_ros.ros.security import SECURITY_FILES, check_dds, enclave_argument, problems, read
 
@@ -96,7 +96,7 @@ def run(command: list[str], **env: str) -> subprocess.CompletedProcess:
     from node_harness import HUNG_S
 
     environ = {key: value for key, value in os.environ.items() if not key.startswith("ROS_SECURITY_")}
-    environ.update({"ROS_DOMAIN_ID": str(private_domain(90, 10)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    environ.update({"ROS_DOMAIN_ID": str(private_domain(REFUSALS)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                     "PYTHONPATH": str(ROOT), **env})
     return subprocess.run([sys.executable, "-m", *command], env=environ, capture_output=True, text=True,
                           timeout=HUNG_S, cwd=ROOT)
@@ -155,7 +155,7 @@ def test_permissive_without_an_enclave_warns_in_one_line_and_runs_unsecured(tmp_
 
     store = tmp_path / "keystore"
     (store / "enclaves").mkdir(parents=True)
-    domain = private_domain(40, 50)
+    domain = private_domain(RCLPY_NODES)
     log = tmp_path / "node.log"
     viewer = LifecycleViewer(domain)
     for key, value in (("ENABLE", "true"), ("STRATEGY", "Permissive"), ("KEYSTORE", str(store))):
