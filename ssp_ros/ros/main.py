@@ -91,19 +91,21 @@ def main(args: list[str] | None = None) -> int:
         print(f"ssp_node: error: {refused}", file=sys.stderr)
         return 2
     node = _NodeThread(options.lifecycle, args)
-    node.start()
     signalled = False
     try:
+        node.start()  # inside the try: a Ctrl-C as soon as the node is in the graph may land before the loop
         while not node.done.is_set() and rclpy.ok():  # Event.wait, not Thread.join: a Ctrl-C inside join()
             node.done.wait(SIGNAL_CHECK_S)             # leaves Python 3.11's thread state wrong
     except KeyboardInterrupt:
         signalled = True
-    if signalled or not rclpy.ok():
+    stop_requested = signalled or not rclpy.ok()
+    if stop_requested:
         # SIGINT or SIGTERM: rclpy's handler shuts the context down from its own thread, which wakes the node
         # thread's spin. A shutdown from here at the same time races it inside rcl, so it is only the fallback.
         if not _wait_until(lambda: not rclpy.ok(), STOP_GRACE_S):
             _shutdown(rclpy)
-    if not node.started.is_set():
+    if stop_requested and not node.built.is_set():
+        # still loading the model (not waited for), or its build already failed on the shut-down context
         print("ssp_node: stopped during start-up", file=sys.stderr)
         return 0
     if not _wait_until(node.done.is_set, STOP_GRACE_S):
@@ -138,13 +140,14 @@ def _shutdown(rclpy: Any) -> None:
 
 class _NodeThread(threading.Thread):
     """The node's thread: builds the node (``lifecycle``: the managed one), spins it until the context is shut
-    down or its worker dies, and closes it. ``started`` is set once the node is built, ``done`` once it is
-    closed, with the exit status in ``status`` (1 after an unexpected error, whose traceback threading prints)."""
+    down or its worker dies, and closes it. ``built`` is set once the node is built (never, when a signal or an
+    error ended its start-up), ``done`` once it is closed, with the exit status in ``status`` (1 after an
+    unexpected error, whose traceback threading prints)."""
 
     def __init__(self, lifecycle: bool, args: list[str]) -> None:
         super().__init__(name="ssp_node", daemon=True)  # daemon: abandoned if it cannot stop in time
         self.lifecycle, self.args = lifecycle, args
-        self.started, self.done = threading.Event(), threading.Event()
+        self.built, self.done = threading.Event(), threading.Event()
         self.status = 1
 
     def run(self) -> None:
@@ -163,7 +166,7 @@ class _NodeThread(threading.Thread):
                 segmenter = make_node(RclpyTransport(ros_node), declare_parameters(ros_node),
                                       fallback=cv_bridge_fallback())
                 add_ros_interfaces(ros_node, segmenter.processor, segmenter.classes)
-            self.started.set()
+            self.built.set()
             while rclpy.ok() and segmenter.failure is None:
                 rclpy.spin_once(ros_node, timeout_sec=WORKER_CHECK_S)
         except ExternalShutdownException:
@@ -182,7 +185,6 @@ class _NodeThread(threading.Thread):
             # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
             # fails; that is a requested stop, not an error
         finally:
-            self.started.set()  # built or not, it is past start-up: its stop is waited for
             failure = None if segmenter is None else segmenter.failure
             if segmenter is not None:
                 segmenter.close()
