@@ -230,7 +230,15 @@ def test_a_signal_during_start_up_ends_the_node_at_once(tmp_path, domain, sig: i
         viewer.close()
     assert loading, "the signal came after the model had loaded: nothing was tested"
     assert code == 0 and exit_s < EXIT_S, (code, exit_s, log.read_text())
-    assert "stopped during start-up" in log.read_text()
+    assert "stopped during start-up" in log.read_text(), log.read_text()
+
+
+def run_node_script(domain: int, script: str) -> subprocess.CompletedProcess:
+    """``ssp_node``'s entry point with its build replaced by ``script``'s, in a process of its own (rclpy's signal
+    handlers and default context are per process)."""
+    env = {**os.environ, **ros_env(domain), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=HUNG_S)
 
 
 INTERRUPTED_BUILD = """
@@ -246,19 +254,81 @@ def interrupted_build(transport, *args, **kwargs):
     transport.node.create_publisher(Header, "late", 1)  # raises: the context is shut down
 
 node_main.make_node = interrupted_build
-sys.exit(node_main.main(["ssp_node"]))
+sys.argv = ["ssp_node"]
+node_main.entry()
 """
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
-def test_a_build_the_signal_ends_at_once_is_still_a_stop_during_start_up(tmp_path, domain, sig: str) -> None:
+def test_a_build_the_signal_ends_at_once_is_still_a_stop_during_start_up(domain, sig: str) -> None:
     """The stop-during-start-up test failed under load with exit 0 and no word: the node's thread had failed on the
     shut-down context and finished before the main thread looked, and a finished thread counted as started. Here
-    the build fails the moment the context goes (no model to load), so the thread always finishes first."""
-    env = {**os.environ, **ros_env(domain), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", INTERRUPTED_BUILD.format(sig=sig)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=HUNG_S)
+    the build fails the moment the context goes (no model to load). With SIGTERM rclpy only shuts the context down,
+    so the thread always finishes before main looks: the case that failed every time before the fix. SIGINT also
+    raises KeyboardInterrupt in main, which then usually looks first: it covers that path."""
+    done = run_node_script(domain, INTERRUPTED_BUILD.format(sig=sig))
     assert done.returncode == 0 and "stopped during start-up" in done.stderr, (done.returncode, done.stderr)
+    assert "error" not in done.stderr, done.stderr  # a build the stop ended is not an error
+
+
+FAILED_BUILD_THEN_SIGTERM = """
+import os, signal, sys, time
+import rclpy
+from ssp_ros.errors import SspError
+from ssp_ros.ros import main as node_main
+
+def failed_build(transport, *args, **kwargs):
+    raise SspError("model.weights: no such file")
+
+class Thread(node_main._NodeThread):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        finished = self.done.set
+
+        def stopped_then_finished():  # a launch system stopping everything just after the error
+            os.kill(os.getpid(), signal.SIGTERM)
+            while rclpy.ok():
+                time.sleep(0.001)
+            finished()
+
+        self.done.set = stopped_then_finished
+
+node_main.make_node = failed_build
+node_main._NodeThread = Thread
+sys.argv = ["ssp_node"]
+node_main.entry()
+"""
+
+
+def test_a_start_up_error_keeps_its_exit_status_when_a_signal_follows(domain) -> None:
+    """A start-up error is not a stop during start-up, even when a SIGTERM comes before main looks: exit 2, so that
+    a launch file's ``respawn`` sees the failure."""
+    done = run_node_script(domain, FAILED_BUILD_THEN_SIGTERM)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "ssp_node: error: model.weights: no such file" in done.stderr, done.stderr
+    assert "stopped during start-up" not in done.stderr, done.stderr
+
+
+BROKEN_BUILD = """
+import sys
+from ssp_ros.ros import main as node_main
+
+def broken_build(transport, *args, **kwargs):
+    raise RuntimeError("a bug in the build")
+
+node_main.make_node = broken_build
+sys.argv = ["ssp_node"]
+node_main.entry()
+"""
+
+
+def test_an_unexpected_error_exits_1_with_its_traceback(domain) -> None:
+    """``entry`` ends the process as soon as main returns: the traceback must be written before that, not left to
+    threading's hook, which lost it in most runs."""
+    done = run_node_script(domain, BROKEN_BUILD)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "ssp_node: error: the node stopped on an unexpected error" in done.stderr, done.stderr
+    assert "Traceback" in done.stderr and "RuntimeError: a bug in the build" in done.stderr, done.stderr
 
 
 @pytest.mark.slow

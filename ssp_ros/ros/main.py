@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -104,7 +105,8 @@ def main(args: list[str] | None = None) -> int:
         # thread's spin. A shutdown from here at the same time races it inside rcl, so it is only the fallback.
         if not _wait_until(lambda: not rclpy.ok(), STOP_GRACE_S):
             _shutdown(rclpy)
-    if stop_requested and not node.built.is_set():
+    failed_alone = node.done.is_set() and node.status != 0  # its own error, whatever signal came after it
+    if stop_requested and not node.built.is_set() and not failed_alone:
         # still loading the model (not waited for), or its build already failed on the shut-down context
         print("ssp_node: stopped during start-up", file=sys.stderr)
         return 0
@@ -142,7 +144,7 @@ class _NodeThread(threading.Thread):
     """The node's thread: builds the node (``lifecycle``: the managed one), spins it until the context is shut
     down or its worker dies, and closes it. ``built`` is set once the node is built (never, when a signal or an
     error ended its start-up), ``done`` once it is closed, with the exit status in ``status`` (1 after an
-    unexpected error, whose traceback threading prints)."""
+    unexpected error, whose traceback it prints)."""
 
     def __init__(self, lifecycle: bool, args: list[str]) -> None:
         super().__init__(name="ssp_node", daemon=True)  # daemon: abandoned if it cannot stop in time
@@ -174,14 +176,17 @@ class _NodeThread(threading.Thread):
         except SspError as err:
             print(f"ssp_node: error: {err}", file=sys.stderr)
             code = 2
-        except Exception as err:  # noqa: BLE001 - re-raised unless the context was shut down under us
+        except Exception as err:  # noqa: BLE001 - printed unless the context was shut down under us
             refused = security.refusal(err, self.args) if rclpy.ok() else None
             if refused is not None:  # the rmw cannot make the secured participant SROS2 asks for
                 print(f"ssp_node: error: {refused}", file=sys.stderr)
                 code = 2
             elif rclpy.ok():
+                # printed here, not re-raised for threading's hook: main exits as soon as ``done`` is set, which
+                # could be before the hook had written the traceback
+                print("ssp_node: error: the node stopped on an unexpected error", file=sys.stderr)
+                traceback.print_exc()
                 code = 1
-                raise
             # SIGINT or SIGTERM during start-up (loading the model): creating interfaces on the shut-down context
             # fails; that is a requested stop, not an error
         finally:
