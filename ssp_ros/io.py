@@ -165,6 +165,14 @@ class LabelledSequence:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The images of a frame folder, in the order they are frames (sorted by name); none is an SspError."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SspError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
 def iter_video(path: str | Path, fps: float = 30.0) -> Iterator[tuple[np.ndarray, float]]:
     """RGB frames and stamps (seconds) from a video file or a folder of images (sorted by name).
 
@@ -173,10 +181,7 @@ def iter_video(path: str | Path, fps: float = 30.0) -> Iterator[tuple[np.ndarray
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise SspError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        for index, file in enumerate(files):
+        for index, file in enumerate(image_files(path)):
             yield read_png(file, color=True), index / fps
         return
     if not path.is_file():

@@ -8,11 +8,11 @@ from tools.exg_segmenter import main, vegetation_labels
 
 
 def field_and_road(rng: np.random.Generator) -> np.ndarray:
-    """A BGR frame: grass on the left third, grey road and brown soil on the rest, with sensor noise."""
+    """An RGB frame: grass on the left third, grey road and brown soil on the rest, with sensor noise."""
     frame = np.empty((60, 90, 3), np.float32)
-    frame[:, :30] = (50, 140, 60)
+    frame[:, :30] = (60, 140, 50)
     frame[:, 30:60] = (120, 120, 120)
-    frame[:, 60:] = (60, 100, 140)
+    frame[:, 60:] = (140, 100, 60)
     frame += rng.normal(0, 6, frame.shape)
     return np.clip(frame, 0, 255).astype(np.uint8)
 
@@ -29,7 +29,7 @@ def test_writes_one_label_png_per_frame_named_as_the_frame(tmp_path) -> None:
     frames.mkdir()
     rng = np.random.default_rng(1)
     for name in ("000002.png", "000001.png"):
-        cv2.imwrite(str(frames / name), field_and_road(rng))
+        cv2.imwrite(str(frames / name), cv2.cvtColor(field_and_road(rng), cv2.COLOR_RGB2BGR))
     assert main([str(frames), str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["000001.png", "000002.png"]
     written = cv2.imread(str(out / "000001.png"), cv2.IMREAD_UNCHANGED)

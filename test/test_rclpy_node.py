@@ -233,19 +233,21 @@ def test_a_signal_during_start_up_ends_the_node_at_once(tmp_path, domain, sig: i
     assert "stopped during start-up" in log.read_text(), log.read_text()
 
 
-def run_node_script(domain: int, script: str) -> subprocess.CompletedProcess:
-    """``ssp_node``'s entry point with its build replaced by ``script``'s, in a process of its own (rclpy's signal
-    handlers and default context are per process)."""
+def run_node_script(domain: int, patch: str) -> subprocess.CompletedProcess:
+    """``ssp_node``'s entry point, as the console script runs it, after ``patch`` (code that replaces parts of
+    ``node_main``, the module ``ssp_ros.ros.main``), in a process of its own (rclpy's signal handlers and default
+    context are per process)."""
+    script = (f"from ssp_ros.ros import main as node_main\n{patch}\n"
+              "import sys\nsys.argv = ['ssp_node']\nnode_main.entry()\n")
     env = {**os.environ, **ros_env(domain), "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=HUNG_S)
 
 
 INTERRUPTED_BUILD = """
-import os, signal, sys, time
+import os, signal, time
 import rclpy
 from std_msgs.msg import Header
-from ssp_ros.ros import main as node_main
 
 def interrupted_build(transport, *args, **kwargs):
     os.kill(os.getpid(), signal.{sig})
@@ -254,8 +256,6 @@ def interrupted_build(transport, *args, **kwargs):
     transport.node.create_publisher(Header, "late", 1)  # raises: the context is shut down
 
 node_main.make_node = interrupted_build
-sys.argv = ["ssp_node"]
-node_main.entry()
 """
 
 
@@ -272,10 +272,9 @@ def test_a_build_the_signal_ends_at_once_is_still_a_stop_during_start_up(domain,
 
 
 FAILED_BUILD_THEN_SIGTERM = """
-import os, signal, sys, time
+import os, signal, time
 import rclpy
 from ssp_ros.errors import SspError
-from ssp_ros.ros import main as node_main
 
 def failed_build(transport, *args, **kwargs):
     raise SspError("model.weights: no such file")
@@ -295,8 +294,6 @@ class Thread(node_main._NodeThread):
 
 node_main.make_node = failed_build
 node_main._NodeThread = Thread
-sys.argv = ["ssp_node"]
-node_main.entry()
 """
 
 
@@ -310,15 +307,10 @@ def test_a_start_up_error_keeps_its_exit_status_when_a_signal_follows(domain) ->
 
 
 BROKEN_BUILD = """
-import sys
-from ssp_ros.ros import main as node_main
-
 def broken_build(transport, *args, **kwargs):
     raise RuntimeError("a bug in the build")
 
 node_main.make_node = broken_build
-sys.argv = ["ssp_node"]
-node_main.entry()
 """
 
 

@@ -21,21 +21,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+from ssp_ros.errors import SspError
+from ssp_ros.io import image_files, read_png, write_png
 
 
-def excess_green(frame_bgr: np.ndarray) -> np.ndarray:
-    """H×W float32 ExG in [−1, 2] of an 8-bit BGR frame; black pixels (no chromaticity) get 0."""
-    bgr = frame_bgr.astype(np.float32)
-    total = bgr.sum(axis=2)
+def excess_green(frame_rgb: np.ndarray) -> np.ndarray:
+    """H×W float32 ExG in [−1, 2] of an 8-bit RGB frame; black pixels (no chromaticity) get 0."""
+    rgb = frame_rgb.astype(np.float32)
+    total = rgb.sum(axis=2)
     total[total == 0] = 1.0
-    b, g, r = (bgr[..., i] / total for i in range(3))
+    r, g, b = (rgb[..., i] / total for i in range(3))
     return 2.0 * g - r - b
 
 
-def vegetation_labels(frame_bgr: np.ndarray) -> np.ndarray:
+def vegetation_labels(frame_rgb: np.ndarray) -> np.ndarray:
     """H×W uint8: 1 where ExG is above this frame's Otsu threshold, else 0."""
-    exg = excess_green(frame_bgr)
+    exg = excess_green(frame_rgb)
     scaled = np.clip((exg + 1.0) * (255.0 / 3.0), 0, 255).astype(np.uint8)  # [−1, 2] → [0, 255]
     _, mask = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return mask
@@ -43,20 +44,17 @@ def vegetation_labels(frame_bgr: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("frames", type=Path, help="folder of frame images (jpg or png)")
+    parser.add_argument("frames", type=Path, help="folder of frame images, taken in the order ssp stabilise takes them")
     parser.add_argument("out", type=Path, help="folder for the label PNGs")
     args = parser.parse_args(argv)
-    paths = sorted(p for p in args.frames.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
-    if not paths:
-        print(f"exg_segmenter: no {'/'.join(FRAME_SUFFIXES)} frames in {args.frames}", file=sys.stderr)
+    try:
+        paths = image_files(args.frames)  # the frames ssp stabilise pairs the masks with, by sorted order
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            write_png(args.out / f"{path.stem}.png", vegetation_labels(read_png(path, color=True)))
+    except SspError as err:
+        print(f"exg_segmenter: {err}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            print(f"exg_segmenter: {path}: not a readable image", file=sys.stderr)
-            return 2
-        cv2.imwrite(str(args.out / f"{path.stem}.png"), vegetation_labels(frame))
     print(f"exg_segmenter: {len(paths)} label images in {args.out}")
     return 0
 
